@@ -1,0 +1,26 @@
+"""dnc_jax: deep neural collapse through the average gradient outer product, in JAX."""
+
+from dnc_jax.agop import agop, kernel_agop, kernel_gradients, matrix_power
+from dnc_jax.collapse import CollapseMetrics, collapse_metrics
+from dnc_jax.data import load_dataset, prepare
+from dnc_jax.kernels import gaussian_kernel, kernel_matrix, laplace_kernel
+from dnc_jax.solvers import KernelPredictor, fit_kernel_predictor, solve_psd
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CollapseMetrics",
+    "KernelPredictor",
+    "agop",
+    "collapse_metrics",
+    "fit_kernel_predictor",
+    "gaussian_kernel",
+    "kernel_agop",
+    "kernel_gradients",
+    "kernel_matrix",
+    "laplace_kernel",
+    "load_dataset",
+    "matrix_power",
+    "prepare",
+    "solve_psd",
+]

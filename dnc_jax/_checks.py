@@ -1,0 +1,52 @@
+"""Input validation shared by the public entry points (host side, before any jit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+
+def as_float_matrix(name: str, X: ArrayLike, *, dtype=None) -> jax.Array:
+    """Return ``X`` as a 2-D floating JAX array, or raise ``ValueError``.
+
+    Integer inputs become float32 (or ``dtype``); a float64 input stays float64 only
+    when ``jax_enable_x64`` is on, otherwise it becomes float32 without a warning.
+    """
+    arr = X if isinstance(X, jax.Array) else np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (samples x features); got shape {arr.shape}.")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample and one feature.")
+    if dtype is None:
+        dtype = arr.dtype if jnp.issubdtype(arr.dtype, jnp.floating) else jnp.float32
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    return jnp.asarray(arr, dtype=dtype)
+
+
+def check_finite(name: str, X: jax.Array) -> None:
+    """Raise ``ValueError`` if ``X`` holds a NaN or an infinity."""
+    if not bool(jnp.isfinite(X).all()):
+        raise ValueError(
+            f"{name} contains NaN or infinite values; clean or impute them before calling."
+        )
+
+
+def check_same_rows(name_a: str, a, name_b: str, b) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same number of rows."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} has {a.shape[0]} rows but {name_b} has {b.shape[0]}; "
+            "they must describe the same samples."
+        )
+
+
+def check_positive(name: str, value: float) -> None:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
+
+
+def check_nonnegative(name: str, value: float) -> None:
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number; got {value!r}.")

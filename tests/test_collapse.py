@@ -1,0 +1,183 @@
+"""Collapse metrics against a plain float64 reference, their invariances, bad input (issue 3)."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnc_jax import collapse_metrics
+
+METRICS = ("nc1", "nc1_pinv", "nc2", "nc2_etf", "equinorm", "equiangularity", "max_angle", "cdnv")
+
+
+def reference(H, y, C, W=None, preds=None, rcond=None):
+    """Plain float64 numpy, building the d x d scatter matrices (the textbook formulas)."""
+    H = np.asarray(H, dtype=np.float64)
+    n, d = H.shape
+    mu = np.stack([H[y == c].mean(axis=0) for c in range(C)])
+    mu_g = mu.mean(axis=0)
+    Mt = mu - mu_g
+    R = H - mu[y]
+    Sw = R.T @ R / n
+    Sb = Mt.T @ Mt / C
+    # pinv cut on eigenvalues of Sb = s^2 / C, i.e. at rcond^2 relative on singular values s
+    Sb_pinv = np.linalg.pinv(Sb, rcond=rcond**2, hermitian=True)
+    G = Mt @ Mt.T
+    norms = np.linalg.norm(Mt, axis=1)
+    cos = G / np.outer(norms, norms)
+    E = (1 + 1 / (C - 1)) * np.eye(C) - np.ones((C, C)) / (C - 1)
+    off = ~np.eye(C, dtype=bool)
+    Gu = mu @ mu.T
+    var = np.array([np.mean(np.sum((H[y == c] - mu[c]) ** 2, axis=1)) for c in range(C)])
+    pairs = [(var[a] + var[b]) / (2 * np.sum((mu[a] - mu[b]) ** 2))
+             for a in range(C) for b in range(a + 1, C)]
+    ncc = np.argmin(((H[:, None, :] - mu[None]) ** 2).sum(-1), axis=1)
+    out = dict(
+        nc1=np.trace(Sw) / np.trace(Sb),
+        nc1_pinv=np.trace(Sw @ Sb_pinv) / C,
+        nc2=np.mean((cos - E) ** 2),
+        nc2_etf=np.linalg.norm(G / np.linalg.norm(G) - (np.eye(C) - 1 / C) / np.sqrt(C - 1)),
+        nc2_orthogonal=np.linalg.norm(Gu / np.linalg.norm(Gu) - np.eye(C) / np.sqrt(C)),
+        equinorm=norms.std() / norms.mean(),
+        equiangularity=cos[off].std(),
+        max_angle=np.mean(np.abs(cos[off] + 1 / (C - 1))),
+        cdnv=np.mean(pairs),
+        trace_within=np.trace(Sw),
+        trace_between=np.trace(Sb),
+        trace_total=np.mean(np.sum((H - mu_g) ** 2, axis=1)),
+        ncc_accuracy=np.mean(ncc == y),
+    )
+    if W is not None:
+        out["nc3"] = np.sum((W / np.linalg.norm(W) - Mt / np.linalg.norm(Mt)) ** 2)
+    if preds is not None:
+        out["ncc_mismatch"] = np.mean(ncc != preds)
+    return out
+
+
+def _features(rng, n, d, C, spread=1.0, mean_rank=None):
+    y = rng.permutation(np.arange(n) % C)
+    means = rng.standard_normal((C, d)) * 3
+    if mean_rank is not None:  # class means confined to a low-dimensional subspace
+        means = rng.standard_normal((C, mean_rank)) @ rng.standard_normal((mean_rank, d))
+    noise = spread * rng.standard_normal((n, d))
+    if mean_rank is not None:  # empirical class means exactly equal to the low-rank means
+        noise -= np.stack([noise[y == c].mean(axis=0) for c in range(C)])[y]
+    return means[y] + noise, y
+
+
+@pytest.mark.parametrize(
+    "n,d,C,mean_rank", [(300, 20, 5, None), (60, 200, 6, None), (200, 30, 8, 3), (40, 100, 4, 2)]
+)
+def test_matches_float64_reference(rng, x64, n, d, C, mean_rank):
+    H, y = _features(rng, n, d, C, mean_rank=mean_rank)
+    W = rng.standard_normal((C, d))
+    preds = rng.integers(0, C, n)
+    rtol = 1e-6
+    got = collapse_metrics(H, y, classifier=W, predictions=preds, chunk_size=37, rtol=rtol)
+    ref = reference(H, y, C, W, preds, rcond=rtol)
+    for name, value in ref.items():
+        np.testing.assert_allclose(getattr(got, name), value, rtol=1e-6, atol=1e-12, err_msg=name)
+    expected_rank = min(C - 1, mean_rank or C)
+    assert got.nc1_pinv_rank == expected_rank
+
+
+def test_float32_large_offset_nc1_pinv(rng):
+    H, y = _features(rng, 2000, 64, 10, spread=0.5)
+    H32 = (H + 1e4).astype(np.float32)
+    exact = collapse_metrics(H32.astype(np.float64), y)  # float64 math on the same values
+    ref = reference(H32, y, 10, rcond=1e-6)
+    got = collapse_metrics(H32, y)
+    assert got.nc1_pinv > 0
+    assert abs(got.nc1_pinv - ref["nc1_pinv"]) <= 1e-3 * ref["nc1_pinv"]
+    assert abs(got.nc1 - ref["nc1"]) <= 1e-3 * ref["nc1"]
+    assert exact.nc1_pinv > 0
+
+
+@st.composite
+def _problem(draw):
+    seed = draw(st.integers(0, 2**31 - 1))
+    C = draw(st.integers(2, 6))
+    d = draw(st.integers(C, 12))
+    n = draw(st.integers(2 * C, 40))
+    return np.random.default_rng(seed), n, d, C
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_problem())
+def test_invariances(x64, problem):
+    rng, n, d, C = problem
+    H, y = _features(rng, n, d, C)
+    W = rng.standard_normal((C, d))
+    base = collapse_metrics(H, y, classifier=W, rtol=1e-9)
+    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    perm = rng.permutation(C)
+    shift = rng.standard_normal(d) * 10
+    rotated = collapse_metrics(H @ Q, y, classifier=W @ Q, rtol=1e-9)
+    scaled = collapse_metrics(3.7 * H, y, classifier=W, rtol=1e-9)
+    moved = collapse_metrics(H + shift, y, classifier=W, rtol=1e-9)
+    inverse = np.argsort(perm)
+    relabelled = collapse_metrics(H, perm[y], classifier=W[inverse], rtol=1e-9)
+    for name in METRICS + ("nc3",):
+        for other in (rotated, scaled, moved, relabelled):
+            np.testing.assert_allclose(getattr(other, name), getattr(base, name), rtol=1e-6,
+                                       atol=1e-10, err_msg=name)
+    # uncentred by design: rotation, scale and relabelling only
+    for other in (rotated, scaled, relabelled):
+        np.testing.assert_allclose(other.nc2_orthogonal, base.nc2_orthogonal, rtol=1e-6)
+
+
+def test_ideal_geometries(x64):
+    C, d, per = 5, 8, 4
+    # simplex ETF class means, every sample exactly at its class mean
+    etf = np.eye(C) - 1.0 / C
+    means = np.zeros((C, d))
+    means[:, :C] = etf
+    y = np.repeat(np.arange(C), per)
+    H = means[y]
+    m = collapse_metrics(H, y)
+    assert m.nc1 <= 1e-20 and m.nc1_pinv <= 1e-20
+    for name in ("nc2", "nc2_etf", "max_angle", "equinorm", "equiangularity"):
+        assert abs(getattr(m, name)) <= 1e-12, name
+    # orthogonal frame (post-ReLU geometry)
+    frame = np.zeros((C, d))
+    frame[:, :C] = 2.0 * np.eye(C)
+    assert collapse_metrics(frame[y], y).nc2_orthogonal <= 1e-12
+    # a single-sample class has zero spread and is fine
+    H1 = np.concatenate([H, means[:1] + 0.1])
+    y1 = np.concatenate([y, [0]])
+    assert collapse_metrics(H1[[0, 4, 8, 12, 16]], y1[[0, 4, 8, 12, 16]]).nc1 == 0.0
+
+
+def test_bad_input(rng):
+    H, y = _features(rng, 50, 6, 3)
+    with pytest.raises(ValueError, match="50 rows"):
+        collapse_metrics(H, y[:-1])
+    with pytest.raises(ValueError, match="lie in"):
+        collapse_metrics(H, y, num_classes=2)
+    with pytest.raises(ValueError, match="lie in"):
+        collapse_metrics(H, np.where(y == 0, -1, y))
+    with pytest.raises(ValueError, match="no samples"):
+        collapse_metrics(H, y, num_classes=5)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        collapse_metrics(H, np.zeros(50, int))
+    bad = H.copy()
+    bad[7, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        collapse_metrics(bad, y)
+    with pytest.raises(ValueError, match="coincide"):
+        collapse_metrics(np.ones((50, 6)), y)
+    with pytest.raises(ValueError, match="classifier"):
+        collapse_metrics(H, y, classifier=np.ones((3, 5)))
+
+
+def test_jax_input_and_to_dict(rng):
+    import json
+
+    import jax.numpy as jnp
+
+    H, y = _features(rng, 100, 10, 4)
+    a = collapse_metrics(jnp.asarray(H, jnp.float32), jnp.asarray(y), predictions=y)
+    b = collapse_metrics(H.astype(np.float32), y, predictions=y)
+    assert a == b
+    d = json.loads(json.dumps(a.to_dict()))
+    assert d["nc3"] is None and d["ncc_mismatch"] is not None and d["num_classes"] == 4

@@ -1,0 +1,116 @@
+"""Datasets and the paper's preparation (issue 4). No test touches the network."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from dnc_jax import load_dataset, prepare
+from dnc_jax.data import DatasetNotPreparedError, balanced_indices, one_hot_pm1
+
+
+def test_mnist5k_offline():
+    X, y = load_dataset("mnist5k", split="all")
+    assert X.shape == (5000, 784) and X.dtype == np.float32
+    np.testing.assert_array_equal(np.bincount(y), np.full(10, 500))
+    assert X.min() == 0 and X.max() == 255
+    Xtr, ytr = load_dataset("mnist5k")
+    Xte, yte = load_dataset("mnist5k", split="test")
+    assert Xtr.shape == (4000, 784) and Xte.shape == (1000, 784)
+    np.testing.assert_array_equal(np.bincount(yte), np.full(10, 100))
+    # the split is a partition of the 5,000 images, and the first n mix the classes
+    rows = {r.tobytes() for r in np.concatenate([Xtr, Xte])}
+    assert len(rows) == len({r.tobytes() for r in X})
+    assert len(np.unique(ytr[:50])) == 10
+    np.testing.assert_array_equal(load_dataset("mnist5k", n=100)[0], Xtr[:100])
+
+
+def test_digits_and_bad_arguments():
+    X, y = load_dataset("digits", split="all")
+    assert X.shape == (1797, 64) and set(np.unique(y)) == set(range(10))
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        load_dataset("imagenet")
+    with pytest.raises(ValueError, match="only"):
+        load_dataset("digits", n=10**6)
+    with pytest.raises(ValueError, match="split"):
+        load_dataset("digits", split="val")
+
+
+def test_prepare_matches_numpy(rng):
+    X = rng.standard_normal((50, 6)).astype(np.float32) * 3 + 1
+    X[:, 2] = 4.0  # zero variance
+    y = rng.integers(0, 3, 50)
+    Xt = rng.standard_normal((10, 6)).astype(np.float32)
+    yt = rng.integers(0, 3, 10)
+    data = prepare(X, y, Xt, yt, n=40)
+    mean, std = X[:40].astype(np.float64).mean(0), X[:40].astype(np.float64).std(0)
+    expect = (X[:40] - mean) / np.where(std > 0, std, 1)
+    expect[:, 2] = 0
+    np.testing.assert_allclose(data.X_train, expect, rtol=1e-5, atol=1e-6)
+    expect_t = (Xt - mean) / np.where(std > 0, std, 1)
+    expect_t[:, 2] = 0
+    np.testing.assert_allclose(data.X_test, expect_t, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(data.Y_train, np.where(np.eye(3)[y[:40]] > 0, 1.0, -1.0))
+    assert data.num_classes == 3
+    sorted_data = prepare(X, y, sort_by_class=True)
+    assert np.all(np.diff(sorted_data.y_train) >= 0)
+    idx = balanced_indices(np.repeat(np.arange(3), 20), 30, seed=1)
+    np.testing.assert_array_equal(np.bincount(np.repeat(np.arange(3), 20)[idx]), [10, 10, 10])
+    assert one_hot_pm1(np.array([1]), 3).tolist() == [[-1.0, 1.0, -1.0]]
+    with pytest.raises(ValueError, match="n="):
+        prepare(X, y, n=51)
+
+
+@pytest.mark.parametrize(
+    "name,shape", [("mnist", 784), ("fashion_mnist", 784), ("cifar10", 3072), ("svhn", 3072)]
+)
+def test_tfds_path_with_mock_data(name, shape):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        X, y = load_dataset(name, split="test", n=9)
+    assert X.shape == (9, shape) and X.dtype == np.float32
+    assert y.dtype == np.int64 and y.min() >= 0 and y.max() <= 9
+    assert "tensorflow" not in sys.modules  # read without TensorFlow
+
+
+def test_tfds_unprepared_message(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(DatasetNotPreparedError, match="tfds build mnist"):
+        load_dataset("mnist", data_dir=str(tmp_path))
+
+
+def test_tfds_missing_extra_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(ImportError, match=r"dnc-jax\[tfds\]"):
+        load_dataset("cifar10")
+
+
+def test_synthetic_generators_are_deterministic():
+    for name, options in [
+        ("gaussian_mixture", {"separation": 2.0}),
+        ("modular_arithmetic", {"p": 11, "op": "/"}),
+        ("multi_index", {"k": 3}),
+    ]:
+        a = load_dataset(name, seed=3, **options)
+        b = load_dataset(name, seed=3, **options)
+        c = load_dataset(name, seed=4, **options)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert not np.array_equal(a[0], c[0]) or not np.array_equal(a[1], c[1])
+
+
+def test_synthetic_tasks_are_what_they_say():
+    from dnc_jax.data import modular_arithmetic, multi_index
+
+    Xtr, ytr, Xte, yte = modular_arithmetic(p=7, op="*", train_fraction=0.5, seed=0)
+    X = np.concatenate([Xtr, Xte])
+    y = np.concatenate([ytr, yte])
+    a, b = X[:, :7].argmax(1), X[:, 7:].argmax(1)
+    np.testing.assert_array_equal(y, (a * b) % 7)
+    assert len(y) == 49 and X.sum(1).tolist() == [2.0] * 49
+    X, y, U = multi_index(n=200, d=10, k=3, seed=1)
+    np.testing.assert_array_equal(y, np.argmax(X @ U.T, axis=1))
+    np.testing.assert_allclose(U @ U.T, np.eye(3), atol=1e-12)
+    # train and test of one seed share the task's hidden directions
+    Xt, yt = load_dataset("multi_index", split="test", n=50, seed=1, d=10, k=3)
+    np.testing.assert_array_equal(yt, np.argmax(Xt.astype(np.float64) @ U.T, axis=1))

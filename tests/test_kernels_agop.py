@@ -1,0 +1,159 @@
+"""Kernels, kernel ridge solves and the two AGOP routes (issue 2)."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dnc_jax import (
+    agop,
+    fit_kernel_predictor,
+    gaussian_kernel,
+    kernel_agop,
+    laplace_kernel,
+    matrix_power,
+)
+from conftest import RTOL
+
+
+def _rel(a, b):
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+def _data(rng, dtype, n=40, d=6, C=3):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    Y = rng.standard_normal((n, C)).astype(dtype)
+    A = rng.standard_normal((d, d))
+    M = (A @ A.T / d).astype(dtype)
+    return X, Y, M
+
+
+def test_kernels_match_direct_formula(rng, x64):
+    X, _, M = _data(rng, np.float64)
+    Z = rng.standard_normal((7, X.shape[1]))
+    diff = X[:, None, :] - Z[None, :, :]
+    dist_m = np.sqrt(np.einsum("nmd,de,nme->nm", diff, M, diff))
+    np.testing.assert_allclose(laplace_kernel(X, Z, 2.0, M), np.exp(-dist_m / 2.0), rtol=1e-12)
+    dist = np.linalg.norm(diff, axis=-1)
+    np.testing.assert_allclose(
+        gaussian_kernel(X, Z, 1.5, block_size=3), np.exp(-(dist**2) / (2 * 1.5**2)), rtol=1e-12
+    )
+    # a point against itself is at distance exactly 0
+    np.testing.assert_array_equal(np.diag(laplace_kernel(X, X, 1.0)), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
+@pytest.mark.parametrize("with_metric", [False, True])
+@pytest.mark.parametrize("centered", [False, True])
+def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered):
+    with jax.enable_x64(dtype == np.float64):
+        X, Y, M = _data(rng, dtype)
+        # bandwidth 1 keeps the Gaussian solve well conditioned (at 2 its coefficients
+        # reach ~1e3 and float32 predictions themselves lose ~1e-4 to cancellation)
+        pred = fit_kernel_predictor(
+            X, Y, kernel=kernel, bandwidth=2.0 if kernel == "laplace" else 1.0, reg=1e-3,
+            M=M if with_metric else None,
+        )
+        # training points (zero-distance self term) and fresh points
+        Xe = np.concatenate([X[:15], rng.standard_normal((10, X.shape[1])).astype(dtype)])
+        closed = kernel_agop(pred, Xe, batch_size=8, centered=centered)
+        auto = agop(pred.predict_one, Xe, centered=centered)
+        assert closed.dtype == dtype
+        assert _rel(closed, auto) <= (1e-5 if dtype == np.float64 else 1e-4)
+
+
+def test_kernel_agop_options(rng, x64):
+    X, Y, M = _data(rng, np.float64)
+    pred = fit_kernel_predictor(X, Y, bandwidth=2.0, reg=1e-3, M=M)
+    full = kernel_agop(pred, X)
+    np.testing.assert_allclose(kernel_agop(pred, X, diag=True), np.diag(full), rtol=1e-12)
+    np.testing.assert_allclose(
+        kernel_agop(pred, X, normalize="max"), full / np.abs(full).max(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        agop(pred.predict_one, X, normalize="trace", diag=True),
+        np.diag(full) / np.trace(full),
+        rtol=1e-10,
+    )
+
+
+def test_agop_of_linear_map_is_gram(rng, x64):
+    A = rng.standard_normal((4, 9))
+    X = rng.standard_normal((13, 9))
+    out = agop(lambda x, A: A @ x, X, jnp.asarray(A), batch_size=5)
+    np.testing.assert_allclose(out, A.T @ A, rtol=1e-13)
+    # C > d takes the forward-mode route; same answer
+    B = rng.standard_normal((12, 3))
+    np.testing.assert_allclose(agop(lambda x: jnp.asarray(B) @ x, X[:, :3]), B.T @ B, rtol=1e-13)
+    # centring removes the (constant) mean Jacobian entirely
+    np.testing.assert_allclose(
+        agop(lambda x: jnp.asarray(B) @ x, X[:, :3], centered=True), 0.0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 7, 30, None])
+def test_agop_does_not_depend_on_batch_size(rng, batch_size):
+    X, Y, _ = _data(rng, np.float32, n=30)
+    pred = fit_kernel_predictor(X, Y, kernel="gaussian", bandwidth=3.0, reg=1e-2)
+    ref = kernel_agop(pred, X)
+    assert _rel(kernel_agop(pred, X, batch_size=batch_size), ref) <= 1e-6
+    assert _rel(agop(pred.predict_one, X, batch_size=batch_size), ref) <= RTOL[np.dtype("float32")]
+
+
+def test_matrix_power(rng):
+    A = rng.standard_normal((8, 5))
+    M = (A @ A.T).astype(np.float32)  # PSD, rank 5
+    root = matrix_power(M, 0.5)
+    assert root.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(root, np.float64) @ np.asarray(root, np.float64), M,
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(matrix_power(M, 1.0), M, rtol=1e-5, atol=1e-4)
+    # negative eigenvalues (round-off of a PSD matrix) are clipped, never NaN
+    bad = M.astype(np.float64) - 1e-9 * np.eye(8)
+    assert np.isfinite(np.asarray(matrix_power(bad, 0.5))).all()
+
+
+def test_interpolation_on_duplicates_never_nan(rng):
+    X, Y, _ = _data(rng, np.float32, n=20)
+    X = np.concatenate([X, X[:5]])
+    Y = np.concatenate([Y, Y[:5]])
+    with pytest.warns(RuntimeWarning, match="jitter"):
+        pred = fit_kernel_predictor(X, Y, bandwidth=1.0, reg=0.0)
+    assert np.isfinite(np.asarray(pred.coefs)).all()
+
+
+def test_interpolation_reproduces_targets(rng, x64):
+    X, Y, _ = _data(rng, np.float64, n=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred = fit_kernel_predictor(X, Y, kernel="laplace", bandwidth=1.0, reg=0.0)
+    np.testing.assert_allclose(pred.predict(X, block_size=7), Y, atol=1e-8)
+    np.testing.assert_allclose(jax.vmap(pred.predict_one)(jnp.asarray(X)), Y, atol=1e-8)
+
+
+def test_bad_inputs_raise(rng):
+    X, Y, _ = _data(rng, np.float32)
+    with pytest.raises(ValueError, match="rows"):
+        fit_kernel_predictor(X, Y[:-1], bandwidth=1.0)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit_kernel_predictor(bad, Y, bandwidth=1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        agop(lambda x: x, bad)
+    with pytest.raises(ValueError, match="bandwidth"):
+        fit_kernel_predictor(X, Y, bandwidth=0.0)
+    with pytest.raises(ValueError, match="reg"):
+        fit_kernel_predictor(X, Y, bandwidth=1.0, reg=-1.0)
+    with pytest.raises(ValueError, match="kernel"):
+        fit_kernel_predictor(X, Y, kernel="cosine", bandwidth=1.0)
+    with pytest.raises(ValueError, match="2-D"):
+        fit_kernel_predictor(X[0], Y, bandwidth=1.0)
+    pred = fit_kernel_predictor(X, Y, bandwidth=1.0)
+    with pytest.raises(ValueError, match="features"):
+        kernel_agop(pred, X[:, :3])
+    with pytest.raises(ValueError, match="normalize"):
+        kernel_agop(pred, X, normalize="sum")
