@@ -21,6 +21,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
+from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.kernels import safe_sqrt, kernel_from_sq_distances, squared_distances
 from dnc_jax.solvers import KernelPredictor
 
@@ -28,38 +29,26 @@ Normalize = Literal["max", "trace"] | None
 NORMALIZATIONS = (None, "none", "max", "trace")
 
 
-def _batched_sums(jac_fn: Callable, X: jax.Array, batch_size: int, centered: bool, diag: bool):
-    """Sum ``J^T J`` (or its diagonal) and ``J`` over ``X`` in batches of ``batch_size`` rows.
+def jacobian_sums(jac_fn: Callable, arrays: tuple, batch_size: int, centered: bool, diag: bool):
+    """Sum ``J^T J`` (or its diagonal) and, when ``centered``, ``J`` over row batches.
 
-    ``jac_fn`` maps a ``(b, d)`` batch to its ``(b, C, d)`` Jacobians. The last batch is
-    padded with copies of the last row, whose Jacobians are weighted by 0.
+    ``jac_fn`` maps ``batch_size`` rows of each array in ``arrays`` (row-aligned) to the
+    ``(b, C, d)`` Jacobians of those samples; no array is padded or copied.
+
+    Returns:
+      ``(outer, total)``: ``(d, d)`` (or ``(d,)``) and ``(C, d)`` (or ``()``).
     """
-    m, d = X.shape
-    num_batches = -(-m // batch_size)
-    padded = jnp.pad(X, ((0, num_batches * batch_size - m), (0, 0)), mode="edge")
-    weights = (jnp.arange(num_batches * batch_size) < m).astype(X.dtype)
 
-    def step(carry, inputs):
-        outer, total = carry
-        Xb, wb = inputs
-        J = jac_fn(Xb) * wb[:, None, None]
-        Jflat = J.reshape(-1, d)
-        outer = outer + (jnp.sum(Jflat * Jflat, axis=0) if diag else Jflat.T @ Jflat)
-        if centered:
-            total = total + jnp.sum(J, axis=0)
-        return (outer, total), None
+    def sums(*blocks):
+        J = jac_fn(*blocks)
+        Jflat = J.reshape(-1, J.shape[-1])
+        outer = jnp.sum(Jflat * Jflat, axis=0) if diag else Jflat.T @ Jflat
+        return outer, (jnp.sum(J, axis=0) if centered else jnp.zeros((), J.dtype))
 
-    C = jax.eval_shape(jac_fn, padded[:batch_size]).shape[1]
-    init = (
-        jnp.zeros((d,) if diag else (d, d), X.dtype),
-        jnp.zeros((C, d), X.dtype) if centered else jnp.zeros((), X.dtype),
-    )
-    xs = (padded.reshape(num_batches, batch_size, d), weights.reshape(num_batches, batch_size))
-    (outer, total), _ = jax.lax.scan(step, init, xs)
-    return outer, total
+    return row_chunk_sum(sums, arrays, batch_size)
 
 
-def _finish(outer, total, m, centered, diag, normalize, M=None):
+def finish_agop(outer, total, m, centered, diag, normalize, M=None):
     """Mean, centring, metric sandwich ``M A M`` and normalisation of accumulated sums.
 
     ``outer`` is the full ``(d, d)`` sum, or its diagonal ``(d,)``; with a metric ``M``
@@ -103,8 +92,8 @@ def _agop_autodiff(f, X, args, batch_size, centered, diag, normalize, forward):
         J = jax.vmap(jac, in_axes=(0,) + (None,) * len(args))(Xb, *args)
         return J.reshape(Xb.shape[0], -1, Xb.shape[1])
 
-    outer, total = _batched_sums(jac_fn, X, batch_size, centered, diag)
-    return _finish(outer, total, X.shape[0], centered, diag, normalize)
+    outer, total = jacobian_sums(jac_fn, (X,), batch_size, centered, diag)
+    return finish_agop(outer, total, X.shape[0], centered, diag, normalize)
 
 
 def agop(
@@ -136,6 +125,39 @@ def agop(
     return _agop_autodiff(f, X, tuple(args), batch_size, centered, diag, normalize, forward)
 
 
+def gradient_weights(d2: jax.Array, kernel: str, bandwidth: float):
+    """Kernel values ``K`` and gradient weights ``W`` from squared distances (``(b, n)`` each).
+
+    ``grad_x k(x, x_j) = W_j M (x_j - x)`` with Laplace ``W = k / (L ||x - x_j||_M)`` (0 at
+    distance 0: the self term) and Gaussian ``W = k / L^2``.
+    """
+    K = kernel_from_sq_distances(d2, kernel, bandwidth)
+    if kernel == "laplace":
+        dist = safe_sqrt(d2)
+        return K, jnp.where(dist > 0, K / jnp.where(dist > 0, dist, 1.0), 0.0) / bandwidth
+    return K, K / bandwidth**2
+
+
+def coef_outer_centers(coefs: jax.Array, centers: jax.Array) -> jax.Array:
+    """Rows ``alpha_j (x) x_j``: ``(n, C), (n, d) -> (n, C * d)``."""
+    n, C = coefs.shape
+    return (coefs[:, :, None] * centers[:, None, :]).reshape(n, C * centers.shape[1])
+
+
+def gradients_from_weights(
+    W: jax.Array, coefs: jax.Array, coef_centers: jax.Array, Xb: jax.Array
+) -> jax.Array:
+    """Metric-free gradients ``G = W (alpha (x) X) - (W alpha) (.) x`` of a kernel predictor.
+
+    ``grad f_c(x) = G[c] M``. Args: ``W`` ``(b, n)`` gradient weights, ``coefs`` ``(n, C)``,
+    ``coef_centers`` ``(n, C * d)`` from ``coef_outer_centers``, ``Xb`` ``(b, d)``.
+    Returns ``(b, C, d)``; no ``(b, n, d)`` tensor is formed.
+    """
+    b, d = Xb.shape
+    first = (W @ coef_centers).reshape(b, -1, d)
+    return first - (W @ coefs)[:, :, None] * Xb[:, None, :]
+
+
 def kernel_gradients(
     Xb: jax.Array,
     centers: jax.Array,
@@ -147,39 +169,26 @@ def kernel_gradients(
 ) -> jax.Array:
     """Metric-free gradients ``G`` of a kernel predictor at a block of points.
 
-    ``grad f_c(x) = G[c] M`` with ``G[c] = (1/L) sum_j alpha_jc w(x, x_j) (x_j - x)``,
-    Laplace ``w = k / ||x - x_j||_M`` (0 at distance 0), Gaussian ``w = k / L`` (so the
-    prefactor is ``1/L^2``). In matrix form ``G = (1/L) [W (alpha (x) X) - (W alpha) (.) x]``;
-    no ``(b, n, d)`` tensor is formed.
+    ``grad f_c(x) = G[c] M`` with ``G[c] = sum_j alpha_jc W(x, x_j) (x_j - x)`` (see
+    ``gradient_weights``): DESIGN.md's ``G = (1/L) [W (alpha (x) X) - (W alpha) (.) Z]``.
 
     Args:
       Xb: ``(b, d)`` evaluation points.
       centers: ``(n, d)`` centres ``x_j``; coefs: ``(n, C)``; M: optional ``(d, d)`` metric.
-      coef_centers: optional precomputed ``(n, C * d)`` rows ``alpha_j (x) x_j``.
+      coef_centers: optional precomputed ``coef_outer_centers(coefs, centers)``.
 
     Returns:
       ``(b, C, d)``.
     """
-    n, d = centers.shape
-    C = coefs.shape[1]
-    d2 = squared_distances(Xb, centers, M)
-    K = kernel_from_sq_distances(d2, kernel, bandwidth)
-    if kernel == "laplace":
-        dist = safe_sqrt(d2)
-        W = jnp.where(dist > 0, K / jnp.where(dist > 0, dist, 1.0), 0.0) / bandwidth
-    else:
-        W = K / bandwidth**2
+    _, W = gradient_weights(squared_distances(Xb, centers, M), kernel, bandwidth)
     if coef_centers is None:
-        coef_centers = (coefs[:, :, None] * centers[:, None, :]).reshape(n, C * d)
-    first = (W @ coef_centers).reshape(-1, C, d)
-    return first - (W @ coefs)[:, :, None] * Xb[:, None, :]
+        coef_centers = coef_outer_centers(coefs, centers)
+    return gradients_from_weights(W, coefs, coef_centers, Xb)
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "centered", "diag", "normalize"))
 def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
-    n, d = predictor.centers.shape
-    C = predictor.coefs.shape[1]
-    coef_centers = (predictor.coefs[:, :, None] * predictor.centers[:, None, :]).reshape(n, C * d)
+    coef_centers = coef_outer_centers(predictor.coefs, predictor.centers)
 
     def jac_fn(Xb):
         return kernel_gradients(
@@ -188,8 +197,8 @@ def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
         )
 
     diag_sums = diag and predictor.M is None  # with a metric, diag(M A M) needs all of A
-    outer, total = _batched_sums(jac_fn, X, batch_size, centered, diag_sums)
-    return _finish(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
+    outer, total = jacobian_sums(jac_fn, (X,), batch_size, centered, diag_sums)
+    return finish_agop(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
 
 
 def kernel_agop(

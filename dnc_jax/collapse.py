@@ -32,6 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
+from dnc_jax.blocks import row_chunk_sum
 
 DEFAULT_CHUNK = 4096
 
@@ -82,27 +83,6 @@ class CollapseMetrics(NamedTuple):
                 for k, v in self._asdict().items()}
 
 
-def _chunked_sum(fn, arrays: tuple, chunk: int):
-    """``sum_k fn(*chunk_k)`` over row chunks of ``arrays`` (equal row counts), without copies.
-
-    Full chunks run in a ``fori_loop`` over ``dynamic_slice``s; the remainder is one more call.
-    """
-    n = arrays[0].shape[0]
-    chunk = min(chunk, n)
-    full = n // chunk
-    shapes = jax.eval_shape(fn, *(a[:chunk] for a in arrays))
-    init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-    def body(i, acc):
-        parts = (jax.lax.dynamic_slice_in_dim(a, i * chunk, chunk) for a in arrays)
-        return jax.tree.map(jnp.add, acc, fn(*parts))
-
-    acc = jax.lax.fori_loop(0, full, body, init)
-    if n % chunk:
-        acc = jax.tree.map(jnp.add, acc, fn(*(a[full * chunk:] for a in arrays)))
-    return acc
-
-
 @functools.partial(jax.jit, static_argnames=("num_classes", "chunk"))
 def class_sums(features: jax.Array, labels: jax.Array, num_classes: int, chunk: int):
     """First pass: per-class sums of ``h_i - h_0`` and whether every feature is finite.
@@ -119,7 +99,7 @@ def class_sums(features: jax.Array, labels: jax.Array, num_classes: int, chunk: 
         onehot = jax.nn.one_hot(y, num_classes, dtype=H.dtype)
         return onehot.T @ (H - ref), jnp.isfinite(H).all().astype(jnp.int32)
 
-    sums, finite_chunks = _chunked_sum(fn, (features, labels), chunk)
+    sums, finite_chunks = row_chunk_sum(fn, (features, labels), chunk)
     num_chunks = -(-features.shape[0] // min(chunk, features.shape[0]))
     return sums, finite_chunks == num_chunks
 
@@ -149,7 +129,7 @@ def residual_sums(features, labels, predictions, means, pinv_proj, chunk: int):
             jnp.sum(ncc != p).astype(jnp.int32),
         )
 
-    return _chunked_sum(fn, (features, labels, predictions), chunk)
+    return row_chunk_sum(fn, (features, labels, predictions), chunk)
 
 
 def _as_labels(name: str, labels: ArrayLike, n: int) -> np.ndarray:

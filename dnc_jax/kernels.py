@@ -9,33 +9,18 @@ against itself has distance 0 in float32 too; the square root is taken through a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+
+from dnc_jax.blocks import map_row_blocks
 
 KernelName = Literal["laplace", "gaussian"]
 KERNELS = ("laplace", "gaussian")
 
 # Multiple of the dtype's machine epsilon under which a relative squared distance is 0.
 ZERO_TOL = 100.0
-
-
-def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
-    """Apply ``fn`` to blocks of ``block_size`` rows of ``X`` and stack the results.
-
-    ``fn`` maps a ``(b, d)`` block to a pytree of arrays with leading dimension ``b``.
-    Memory of the intermediates is bounded by one block; the last block is padded by
-    repeating the last row, and the padding is cut off again.
-    """
-    n = X.shape[0]
-    if block_size is None or block_size >= n:
-        return fn(X)
-    num_blocks = -(-n // block_size)
-    padded = jnp.pad(X, ((0, num_blocks * block_size - n), (0, 0)), mode="edge")
-    out = jax.lax.map(fn, padded.reshape(num_blocks, block_size, X.shape[1]))
-    return jax.tree.map(lambda o: o.reshape(num_blocks * block_size, *o.shape[2:])[:n], out)
 
 
 def squared_distances(X: jax.Array, Z: jax.Array, M: jax.Array | None = None) -> jax.Array:

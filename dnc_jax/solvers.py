@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.kernels import KERNELS, KernelName, kernel_matrix, map_row_blocks
+from dnc_jax.blocks import map_row_blocks
+from dnc_jax.kernels import KERNELS, KernelName, kernel_matrix
 
 # Jitter added to the diagonal on retry, relative to the mean diagonal of K.
 _JITTER_STEPS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -33,33 +35,51 @@ def _cholesky_solve(K: jax.Array, Y: jax.Array, shift: jax.Array) -> tuple[jax.A
     return alpha, jnp.isfinite(alpha).all() & jnp.isfinite(factor[0]).all()
 
 
-def solve_psd(K: jax.Array, Y: jax.Array, reg: float) -> jax.Array:
+def solve_psd(
+    K: jax.Array,
+    Y: jax.Array,
+    reg: float,
+    *,
+    kernel64: Callable[[], jax.Array] | None = None,
+) -> jax.Array:
     """``(K + reg I)^(-1) Y`` for a symmetric PSD ``K`` (``(n, n)``, ``Y`` ``(n, C)``).
 
-    Retries with jitter ``eps_k * mean(diag K)`` (``eps_k`` in 1e-7 .. 1e-2) and warns
-    when the plain factorisation fails; raises ``ValueError`` when all retries fail.
+    If the Cholesky factorisation in ``K``'s dtype fails and ``kernel64`` is given, it is
+    called under ``jax.enable_x64`` to rebuild ``K`` in float64 (float32 distances of
+    nearly coincident points, as in deeply collapsed layers, can make a float32 kernel
+    matrix indefinite by more than ``reg``) and the solve is repeated there. If that fails
+    too, a growing jitter ``eps_k * mean(diag K)`` (``eps_k`` in 1e-7 .. 1e-2) is added with
+    a ``RuntimeWarning``; a ``ValueError`` says what to change when all retries fail.
+    The coefficients are returned in ``K``'s dtype.
     """
     if not bool(jnp.isfinite(K).all()):
         raise ValueError(
             "The kernel matrix has non-finite entries; check the inputs' scale and the bandwidth."
         )
-    reg_arr = jnp.asarray(reg, dtype=K.dtype)
-    alpha, ok = _cholesky_solve(K, Y, reg_arr)
+    dtype = K.dtype
+    alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg, dtype=dtype))
     if bool(ok):
         return alpha
     scale = float(jnp.mean(jnp.diagonal(K))) or 1.0
-    for step in _JITTER_STEPS:
-        jitter = step * scale
-        alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg + jitter, dtype=K.dtype))
-        if bool(ok):
-            warnings.warn(
-                f"Kernel matrix + reg*I (reg={reg:g}) is not numerically positive definite "
-                f"(duplicate points or reg too small); added jitter {jitter:.3g} to the "
-                "diagonal. Pass a larger reg to silence this.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return alpha
+    with jax.enable_x64(kernel64 is not None):
+        if kernel64 is not None:
+            K = kernel64()
+            Y = jnp.asarray(Y, K.dtype)
+            alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg, dtype=K.dtype))
+            if bool(ok):
+                return alpha.astype(dtype)
+        for step in _JITTER_STEPS:
+            jitter = step * scale
+            alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg + jitter, dtype=K.dtype))
+            if bool(ok):
+                warnings.warn(
+                    f"Kernel matrix + reg*I (reg={reg:g}) is not numerically positive definite "
+                    f"(duplicate points or reg too small); added jitter {jitter:.3g} to the "
+                    "diagonal. Pass a larger reg to silence this.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return alpha.astype(dtype)
     raise ValueError(
         f"The kernel solve failed even with jitter up to {_JITTER_STEPS[-1] * scale:.3g}: "
         "the kernel matrix is not positive definite. Increase reg, remove duplicate "
@@ -171,5 +191,7 @@ def fit_kernel_predictor(
             raise ValueError(f"M must be ({X.shape[1]}, {X.shape[1]}); got {M.shape}.")
         _checks.check_finite("M", M)
     K = _train_kernel(X, M, kernel, float(bandwidth), block_size)
-    coefs = solve_psd(K, Y, float(reg))
+    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: _train_kernel(
+        X.astype(jnp.float64), None if M is None else M.astype(jnp.float64), kernel,
+        float(bandwidth), block_size))
     return KernelPredictor(X, coefs, M, kernel, float(bandwidth))

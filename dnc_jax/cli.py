@@ -1,0 +1,134 @@
+"""The ``dnc-jax`` command: ``run`` (Deep RFM on the embedded MNIST, the main job),
+``deep-rfm`` and ``mlp``. Bad arguments give one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dnc_jax.data import DATASETS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"dnc-jax: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _data_args(p, default_n=None):
+    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
+    p.add_argument("--n", type=_positive_int, default=default_n, help="training samples (first n)")
+    p.add_argument("--n-test", type=_positive_int, default=None, help="test samples (first n)")
+    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default runs/<command>)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _deep_rfm_args(p, depth):
+    p.add_argument("--depth", type=_positive_int, default=depth)
+    p.add_argument("--width", type=_positive_int, default=512)
+    p.add_argument("--kernel", choices=("laplace", "gaussian"), default="laplace")
+    p.add_argument("--bandwidth", type=_positive_float, default=2.0)
+    p.add_argument("--reg", type=_nonnegative_float, default=1e-3)
+    p.add_argument("--features", choices=("relu", "cosine"), default="relu")
+    p.add_argument("--weights", choices=("uniform", "gaussian"), default="uniform")
+    p.add_argument("--gamma", type=_positive_float, default=1.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dnc-jax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="Deep RFM, paper settings, embedded MNIST, depth 10")
+    _data_args(run)
+    _deep_rfm_args(run, depth=10)
+    deep = sub.add_parser("deep-rfm", help="Deep RFM on any dataset")
+    _data_args(deep)
+    _deep_rfm_args(deep, depth=10)
+    mlp = sub.add_parser("mlp", help="train an MLP; per-layer collapse and NFA during training")
+    _data_args(mlp)
+    mlp.add_argument("--depth", type=_positive_int, default=5)
+    mlp.add_argument("--width", type=_positive_int, default=512)
+    mlp.add_argument("--epochs", type=_positive_int, default=20)
+    mlp.add_argument("--lr", type=_positive_float, default=1e-4)
+    mlp.add_argument("--batch-size", type=_positive_int, default=128)
+    mlp.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    mlp.add_argument("--momentum", type=_nonnegative_float, default=0.9)
+    mlp.add_argument("--weight-decay", type=_nonnegative_float, default=0.0)
+    mlp.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
+    mlp.add_argument("--init-gain", type=_positive_float, default=0.1)
+    mlp.add_argument("--measure-every", type=_positive_int, default=5)
+    mlp.add_argument("--measure-n", type=_positive_int, default=None,
+                     help="training samples used for the layer analysis (default all)")
+    return parser
+
+
+def _deep_rfm_command(args) -> None:
+    from dnc_jax.deep_rfm import DeepRFMConfig
+    from dnc_jax.experiments import deep_rfm_table, run_deep_rfm
+
+    config = DeepRFMConfig(depth=args.depth, width=args.width, kernel=args.kernel,
+                           bandwidth=args.bandwidth, reg=args.reg, features=args.features,
+                           gamma=args.gamma, weights=args.weights, seed=args.seed)
+    out = args.out or f"runs/{args.command}"
+    results = run_deep_rfm(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
+                           data_dir=args.data_dir, config=config, progress=not args.no_progress)
+    print(deep_rfm_table(results["layers"]))
+    print(f"wrote {out}/results.json, {out}/layers.csv, {out}/collapse.png")
+
+
+def _mlp_command(args) -> None:
+    from dnc_jax.experiments import mlp_table, run_mlp
+    from dnc_jax.nets.train import TrainConfig
+
+    config = TrainConfig(depth=args.depth, width=args.width, epochs=args.epochs, lr=args.lr,
+                         batch_size=args.batch_size, optimizer=args.optimizer,
+                         momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss,
+                         init_gain=args.init_gain, measure_every=args.measure_every,
+                         seed=args.seed)
+    out = args.out or "runs/mlp"
+    results = run_mlp(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
+                      data_dir=args.data_dir, config=config, measure_n=args.measure_n,
+                      progress=not args.no_progress)
+    print(mlp_table(results["measurements"][-1]))
+    print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("run", "deep-rfm"):
+            _deep_rfm_command(args)
+        else:
+            _mlp_command(args)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"dnc-jax: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dnc-jax: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

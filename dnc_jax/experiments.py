@@ -1,0 +1,103 @@
+"""Resumable experiments behind the ``dnc-jax`` command: Deep RFM and MLP training runs.
+
+Each writes ``OUT/results.json``, a CSV and PNG figures, atomically, after every completed
+step (a layer, or a measurement), and resumes from the last one when rerun with the same
+``OUT`` and configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dnc_jax.data import load_dataset, prepare
+from dnc_jax.deep_rfm import DeepRFMConfig, LayerState, deep_rfm_layers
+from dnc_jax.plots import plot_layer_collapse
+from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
+
+TABLE_METRICS = ("nc1", "nc2")
+
+
+def load_prepared(dataset: str, n: int | None, n_test: int | None, data_dir: str | None, seed: int):
+    """Train and test data of ``dataset`` with the paper's preparation."""
+    X, y = load_dataset(dataset, "train", n, data_dir=data_dir, seed=seed)
+    Xt, yt = load_dataset(dataset, "test", n_test, data_dir=data_dir, seed=seed)
+    return prepare(X, y, Xt, yt)
+
+
+def deep_rfm_table(layers: list[dict]) -> str:
+    """A fixed-width per-layer table: NC1 / NC2 at the three points and the accuracies."""
+    head = f"{'layer':>5} " + " ".join(
+        f"{p[:4] + ' ' + m:>12}" for m in TABLE_METRICS for p in ("input", "projected", "output")
+    ) + f" {'train acc':>9} {'test acc':>8} {'sec':>6}"
+    lines = [head]
+    for rec in layers:
+        cells = " ".join(
+            f"{rec[p][m]:>12.4g}" for m in TABLE_METRICS for p in ("input", "projected", "output")
+        )
+        test = "" if rec["test_accuracy"] is None else f"{rec['test_accuracy']:.4f}"
+        lines.append(
+            f"{rec['layer']:>5} {cells} {rec['train_accuracy']:>9.4f} {test:>8} {rec['seconds']:>6.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _deep_rfm_csv_rows(layers: list[dict]) -> list[dict]:
+    rows = []
+    for rec in layers:
+        row = {k: rec[k] for k in ("layer", "input_dim", "train_accuracy", "test_accuracy", "seconds")}
+        row["agop_effective_rank"] = rec["agop"]["effective_rank"]
+        for point in ("input", "projected", "output"):
+            row.update(flatten_metrics(point, rec[point]))
+        rows.append(row)
+    return rows
+
+
+def run_deep_rfm(
+    out: str,
+    *,
+    dataset: str = "mnist5k",
+    n: int | None = None,
+    n_test: int | None = None,
+    data_dir: str | None = None,
+    config: DeepRFMConfig = DeepRFMConfig(),
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Deep RFM on ``dataset`` into ``out`` (resuming); returns the results dict.
+
+    ``stop_after`` stops after that many layers of this call (to test interruption).
+    """
+    config.validate()
+    data = load_prepared(dataset, n, n_test, data_dir, config.seed)
+    run_config = {"experiment": "deep_rfm", "dataset": dataset, "n": int(len(data.y_train)),
+                  "n_test": int(len(data.y_test)), **dataclasses.asdict(config)}
+    run = RunDirectory(out, run_config, "layers")
+    results, state = run.resume()
+    start = None
+    if state is not None:
+        start = LayerState(len(results["layers"]), state["X_train"], state.get("X_test"))
+    layers = results["layers"]
+    bar = tqdm(total=config.depth, initial=len(layers), desc="deep RFM", disable=not progress,
+               file=sys.stderr)
+    done = 0
+    for record, next_state in deep_rfm_layers(
+        data.X_train, data.y_train, data.X_test, data.y_test, config=config, start=start,
+        num_classes=data.num_classes,
+    ):
+        layers.append(record)
+        run.commit(results, {"X_train": next_state.X_train, "X_test": next_state.X_test})
+        atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
+        plot_layer_collapse(layers, ("input", "projected", "output"),
+                            os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")
+        bar.update(1)
+        bar.set_postfix(layer=record["layer"], nc1=f"{record['output']['nc1']:.3g}")
+        done += 1
+        if stop_after is not None and done >= stop_after:
+            break
+    bar.close()
+    return results

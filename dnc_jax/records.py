@@ -1,0 +1,130 @@
+"""Run records: atomic writes, environment info, and resumable per-step checkpoints.
+
+A run directory holds ``results.json`` (config, environment, completed steps) and one
+``state-K.npz`` (the arrays the next step needs). Every file is written to a temporary
+name and moved into place (``os.replace`` is atomic), state before results, and the old
+state is removed only after the new results are in place: a kill at any moment leaves a
+consistent pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_write_csv(path: str, rows: list[dict]) -> None:
+    """Rows of flat dicts to CSV (columns: the union of keys, in first-seen order)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def atomic_save_npz(path: str, **arrays) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def environment() -> dict:
+    """Versions and device of this process, for the run record."""
+    import jax
+
+    versions = {"python": platform.python_version()}
+    for package in ("dnc-jax", "jax", "jaxlib", "flax", "optax", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    device = jax.devices()[0]
+    return {
+        "versions": versions,
+        "device": {"platform": device.platform, "kind": device.device_kind,
+                   "count": jax.device_count()},
+        "machine": platform.machine(),
+    }
+
+
+class RunDirectory:
+    """A resumable run: ``results.json`` + the latest ``state-K.npz`` in ``out_dir``.
+
+    ``results`` is ``{"config": ..., "environment": ..., <steps_key>: [...]}``.
+    """
+
+    def __init__(self, out_dir: str, config: dict, steps_key: str):
+        self.out_dir = out_dir
+        self.config = config
+        self.steps_key = steps_key
+        self.results_path = os.path.join(out_dir, "results.json")
+
+    def resume(self) -> tuple[dict, dict | None]:
+        """Return ``(results, state arrays or None)``; fresh results if nothing is saved.
+
+        Raises ``ValueError`` if ``out_dir`` holds a run with a different config.
+        """
+        if not os.path.exists(self.results_path):
+            return {"config": self.config, "environment": environment(), self.steps_key: []}, None
+        with open(self.results_path) as fh:
+            results = json.load(fh)
+        if results.get("config") != json.loads(json.dumps(self.config)):
+            raise ValueError(
+                f"{self.out_dir} holds a run with a different configuration; pass another --out "
+                "or delete it."
+            )
+        step = len(results[self.steps_key])
+        state_path = self._state_path(step)
+        if step == 0 or not os.path.exists(state_path):
+            return {**results, self.steps_key: []}, None
+        with np.load(state_path) as data:
+            return results, {k: data[k] for k in data.files}
+
+    def commit(self, results: dict, state: dict | None) -> None:
+        """Persist one more completed step: state first, then results, then clean up."""
+        step = len(results[self.steps_key])
+        if state is not None:
+            atomic_save_npz(self._state_path(step), **state)
+        atomic_write_json(self.results_path, results)
+        for name in os.listdir(self.out_dir):
+            if name.startswith("state-") and name != f"state-{step}.npz":
+                os.unlink(os.path.join(self.out_dir, name))
+
+    def _state_path(self, step: int) -> str:
+        return os.path.join(self.out_dir, f"state-{step}.npz")
+
+
+def flatten_metrics(prefix: str, metrics: dict) -> dict:
+    """``{"nc1": v}`` -> ``{"<prefix>_nc1": v}`` for CSV columns."""
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}

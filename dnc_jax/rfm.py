@@ -1,0 +1,253 @@
+"""Recursive Feature Machines (DESIGN.md, RFM) and the shared "fit, then AGOP at the
+training points" step that RFM and Deep RFM both iterate.
+
+The step builds the training kernel matrix ``K`` and the gradient weights ``W`` once;
+``K`` serves the Cholesky solve and ``W`` the closed-form AGOP, so no distance is
+computed twice. RFM: start with ``T = I``; repeat ``iters`` times: fit on ``X T``, take
+the AGOP with respect to ``x`` (``T A_z T``), normalise it, set ``T = AGOP^p``; finish
+with a last fit. The kernel's metric on ``x`` is then ``AGOP^(2p)`` (``p = agop_power``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from dnc_jax.agop import (
+    coef_outer_centers,
+    finish_agop,
+    gradient_weights,
+    gradients_from_weights,
+    jacobian_sums,
+    matrix_power,
+)
+from dnc_jax.data import one_hot_pm1
+from dnc_jax.kernels import squared_distances
+from dnc_jax.solvers import KernelPredictor, _train_kernel, solve_psd, validate_fit_inputs
+
+
+@functools.partial(jax.jit, static_argnames=("kernel", "bandwidth"))
+def _train_kernel_and_weights(Z, kernel, bandwidth):
+    return gradient_weights(squared_distances(Z, Z), kernel, bandwidth)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "centered", "diag", "normalize"))
+def _training_agop(W, coefs, Z, T, batch_size, centered, diag, normalize):
+    coef_centers = coef_outer_centers(coefs, Z)
+
+    def jac_fn(Wb, Zb):
+        return gradients_from_weights(Wb, coefs, coef_centers, Zb)
+
+    outer, total = jacobian_sums(jac_fn, (W, Z), batch_size, centered, diag and T is None)
+    return finish_agop(outer, total, Z.shape[0], centered, diag, normalize, T)
+
+
+def fit_with_agop(
+    Z: ArrayLike,
+    Y: ArrayLike,
+    *,
+    kernel: str = "laplace",
+    bandwidth: float = 1.0,
+    reg: float = 1e-3,
+    transform: ArrayLike | None = None,
+    batch_size: int | None = 1024,
+    centered: bool = False,
+    diag: bool = False,
+    normalize: str | None = None,
+) -> tuple[KernelPredictor, jax.Array]:
+    """Fit kernel ridge regression on ``Z`` and return it with its AGOP at the training points.
+
+    Args:
+      Z: ``(n, d)`` inputs the kernel sees, ``Z = X T`` for a symmetric ``transform`` ``T``.
+      Y: ``(n, C)`` targets.
+      transform: ``T`` (``(d, d)``), or ``None`` for the identity; the AGOP returned is
+        with respect to ``x``: ``T A_z T``.
+      batch_size: training rows whose Jacobians are held at once.
+      centered, diag, normalize: as in ``agop``.
+
+    Returns:
+      ``(predictor on Z, AGOP (d, d) or (d,))``. Equal to
+      ``kernel_agop(predictor, Z)`` sandwiched by ``T``, without recomputing distances.
+    """
+    Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
+    K, W = _train_kernel_and_weights(Z, kernel, float(bandwidth))
+    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: _train_kernel(
+        Z.astype(jnp.float64), None, kernel, float(bandwidth), None))
+    del K
+    T = None if transform is None else jnp.asarray(transform, Z.dtype)
+    batch = Z.shape[0] if batch_size is None else min(int(batch_size), Z.shape[0])
+    A = _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
+    return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A
+
+
+class RFM(BaseEstimator):
+    """Recursive Feature Machine (Radhakrishnan et al., Science 2024), scikit-learn API.
+
+    Parameters:
+      kernel: ``"laplace"`` or ``"gaussian"``.
+      bandwidth: kernel bandwidth ``L``.
+      reg: ridge.
+      iters: number of AGOP updates before the final fit.
+      agop_power: ``p``; the kernel sees ``x AGOP^p`` (xRFM's naming; 0.5 = metric AGOP).
+      normalize: AGOP normalisation before the power: ``"max"``, ``"trace"`` or ``None``.
+      centered, diag: AGOP options (see ``agop``).
+      task: ``"classification"`` (``{-1, +1}`` one-hot targets, argmax prediction) or
+        ``"regression"``.
+      batch_size: training rows whose Jacobians are held at once.
+
+    Fitted attributes: ``transform_`` (``T``, ``(d, d)``), ``agop_`` (the last AGOP),
+    ``predictor_`` (``KernelPredictor`` on ``X T``), ``history_`` (per-iteration dicts),
+    ``best_iter_``, ``classes_`` (classification), ``n_features_in_``.
+    """
+
+    def __init__(
+        self,
+        kernel: str = "laplace",
+        bandwidth: float = 10.0,
+        reg: float = 1e-3,
+        iters: int = 3,
+        agop_power: float = 0.5,
+        normalize: str | None = "max",
+        centered: bool = False,
+        diag: bool = False,
+        task: str = "classification",
+        batch_size: int | None = 1024,
+    ):
+        self.kernel = kernel
+        self.bandwidth = bandwidth
+        self.reg = reg
+        self.iters = iters
+        self.agop_power = agop_power
+        self.normalize = normalize
+        self.centered = centered
+        self.diag = diag
+        self.task = task
+        self.batch_size = batch_size
+
+    # -------------------------------------------------------------- helpers
+
+    def _targets(self, y):
+        if self.task == "classification":
+            self._encoder = LabelEncoder().fit(y)
+            self.classes_ = self._encoder.classes_
+            return one_hot_pm1(self._encoder.transform(y), len(self.classes_))
+        y = np.asarray(y, dtype=np.float64)
+        self._single_output = y.ndim == 1
+        return (y[:, None] if y.ndim == 1 else y).astype(np.float32)
+
+    def _decode(self, raw: np.ndarray):
+        if self.task == "classification":
+            return self.classes_[np.argmax(raw, axis=1)]
+        return raw[:, 0] if self._single_output else raw
+
+    def _score_raw(self, raw, y) -> float:
+        """Higher is better: accuracy, or negative mean squared error."""
+        if self.task == "classification":
+            return float(np.mean(self._decode(raw) == np.asarray(y)))
+        target = np.asarray(y, dtype=np.float64).reshape(raw.shape[0], -1)
+        return -float(np.mean((raw - target) ** 2))
+
+    def _raw_predict(self, X, transform, predictor):
+        Z = jnp.asarray(X, jnp.float32) @ transform
+        return np.asarray(predictor.predict(Z), dtype=np.float64)
+
+    # -------------------------------------------------------------- API
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Fit; with ``(X_val, y_val)`` keep the iteration that scores best on them."""
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression'; got {self.task!r}.")
+        if int(self.iters) < 0:
+            raise ValueError(f"iters must be >= 0; got {self.iters}.")
+        X, y = validate_data(self, X, y, multi_output=self.task == "regression", y_numeric=self.task == "regression")
+        if self.task == "classification" and len(np.unique(y)) < 2:
+            raise ValueError("RFM classification needs at least 2 classes in y.")
+        Y = self._targets(y)
+        Xj = jnp.asarray(X, jnp.float32)
+        d = X.shape[1]
+        transform = jnp.eye(d, dtype=jnp.float32)
+        use_val = X_val is not None and y_val is not None
+        if use_val:
+            X_val = validate_data(self, X_val, reset=False)
+        self.history_ = []
+        best = (-np.inf, None)
+        for it in range(int(self.iters) + 1):
+            last = it == int(self.iters)
+            Z = Xj @ transform
+            if last:  # the final fit needs no AGOP
+                predictor, A = _fit_only(Z, Y, self), None
+            else:
+                predictor, A = fit_with_agop(
+                    Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg,
+                    transform=None if it == 0 else transform, batch_size=self.batch_size,
+                    centered=self.centered, diag=self.diag, normalize=self.normalize,
+                )
+            record = {"iter": it}
+            if use_val:
+                record["val_score"] = self._score_raw(
+                    self._raw_predict(X_val, transform, predictor), y_val
+                )
+                if record["val_score"] > best[0]:
+                    best = (record["val_score"], (it, transform, predictor))
+            self.history_.append(record)
+            if not last:
+                self.agop_ = np.asarray(A)
+                M = np.diag(self.agop_) if self.diag else self.agop_
+                transform = matrix_power(M, float(self.agop_power)).astype(jnp.float32)
+        chosen = best[1] if use_val else (int(self.iters), transform, predictor)
+        self.best_iter_, self.transform_, self.predictor_ = chosen
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw predictor outputs ``(n, C)``."""
+        check_is_fitted(self, "predictor_")
+        X = validate_data(self, X, reset=False)
+        return self._raw_predict(X, self.transform_, self.predictor_)
+
+    def predict(self, X):
+        return self._decode(self.decision_function(X))
+
+    def score(self, X, y, sample_weight=None):
+        if self.task == "classification":
+            return ClassifierMixin.score(self, X, y, sample_weight)
+        return RegressorMixin.score(self, X, y, sample_weight)
+
+
+def _fit_only(Z, Y, est: RFM) -> KernelPredictor:
+    from dnc_jax.solvers import fit_kernel_predictor
+
+    return fit_kernel_predictor(Z, Y, kernel=est.kernel, bandwidth=est.bandwidth, reg=est.reg)
+
+
+def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
+                     normalize="max", centered=False, diag=False, batch_size=1024):
+    self.kernel = kernel
+    self.bandwidth = bandwidth
+    self.reg = reg
+    self.iters = iters
+    self.agop_power = agop_power
+    self.normalize = normalize
+    self.centered = centered
+    self.diag = diag
+    self.batch_size = batch_size
+
+
+class RFMClassifier(ClassifierMixin, RFM):
+    """``RFM`` with ``task="classification"`` fixed (scikit-learn classifier tags)."""
+
+    task = "classification"
+    __init__ = _fixed_task_init
+
+
+class RFMRegressor(RegressorMixin, RFM):
+    """``RFM`` with ``task="regression"`` fixed (scikit-learn regressor tags)."""
+
+    task = "regression"
+    __init__ = _fixed_task_init
