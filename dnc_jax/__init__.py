@@ -3,7 +3,9 @@
 from dnc_jax.agop import agop, kernel_agop, kernel_gradients, matrix_power
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import load_dataset, prepare
+from dnc_jax.deep_rfm import deep_rfm
 from dnc_jax.kernels import gaussian_kernel, kernel_matrix, laplace_kernel
+from dnc_jax.rfm import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.solvers import KernelPredictor, fit_kernel_predictor, solve_psd
 
 __version__ = "0.1.0"
@@ -11,8 +13,12 @@ __version__ = "0.1.0"
 __all__ = [
     "CollapseMetrics",
     "KernelPredictor",
+    "RFM",
+    "RFMClassifier",
+    "RFMRegressor",
     "agop",
     "collapse_metrics",
+    "deep_rfm",
     "fit_kernel_predictor",
     "gaussian_kernel",
     "kernel_agop",

@@ -18,6 +18,8 @@ import numpy as np
 from jax.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from dnc_jax.agop import (
@@ -166,9 +168,12 @@ class RFM(BaseEstimator):
             raise ValueError(f"task must be 'classification' or 'regression'; got {self.task!r}.")
         if int(self.iters) < 0:
             raise ValueError(f"iters must be >= 0; got {self.iters}.")
-        X, y = validate_data(self, X, y, multi_output=self.task == "regression", y_numeric=self.task == "regression")
-        if self.task == "classification" and len(np.unique(y)) < 2:
-            raise ValueError("RFM classification needs at least 2 classes in y.")
+        regression = self.task == "regression"
+        X, y = validate_data(self, X, y, multi_output=regression, y_numeric=regression)
+        if not regression:
+            check_classification_targets(y)
+            if len(np.unique(y)) < 2:
+                raise ValueError("RFM classification needs at least 2 classes in y; got 1 class.")
         Y = self._targets(y)
         Xj = jnp.asarray(X, jnp.float32)
         d = X.shape[1]
@@ -205,14 +210,26 @@ class RFM(BaseEstimator):
         self.best_iter_, self.transform_, self.predictor_ = chosen
         return self
 
-    def decision_function(self, X) -> np.ndarray:
-        """Raw predictor outputs ``(n, C)``."""
+    def _outputs(self, X) -> np.ndarray:
         check_is_fitted(self, "predictor_")
         X = validate_data(self, X, reset=False)
         return self._raw_predict(X, self.transform_, self.predictor_)
 
+    @available_if(lambda self: self.task == "classification")
+    def decision_function(self, X) -> np.ndarray:
+        """Predictor outputs ``(n, C)``; for two classes ``(n,)``, positive for ``classes_[1]``."""
+        raw = self._outputs(X)
+        if raw.shape[1] == 2:
+            return raw[:, 1] - raw[:, 0]
+        return raw
+
     def predict(self, X):
-        return self._decode(self.decision_function(X))
+        return self._decode(self._outputs(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = self.task == "regression"
+        return tags
 
     def score(self, X, y, sample_weight=None):
         if self.task == "classification":

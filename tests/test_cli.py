@@ -1,0 +1,69 @@
+"""The dnc-jax command: results files, resume after interruption, bad arguments (issue 5)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dnc_jax.cli import main
+from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.experiments import run_deep_rfm
+
+
+def _layers_without_time(path):
+    with open(path) as fh:
+        results = json.load(fh)
+    return [{k: v for k, v in rec.items() if k != "seconds"} for rec in results["layers"]]
+
+
+def test_deep_rfm_resume_equals_uninterrupted(tmp_path):
+    config = DeepRFMConfig(depth=4, width=64, seed=1)
+    kw = dict(dataset="digits", n=400, n_test=100, config=config, progress=False)
+    full = tmp_path / "full"
+    run_deep_rfm(str(full), **kw)
+    part = tmp_path / "part"
+    run_deep_rfm(str(part), stop_after=2, **kw)  # "killed" after two layers
+    assert len(_layers_without_time(part / "results.json")) == 2
+    run_deep_rfm(str(part), **kw)
+    assert _layers_without_time(part / "results.json") == _layers_without_time(full / "results.json")
+    assert sorted(os.listdir(part)) == ["collapse.png", "layers.csv", "results.json", "state-4.npz"]
+    # the same folder with another configuration is refused
+    with pytest.raises(ValueError, match="different configuration"):
+        run_deep_rfm(str(part), **{**kw, "config": DeepRFMConfig(depth=4, width=32)})
+
+
+def test_cli_deep_rfm_writes_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["deep-rfm", "--dataset", "digits", "--n", "300", "--depth", "2", "--width",
+                 "32", "--out", str(out), "--no-progress"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"config", "environment", "layers"}
+    layer = results["layers"][0]
+    assert {"input", "projected", "output", "train_accuracy", "test_accuracy", "seconds"} <= set(layer)
+    assert "nc1" in layer["input"] and results["environment"]["versions"]["jax"]
+    assert (out / "layers.csv").read_text().count("\n") == 3
+    assert (out / "collapse.png").stat().st_size > 1000
+    assert "train acc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["deep-rfm", "--dataset", "imagenet"], "invalid choice"),
+        (["deep-rfm", "--dataset", "digits", "--n", "100000"], "only"),
+        (["deep-rfm", "--depth", "0"], "must be >= 1"),
+        (["deep-rfm", "--width", "0"], "must be >= 1"),
+        (["deep-rfm", "--reg", "-1"], "must be >= 0"),
+    ],
+)
+def test_bad_arguments_one_line_exit_2(args, message, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnc_jax.cli", *args, "--out", str(tmp_path / "x"), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
