@@ -5,6 +5,7 @@ from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.deep_rfm import deep_rfm
 from dnc_jax.kernels import gaussian_kernel, kernel_matrix, laplace_kernel
+from dnc_jax.nets import MLP, TrainConfig, layer_analysis, train_mlp
 from dnc_jax.rfm import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.solvers import KernelPredictor, fit_kernel_predictor, solve_psd
 
@@ -13,9 +14,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CollapseMetrics",
     "KernelPredictor",
+    "MLP",
     "RFM",
     "RFMClassifier",
     "RFMRegressor",
+    "TrainConfig",
     "agop",
     "collapse_metrics",
     "deep_rfm",
@@ -25,8 +28,10 @@ __all__ = [
     "kernel_gradients",
     "kernel_matrix",
     "laplace_kernel",
+    "layer_analysis",
     "load_dataset",
     "matrix_power",
     "prepare",
     "solve_psd",
+    "train_mlp",
 ]

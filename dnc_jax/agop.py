@@ -22,7 +22,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import row_chunk_sum
-from dnc_jax.kernels import safe_sqrt, kernel_from_sq_distances, squared_distances
+from dnc_jax.kernels import kernel_from_sq_distances, safe_sqrt, squared_distances
 from dnc_jax.solvers import KernelPredictor
 
 Normalize = Literal["max", "trace"] | None

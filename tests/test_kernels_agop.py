@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import RTOL
 
 from dnc_jax import (
     agop,
@@ -15,7 +16,6 @@ from dnc_jax import (
     laplace_kernel,
     matrix_power,
 )
-from conftest import RTOL
 
 
 def _rel(a, b):

@@ -1,0 +1,201 @@
+"""Training the MLP with optax: MSE on ``{-1, +1}`` targets (or cross-entropy), Adam or SGD
+with momentum and weight decay, seeded shuffled minibatches, one jitted scan per epoch.
+
+Training is a generator of epochs (``train_epochs``) so that a caller can checkpoint after
+any epoch and resume: epoch ``e`` shuffles with ``fold_in(key(seed), e)``, so a resumed run
+retraces the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from dnc_jax.data import one_hot_pm1
+from dnc_jax.nets.analysis import layer_analysis
+from dnc_jax.nets.mlp import MLP
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of ``train_mlp`` (the paper's MLP: depth 5, width 512, gain 0.1, Adam)."""
+
+    depth: int = 5
+    width: int = 512
+    epochs: int = 20
+    lr: float = 1e-4
+    batch_size: int = 128
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    loss: str = "mse"
+    init_gain: float = 0.1
+    activation: str = "relu"
+    measure_every: int = 5
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("depth", "width", "epochs", "batch_size", "measure_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}.")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {self.optimizer!r}.")
+        if self.loss not in ("mse", "cross_entropy"):
+            raise ValueError(f"loss must be 'mse' or 'cross_entropy'; got {self.loss!r}.")
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adam (AdamW when ``weight_decay > 0``) or SGD with momentum and weight decay."""
+    if config.optimizer == "adam":
+        if config.weight_decay > 0:
+            return optax.adamw(config.lr, weight_decay=config.weight_decay)
+        return optax.adam(config.lr)
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay),
+        optax.sgd(config.lr, momentum=config.momentum or None),
+    )
+
+
+def init_model(config: TrainConfig, in_dim: int, num_classes: int) -> MLP:
+    return MLP(in_dim, config.width, num_classes, config.depth, init_gain=config.init_gain,
+               activation=config.activation, rngs=nnx.Rngs(config.seed))
+
+
+def _loss(graphdef, params, X, Y, labels, kind):
+    out = nnx.merge(graphdef, params)(X)
+    if kind == "mse":
+        return jnp.mean((out - Y) ** 2)
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, labels))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "tx", "batch_size", "kind"))
+def _epoch(graphdef, tx, params, opt_state, X, Y, labels, key, batch_size, kind):
+    """One pass over ``n // batch_size`` shuffled full minibatches (the rest sit out this epoch)."""
+    num_batches = X.shape[0] // batch_size
+    order = jax.random.permutation(key, X.shape[0])[: num_batches * batch_size]
+    order = order.reshape(num_batches, batch_size)
+
+    def step(carry, idx):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(_loss, argnums=1)(
+            graphdef, params, X[idx], Y[idx], labels[idx], kind
+        )
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order)
+    return params, opt_state, jnp.mean(losses)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _predict(graphdef, params, X):
+    return jnp.argmax(nnx.merge(graphdef, params)(X), axis=1)
+
+
+@dataclasses.dataclass
+class EpochResult:
+    """After epoch ``epoch`` (1-based): the model, its state leaves, and what was measured."""
+
+    epoch: int
+    model: MLP
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float | None
+    layers: list[dict] | None  # layer_analysis, on measurement epochs
+    checkpoint: dict  # arrays to resume from (see ``train_epochs``' ``resume``)
+
+
+def train_epochs(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    *,
+    config: TrainConfig,
+    measure_X: np.ndarray | None = None,
+    measure_y: np.ndarray | None = None,
+    resume: dict | None = None,
+) -> Iterator[EpochResult]:
+    """Train epoch by epoch, yielding an ``EpochResult`` after each.
+
+    ``layer_analysis`` runs on ``(measure_X, measure_y)`` (default the training data) after
+    every ``measure_every``-th epoch and after the last. ``resume`` is an earlier
+    ``EpochResult.checkpoint``: training continues after that epoch.
+    """
+    config.validate()
+    X = jnp.asarray(X, jnp.float32)
+    y = np.asarray(y).astype(np.int64)
+    C = int(y.max()) + 1 if y_test is None else int(max(y.max(), np.max(y_test))) + 1
+    Y = jnp.asarray(one_hot_pm1(y, C))
+    labels = jnp.asarray(y, jnp.int32)
+    if config.batch_size > X.shape[0]:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {X.shape[0]} samples.")
+    model = init_model(config, X.shape[1], C)
+    tx = make_optimizer(config)
+    graphdef, params = nnx.split(model, nnx.Param)
+    opt_state = tx.init(params)
+    first = 0
+    if resume is not None:
+        treedef = jax.tree.structure((params, opt_state))
+        leaves = [jnp.asarray(resume[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
+        params, opt_state = jax.tree.unflatten(treedef, leaves)
+        first = int(resume["epoch"])
+    measure_X = X if measure_X is None else measure_X
+    measure_y = y if measure_y is None else measure_y
+    key = jax.random.key(config.seed)
+    for epoch in range(first + 1, config.epochs + 1):
+        # optax's Adam bias correction mixes float and int32 scalars, which a caller's
+        # jax_numpy_dtype_promotion="strict" would reject: trace the step under "standard".
+        with jax.numpy_dtype_promotion("standard"):
+            params, opt_state, loss = _epoch(graphdef, tx, params, opt_state, X, Y, labels,
+                                             jax.random.fold_in(key, epoch), config.batch_size,
+                                             config.loss)
+        model = nnx.merge(graphdef, params)
+        measure = epoch % config.measure_every == 0 or epoch == config.epochs
+        leaves = jax.tree.leaves((params, opt_state))
+        yield EpochResult(
+            epoch=epoch,
+            model=model,
+            train_loss=float(loss),
+            train_accuracy=float(np.mean(np.asarray(_predict(graphdef, params, X)) == y)),
+            test_accuracy=None if X_test is None else float(
+                np.mean(np.asarray(_predict(graphdef, params, jnp.asarray(X_test, jnp.float32)))
+                        == np.asarray(y_test))),
+            layers=layer_analysis(model, measure_X, measure_y, num_classes=C) if measure else None,
+            checkpoint={"epoch": np.asarray(epoch),
+                        **{f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}},
+        )
+
+
+def train_mlp(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    *,
+    config: TrainConfig = TrainConfig(),
+    measure_X: np.ndarray | None = None,
+    measure_y: np.ndarray | None = None,
+) -> tuple[MLP, list[dict]]:
+    """Train an ``MLP`` on prepared data; return it and one record per epoch.
+
+    Each record: ``epoch``, ``train_loss``, ``train_accuracy``, ``test_accuracy`` and, on
+    measurement epochs, ``layers`` (``layer_analysis``). See ``TrainConfig``.
+    """
+    history, model = [], None
+    for result in train_epochs(X, y, X_test, y_test, config=config, measure_X=measure_X,
+                               measure_y=measure_y):
+        model = result.model
+        history.append({"epoch": result.epoch, "train_loss": result.train_loss,
+                        "train_accuracy": result.train_accuracy,
+                        "test_accuracy": result.test_accuracy, "layers": result.layers})
+    return model, history

@@ -1,0 +1,122 @@
+"""The MLP, its training, and the per-layer analysis (issue 6)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from dnc_jax.data import load_dataset, prepare
+from dnc_jax.experiments import run_mlp
+from dnc_jax.nets import MLP, TrainConfig, forward_from, layer_agops, layer_analysis, train_mlp
+from dnc_jax.nets.analysis import pearson, right_singular_step
+
+
+def test_mlp_shape_and_bias_layout():
+    model = MLP(12, 16, 3, 3, rngs=nnx.Rngs(0))
+    layers = model.weights()
+    assert [W.shape for W, _ in layers] == [(16, 12), (16, 16), (16, 16), (3, 16)]
+    assert [b is None for _, b in layers] == [True, False, False, True]
+    x = jnp.ones((5, 12))
+    np.testing.assert_allclose(model(x), forward_from(x, layers), rtol=1e-6)
+    # small init: Xavier-uniform bound times the gain
+    bound = 0.1 * np.sqrt(6 / (12 + 16))
+    assert float(jnp.abs(layers[0][0]).max()) <= bound
+
+
+def test_right_singular_step_then_U_is_the_preactivation(rng):
+    W = jnp.asarray(rng.standard_normal((7, 11)), jnp.float32)
+    H = jnp.asarray(rng.standard_normal((20, 11)), jnp.float32)
+    right, U = right_singular_step(H, W)
+    assert right.shape == (20, 7)
+    np.testing.assert_allclose(right @ U.T, H @ W.T, rtol=1e-4, atol=1e-4)
+
+
+def _balanced_linear_layers(rng, k, num_layers):
+    """W_l = Q_{l+1} S Q_l^T with orthogonal Q's: W_{l+1}^T W_{l+1} = W_l W_l^T (balanced)."""
+    Q = [np.linalg.qr(rng.standard_normal((k, k)))[0] for _ in range(num_layers + 1)]
+    S = np.diag(rng.uniform(0.5, 1.5, k))
+    return tuple((jnp.asarray(Q[l + 1] @ S @ Q[l].T), None) for l in range(num_layers))
+
+
+def test_nfa_on_balanced_deep_linear_network(rng, x64):
+    """At a balanced point of a deep linear network with ``L`` layers, the sub-network from
+    layer ``l`` has constant Jacobian ``J = W_{L-1} ... W_l``, and by balancedness
+    (``W_{l+1}^T W_{l+1} = W_l W_l^T``)
+    ``J^T J = W_l^T (W_l W_l^T)^(m-1) W_l = (W_l^T W_l)^m`` with ``m = L - l`` factors.
+    So ``AGOP_l = (W_l^T W_l)^m`` exactly, and the NFA correlations must equal
+    ``pearson(G, G^m)`` and ``pearson(G, G^(m/2))`` with ``G = W_l^T W_l``."""
+    k, num_layers = 6, 4
+    layers = _balanced_linear_layers(rng, k, num_layers)
+    X = rng.standard_normal((30, k))
+    y = np.arange(30) % 3
+    records = layer_analysis(layers, X, y, activation="identity")
+    H = jnp.asarray(X)
+    for l, rec in enumerate(records):
+        W = np.asarray(layers[l][0])
+        G = W.T @ W
+        m = num_layers - l
+        A = np.asarray(layer_agops(layers, [H] * (l + 1), "identity")[l])
+        np.testing.assert_allclose(A, np.linalg.matrix_power(G, m), rtol=1e-9, atol=1e-9)
+        evals, evecs = np.linalg.eigh(G)
+        sqrt_agop = (evecs * evals ** (m / 2)) @ evecs.T
+        assert rec["nfa_agop"] == pytest.approx(pearson(G, np.linalg.matrix_power(G, m)), abs=1e-9)
+        assert rec["nfa_sqrt_agop"] == pytest.approx(pearson(G, sqrt_agop), abs=1e-9)
+        H = H @ layers[l][0].T
+    # with two factors left, AGOP^(1/2) is exactly W^T W: correlation 1
+    assert records[-1]["nfa_sqrt_agop"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_layer_agop_equals_float64_autodiff(rng):
+    model = MLP(9, 12, 4, 3, init_gain=1.0, rngs=nnx.Rngs(1))
+    layers = model.weights()
+    X = rng.standard_normal((25, 9)).astype(np.float32)
+    inputs = [jnp.asarray(X)]
+    for W, b in layers[:-2]:
+        inputs.append(jax.nn.relu(inputs[-1] @ W.T + (0.0 if b is None else b[None, :])))
+    got = layer_agops(layers, inputs, batch_size=7)
+    with jax.enable_x64(True):
+        layers64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), layers)
+        for l, H in enumerate(inputs):
+            H64 = np.asarray(H, np.float64)
+            subnet = jax.jacrev(lambda h, above=layers64[l:]: forward_from(h, above))
+            jac = [np.asarray(subnet(jnp.asarray(h))) for h in H64]
+            ref = sum(J.T @ J for J in jac) / len(jac)
+            np.testing.assert_allclose(got[l], ref, rtol=2e-4, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    X, y = load_dataset("digits", n=400)
+    Xt, yt = load_dataset("digits", split="test", n=100)
+    return prepare(X, y, Xt, yt)
+
+
+def test_training_reduces_loss_and_measures(small_digits):
+    d = small_digits
+    config = TrainConfig(depth=2, width=32, epochs=6, lr=3e-3, batch_size=50, init_gain=1.0,
+                         measure_every=3)
+    model, history = train_mlp(d.X_train, d.y_train, d.X_test, d.y_test, config=config)
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    measured = [h for h in history if h["layers"] is not None]
+    assert [h["epoch"] for h in measured] == [3, 6]
+    rec = measured[-1]["layers"][0]
+    assert {"input", "right", "output", "nfa_sqrt_agop", "nfa_agop", "right_share"} <= set(rec)
+    sgd = TrainConfig(depth=2, width=32, epochs=2, lr=1e-2, batch_size=50, optimizer="sgd",
+                      weight_decay=1e-4, loss="cross_entropy", measure_every=5)
+    assert len(train_mlp(d.X_train, d.y_train, config=sgd)[1]) == 2
+
+
+def test_mlp_resume_gives_same_parameters(tmp_path):
+    config = TrainConfig(depth=2, width=16, epochs=6, lr=3e-3, batch_size=40, init_gain=1.0,
+                         measure_every=2)
+    kw = dict(dataset="digits", n=200, n_test=50, config=config, progress=False)
+    full = run_mlp(str(tmp_path / "full"), **kw)
+    run_mlp(str(tmp_path / "part"), stop_after=1, **kw)  # "killed" after epoch 2
+    resumed = run_mlp(str(tmp_path / "part"), **kw)
+    with np.load(tmp_path / "full" / "state-3.npz") as a, np.load(tmp_path / "part" / "state-3.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    assert (tmp_path / "part" / "training.png").exists()
