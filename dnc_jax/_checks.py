@@ -22,7 +22,10 @@ def as_float_matrix(name: str, X: ArrayLike, *, dtype=None) -> jax.Array:
     if dtype is None:
         dtype = arr.dtype if jnp.issubdtype(arr.dtype, jnp.floating) else jnp.float32
     dtype = jax.dtypes.canonicalize_dtype(dtype)
-    return jnp.asarray(arr, dtype=dtype)
+    if isinstance(arr, jax.Array):
+        return arr if arr.dtype == dtype else arr.astype(dtype)
+    # device_put copies once; jnp.asarray would hold two copies of a large array at its peak
+    return jax.device_put(np.asarray(arr, dtype=dtype))
 
 
 def check_finite(name: str, X: jax.Array) -> None:

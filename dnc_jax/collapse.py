@@ -1,7 +1,9 @@
 """Deep neural collapse metrics (NC1-NC4, CDNV), exact and streaming (DESIGN.md, DNC metrics).
 
-Two jitted passes over row chunks of the features collect sufficient statistics; the
-``C x C`` algebra then runs in float64 numpy. No ``d x d`` matrix is ever formed.
+Two passes of jitted per-chunk functions (``class_sums``, ``residual_sums``) over row chunks
+of the features collect sufficient statistics; the ``C x C`` algebra then runs in float64
+numpy. No ``d x d`` matrix is ever formed, and numpy features are moved to the device one
+chunk at a time, so peak memory is the features plus a chunk.
 
 Numerics: every feature row is first shifted by the first row ``h_0`` (exact in floating
 point for nearby values, Sterbenz), so a large common offset costs no precision: float32
@@ -31,8 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from dnc_jax import _checks
-from dnc_jax.blocks import row_chunk_sum
 
 DEFAULT_CHUNK = 4096
 
@@ -83,53 +83,60 @@ class CollapseMetrics(NamedTuple):
                 for k, v in self._asdict().items()}
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "chunk"))
-def class_sums(features: jax.Array, labels: jax.Array, num_classes: int, chunk: int):
-    """First pass: per-class sums of ``h_i - h_0`` and whether every feature is finite.
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def class_sums(H: jax.Array, y: jax.Array, ref: jax.Array, num_classes: int):
+    """First pass, one chunk: per-class sums of ``h_i - ref`` and whether all rows are finite.
 
     Args:
-      features: ``(n, d)``; labels: ``(n,)`` int in ``0..C-1``.
+      H: ``(b, d)`` features; y: ``(b,)`` int labels in ``0..C-1``; ref: ``(1, d)`` shift.
 
     Returns:
-      ``(sums (C, d), all_finite ())``; the shift ``h_0`` is ``features[0]``.
+      ``(sums (C, d), all_finite ())``.
     """
-    ref = features[:1]
-
-    def fn(H, y):
-        onehot = jax.nn.one_hot(y, num_classes, dtype=H.dtype)
-        return onehot.T @ (H - ref), jnp.isfinite(H).all().astype(jnp.int32)
-
-    sums, finite_chunks = row_chunk_sum(fn, (features, labels), chunk)
-    num_chunks = -(-features.shape[0] // min(chunk, features.shape[0]))
-    return sums, finite_chunks == num_chunks
+    onehot = jax.nn.one_hot(y, num_classes, dtype=H.dtype)
+    return onehot.T @ (H - ref), jnp.isfinite(H).all()
 
 
-@functools.partial(jax.jit, static_argnames=("chunk",))
-def residual_sums(features, labels, predictions, means, pinv_proj, chunk: int):
-    """Second pass over ``r_i = (h_i - h_0) - m_{y_i}`` with shifted class means ``m`` (``(C, d)``).
+@jax.jit
+def residual_sums(H, y, predictions, ref, means, pinv_proj):
+    """Second pass, one chunk, over ``r_i = (h_i - ref) - m_{y_i}`` (``m``: shifted class means).
 
-    Returns ``(per-class sum ||r||^2 (C,), sum ||r^T B||^2, NCC hits, NCC mismatches)`` with
-    ``B = pinv_proj`` (``(d, C)``), the nearest-class-centre rule on ``||h - mu_c||``.
+    Args:
+      H: ``(b, d)``; y, predictions: ``(b,)``; ref: ``(1, d)``; means: ``(C, d)``;
+      pinv_proj: ``B = V_r S_r^-1`` padded to ``(d, C)``.
+
+    Returns:
+      ``(per-class sum ||r||^2 (C,), sum ||r^T B||^2, NCC hits, NCC mismatches)``, the
+      nearest-class-centre rule taking ``argmin_c ||h - mu_c||``.
     """
-    ref = features[:1]
     C = means.shape[0]
+    shifted = H - ref
+    R = shifted - means[y]
+    onehot = jax.nn.one_hot(y, C, dtype=H.dtype)
+    within = onehot.T @ jnp.sum(R * R, axis=1)
+    Q = R @ pinv_proj
     mean_sq = jnp.sum(means * means, axis=1)
+    ncc = jnp.argmin(mean_sq[None, :] - 2.0 * shifted @ means.T, axis=1).astype(y.dtype)
+    return (
+        within,
+        jnp.sum(Q * Q),
+        jnp.sum(ncc == y).astype(jnp.int32),
+        jnp.sum(ncc != predictions).astype(jnp.int32),
+    )
 
-    def fn(H, y, p):
-        shifted = H - ref
-        R = shifted - means[y]
-        onehot = jax.nn.one_hot(y, C, dtype=H.dtype)
-        within = onehot.T @ jnp.sum(R * R, axis=1)
-        Q = R @ pinv_proj
-        ncc = jnp.argmin(mean_sq[None, :] - 2.0 * shifted @ means.T, axis=1).astype(y.dtype)
-        return (
-            within,
-            jnp.sum(Q * Q),
-            jnp.sum(ncc == y).astype(jnp.int32),
-            jnp.sum(ncc != p).astype(jnp.int32),
-        )
 
-    return row_chunk_sum(fn, (features, labels, predictions), chunk)
+def _stream(fn, H, dtype, chunk: int, *row_arrays, args=()):
+    """``sum_k fn(H_k, *rows_k, *args)`` over row chunks; each chunk is moved to the device on
+    its own, so a numpy ``H`` is never copied whole (peak memory: ``H`` plus one chunk)."""
+    total = None
+    for start in range(0, H.shape[0], chunk):
+        block = H[start:start + chunk]
+        block = block.astype(dtype) if isinstance(block, jax.Array) else jax.device_put(
+            np.asarray(block, dtype=dtype))
+        rows = (jnp.asarray(r[start:start + chunk]) for r in row_arrays)
+        out = fn(block, *rows, *args)
+        total = out if total is None else jax.tree.map(jnp.add, total, out)
+    return total
 
 
 def _as_labels(name: str, labels: ArrayLike, n: int) -> np.ndarray:
@@ -169,7 +176,8 @@ def collapse_metrics(
       classifier: optional ``(C, d)`` last-layer weights for ``nc3``.
       predictions: optional ``(n,)`` predicted labels for ``ncc_mismatch``.
       chunk_size: rows per streaming step (default 4096); memory beyond the features is
-        ``O(chunk_size * d + C * d)``.
+        ``O(chunk_size * d + C * d)``. Use a fixed value across calls: each new chunk
+        shape compiles once.
       rtol: rank cut for ``nc1_pinv``: singular values of the centred means below
         ``rtol * s_max`` are dropped (default ``max(C, d) * eps`` of the features' dtype).
 
@@ -180,7 +188,11 @@ def collapse_metrics(
       ValueError: on mismatched lengths, labels outside ``0..C-1``, an empty class, fewer
         than 2 classes, non-finite features, or class means that all coincide.
     """
-    H = _checks.as_float_matrix("features", features)
+    H = features if isinstance(features, jax.Array) else np.asarray(features)
+    if H.ndim != 2 or 0 in H.shape:
+        raise ValueError(f"features must be a non-empty 2-D array (samples x features); got {H.shape}.")
+    dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else np.float32
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
     n, d = H.shape
     y = _as_labels("labels", labels, n)
     if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
@@ -200,13 +212,13 @@ def collapse_metrics(
     chunk = int(chunk_size or DEFAULT_CHUNK)
     if chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
-    y_dev = jnp.asarray(y)
     preds = y if predictions is None else _as_labels("predictions", predictions, n)
+    ref_row = jnp.asarray(np.asarray(H[:1]), dtype=dtype)
 
-    sums, finite = class_sums(H, y_dev, C, chunk)
+    sums, finite = _stream(class_sums, H, dtype, chunk, y, args=(ref_row, C))
     if not bool(finite):
         raise ValueError("features contain NaN or infinite values; clean them before measuring.")
-    ref = np.asarray(H[0], dtype=np.float64)
+    ref = np.asarray(ref_row[0], dtype=np.float64)
     means = np.asarray(sums, dtype=np.float64) / counts[:, None]  # shifted class means
     centred = means - means.mean(axis=0)  # Mt: shift-invariant
     gram = centred @ centred.T
@@ -220,13 +232,14 @@ def collapse_metrics(
     # tr(Sigma_W Sigma_B^+) / C = (1/n) sum_i ||S_r^-1 V_r^T r_i||^2, a sum of squares.
     _, sing, Vt = np.linalg.svd(centred, full_matrices=False)
     if rtol is None:
-        rtol = max(C, d) * float(jnp.finfo(H.dtype).eps)
+        rtol = max(C, d) * float(jnp.finfo(dtype).eps)
     keep = sing > rtol * sing[0]
     proj = np.zeros((d, C))
     proj[:, : keep.sum()] = Vt[keep].T / sing[keep]
 
-    within, pinv_sq, ncc_hits, ncc_miss = residual_sums(
-        H, y_dev, jnp.asarray(preds), jnp.asarray(means, H.dtype), jnp.asarray(proj, H.dtype), chunk
+    within, pinv_sq, ncc_hits, ncc_miss = _stream(
+        residual_sums, H, dtype, chunk, y, preds,
+        args=(ref_row, jnp.asarray(means, dtype), jnp.asarray(proj, dtype)),
     )
     within = np.asarray(within, dtype=np.float64)
     trace_within = float(within.sum()) / n

@@ -38,7 +38,10 @@ def squared_distances(X: jax.Array, Z: jax.Array, M: jax.Array | None = None) ->
     ZM = Z if M is None else Z @ M
     xx = jnp.sum(XM * X, axis=1)
     zz = jnp.sum(ZM * Z, axis=1)
-    d2 = xx[:, None] + zz[None, :] - 2.0 * (XM @ Z.T)
+    # full float32 products: TF32 (a GPU default) would leave ~1e-3 relative error in x.z,
+    # far too much for the distances of nearby points
+    cross = jnp.matmul(XM, Z.T, precision=jax.lax.Precision.HIGHEST)
+    d2 = xx[:, None] + zz[None, :] - 2.0 * cross
     tol = ZERO_TOL * jnp.finfo(d2.dtype).eps * (xx[:, None] + zz[None, :])
     return jnp.where(d2 > tol, d2, 0.0)
 
