@@ -88,7 +88,7 @@ def main():
             "autodiff rel err", "xrfm s", "xrfm/closed", "xrfm rel err"]
     print()
     print(f"machine: {machine()}")
-    print(f"float32 matmul (4096^2): JAX {peak:.1f} GFLOP/s"
+    print(f"float32 matmul (best square): JAX {peak:.1f} GFLOP/s"
           + ("" if torch_peak is None else f", PyTorch {torch_peak:.1f} GFLOP/s"))
     print(table(rows, cols))
     print("saved", save("agop", {"machine": machine(), "matmul_gflops": peak,

@@ -96,7 +96,7 @@ def main():
              "% of matmul": 100 * flops / t_ours / 1e9 / peak,
              "max rel diff": max(errors)}]
     print(f"machine: {machine()}")
-    print(f"float32 matmul (4096^2): JAX {peak:.1f} GFLOP/s, PyTorch {torch_peak:.1f} GFLOP/s")
+    print(f"float32 matmul (best square): JAX {peak:.1f} GFLOP/s, PyTorch {torch_peak:.1f} GFLOP/s")
     print(table(rows, list(rows[0])))
     print("saved", save("layer_agop", {"machine": machine(), "matmul_gflops": peak,
                                        "torch_matmul_gflops": torch_peak, "flops": flops,

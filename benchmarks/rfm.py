@@ -84,7 +84,7 @@ def main():
         print(table(rows[-1:], list(rows[-1])), flush=True)
     print()
     print(f"machine: {machine()}")
-    print(f"float32 matmul (4096^2): JAX {peak:.1f} GFLOP/s, PyTorch {torch_peak:.1f} GFLOP/s")
+    print(f"float32 matmul (best square): JAX {peak:.1f} GFLOP/s, PyTorch {torch_peak:.1f} GFLOP/s")
     print(table(rows, list(rows[0])))
     print("saved", save("rfm", {"machine": machine(), "matmul_gflops": peak,
                                 "torch_matmul_gflops": torch_peak, "rows": rows}))

@@ -21,6 +21,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
+from dnc_jax._linalg import matmul
 from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.kernels import kernel_from_sq_distances, safe_sqrt, squared_distances
 from dnc_jax.solvers import KernelPredictor
@@ -42,7 +43,7 @@ def jacobian_sums(jac_fn: Callable, arrays: tuple, batch_size: int, centered: bo
     def sums(*blocks):
         J = jac_fn(*blocks)
         Jflat = J.reshape(-1, J.shape[-1])
-        outer = jnp.sum(Jflat * Jflat, axis=0) if diag else Jflat.T @ Jflat
+        outer = jnp.sum(Jflat * Jflat, axis=0) if diag else matmul(Jflat.T, Jflat)
         return outer, (jnp.sum(J, axis=0) if centered else jnp.zeros((), J.dtype))
 
     return row_chunk_sum(sums, arrays, batch_size)
@@ -154,8 +155,8 @@ def gradients_from_weights(
     Returns ``(b, C, d)``; no ``(b, n, d)`` tensor is formed.
     """
     b, d = Xb.shape
-    first = (W @ coef_centers).reshape(b, -1, d)
-    return first - (W @ coefs)[:, :, None] * Xb[:, None, :]
+    first = matmul(W, coef_centers).reshape(b, -1, d)
+    return first - matmul(W, coefs)[:, :, None] * Xb[:, None, :]
 
 
 def kernel_gradients(

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from dnc_jax._linalg import matmul
 
 DEFAULT_CHUNK = 4096
 
@@ -94,7 +95,7 @@ def class_sums(H: jax.Array, y: jax.Array, ref: jax.Array, num_classes: int):
       ``(sums (C, d), all_finite ())``.
     """
     onehot = jax.nn.one_hot(y, num_classes, dtype=H.dtype)
-    return onehot.T @ (H - ref), jnp.isfinite(H).all()
+    return matmul(onehot.T, H - ref), jnp.isfinite(H).all()
 
 
 @jax.jit
@@ -114,9 +115,9 @@ def residual_sums(H, y, predictions, ref, means, pinv_proj):
     R = shifted - means[y]
     onehot = jax.nn.one_hot(y, C, dtype=H.dtype)
     within = onehot.T @ jnp.sum(R * R, axis=1)
-    Q = R @ pinv_proj
+    Q = matmul(R, pinv_proj)
     mean_sq = jnp.sum(means * means, axis=1)
-    ncc = jnp.argmin(mean_sq[None, :] - 2.0 * shifted @ means.T, axis=1).astype(y.dtype)
+    ncc = jnp.argmin(mean_sq[None, :] - 2.0 * matmul(shifted, means.T), axis=1).astype(y.dtype)
     return (
         within,
         jnp.sum(Q * Q),

@@ -14,6 +14,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from dnc_jax._linalg import matmul
 from dnc_jax.blocks import map_row_blocks
 
 KernelName = Literal["laplace", "gaussian"]
@@ -38,10 +39,7 @@ def squared_distances(X: jax.Array, Z: jax.Array, M: jax.Array | None = None) ->
     ZM = Z if M is None else Z @ M
     xx = jnp.sum(XM * X, axis=1)
     zz = jnp.sum(ZM * Z, axis=1)
-    # full float32 products: TF32 (a GPU default) would leave ~1e-3 relative error in x.z,
-    # far too much for the distances of nearby points
-    cross = jnp.matmul(XM, Z.T, precision=jax.lax.Precision.HIGHEST)
-    d2 = xx[:, None] + zz[None, :] - 2.0 * cross
+    d2 = xx[:, None] + zz[None, :] - 2.0 * matmul(XM, Z.T)
     tol = ZERO_TOL * jnp.finfo(d2.dtype).eps * (xx[:, None] + zz[None, :])
     return jnp.where(d2 > tol, d2, 0.0)
 

@@ -19,6 +19,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
+from dnc_jax._linalg import matmul
 from dnc_jax.blocks import map_row_blocks
 from dnc_jax.kernels import KERNELS, KernelName, kernel_matrix
 
@@ -113,7 +114,7 @@ class KernelPredictor:
     def predict_one(self, x: jax.Array) -> jax.Array:
         """Prediction for one example: ``(d,) -> (C,)``. Differentiable; vmap it to batch."""
         k = kernel_matrix(x[None, :], self.centers, self.kernel, self.bandwidth, self.M)
-        return (k @ self.coefs)[0]
+        return matmul(k, self.coefs)[0]
 
     def predict(self, X: ArrayLike, *, block_size: int | None = 4096) -> jax.Array:
         """Predictions for a batch: ``(m, d) -> (m, C)``, ``block_size`` rows at a time."""
@@ -128,14 +129,11 @@ class KernelPredictor:
 
 @functools.partial(jax.jit, static_argnames=("block_size",))
 def _predict(predictor: KernelPredictor, X: jax.Array, block_size: int | None) -> jax.Array:
-    return map_row_blocks(
-        lambda Xb: kernel_matrix(
-            Xb, predictor.centers, predictor.kernel, predictor.bandwidth, predictor.M
-        )
-        @ predictor.coefs,
-        X,
-        block_size,
-    )
+    def block(Xb):
+        K = kernel_matrix(Xb, predictor.centers, predictor.kernel, predictor.bandwidth, predictor.M)
+        return matmul(K, predictor.coefs)
+
+    return map_row_blocks(block, X, block_size)
 
 
 @functools.partial(jax.jit, static_argnames=("kernel", "bandwidth", "block_size"))

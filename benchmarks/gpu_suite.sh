@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU figures of BENCHMARKS.md: the benchmarks once on a CUDA machine, in one call
+# (the collapse figures came from an earlier call with `run collapse 80 collapse.py`).
+# Needs a JAX with CUDA and PyTorch there; mlxtend and xrfm as wheels in .whl/ (no network).
+#   bash benchmarks/gpu_suite.sh OUTDIR
+set -u
+out=${1:-benchmarks/results}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+cd benchmarks
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import jax, torch; print(jax.__version__, jax.devices(), torch.__version__)" | tee -a "$out/gpu.txt"
+run() { local name=$1 limit=$2; shift 2
+  echo "== $name: $*"; timeout "$limit" python3 "$@" 2>&1 | grep -v Warning | tee "$out/$name.log"; }
+run agop 60 agop.py --sizes 10000 20000 --batch 5000 --torch-device cuda
+run rfm 70 rfm.py --sizes 10000 20000 --torch-device cuda
+run deep_rfm_scale 80 deep_rfm_scale.py --n 20000 --depth 3
+run layer_agop 60 layer_agop.py --epochs 20 --torch-device cuda
+cp results/*-gpu.json "$out/" 2>/dev/null
+exit 0
