@@ -161,12 +161,9 @@ def run_mlp(
                   "n_test": int(len(data.y_test)), "measure_n": m, **dataclasses.asdict(config)}
     run = RunDirectory(out, run_config, "measurements")
     results, state = run.resume()
-    results.setdefault("history", [])
-    if state is not None:
-        results["history"] = [h for h in results["history"] if h["epoch"] <= int(state["epoch"])]
-    else:
-        results["history"] = []
-    bar = tqdm(total=config.epochs, initial=0 if state is None else int(state["epoch"]),
+    last_epoch = 0 if state is None else int(state["epoch"])
+    results["history"] = [h for h in results.get("history", []) if h["epoch"] <= last_epoch]
+    bar = tqdm(total=config.epochs, initial=last_epoch,
                desc="MLP", disable=not progress, file=sys.stderr)
     done = 0
     for result in train_epochs(data.X_train, data.y_train, data.X_test, data.y_test,

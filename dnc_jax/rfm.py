@@ -32,7 +32,13 @@ from dnc_jax.agop import (
 )
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.kernels import squared_distances
-from dnc_jax.solvers import KernelPredictor, _train_kernel, solve_psd, validate_fit_inputs
+from dnc_jax.solvers import (
+    KernelPredictor,
+    _train_kernel,
+    fit_kernel_predictor,
+    solve_psd,
+    validate_fit_inputs,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("kernel", "bandwidth"))
@@ -187,7 +193,8 @@ class RFM(BaseEstimator):
             last = it == int(self.iters)
             Z = Xj @ transform
             if last:  # the final fit needs no AGOP
-                predictor, A = _fit_only(Z, Y, self), None
+                predictor = fit_kernel_predictor(Z, Y, kernel=self.kernel,
+                                                 bandwidth=self.bandwidth, reg=self.reg)
             else:
                 predictor, A = fit_with_agop(
                     Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg,
@@ -235,12 +242,6 @@ class RFM(BaseEstimator):
         if self.task == "classification":
             return ClassifierMixin.score(self, X, y, sample_weight)
         return RegressorMixin.score(self, X, y, sample_weight)
-
-
-def _fit_only(Z, Y, est: RFM) -> KernelPredictor:
-    from dnc_jax.solvers import fit_kernel_predictor
-
-    return fit_kernel_predictor(Z, Y, kernel=est.kernel, bandwidth=est.bandwidth, reg=est.reg)
 
 
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
