@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import logging
 import os
 from typing import NamedTuple
 
@@ -208,6 +209,9 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None):
     tfds = _import_tfds()
     tfds_name = TFDS[name]
     tfds_split = "train+test" if split == "all" else split
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # tfds warns about every folder it probes
     try:
         source = tfds.data_source(tfds_name, split=tfds_split, data_dir=data_dir, download=False)
     except Exception as err:  # tfds raises several types for "not prepared here"
@@ -217,8 +221,10 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None):
             f"off. On a machine with network access and TensorFlow, run "
             f"`tfds build {tfds_name} --data_dir {where} --file_format array_record` (or "
             f"tfds.data_source('{tfds_name}', data_dir='{where}')), then copy that folder here "
-            f"and pass data_dir. ({type(err).__name__}: {str(err)[:200]})"
+            f"and pass data_dir. ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
         ) from err
+    finally:
+        absl_logger.setLevel(level)
     count = len(source) if n is None else min(n, len(source))
     records = [source[i] for i in range(count)]
     X = np.stack([np.asarray(r["image"], dtype=np.float32).reshape(-1) for r in records])
