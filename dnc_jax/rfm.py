@@ -34,9 +34,9 @@ from dnc_jax.data import one_hot_pm1
 from dnc_jax.kernels import squared_distances
 from dnc_jax.solvers import (
     KernelPredictor,
-    _train_kernel,
     fit_kernel_predictor,
     solve_psd,
+    train_kernel_matrix,
     validate_fit_inputs,
 )
 
@@ -86,7 +86,7 @@ def fit_with_agop(
     """
     Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
     K, W = _train_kernel_and_weights(Z, kernel, float(bandwidth))
-    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: _train_kernel(
+    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
         Z.astype(jnp.float64), None, kernel, float(bandwidth), None))
     del K
     T = None if transform is None else jnp.asarray(transform, Z.dtype)

@@ -137,7 +137,8 @@ def _predict(predictor: KernelPredictor, X: jax.Array, block_size: int | None) -
 
 
 @functools.partial(jax.jit, static_argnames=("kernel", "bandwidth", "block_size"))
-def _train_kernel(X, M, kernel, bandwidth, block_size):
+def train_kernel_matrix(X, M, kernel, bandwidth, block_size):
+    """``K(X, X)`` (``(n, n)``), jitted once per shape and kernel setting."""
     return kernel_matrix(X, X, kernel, bandwidth, M, block_size=block_size)
 
 
@@ -188,8 +189,8 @@ def fit_kernel_predictor(
         if M.shape != (X.shape[1], X.shape[1]):
             raise ValueError(f"M must be ({X.shape[1]}, {X.shape[1]}); got {M.shape}.")
         _checks.check_finite("M", M)
-    K = _train_kernel(X, M, kernel, float(bandwidth), block_size)
-    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: _train_kernel(
+    K = train_kernel_matrix(X, M, kernel, float(bandwidth), block_size)
+    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
         X.astype(jnp.float64), None if M is None else M.astype(jnp.float64), kernel,
         float(bandwidth), block_size))
     return KernelPredictor(X, coefs, M, kernel, float(bandwidth))
