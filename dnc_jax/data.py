@@ -325,7 +325,7 @@ def _synthetic(name: str, split: str, n: int | None, seed: int, options: dict):
         parts = {"train": (X_tr, y_tr), "test": (X_te, y_te)}
         parts["all"] = (np.concatenate([X_tr, X_te]), np.concatenate([y_tr, y_te]))
         return parts[split]
-    count = options.pop("n", None) or n or 2000
+    count = n or 2000
     # one task per seed; train and test are independent samples of it ("all" = train)
     sample_seed = 1 if split == "test" else 0
     if name == "gaussian_mixture":

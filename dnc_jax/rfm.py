@@ -128,16 +128,9 @@ class RFM(BaseEstimator):
         task: str = "classification",
         batch_size: int | None = 1024,
     ):
-        self.kernel = kernel
-        self.bandwidth = bandwidth
-        self.reg = reg
-        self.iters = iters
-        self.agop_power = agop_power
-        self.normalize = normalize
-        self.centered = centered
-        self.diag = diag
+        _fixed_task_init(self, kernel, bandwidth, reg, iters, agop_power, normalize, centered,
+                         diag, batch_size)
         self.task = task
-        self.batch_size = batch_size
 
     # -------------------------------------------------------------- helpers
 
@@ -246,6 +239,7 @@ class RFM(BaseEstimator):
 
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
                      normalize="max", centered=False, diag=False, batch_size=1024):
+    """Set every hyperparameter but ``task`` (the subclasses fix it as a class attribute)."""
     self.kernel = kernel
     self.bandwidth = bandwidth
     self.reg = reg
