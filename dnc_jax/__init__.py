@@ -6,8 +6,10 @@ from dnc_jax.data import load_dataset, prepare
 from dnc_jax.deep_rfm import deep_rfm
 from dnc_jax.kernels import gaussian_kernel, kernel_matrix, laplace_kernel
 from dnc_jax.nets import MLP, TrainConfig, layer_analysis, train_mlp
+from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rfm import RFM, RFMClassifier, RFMRegressor
-from dnc_jax.solvers import KernelPredictor, fit_kernel_predictor, solve_psd
+from dnc_jax.sharding import Rows, data_mesh
+from dnc_jax.solvers import SolveInfo, fit_kernel_predictor, fit_kernel_ridge, solve_psd
 
 __version__ = "0.1.0"
 
@@ -18,11 +20,15 @@ __all__ = [
     "RFM",
     "RFMClassifier",
     "RFMRegressor",
+    "Rows",
+    "SolveInfo",
     "TrainConfig",
     "agop",
     "collapse_metrics",
+    "data_mesh",
     "deep_rfm",
     "fit_kernel_predictor",
+    "fit_kernel_ridge",
     "gaussian_kernel",
     "kernel_agop",
     "kernel_gradients",

@@ -18,13 +18,15 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax._linalg import matmul
 from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.kernels import kernel_from_sq_distances, safe_sqrt, squared_distances
-from dnc_jax.solvers import KernelPredictor
+from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
+from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
 
 Normalize = Literal["max", "trace"] | None
 NORMALIZATIONS = (None, "none", "max", "trace")
@@ -58,9 +60,9 @@ def finish_agop(outer, total, m, centered, diag, normalize, M=None):
     A = outer / m
     if centered:
         mean_jac = total / m
-        A = A - (jnp.sum(mean_jac * mean_jac, axis=0) if A.ndim == 1 else mean_jac.T @ mean_jac)
+        A = A - (jnp.sum(mean_jac * mean_jac, axis=0) if A.ndim == 1 else matmul(mean_jac.T, mean_jac))
     if M is not None:  # J = G M with G the metric-free gradient, so J^T J = M G^T G M
-        A = M @ A @ M
+        A = matmul(matmul(M, A), M)
     if diag and A.ndim == 2:
         A = jnp.diagonal(A)
     if normalize == "max":
@@ -72,15 +74,20 @@ def finish_agop(outer, total, m, centered, diag, normalize, M=None):
     return jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1.0), A)
 
 
-def _check_options(X, batch_size, normalize):
-    X = _checks.as_float_matrix("X", X)
-    _checks.check_finite("X", X)
+def _check_batch_and_normalize(n, batch_size, normalize):
+    """``(batch_size capped at n, normalize with "none" as None)``, or ``ValueError``."""
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-    batch_size = X.shape[0] if batch_size is None else min(int(batch_size), X.shape[0])
-    return X, batch_size, None if normalize == "none" else normalize
+    batch_size = n if batch_size is None else min(int(batch_size), n)
+    return batch_size, None if normalize == "none" else normalize
+
+
+def _check_options(X, batch_size, normalize):
+    X = _checks.as_float_matrix("X", X)
+    _checks.check_finite("X", X)
+    return X, *_check_batch_and_normalize(X.shape[0], batch_size, normalize)
 
 
 @functools.partial(
@@ -202,35 +209,100 @@ def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
 
 
+@functools.partial(
+    jax.jit, static_argnames=("mesh", "n", "batch_size", "centered", "diag", "normalize"))
+def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, normalize):
+    """The AGOP at row-sharded points ``X`` (``(n_pad, d)``, ``n`` real rows): each device
+    sums ``J^T J`` over its own rows, the gradients summed over the centres (a ring when
+    they are sharded too), and the sums are added across devices."""
+    p = num_shards(mesh)
+    rows = X.shape[0] // p
+    diag_sums = diag and predictor.M is None
+
+    def local(X_local, centers, coefs, M):
+        mask = row_mask(rows, n, X_local.dtype)
+
+        def jac_fn(Xb, mb):
+            G = over_centres(
+                predictor,
+                lambda c, a: kernel_gradients(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
+                centers, coefs, p)
+            return G * mb[:, None, None]
+
+        sums = jacobian_sums(jac_fn, (X_local, mask), min(batch_size, rows), centered, diag_sums)
+        return jax.lax.psum(sums, DATA)
+
+    outer, total = jax.shard_map(
+        local, mesh=mesh, in_specs=(ROWS, *centre_specs(predictor)), out_specs=REPLICATED,
+        check_vma=False)(X, predictor.centers, predictor.coefs, predictor.M)
+    return finish_agop(outer, total, n, centered, diag, normalize, predictor.M)
+
+
+def sample_rows(n: int, samples: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of ``samples`` rows out of ``n``, drawn without replacement with
+    ``seed`` (``None`` when ``samples`` is ``None`` or ``>= n``: use every row)."""
+    if samples is None:
+        return None
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
+        raise ValueError(f"agop_samples must be a positive int or None; got {samples!r}.")
+    if samples >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, int(samples), replace=False))
+
+
 def kernel_agop(
     predictor: KernelPredictor,
-    X: ArrayLike,
+    X: ArrayLike | Rows,
     *,
     batch_size: int | None = None,
     centered: bool = False,
     diag: bool = False,
     normalize: Normalize = None,
+    samples: int | None = None,
+    seed: int = 0,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """Closed-form AGOP of a Laplace or Gaussian ``KernelPredictor`` at ``X``.
 
     Equal to ``agop(predictor.predict_one, X, ...)`` to rounding, at cost
-    ``O(m n d C + m C d^2)`` (see ``kernel_gradients``).
+    ``O(m n d C + m C d^2)`` for ``m`` points and ``n`` centres (see ``kernel_gradients``).
 
     Args:
       predictor: a fitted ``KernelPredictor`` (any metric ``M``).
-      X: ``(m, d)`` evaluation points (training points allowed: the self term is 0).
+      X: ``(m, d)`` evaluation points (training points allowed: the self term is 0), or
+        ``Rows`` on a mesh.
       batch_size, centered, diag, normalize: as in ``agop``.
+      samples: estimate the AGOP from this many of the points, drawn uniformly without
+        replacement with ``seed`` (xRFM's default is 20,000): an unbiased estimate of the
+        mean of ``J^T J`` over all points; ``None`` uses them all.
+      mesh: shard the points over this mesh's ``"data"`` axis (default: the predictor's
+        mesh, or that of ``Rows``; ``None`` everywhere means one device).
 
     Returns:
       ``(d, d)`` AGOP, or ``(d,)`` when ``diag``.
     """
-    X, batch_size, normalize = _check_options(X, batch_size, normalize)
+    if isinstance(X, Rows):
+        mesh = X.mesh
+        _checks.check_finite("X", X.data)
+        idx = sample_rows(X.n, samples, seed)
+        X = X if idx is None else Rows(X.data[idx], len(idx))
+    else:
+        X = _checks.as_float_matrix("X", X)
+        _checks.check_finite("X", X)
+        idx = sample_rows(X.shape[0], samples, seed)
+        X = X if idx is None else X[idx]
+    batch_size, normalize = _check_batch_and_normalize(X.shape[0], batch_size, normalize)
     if X.shape[1] != predictor.centers.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
         )
-    X = X.astype(predictor.centers.dtype)
-    return _kernel_agop(predictor, X, batch_size, centered, diag, normalize)
+    mesh = predictor.mesh if mesh is None else mesh
+    if mesh is None:
+        X = X.astype(predictor.centers.dtype)
+        return _kernel_agop(predictor, X, batch_size, centered, diag, normalize)
+    rows = as_rows(X, mesh, dtype=predictor.centers.dtype)
+    return _kernel_agop_sharded(on_mesh(predictor, mesh), rows.data, mesh, rows.n, batch_size,
+                                centered, diag, normalize)
 
 
 def psd_eigh(M: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from dnc_jax._linalg import matmul
+from dnc_jax.sharding import Rows, as_rows
 
 DEFAULT_CHUNK = 4096
 
@@ -111,10 +112,11 @@ def residual_sums(H, y, predictions, ref, means, pinv_proj):
       nearest-class-centre rule taking ``argmin_c ||h - mu_c||``.
     """
     C = means.shape[0]
+    valid = y >= 0  # rows labelled -1 are padding (sharded inputs)
     shifted = H - ref
-    R = shifted - means[y]
+    R = jnp.where(valid[:, None], shifted - means[jnp.where(valid, y, 0)], 0.0)
     onehot = jax.nn.one_hot(y, C, dtype=H.dtype)
-    within = onehot.T @ jnp.sum(R * R, axis=1)
+    within = matmul(onehot.T, jnp.sum(R * R, axis=1)[:, None])[:, 0]
     Q = matmul(R, pinv_proj)
     mean_sq = jnp.sum(means * means, axis=1)
     ncc = jnp.argmin(mean_sq[None, :] - 2.0 * matmul(shifted, means.T), axis=1).astype(y.dtype)
@@ -122,8 +124,17 @@ def residual_sums(H, y, predictions, ref, means, pinv_proj):
         within,
         jnp.sum(Q * Q),
         jnp.sum(ncc == y).astype(jnp.int32),
-        jnp.sum(ncc != predictions).astype(jnp.int32),
+        jnp.sum((ncc != predictions) & valid).astype(jnp.int32),
     )
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def label_counts(y: jax.Array, num_classes: int) -> tuple[jax.Array, jax.Array]:
+    """Per-class counts of labels ``y`` (``-1`` = padding, not counted) and whether every
+    other label lies in ``0..C-1``."""
+    padding = y == -1
+    in_range = jnp.all(padding | ((y >= 0) & (y < num_classes)))
+    return jnp.sum(jax.nn.one_hot(y, num_classes, dtype=jnp.int32), axis=0), in_range
 
 
 def _stream(fn, H, dtype, chunk: int, *row_arrays, args=()):
@@ -153,6 +164,15 @@ def _as_labels(name: str, labels: ArrayLike, n: int) -> np.ndarray:
     return y.astype(np.int32)
 
 
+def _label_rows(name: str, labels, H: Rows) -> Rows:
+    """Labels as ``Rows`` beside the features ``H``, padding rows labelled ``-1``."""
+    if isinstance(labels, Rows):
+        if labels.n != H.n:
+            raise ValueError(f"{name} has {labels.n} entries but features has {H.n} rows.")
+        return labels
+    return as_rows(_as_labels(name, labels, H.n), H.mesh, fill=-1)
+
+
 def _cosines(gram: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
     return gram / np.outer(norms, norms)
@@ -171,8 +191,11 @@ def collapse_metrics(
     """All collapse metrics of ``features`` grouped by ``labels`` (see the module docstring).
 
     Args:
-      features: ``(n, d)`` numpy or JAX array.
-      labels: ``(n,)`` integer labels in ``0..C-1``; every class must occur.
+      features: ``(n, d)`` numpy or JAX array, or ``Rows`` sharded over a mesh: then the
+        class sums and residual sums are reduced across devices (one jitted pass each,
+        partitioned by the features' sharding) and nothing gathers the rows.
+      labels: ``(n,)`` integer labels in ``0..C-1``; every class must occur (for ``Rows``
+        features also ``Rows``, padding labelled ``-1``).
       num_classes: ``C`` (default ``max(labels) + 1``).
       classifier: optional ``(C, d)`` last-layer weights for ``nc3``.
       predictions: optional ``(n,)`` predicted labels for ``ncc_mismatch``.
@@ -189,34 +212,61 @@ def collapse_metrics(
       ValueError: on mismatched lengths, labels outside ``0..C-1``, an empty class, fewer
         than 2 classes, non-finite features, or class means that all coincide.
     """
-    H = features if isinstance(features, jax.Array) else np.asarray(features)
-    if H.ndim != 2 or 0 in H.shape:
-        raise ValueError(f"features must be a non-empty 2-D array (samples x features); got {H.shape}.")
-    dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else np.float32
-    dtype = jax.dtypes.canonicalize_dtype(dtype)
-    n, d = H.shape
-    y = _as_labels("labels", labels, n)
-    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
-        bad = y[(y < 0) | (y >= (num_classes or np.iinfo(np.int32).max))]
-        raise ValueError(
-            f"labels must lie in 0..{(num_classes or y.max() + 1) - 1}; found {bad[:5].tolist()}."
-        )
-    C = int(y.max()) + 1 if num_classes is None else int(num_classes)
+    chunk = int(chunk_size or DEFAULT_CHUNK)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    if isinstance(features, Rows):
+        H = features
+        n, d = H.shape
+        dtype = H.dtype
+        y_dev = _label_rows("labels", labels, H)
+        preds_dev = y_dev if predictions is None else _label_rows("predictions", predictions, H)
+        C = int(num_classes) if num_classes is not None else int(jnp.max(y_dev.data)) + 1
+        counts_dev, in_range = label_counts(y_dev.data, C)
+        if not bool(in_range):
+            raise ValueError(f"labels must lie in 0..{C - 1}.")
+        counts = np.asarray(counts_dev, dtype=np.float64)
+        ref_row = H.data[:1]
+
+        def first_pass():
+            return class_sums(H.data, y_dev.data, ref_row, C)
+
+        def second_pass(means, proj):
+            return residual_sums(H.data, y_dev.data, preds_dev.data, ref_row, means, proj)
+    else:
+        H = features if isinstance(features, jax.Array) else np.asarray(features)
+        if H.ndim != 2 or 0 in H.shape:
+            raise ValueError(
+                f"features must be a non-empty 2-D array (samples x features); got {H.shape}.")
+        dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else np.float32
+        dtype = jax.dtypes.canonicalize_dtype(dtype)
+        n, d = H.shape
+        y = _as_labels("labels", labels, n)
+        if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+            bad = y[(y < 0) | (y >= (num_classes or np.iinfo(np.int32).max))]
+            raise ValueError(
+                f"labels must lie in 0..{(num_classes or y.max() + 1) - 1}; found {bad[:5].tolist()}."
+            )
+        C = int(y.max()) + 1 if num_classes is None else int(num_classes)
+        counts = np.bincount(y, minlength=C).astype(np.float64)
+        preds = y if predictions is None else _as_labels("predictions", predictions, n)
+        ref_row = jnp.asarray(np.asarray(H[:1]), dtype=dtype)
+
+        def first_pass():
+            return _stream(class_sums, H, dtype, chunk, y, args=(ref_row, C))
+
+        def second_pass(means, proj):
+            return _stream(residual_sums, H, dtype, chunk, y, preds, args=(ref_row, means, proj))
+
     if C < 2:
         raise ValueError(f"Collapse metrics need at least 2 classes; got {C}.")
-    counts = np.bincount(y, minlength=C).astype(np.float64)
     if (counts == 0).any():
         raise ValueError(
             f"Classes {np.flatnonzero(counts == 0).tolist()} have no samples; pass num_classes "
             "matching the labels present, or relabel them to 0..C-1 without gaps."
         )
-    chunk = int(chunk_size or DEFAULT_CHUNK)
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
-    preds = y if predictions is None else _as_labels("predictions", predictions, n)
-    ref_row = jnp.asarray(np.asarray(H[:1]), dtype=dtype)
 
-    sums, finite = _stream(class_sums, H, dtype, chunk, y, args=(ref_row, C))
+    sums, finite = first_pass()
     if not bool(finite):
         raise ValueError("features contain NaN or infinite values; clean them before measuring.")
     ref = np.asarray(ref_row[0], dtype=np.float64)
@@ -238,10 +288,8 @@ def collapse_metrics(
     proj = np.zeros((d, C))
     proj[:, : keep.sum()] = Vt[keep].T / sing[keep]
 
-    within, pinv_sq, ncc_hits, ncc_miss = _stream(
-        residual_sums, H, dtype, chunk, y, preds,
-        args=(ref_row, jnp.asarray(means, dtype), jnp.asarray(proj, dtype)),
-    )
+    within, pinv_sq, ncc_hits, ncc_miss = second_pass(jnp.asarray(means, dtype),
+                                                      jnp.asarray(proj, dtype))
     within = np.asarray(within, dtype=np.float64)
     trace_within = float(within.sum()) / n
 

@@ -19,13 +19,17 @@ from collections.abc import Callable, Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
+from dnc_jax._linalg import matmul
 from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.rfm import fit_with_agop
+from dnc_jax.sharding import Rows, as_rows, check_mesh
+from dnc_jax.solvers import SolverOptions
 
 FEATURES = ("relu", "cosine")
 WEIGHTS = ("uniform", "gaussian")
@@ -45,8 +49,21 @@ class DeepRFMConfig:
     weights: str = "uniform"
     seed: int = 0
     agop_batch: int = 1024
+    solver: str = "auto"
+    centers: int | None = None
+    agop_samples: int | None = None
+    tol: float = 1e-6
+    max_iter: int = 1000
+    precond_rank: int = 500
+
+    def solver_options(self) -> SolverOptions:
+        return SolverOptions(self.solver, self.centers, self.tol, self.max_iter,
+                             self.precond_rank)
 
     def validate(self) -> None:
+        self.solver_options().validate()
+        if self.agop_samples is not None and self.agop_samples < 1:
+            raise ValueError(f"agop_samples must be >= 1; got {self.agop_samples}.")
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1; got {self.depth}.")
         if self.width < 1:
@@ -65,11 +82,16 @@ class DeepRFMConfig:
 
 @dataclasses.dataclass
 class LayerState:
-    """What the next layer needs: its index and the current train/test features."""
+    """What the next layer needs: its index and the current train/test features
+    (numpy arrays, or ``Rows`` on the run's mesh)."""
 
     layer: int
-    X_train: np.ndarray
-    X_test: np.ndarray | None
+    X_train: np.ndarray | Rows
+    X_test: np.ndarray | Rows | None
+
+    def to_host(self) -> dict:
+        """The features as numpy arrays (gathered from every process), for a checkpoint."""
+        return {"X_train": host_rows(self.X_train), "X_test": host_rows(self.X_test)}
 
 
 @jax.jit
@@ -79,13 +101,41 @@ def _unit_rows(X: jax.Array) -> jax.Array:
     return X / jnp.where(norms > 0, norms, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("features",))
-def _random_map(Xp: jax.Array, W: jax.Array, b: jax.Array, features: str) -> jax.Array:
-    """``relu(Xp W^T)`` or ``sqrt(2/D) cos(Xp W^T + b)`` for projected features ``Xp``."""
-    pre = Xp @ W.T
+@functools.partial(jax.jit, static_argnames=("features", "n"))
+def _random_map(Xp: jax.Array, W: jax.Array, b: jax.Array, features: str, n: int) -> jax.Array:
+    """``relu(Xp W^T)`` or ``sqrt(2/D) cos(Xp W^T + b)`` for projected features ``Xp``;
+    rows past the first ``n`` (padding) stay zero."""
+    pre = matmul(Xp, W.T)
     if features == "relu":
-        return jax.nn.relu(pre)
-    return jnp.sqrt(2.0 / W.shape[0]) * jnp.cos(pre + b[None, :])
+        out = jax.nn.relu(pre)
+    else:
+        out = jnp.sqrt(2.0 / W.shape[0]) * jnp.cos(pre + b[None, :])
+    return jnp.where((jnp.arange(Xp.shape[0]) < n)[:, None], out, 0.0)
+
+
+@jax.jit
+def _project(X: jax.Array, root: jax.Array) -> jax.Array:
+    return matmul(X, root)
+
+
+@jax.jit
+def _hits(pred: jax.Array, y: jax.Array) -> jax.Array:
+    """Correct argmax predictions; labels of padding rows are -1 and never match."""
+    return jnp.sum(jnp.argmax(pred, axis=1) == y)
+
+
+def host_rows(X) -> np.ndarray | None:
+    """A numpy copy of features given as numpy, a JAX array or ``Rows`` (in a multi-process
+    run, gathered from every process)."""
+    if X is None or isinstance(X, np.ndarray):
+        return X
+    if isinstance(X, Rows):
+        if not X.data.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(X.data, tiled=True))[: X.n]
+        return np.asarray(X.data)[: X.n]
+    return np.asarray(X)
 
 
 def random_weights(key: jax.Array, d: int, config: DeepRFMConfig) -> tuple[jax.Array, jax.Array]:
@@ -103,8 +153,8 @@ def random_weights(key: jax.Array, d: int, config: DeepRFMConfig) -> tuple[jax.A
     return W, jnp.zeros((D,))
 
 
-def _accuracy(pred: jax.Array, y: np.ndarray) -> float:
-    return float(np.mean(np.argmax(np.asarray(pred), axis=1) == y))
+def _accuracy(pred: Rows, y: Rows) -> float:
+    return int(_hits(pred.data, y.data)) / pred.n
 
 
 def spectrum_summary(evals: np.ndarray, top: int = 10) -> dict:
@@ -126,67 +176,85 @@ def deep_rfm_layers(
     config: DeepRFMConfig,
     start: LayerState | None = None,
     num_classes: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Iterator[tuple[dict, LayerState]]:
     """Run Deep RFM one layer at a time, yielding ``(record, state after the layer)``.
 
     ``start`` resumes from a saved ``LayerState``: since layer ``l``'s random map depends
     only on ``(seed, l)``, a resumed run equals an uninterrupted one. Arguments as in
-    ``deep_rfm``.
+    ``deep_rfm``; the states hold ``Rows`` on ``mesh`` (one device when ``None``).
     """
     config.validate()
+    mesh = check_mesh(mesh)
     y_train = np.asarray(y_train).astype(np.int64)
     C = int(num_classes or y_train.max() + 1)
-    Y = one_hot_pm1(y_train, C)
     if start is None:
-        X = _checks.as_float_matrix("X_train", X_train, dtype=jnp.float32)
-        _checks.check_same_rows("X_train", X, "y_train", y_train)
-        _checks.check_finite("X_train", X)
-        Xt = None
-        if X_test is not None:
-            Xt = _checks.as_float_matrix("X_test", X_test, dtype=jnp.float32)
-            _checks.check_finite("X_test", Xt)
-            if Xt.shape[1] != X.shape[1]:
-                raise ValueError("X_test and X_train must have the same number of features.")
-        first = 0
+        X, Xt, first = X_train, X_test, 0
     else:
-        X, first = jnp.asarray(start.X_train), start.layer
-        Xt = None if start.X_test is None else jnp.asarray(start.X_test)
-    has_test = Xt is not None and y_test is not None
-    y_test = None if y_test is None else np.asarray(y_test).astype(np.int64)
+        X, Xt, first = start.X_train, start.X_test, start.layer
+    if not isinstance(X, Rows):
+        X = _checks.as_float_matrix("X_train", X, dtype=jnp.float32)
+        _checks.check_finite("X_train", X)
+    _checks.check_same_rows("X_train", X, "y_train", y_train)
+    if Xt is not None and not isinstance(Xt, Rows):
+        Xt = _checks.as_float_matrix("X_test", Xt, dtype=jnp.float32)
+        _checks.check_finite("X_test", Xt)
+    if Xt is not None and Xt.shape[1] != X.shape[1]:
+        raise ValueError("X_test and X_train must have the same number of features.")
+    if y_test is not None:
+        if Xt is None:
+            raise ValueError("y_test was given without X_test.")
+        y_test = np.asarray(y_test).astype(np.int64)
+        _checks.check_same_rows("X_test", Xt, "y_test", y_test)
+    X = as_rows(X, mesh, dtype=jnp.float32)
+    Xt = None if Xt is None else as_rows(Xt, mesh, dtype=jnp.float32)
+    Y = as_rows(one_hot_pm1(y_train, C), mesh)
+    y_rows = as_rows(y_train.astype(np.int32), mesh, fill=-1)
+    yt_rows = None if y_test is None else as_rows(y_test.astype(np.int32), mesh, fill=-1)
     key = jax.random.key(config.seed)
+    options = config.solver_options()
+
+    def metrics(H: jax.Array) -> dict:
+        return collapse_metrics(Rows(H, X.n), y_rows, num_classes=C).to_dict()
 
     for layer in range(first, config.depth):
         tic = time.perf_counter()
-        X = _unit_rows(X)
-        predictor, M = fit_with_agop(
+        X = Rows(_unit_rows(X.data), X.n)
+        predictor, M, info = fit_with_agop(
             X, Y, kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
-            batch_size=config.agop_batch, normalize="max",
+            batch_size=config.agop_batch, normalize="max", solver=options,
+            agop_samples=config.agop_samples, seed=config.seed + layer, mesh=mesh,
         )
+        fit_seconds = time.perf_counter() - tic
         evals, evecs = psd_eigh(M)
         root = jnp.asarray(power_from_eigh(evals, evecs, 0.5), jnp.float32)
         W, b = random_weights(jax.random.fold_in(key, layer), X.shape[1], config)
-        projected = X @ root
-        X_next = _random_map(projected, W, b, config.features)
+        projected = _project(X.data, root)
+        X_next = _random_map(projected, W, b, config.features, X.n)
+        tic_metrics = time.perf_counter()
         record = {
             "layer": layer,
             "input_dim": int(X.shape[1]),
-            "input": collapse_metrics(X, y_train, num_classes=C).to_dict(),
-            "projected": collapse_metrics(projected, y_train, num_classes=C).to_dict(),
-            "output": collapse_metrics(X_next, y_train, num_classes=C).to_dict(),
-            "train_accuracy": _accuracy(predictor.predict(X), y_train),
-            "test_accuracy": None,
-            "agop": spectrum_summary(evals),
+            "input": metrics(X.data),
+            "projected": metrics(projected),
+            "output": metrics(X_next),
         }
-        if has_test:
-            Xt = _unit_rows(Xt)
-            record["test_accuracy"] = _accuracy(predictor.predict(Xt), y_test)
+        metric_seconds = time.perf_counter() - tic_metrics
+        record["train_accuracy"] = _accuracy(predictor.predict(X), y_rows)
+        record["test_accuracy"] = None
         if Xt is not None:
-            Xt = _random_map(Xt @ root, W, b, config.features)
-        X = X_next
+            Xt = Rows(_unit_rows(Xt.data), Xt.n)
+            if yt_rows is not None:
+                record["test_accuracy"] = _accuracy(predictor.predict(Xt), yt_rows)
+            Xt = Rows(_random_map(_project(Xt.data, root), W, b, config.features, Xt.n), Xt.n)
+        record["agop"] = spectrum_summary(evals)
+        record["solve"] = info.to_dict()
+        X = Rows(X_next, X.n)
         record["seconds"] = time.perf_counter() - tic
-        yield record, LayerState(
-            layer + 1, np.asarray(X), None if Xt is None else np.asarray(Xt)
-        )
+        record["phase_seconds"] = {"kernel": info.kernel_seconds, "solve": info.solve_seconds,
+                                   "agop": fit_seconds - info.kernel_seconds - info.solve_seconds,
+                                   "metrics": metric_seconds}
+        yield record, LayerState(layer + 1, X, Xt)
 
 
 def deep_rfm(
@@ -205,6 +273,13 @@ def deep_rfm(
     weights: str = "uniform",
     seed: int = 0,
     agop_batch: int = 1024,
+    solver: str = "auto",
+    centers: int | None = None,
+    agop_samples: int | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+    precond_rank: int = 500,
+    mesh: Mesh | None = None,
     num_classes: int | None = None,
     on_layer: Callable[[dict], None] | None = None,
 ) -> list[dict]:
@@ -220,18 +295,27 @@ def deep_rfm(
       weights: ``"uniform"`` or ``"gaussian"`` for the ReLU map.
       seed: seeds every layer's random map (layer ``l`` uses ``fold_in(key(seed), l)``).
       agop_batch: training rows whose Jacobians are held at once.
+      solver, centers, tol, max_iter, precond_rank: how each layer's kernel is fitted
+        (``fit_kernel_ridge``; ``centers`` makes it a Nyström machine of that many
+        centres).
+      agop_samples: each layer's AGOP from this many seeded training rows (``None``: all).
+      mesh: shard the rows over this mesh's ``"data"`` axis (``data_mesh("all")``).
       on_layer: called with each layer's record as it completes.
 
     Returns:
       One record per layer: ``layer``, ``input_dim``, collapse metrics (``to_dict``) on
       ``input`` (``X_l``), ``projected`` (``X_l M^(1/2)``), ``output`` (``X_{l+1}``);
-      ``train_accuracy``, ``test_accuracy``; ``agop`` spectrum summary; ``seconds``.
+      ``train_accuracy``, ``test_accuracy`` (of the layer's kernel predictor, fitted on
+      ``X_l``, before the projection); ``agop`` spectrum summary; ``solve``
+      (``SolveInfo.to_dict``); ``seconds`` and ``phase_seconds`` (kernel, solve, AGOP,
+      metrics).
     """
     config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
-                           agop_batch)
+                           agop_batch, solver, centers, agop_samples, tol, max_iter,
+                           precond_rank)
     records = []
     for record, _ in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
-                                     num_classes=num_classes):
+                                     num_classes=num_classes, mesh=mesh):
         records.append(record)
         if on_layer is not None:
             on_layer(record)

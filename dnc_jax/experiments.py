@@ -89,7 +89,7 @@ def run_deep_rfm(
         num_classes=data.num_classes,
     ):
         layers.append(record)
-        run.commit(results, {"X_train": next_state.X_train, "X_test": next_state.X_test})
+        run.commit(results, next_state.to_host())
         atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
         plot_layer_collapse(layers, ("input", "projected", "output"),
                             os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")

@@ -10,7 +10,9 @@ with a last fit. The kernel's metric on ``x`` is then ``AGOP^(2p)`` (``p = agop_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -28,13 +30,18 @@ from dnc_jax.agop import (
     gradient_weights,
     gradients_from_weights,
     jacobian_sums,
+    kernel_agop,
     matrix_power,
 )
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.kernels import squared_distances
+from dnc_jax.predictor import KernelPredictor
+from dnc_jax.sharding import Rows, data_mesh, num_shards
 from dnc_jax.solvers import (
-    KernelPredictor,
-    fit_kernel_predictor,
+    SolveInfo,
+    SolverOptions,
+    choose_solver,
+    fit_kernel_ridge,
     solve_psd,
     train_kernel_matrix,
     validate_fit_inputs,
@@ -58,8 +65,8 @@ def _training_agop(W, coefs, Z, T, batch_size, centered, diag, normalize):
 
 
 def fit_with_agop(
-    Z: ArrayLike,
-    Y: ArrayLike,
+    Z: ArrayLike | Rows,
+    Y: ArrayLike | Rows,
     *,
     kernel: str = "laplace",
     bandwidth: float = 1.0,
@@ -69,30 +76,60 @@ def fit_with_agop(
     centered: bool = False,
     diag: bool = False,
     normalize: str | None = None,
-) -> tuple[KernelPredictor, jax.Array]:
+    solver: SolverOptions = SolverOptions(),
+    agop_samples: int | None = None,
+    seed: int = 0,
+    mesh=None,
+) -> tuple[KernelPredictor, jax.Array, SolveInfo]:
     """Fit kernel ridge regression on ``Z`` and return it with its AGOP at the training points.
 
     Args:
-      Z: ``(n, d)`` inputs the kernel sees, ``Z = X T`` for a symmetric ``transform`` ``T``.
+      Z: ``(n, d)`` inputs the kernel sees, ``Z = X T`` for a symmetric ``transform`` ``T``
+        (or ``Rows`` on a mesh).
       Y: ``(n, C)`` targets.
       transform: ``T`` (``(d, d)``), or ``None`` for the identity; the AGOP returned is
         with respect to ``x``: ``T A_z T``.
       batch_size: training rows whose Jacobians are held at once.
       centered, diag, normalize: as in ``agop``.
+      solver: how the fit is solved (``SolverOptions``; the default picks by size).
+      agop_samples: estimate the AGOP from this many training rows (seeded by ``seed``),
+        as xRFM does (its default is 20,000); ``None`` uses all ``n``.
+      seed: seeds the sampled rows, Nyström centres and CG landmarks.
+      mesh: shard the rows over this mesh (``dnc_jax.sharding.data_mesh``).
 
     Returns:
-      ``(predictor on Z, AGOP (d, d) or (d,))``. Equal to
-      ``kernel_agop(predictor, Z)`` sandwiched by ``T``, without recomputing distances.
+      ``(predictor on Z, AGOP (d, d) or (d,), SolveInfo)``. The AGOP equals
+      ``kernel_agop(predictor, Z)`` sandwiched by ``T``. With a one-device Cholesky solve
+      and every row in the AGOP, the distances are computed once for both.
     """
     Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
-    K, W = _train_kernel_and_weights(Z, kernel, float(bandwidth))
-    coefs = solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
-        Z.astype(jnp.float64), None, kernel, float(bandwidth), None))
-    del K
+    solver.validate()
+    if mesh is None and isinstance(Z, Rows):
+        mesh = Z.mesh
+    method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers)
     T = None if transform is None else jnp.asarray(transform, Z.dtype)
     batch = Z.shape[0] if batch_size is None else min(int(batch_size), Z.shape[0])
-    A = _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
-    return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A
+    one_device = mesh is None or num_shards(mesh) == 1
+    if method == "cholesky" and one_device and agop_samples is None:
+        Z = Z.valid() if isinstance(Z, Rows) else Z
+        Y = Y.valid() if isinstance(Y, Rows) else Y
+        tic = time.perf_counter()
+        K, W = _train_kernel_and_weights(Z, kernel, float(bandwidth))
+        K.block_until_ready()
+        kernel_seconds = time.perf_counter() - tic
+        coefs = solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
+            Z.astype(jnp.float64), None, kernel, float(bandwidth), None))
+        del K
+        A = _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
+        info = SolveInfo("cholesky", 0, None, None, kernel_seconds,
+                         time.perf_counter() - tic - kernel_seconds)
+        return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A, info
+    options = dataclasses.asdict(solver) | {"solver": method}
+    predictor, info = fit_kernel_ridge(Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
+                                       mesh=mesh, seed=seed, **options)
+    A = kernel_agop(predictor, Z, batch_size=batch, centered=centered,
+                    diag=diag and T is None, samples=agop_samples, seed=seed, mesh=mesh)
+    return predictor, finish_agop(A, None, 1, False, diag, normalize, T), info
 
 
 class RFM(BaseEstimator):
@@ -109,6 +146,12 @@ class RFM(BaseEstimator):
       task: ``"classification"`` (``{-1, +1}`` one-hot targets, argmax prediction) or
         ``"regression"``.
       batch_size: training rows whose Jacobians are held at once.
+      solver, centers, tol, cg_max_iter, precond_rank: how each kernel fit is solved
+        (``fit_kernel_ridge``; ``cg_max_iter`` is its ``max_iter``); ``centers`` (an
+        int) makes every fit a Nyström machine.
+      agop_samples: AGOP from this many seeded training rows (``None``: all).
+      devices: ``None`` (one device), ``"all"`` or a count: rows sharded over a data mesh.
+      seed: seeds sampled rows, centres and landmarks.
 
     Fitted attributes: ``transform_`` (``T``, ``(d, d)``), ``agop_`` (the last AGOP),
     ``predictor_`` (``KernelPredictor`` on ``X T``), ``history_`` (per-iteration dicts),
@@ -127,9 +170,18 @@ class RFM(BaseEstimator):
         diag: bool = False,
         task: str = "classification",
         batch_size: int | None = 1024,
+        solver: str = "auto",
+        centers: int | None = None,
+        agop_samples: int | None = None,
+        tol: float = 1e-6,
+        cg_max_iter: int = 1000,
+        precond_rank: int = 500,
+        devices: str | int | None = None,
+        seed: int = 0,
     ):
         _fixed_task_init(self, kernel, bandwidth, reg, iters, agop_power, normalize, centered,
-                         diag, batch_size)
+                         diag, batch_size, solver, centers, agop_samples, tol, cg_max_iter,
+                         precond_rank, devices, seed)
         self.task = task
 
     # -------------------------------------------------------------- helpers
@@ -174,6 +226,10 @@ class RFM(BaseEstimator):
             if len(np.unique(y)) < 2:
                 raise ValueError("RFM classification needs at least 2 classes in y; got 1 class.")
         Y = self._targets(y)
+        options = SolverOptions(self.solver, self.centers, self.tol, self.cg_max_iter,
+                                self.precond_rank)
+        options.validate()
+        mesh = None if self.devices is None else data_mesh(self.devices)
         Xj = jnp.asarray(X, jnp.float32)
         d = X.shape[1]
         transform = jnp.eye(d, dtype=jnp.float32)
@@ -186,15 +242,17 @@ class RFM(BaseEstimator):
             last = it == int(self.iters)
             Z = Xj @ transform
             if last:  # the final fit needs no AGOP
-                predictor = fit_kernel_predictor(Z, Y, kernel=self.kernel,
-                                                 bandwidth=self.bandwidth, reg=self.reg)
+                predictor, info = fit_kernel_ridge(
+                    Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg, mesh=mesh,
+                    seed=self.seed, **dataclasses.asdict(options))
             else:
-                predictor, A = fit_with_agop(
+                predictor, A, info = fit_with_agop(
                     Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg,
                     transform=None if it == 0 else transform, batch_size=self.batch_size,
                     centered=self.centered, diag=self.diag, normalize=self.normalize,
+                    solver=options, agop_samples=self.agop_samples, seed=self.seed, mesh=mesh,
                 )
-            record = {"iter": it}
+            record = {"iter": it, "solve": info.to_dict()}
             if use_val:
                 record["val_score"] = self._score_raw(
                     self._raw_predict(X_val, transform, predictor), y_val
@@ -238,7 +296,9 @@ class RFM(BaseEstimator):
 
 
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
-                     normalize="max", centered=False, diag=False, batch_size=1024):
+                     normalize="max", centered=False, diag=False, batch_size=1024,
+                     solver="auto", centers=None, agop_samples=None, tol=1e-6, cg_max_iter=1000,
+                     precond_rank=500, devices=None, seed=0):
     """Set every hyperparameter but ``task`` (the subclasses fix it as a class attribute)."""
     self.kernel = kernel
     self.bandwidth = bandwidth
@@ -249,6 +309,14 @@ def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, 
     self.centered = centered
     self.diag = diag
     self.batch_size = batch_size
+    self.solver = solver
+    self.centers = centers
+    self.agop_samples = agop_samples
+    self.tol = tol
+    self.cg_max_iter = cg_max_iter
+    self.precond_rank = precond_rank
+    self.devices = devices
+    self.seed = seed
 
 
 class RFMClassifier(ClassifierMixin, RFM):

@@ -46,7 +46,7 @@ def test_fit_with_agop_equals_kernel_agop(rng):
     A = rng.standard_normal((8, 8))
     T = (A @ A.T / 8).astype(np.float32)
     Z = X @ T
-    pred, agop_x = fit_with_agop(Z, Y, bandwidth=3.0, reg=1e-3, transform=T, batch_size=16)
+    pred, agop_x, _ = fit_with_agop(Z, Y, bandwidth=3.0, reg=1e-3, transform=T, batch_size=16)
     # the same predictor seen on x has metric T^2; its closed form must agree
     on_x = fit_kernel_predictor(X, Y, bandwidth=3.0, reg=1e-3, M=T @ T)
     ref = kernel_agop(on_x, X)

@@ -1,0 +1,143 @@
+"""The fitted kernel predictor ``f(x) = sum_j coefs_j k(x, centers_j)`` and its predictions.
+
+Its centres are the training rows (exact solves) or ``m`` chosen centres (Nyström). With
+a ``mesh``, the centres are row-sharded over it (padded with zero rows whose
+coefficients are 0, so they add nothing), and predictions run as a ring over the centre
+shards (``dnc_jax.sharding.ring_sum``): each device predicts its own rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+from jax.sharding import Mesh
+from jax.typing import ArrayLike
+
+from dnc_jax import _checks
+from dnc_jax._linalg import matmul
+from dnc_jax.blocks import map_row_blocks
+from dnc_jax.kernels import KernelName, kernel_matrix
+from dnc_jax.sharding import REPLICATED, ROWS, Rows, as_rows, num_shards, replicate, ring_sum
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["centers", "coefs", "M"],
+    meta_fields=["kernel", "bandwidth", "mesh"],
+)
+@dataclasses.dataclass(frozen=True, eq=False)
+class KernelPredictor:
+    """A fitted kernel predictor ``f(x) = sum_j coefs_j k(x, centers_j)``.
+
+    Attributes:
+      centers: ``(n, d)`` centres (training points, or Nyström centres).
+      coefs: ``(n, C)`` coefficients ``alpha``.
+      M: ``(d, d)`` metric of the kernel, or ``None`` for the identity.
+      kernel: ``"laplace"`` or ``"gaussian"``.
+      bandwidth: ``L``.
+      mesh: ``None``, or the mesh whose ``"data"`` axis row-shards ``centers`` and
+        ``coefs`` (then ``n`` is padded to a multiple of the device count with zero rows
+        and zero coefficients).
+    """
+
+    centers: jax.Array
+    coefs: jax.Array
+    M: jax.Array | None
+    kernel: KernelName
+    bandwidth: float
+    mesh: Mesh | None = None
+
+    def predict_one(self, x: jax.Array) -> jax.Array:
+        """Prediction for one example: ``(d,) -> (C,)``. Differentiable; vmap it to batch."""
+        k = kernel_matrix(x[None, :], self.centers, self.kernel, self.bandwidth, self.M)
+        return matmul(k, self.coefs)[0]
+
+    def predict(self, X: ArrayLike | Rows, *, block_size: int | None = 4096,
+                mesh: Mesh | None = None) -> jax.Array:
+        """Predictions for a batch: ``(m, d) -> (m, C)``, ``block_size`` rows at a time.
+
+        With ``mesh`` (or a predictor fitted on one), the rows are sharded over it and
+        each device predicts its own; ``Rows`` input gives ``Rows`` output.
+        """
+        mesh = self.mesh if mesh is None else mesh
+        if isinstance(X, Rows):
+            mesh = X.mesh
+        else:
+            X = _checks.as_float_matrix("X", X, dtype=self.centers.dtype)
+        if X.shape[1] != self.centers.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the predictor was fitted on "
+                f"{self.centers.shape[1]}."
+            )
+        if mesh is None:
+            return _predict(self, X, block_size)
+        rows = as_rows(X, mesh, dtype=self.centers.dtype)
+        out = Rows(_predict_sharded(on_mesh(self, mesh), rows.data, mesh, block_size), rows.n)
+        return out if isinstance(X, Rows) else out.valid()
+
+
+def block_outputs(Xb, centers, coefs, kernel, bandwidth, M):
+    """``K(Xb, centers) coefs``: ``(b, d) -> (b, C)``."""
+    return matmul(kernel_matrix(Xb, centers, kernel, bandwidth, M), coefs)
+
+
+@functools.partial(jax.jit, static_argnames=("block_size",))
+def _predict(predictor: KernelPredictor, X: jax.Array, block_size: int | None) -> jax.Array:
+    def block(Xb):
+        return block_outputs(Xb, predictor.centers, predictor.coefs, predictor.kernel,
+                             predictor.bandwidth, predictor.M)
+
+    return map_row_blocks(block, X, block_size)
+
+
+def on_mesh(predictor: KernelPredictor, mesh: Mesh) -> KernelPredictor:
+    """The predictor ready for ``shard_map`` on ``mesh``: replicated centres are placed on
+    every device of it; sharded ones must already live there."""
+    if predictor.mesh is not None:
+        if predictor.mesh != mesh:
+            raise ValueError("The predictor's centres are sharded over another mesh than the "
+                             "one passed.")
+        return predictor
+    M = None if predictor.M is None else replicate(predictor.M, mesh)
+    return dataclasses.replace(predictor, centers=replicate(predictor.centers, mesh),
+                               coefs=replicate(predictor.coefs, mesh), M=M)
+
+
+def sharded_centers(predictor: KernelPredictor) -> bool:
+    """Whether the predictor's centres are row-sharded (else replicated)."""
+    return predictor.mesh is not None
+
+
+def centre_specs(predictor: KernelPredictor):
+    """``shard_map`` specs of ``(centers, coefs, M)``."""
+    spec = ROWS if sharded_centers(predictor) else REPLICATED
+    return spec, spec, REPLICATED
+
+
+def over_centres(predictor: KernelPredictor, fn, centers, coefs, p: int):
+    """Inside ``shard_map``: ``sum over all centres`` of ``fn(centers_j, coefs_j)``, a ring
+    over the shards when the centres are sharded, one call when replicated."""
+    if sharded_centers(predictor):
+        return ring_sum(lambda shard, _: fn(*shard), (centers, coefs), p)
+    return fn(centers, coefs)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "block_size"))
+def _predict_sharded(predictor, X, mesh, block_size):
+    p = num_shards(mesh)
+    c_spec, a_spec, m_spec = centre_specs(predictor)
+
+    def local(X_local, centers, coefs, M):
+        def block(Xb):
+            return over_centres(
+                predictor,
+                lambda c, a: block_outputs(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
+                centers, coefs, p)
+
+        return map_row_blocks(block, X_local, block_size)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS, c_spec, a_spec, m_spec),
+                         out_specs=ROWS, check_vma=False)(X, predictor.centers, predictor.coefs,
+                                                          predictor.M)

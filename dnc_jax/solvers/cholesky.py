@@ -1,0 +1,88 @@
+"""The direct solver: Cholesky factorisation of the whole ``n x n`` kernel matrix.
+
+``alpha = (K(X, X) + reg I)^(-1) Y`` by Cholesky (DESIGN.md, Kernel ridge regression).
+A factorisation that fails (not positive definite, or not finite) is retried with a
+growing diagonal jitter and a ``RuntimeWarning``; if even that fails a ``ValueError``
+says what to change. NaN coefficients are never returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from dnc_jax.kernels import kernel_matrix
+
+# Jitter added to the diagonal on retry, relative to the mean diagonal of K.
+_JITTER_STEPS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+@jax.jit
+def _cholesky_solve(K: jax.Array, Y: jax.Array, shift: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Solve ``(K + shift I) alpha = Y``; also return whether the result is finite."""
+    A = K + shift * jnp.eye(K.shape[0], dtype=K.dtype)
+    factor = jax.scipy.linalg.cho_factor(A, lower=True)
+    alpha = jax.scipy.linalg.cho_solve(factor, Y)
+    return alpha, jnp.isfinite(alpha).all() & jnp.isfinite(factor[0]).all()
+
+
+def solve_psd(
+    K: jax.Array,
+    Y: jax.Array,
+    reg: float,
+    *,
+    kernel64: Callable[[], jax.Array] | None = None,
+) -> jax.Array:
+    """``(K + reg I)^(-1) Y`` for a symmetric PSD ``K`` (``(n, n)``, ``Y`` ``(n, C)``).
+
+    If the Cholesky factorisation in ``K``'s dtype fails and ``kernel64`` is given, it is
+    called under ``jax.enable_x64`` to rebuild ``K`` in float64 (float32 distances of
+    nearly coincident points, as in deeply collapsed layers, can make a float32 kernel
+    matrix indefinite by more than ``reg``) and the solve is repeated there. If that fails
+    too, a growing jitter ``eps_k * mean(diag K)`` (``eps_k`` in 1e-7 .. 1e-2) is added with
+    a ``RuntimeWarning``; a ``ValueError`` says what to change when all retries fail.
+    The coefficients are returned in ``K``'s dtype.
+    """
+    if not bool(jnp.isfinite(K).all()):
+        raise ValueError(
+            "The kernel matrix has non-finite entries; check the inputs' scale and the bandwidth."
+        )
+    dtype = K.dtype
+    alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg, dtype=dtype))
+    if bool(ok):
+        return alpha
+    scale = float(jnp.mean(jnp.diagonal(K))) or 1.0
+    with jax.enable_x64(kernel64 is not None):
+        if kernel64 is not None:
+            K = kernel64()
+            Y = jnp.asarray(Y, K.dtype)
+            alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg, dtype=K.dtype))
+            if bool(ok):
+                return alpha.astype(dtype)
+        for step in _JITTER_STEPS:
+            jitter = step * scale
+            alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg + jitter, dtype=K.dtype))
+            if bool(ok):
+                warnings.warn(
+                    f"Kernel matrix + reg*I (reg={reg:g}) is not numerically positive definite "
+                    f"(duplicate points or reg too small); added jitter {jitter:.3g} to the "
+                    "diagonal. Pass a larger reg to silence this.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return alpha.astype(dtype)
+    raise ValueError(
+        f"The kernel solve failed even with jitter up to {_JITTER_STEPS[-1] * scale:.3g}: "
+        "the kernel matrix is not positive definite. Increase reg, remove duplicate "
+        "points, or check the bandwidth."
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("kernel", "bandwidth", "block_size"))
+def train_kernel_matrix(X, M, kernel, bandwidth, block_size):
+    """``K(X, X)`` (``(n, n)``), jitted once per shape and kernel setting."""
+    return kernel_matrix(X, X, kernel, bandwidth, M, block_size=block_size)

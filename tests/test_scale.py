@@ -1,0 +1,222 @@
+"""Scale-out (issue 9): CG and Nyström solves against Cholesky, sampled AGOPs, and the
+same answers on the suite's 4 CPU devices as on one."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from dnc_jax import collapse_metrics, data_mesh, fit_kernel_ridge, kernel_agop
+from dnc_jax.data import load_dataset, one_hot_pm1, prepare
+from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers
+from dnc_jax.rfm import RFMClassifier, fit_with_agop
+from dnc_jax.sharding import DATA, Rows, as_rows
+
+
+def _unit(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """402 standardised, unit-norm digits (not a multiple of 4: the padding is exercised)."""
+    X, y = load_dataset("digits", "train", 402)
+    data = prepare(X, y)
+    return _unit(data.X_train).astype(np.float32), data.y_train, one_hot_pm1(data.y_train, 10)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def _coefs(predictor, n):
+    return np.asarray(predictor.coefs)[:n]
+
+
+@pytest.mark.parametrize("kernel, bandwidth", [("laplace", 2.0), ("gaussian", 0.5)])
+def test_cg_equals_cholesky(digits, kernel, bandwidth):
+    """Float32, at bandwidths where float32 Cholesky itself is accurate to ~1e-5."""
+    X, _, Y = digits
+    exact, _ = fit_kernel_ridge(X, Y, kernel=kernel, bandwidth=bandwidth, reg=1e-2,
+                                solver="cholesky")
+    for budget in (None, 0):  # kernel rows held, and recomputed in every product
+        fit, info = fit_kernel_ridge(X, Y, kernel=kernel, bandwidth=bandwidth, reg=1e-2, solver="cg",
+                                     tol=1e-6, precond_rank=100, memory_budget=budget,
+                                     block_size=128)
+        assert info.solver == "cg" and info.iterations >= 1 and info.residual < 1e-4
+        assert _rel(_coefs(fit, len(X)), exact.coefs) <= 1e-4
+        assert _rel(fit.predict(X[:50] * 0.9), exact.predict(X[:50] * 0.9)) <= 1e-4
+        assert _rel(kernel_agop(fit, X), kernel_agop(exact, X)) <= 1e-4
+
+
+def test_cg_equals_cholesky_float64(digits, x64):
+    X, _, Y = digits
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    exact, _ = fit_kernel_ridge(X64, Y64, bandwidth=2.0, reg=1e-3, solver="cholesky")
+    fit, info = fit_kernel_ridge(X64, Y64, bandwidth=2.0, reg=1e-3, solver="cg", tol=1e-10,
+                                 precond_rank=50)
+    assert fit.coefs.dtype == jnp.float64 and info.residual < 1e-9
+    assert _rel(fit.coefs, exact.coefs) <= 1e-7
+
+
+def test_nystrom_with_every_point_is_the_exact_fit(digits, x64):
+    X, _, Y = (a.astype(np.float64) for a in digits)
+    exact, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver="cholesky")
+    fit, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=X, tol=1e-12)
+    assert info.solver == "nystrom" and info.rank == len(X)
+    assert _rel(fit.coefs, exact.coefs) <= 1e-6
+    # sampled centres: all n of them, in another order, give the same predictor
+    sampled, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=len(X), tol=1e-12)
+    assert _rel(sampled.predict(X), exact.predict(X)) <= 1e-6
+
+
+def test_nystrom_float32_and_fewer_centres(digits):
+    X, y, Y = digits
+    exact, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver="cholesky")
+    full, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=len(X), tol=1e-7)
+    assert _rel(full.predict(X), exact.predict(X)) <= 1e-4
+    small, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=100)
+    assert small.centers.shape == (100, X.shape[1]) and info.rank == 100
+    # an estimator, not the exact fit: fewer centres fit the training data less closely
+    accuracy = np.mean(np.argmax(np.asarray(small.predict(X)), axis=1) == y)
+    assert 0.8 < accuracy < 1.0
+
+
+def test_sampled_agop(digits):
+    X, _, Y = digits
+    fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)
+    full = kernel_agop(fit, X)
+    np.testing.assert_array_equal(kernel_agop(fit, X, samples=len(X)), full)
+    half = kernel_agop(fit, X, samples=200, seed=3)
+    assert 0 < _rel(half, full) < 0.3  # an estimate: close, not equal
+    np.testing.assert_array_equal(half, kernel_agop(fit, X, samples=200, seed=3))
+    _, A_all, _ = fit_with_agop(X, Y, bandwidth=2.0, reg=1e-3, agop_samples=len(X))
+    assert _rel(A_all, full) <= 1e-5
+
+
+def test_unconverged_cg_warns(digits):
+    X, _, Y = digits
+    with pytest.warns(RuntimeWarning, match="unconverged after 2 iterations"):
+        _, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-4, solver="cg", max_iter=2,
+                                   precond_rank=2)
+    assert info.iterations == 2
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(solver="cg", tol=0.0), "tol"),
+    (dict(solver="cg", tol=2.0), "tol"),
+    (dict(solver="cg", max_iter=0), "max_iter"),
+    (dict(solver="cg", precond_rank=0), "precond_rank"),
+    (dict(solver="qr"), "solver"),
+    (dict(solver="nystrom"), "needs centers"),
+    (dict(centers=0), "centers"),
+    (dict(centers=10_000), "centers"),
+    (dict(centers=np.ones((5, 3))), "features"),
+    (dict(centers=np.full((5, 64), np.nan)), "NaN"),
+    (dict(mesh="all"), "Mesh"),
+    (dict(mesh=jax.sharding.Mesh(np.array(jax.devices()), ("rows",))), "one axis"),
+    (dict(mesh=data_mesh("all"), solver="cholesky"), "one device"),
+])
+def test_bad_solver_arguments_raise(digits, bad, match):
+    X, _, Y = digits
+    with pytest.raises(ValueError, match=match):
+        fit_kernel_ridge(X, Y, bandwidth=2.0, **bad)
+
+
+def test_bad_agop_samples_and_devices_raise(digits):
+    X, _, Y = digits
+    fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="agop_samples"):
+            kernel_agop(fit, X, samples=bad)
+    with pytest.raises(ValueError, match="devices"):
+        data_mesh(99)
+    with pytest.raises(ValueError, match="devices"):
+        data_mesh("some")
+
+
+def _assert_row_sharded(array, mesh):
+    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
+    assert len(array.addressable_shards) == 4
+    assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
+
+
+@pytest.mark.parametrize("solver, extra", [("cg", {"precond_rank": 80}),
+                                           ("nystrom", {"centers": 150})])
+def test_sharded_fit_and_agop_equal_one_device(digits, solver, extra):
+    X, _, Y = digits
+    mesh = data_mesh("all")
+    assert mesh.devices.size == 4
+    one, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver=solver, tol=1e-7, **extra)
+    four, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver=solver, tol=1e-7,
+                               mesh=mesh, **extra)
+    if solver == "cg":  # the centres stay sharded with their rows
+        assert four.mesh is mesh
+        _assert_row_sharded(four.centers, mesh)
+        _assert_row_sharded(four.coefs, mesh)
+    # Nyström's normal equations square the condition number, so in float32 its
+    # coefficients move with the order of the cross-device sums; its predictions do not
+    assert _rel(_coefs(four, len(X)), _coefs(one, len(X))) <= (1e-5 if solver == "cg" else 1e-3)
+    Xt = X[:37] * 0.5
+    assert _rel(four.predict(Xt), one.predict(Xt)) <= (1e-5 if solver == "cg" else 3e-5)
+    A_one = kernel_agop(one, X, batch_size=64)
+    # the same predictor's AGOP with the points sharded over 4 devices
+    assert _rel(kernel_agop(one, X, batch_size=64, mesh=mesh), A_one) <= 1e-5
+    A_four = kernel_agop(four, X, batch_size=64, mesh=mesh)
+    assert _rel(A_four, A_one) <= (1e-5 if solver == "cg" else 2e-4)
+
+
+def test_sharded_collapse_metrics_equal_one_device(digits):
+    X, y, _ = digits
+    mesh = data_mesh("all")
+    rows = as_rows(X + 3.0, mesh)
+    _assert_row_sharded(rows.data, mesh)
+    assert rows.data.shape[0] == 404 and rows.n == 402
+    a = collapse_metrics(rows, y, predictions=(y + 1) % 10)
+    b = collapse_metrics(X + 3.0, y, predictions=(y + 1) % 10)
+    for field in ("nc1", "nc1_pinv", "nc2", "nc2_etf", "cdnv", "trace_within", "trace_total"):
+        assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-5), field
+    assert a.ncc_accuracy == b.ncc_accuracy and a.ncc_mismatch == b.ncc_mismatch
+    assert a.num_samples == 402
+
+
+def test_sharded_deep_rfm_layer_equals_one_device(digits):
+    X, y, _ = digits
+    config = DeepRFMConfig(depth=1, width=64, solver="cg", precond_rank=100, tol=1e-7)
+    Xt = X[:30]
+    one = next(deep_rfm_layers(X, y, Xt, y[:30], config=config))
+    mesh = data_mesh("all")
+    four = next(deep_rfm_layers(X, y, Xt, y[:30], config=config, mesh=mesh))
+    (r1, s1), (r4, s4) = one, four
+    _assert_row_sharded(s4.X_train.data, mesh)
+    np.testing.assert_allclose(s4.X_train.valid(), s1.X_train.valid(), rtol=1e-4, atol=1e-5)
+    for point in ("input", "projected", "output"):
+        for field in ("nc1", "nc2", "cdnv"):
+            assert r4[point][field] == pytest.approx(r1[point][field], rel=1e-5, abs=1e-7)
+    assert r4["train_accuracy"] == r1["train_accuracy"]
+    assert r4["test_accuracy"] == r1["test_accuracy"]
+    assert r4["solve"]["solver"] == "cg" and r4["solve"]["iterations"] >= 1
+
+
+def test_rfm_classifier_with_nystrom_and_sampled_agop(digits):
+    X, y, _ = digits
+    model = RFMClassifier(bandwidth=2.0, iters=2, centers=200, agop_samples=300, devices="all")
+    model.fit(X, y)
+    assert [h["solve"]["solver"] for h in model.history_] == ["nystrom"] * 3
+    assert model.score(X, y) > 0.9
+
+
+def test_rows_survive_a_round_trip(digits):
+    X, _, _ = digits
+    rows = as_rows(X, data_mesh("all"))
+    assert isinstance(rows, Rows) and rows.shape == X.shape
+    np.testing.assert_array_equal(rows.valid(), X)
+    np.testing.assert_array_equal(np.asarray(rows.data[402:]), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert as_rows(rows, rows.mesh) is rows
