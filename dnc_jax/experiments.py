@@ -11,12 +11,13 @@ import dataclasses
 import os
 import sys
 
+import jax
 from tqdm.auto import tqdm
 
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.deep_rfm import DeepRFMConfig, LayerState, deep_rfm_layers
 from dnc_jax.plots import plot_layer_collapse, plot_training
-from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
+from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable, flatten_metrics
 
 TABLE_METRICS = ("nc1", "nc2")
 
@@ -66,15 +67,21 @@ def run_deep_rfm(
     config: DeepRFMConfig = DeepRFMConfig(),
     progress: bool = True,
     stop_after: int | None = None,
+    mesh=None,
 ) -> dict:
     """Deep RFM on ``dataset`` into ``out`` (resuming); returns the results dict.
 
-    ``stop_after`` stops after that many layers of this call (to test interruption).
+    ``stop_after`` stops after that many layers of this call (to test interruption);
+    ``mesh`` shards the rows over its devices (the results record how many). In a
+    multi-process run every process computes and only process 0 writes.
     """
     config.validate()
+    ensure_writable(out)  # before any work
     data = load_prepared(dataset, n, n_test, data_dir, config.seed)
     run_config = {"experiment": "deep_rfm", "dataset": dataset, "n": int(len(data.y_train)),
-                  "n_test": int(len(data.y_test)), **dataclasses.asdict(config)}
+                  "n_test": int(len(data.y_test)), **dataclasses.asdict(config),
+                  "devices": 1 if mesh is None else int(mesh.devices.size),
+                  "processes": jax.process_count()}
     run = RunDirectory(out, run_config, "layers")
     results, state = run.resume()
     start = None
@@ -86,10 +93,13 @@ def run_deep_rfm(
     done = 0
     for record, next_state in deep_rfm_layers(
         data.X_train, data.y_train, data.X_test, data.y_test, config=config, start=start,
-        num_classes=data.num_classes,
+        num_classes=data.num_classes, mesh=mesh,
     ):
         layers.append(record)
-        run.commit(results, next_state.to_host())
+        state = next_state.to_host()
+        if jax.process_index() != 0:
+            continue
+        run.commit(results, state)
         atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
         plot_layer_collapse(layers, ("input", "projected", "output"),
                             os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")

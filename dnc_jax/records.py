@@ -78,6 +78,18 @@ def environment() -> dict:
     }
 
 
+def ensure_writable(out_dir: str) -> None:
+    """Create ``out_dir`` if needed and check that files can be written there, or raise a
+    one-line ``ValueError`` (before any computation is spent)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"cannot write to the output folder {out_dir!r}: {err.strerror}.") from None
+
+
 class RunDirectory:
     """A resumable run: ``results.json`` + the latest ``state-K.npz`` in ``out_dir``.
 

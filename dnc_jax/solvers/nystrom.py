@@ -82,9 +82,11 @@ def nystrom_solve(X, Y, centers, K_mm, B, M, reg, tol, *, mesh, kernel, bandwidt
             rhs = matmul(K_local.T, Y_local)
         else:
             def normal_product(v):
-                return row_chunk_sum(
-                    lambda Xb, mb: matmul((mb * K_nm(Xb)).T, matmul(mb * K_nm(Xb), v)),
-                    (X_local, mask), chunk)
+                def part(Xb, mb):
+                    K = mb * K_nm(Xb)
+                    return matmul(K.T, matmul(K, v))
+
+                return row_chunk_sum(part, (X_local, mask), chunk)
 
             rhs = row_chunk_sum(lambda Xb, mb, Yb: matmul((mb * K_nm(Xb)).T, Yb),
                                 (X_local, mask, Y_local), chunk)
