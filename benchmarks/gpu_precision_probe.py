@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_precision_probe.py
 """
+import functools
 import time
 
 import jax
@@ -21,25 +22,47 @@ def timed(f, *a, reps=3):
     return (time.perf_counter() - t) / reps
 
 
-n = 8192
-x = jax.random.normal(jax.random.key(0), (n, n))
-for prec in ("HIGHEST", "DEFAULT"):
-    P = getattr(jax.lax.Precision, prec)
-    one = jax.jit(lambda a: jnp.matmul(a, a, precision=P))
-    loop = jax.jit(lambda a: jax.lax.fori_loop(0, 4, lambda i, c: c + jnp.matmul(a, a, precision=P) * 1e-9, a))
-    lmap = jax.jit(lambda a: jax.lax.map(lambda b: jnp.matmul(b, a, precision=P), a.reshape(4, n // 4, n)))
+def products(precision):
+    """One product, four inside a ``fori_loop``, and one split by ``lax.map``."""
+
+    def one(a):
+        return jnp.matmul(a, a, precision=precision)
+
+    def loop(a):
+        return jax.lax.fori_loop(0, 4, lambda i, c: c + one(a) * 1e-9, a)
+
+    def mapped(a):
+        blocks = a.reshape(4, a.shape[0] // 4, a.shape[1])
+        return jax.lax.map(lambda b: jnp.matmul(b, a, precision=precision), blocks)
+
+    return jax.jit(one), jax.jit(loop), jax.jit(mapped)
+
+
+def main():
+    n = 8192
+    x = jax.random.normal(jax.random.key(0), (n, n))
     flop = 2 * n**3
-    print(prec, "plain TFLOP/s %.1f" % (flop / timed(one, x) / 1e12),
-          "fori_loop %.1f" % (4 * flop / timed(loop, x) / 1e12),
-          "lax.map %.1f" % (flop / timed(lmap, x) / 1e12), flush=True)
-X = jax.random.normal(jax.random.key(1), (20000, 784))
-for bs in (None, 4096):
-    f = jax.jit(lambda a: kernel_matrix(a, a, "laplace", 2.0, block_size=bs))
-    s = timed(f, X, reps=2)
-    print("kernel_matrix 20000^2 block", bs, "%.3f s, %.1f TFLOP/s" % (s, 2 * 20000**2 * 784 / s / 1e12), flush=True)
-H = np.asarray(jax.random.normal(jax.random.key(2), (50000, 784)))
-y = np.arange(50000) % 10
-rows = as_rows(H, data_mesh())
-for k in range(2):
-    t = time.perf_counter(); collapse_metrics(rows, y); print("collapse Rows 50000x784 %.3f s" % (time.perf_counter() - t), flush=True)
-    t = time.perf_counter(); collapse_metrics(H, y); print("collapse numpy 50000x784 %.3f s" % (time.perf_counter() - t), flush=True)
+    for name in ("HIGHEST", "DEFAULT"):
+        one, loop, mapped = products(getattr(jax.lax.Precision, name))
+        print(f"{name} plain TFLOP/s {flop / timed(one, x) / 1e12:.1f}",
+              f"fori_loop {4 * flop / timed(loop, x) / 1e12:.1f}",
+              f"lax.map {flop / timed(mapped, x) / 1e12:.1f}", flush=True)
+    X = jax.random.normal(jax.random.key(1), (20000, 784))
+    for block in (None, 4096):
+        kernel = jax.jit(functools.partial(kernel_matrix, kernel="laplace", bandwidth=2.0,
+                                           block_size=block), static_argnums=())
+        seconds = timed(lambda a, k=kernel: k(a, a), X, reps=2)
+        print(f"kernel_matrix 20000^2 block {block}: {seconds:.3f} s, "
+              f"{2 * 20000**2 * 784 / seconds / 1e12:.1f} TFLOP/s", flush=True)
+    H = np.asarray(jax.random.normal(jax.random.key(2), (50000, 784)))
+    y = np.arange(50000) % 10
+    rows = as_rows(H, data_mesh())
+    for _ in range(2):  # first call compiles, second is warm
+        for label, features in (("Rows", rows), ("numpy", H)):
+            tic = time.perf_counter()
+            collapse_metrics(features, y)
+            print(f"collapse {label} 50000x784 {time.perf_counter() - tic:.3f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -74,3 +74,10 @@ def test_bad_arguments_one_line_exit_2(args, message, tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_fails_before_any_work(capsys):
+    """One line, exit 2, and no layer computed first (issue 10)."""
+    assert main(["deep-rfm", "--out", "/dev/null/x", "--n", "200", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dnc-jax: error: cannot write to the output folder '/dev/null/x': Not a directory."]

@@ -220,3 +220,14 @@ def test_rows_survive_a_round_trip(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert as_rows(rows, rows.mesh) is rows
+
+
+def test_unlabelled_test_data_is_normalised_and_mapped(digits):
+    """X_test without y_test follows the same layers as with it (issue 10's bug)."""
+    X, y, _ = digits
+    config = DeepRFMConfig(depth=2, width=32)
+    with_labels = list(deep_rfm_layers(X[:300], y[:300], X[300:], y[300:], config=config))
+    without = list(deep_rfm_layers(X[:300], y[:300], X[300:] * 7.0, config=config))
+    np.testing.assert_allclose(without[-1][1].X_test.valid(), with_labels[-1][1].X_test.valid(),
+                               rtol=1e-5, atol=1e-6)
+    assert without[0][0]["test_accuracy"] is None
