@@ -5,15 +5,9 @@
 #   bash benchmarks/gpu_suite.sh OUTDIR
 set -u
 out=${1:-benchmarks/results}
-mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu_env.sh"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 cd benchmarks
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import jax, torch; print(jax.__version__, jax.devices(), torch.__version__)" | tee -a "$out/gpu.txt"
 run() { local name=$1 limit=$2; shift 2
   echo "== $name: $*"; timeout "$limit" python3 "$@" 2>&1 | grep -v Warning | tee "$out/$name.log"; }

@@ -42,8 +42,7 @@ from dnc_jax.solvers import (
     SolverOptions,
     choose_solver,
     fit_kernel_ridge,
-    solve_psd,
-    train_kernel_matrix,
+    solve_kernel_system,
     validate_fit_inputs,
 )
 
@@ -117,8 +116,7 @@ def fit_with_agop(
         K, W = _train_kernel_and_weights(Z, kernel, float(bandwidth))
         K.block_until_ready()
         kernel_seconds = time.perf_counter() - tic
-        coefs = solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
-            Z.astype(jnp.float64), None, kernel, float(bandwidth), None))
+        coefs = solve_kernel_system(K, Z, Y, reg, kernel=kernel, bandwidth=bandwidth)
         del K
         A = _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
         info = SolveInfo("cholesky", 0, None, None, kernel_seconds,

@@ -6,23 +6,17 @@ import subprocess
 import sys
 
 import pytest
+from helpers import without_time
 
 from dnc_jax.cli import main
 from dnc_jax.deep_rfm import DeepRFMConfig
 from dnc_jax.experiments import run_deep_rfm
 
 
-def _without_time(record):
-    """The record less its wall-clock fields, which differ between runs."""
-    if not isinstance(record, dict):
-        return record
-    return {k: _without_time(v) for k, v in record.items() if "seconds" not in k}
-
-
 def _layers_without_time(path):
     with open(path) as fh:
         results = json.load(fh)
-    return [_without_time(rec) for rec in results["layers"]]
+    return [without_time(rec) for rec in results["layers"]]
 
 
 def test_deep_rfm_resume_equals_uninterrupted(tmp_path):

@@ -5,6 +5,7 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import without_time
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dnc_jax import RFM, deep_rfm, fit_kernel_predictor, kernel_agop
@@ -73,18 +74,11 @@ def test_rfm_validation_keeps_best_iteration(digits):
     assert reg.predict(X[:5]).shape == (5,)
 
 
-def _without_time(record):
-    """The record less its wall-clock fields, which differ between runs."""
-    if not isinstance(record, dict):
-        return record
-    return {k: _without_time(v) for k, v in record.items() if "seconds" not in k}
-
-
 def test_deep_rfm_is_deterministic_and_collapses(digits):
     kw = dict(depth=5, width=256, seed=3)
     a = deep_rfm(digits.X_train, digits.y_train, digits.X_test, digits.y_test, **kw)
     b = deep_rfm(digits.X_train, digits.y_train, digits.X_test, digits.y_test, **kw)
-    assert [_without_time(r) for r in a] == [_without_time(r) for r in b]
+    assert [without_time(r) for r in a] == [without_time(r) for r in b]
     first, last = a[0]["input"]["nc1"], a[-1]["output"]["nc1"]
     assert last * 10 <= first, (first, last)
     assert all(r["test_accuracy"] > 0.8 for r in a)

@@ -32,7 +32,7 @@ from dnc_jax.kernels import KERNELS, KernelName
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh, num_shards, replicate
 from dnc_jax.solvers import cg, nystrom
-from dnc_jax.solvers.cholesky import solve_psd, train_kernel_matrix
+from dnc_jax.solvers.cholesky import solve_kernel_system, solve_psd, train_kernel_matrix
 
 SOLVERS = ("auto", "cholesky", "cg", "nystrom")
 AUTO_CHOLESKY_MAX_N = 20_000
@@ -216,9 +216,8 @@ def fit_kernel_ridge(
         tic = time.perf_counter()
         K = train_kernel_matrix(Xa, M, kernel, bandwidth, block_size).block_until_ready()
         kernel_seconds = time.perf_counter() - tic
-        coefs = solve_psd(K, Ya, reg, kernel64=lambda: train_kernel_matrix(
-            Xa.astype(jnp.float64), None if M is None else M.astype(jnp.float64), kernel,
-            bandwidth, block_size)).block_until_ready()
+        coefs = solve_kernel_system(K, Xa, Ya, reg, kernel=kernel, bandwidth=bandwidth, M=M,
+                                    block_size=block_size).block_until_ready()
         info = SolveInfo("cholesky", 0, None, None, kernel_seconds,
                          time.perf_counter() - tic - kernel_seconds)
         return KernelPredictor(Xa, coefs, M, kernel, bandwidth), info
@@ -276,6 +275,7 @@ __all__ = [
     "choose_solver",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
+    "solve_kernel_system",
     "solve_psd",
     "train_kernel_matrix",
     "validate_fit_inputs",

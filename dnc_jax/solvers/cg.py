@@ -20,6 +20,7 @@ devices' rows reach it by a ring, and inner products are summed across devices.
 from __future__ import annotations
 
 import functools
+import time
 from typing import NamedTuple
 
 import jax
@@ -189,8 +190,6 @@ def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, h
           block_size, seed):
     """Exact kernel ridge regression by PCG; returns ``(PCGResult, seconds building the
     preconditioner)``, the solution as ``Rows``. See the module docstring."""
-    import time
-
     tic = time.perf_counter()
     mesh = X.mesh
     rank = min(rank, X.n)

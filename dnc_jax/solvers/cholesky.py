@@ -86,3 +86,13 @@ def solve_psd(
 def train_kernel_matrix(X, M, kernel, bandwidth, block_size):
     """``K(X, X)`` (``(n, n)``), jitted once per shape and kernel setting."""
     return kernel_matrix(X, X, kernel, bandwidth, M, block_size=block_size)
+
+
+def solve_kernel_system(K: jax.Array, X: jax.Array, Y: jax.Array, reg: float, *, kernel: str,
+                        bandwidth: float, M: jax.Array | None = None,
+                        block_size: int | None = None) -> jax.Array:
+    """``(K + reg I)^(-1) Y`` for ``K = K(X, X)``, by ``solve_psd`` with the float64 rebuild
+    of ``K`` from ``X`` (and ``M``) as its fallback."""
+    return solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
+        X.astype(jnp.float64), None if M is None else M.astype(jnp.float64), kernel,
+        float(bandwidth), block_size))
