@@ -1,6 +1,11 @@
 """Scale-out (issue 9): CG and Nyström solves against Cholesky, sampled AGOPs, and the
 same answers on the suite's 4 CPU devices as on one."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
 import warnings
 
 import jax
@@ -9,6 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from worker_data import layer_config, small_digits
 
 from dnc_jax import collapse_metrics, data_mesh, fit_kernel_ridge, kernel_agop
 from dnc_jax.data import load_dataset, one_hot_pm1, prepare
@@ -231,3 +237,33 @@ def test_unlabelled_test_data_is_normalised_and_mapped(digits):
     np.testing.assert_allclose(without[-1][1].X_test.valid(), with_labels[-1][1].X_test.valid(),
                                rtol=1e-5, atol=1e-6)
     assert without[0][0]["test_accuracy"] is None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_compute_the_same_deep_rfm_layer():
+    """Two processes on localhost, joined by jax.distributed over CPU collectives (gloo),
+    2 devices each and each loading only its own rows, give the one-process layer."""
+    X, y = small_digits()
+    one, _ = next(deep_rfm_layers(X, y, config=DeepRFMConfig(**layer_config()),
+                                  mesh=data_mesh("all")))
+    port = _free_port()
+    worker = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+    procs = [subprocess.Popen([sys.executable, worker, str(port), str(pid), "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for pid in (0, 1)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    line = next(ln for ln in outputs[0].splitlines() if ln.startswith("RECORD "))
+    two = json.loads(line[len("RECORD "):])
+    for point in ("input", "projected", "output"):
+        for field in ("nc1", "nc2", "cdnv", "trace_within"):
+            assert two[point][field] == pytest.approx(one[point][field], rel=1e-5), (point, field)
+    assert two["train_accuracy"] == one["train_accuracy"]
+    assert two["solve"]["iterations"] == one["solve"]["iterations"]
+    assert two["agop"]["top_eigenvalues"] == pytest.approx(one["agop"]["top_eigenvalues"], rel=1e-5)

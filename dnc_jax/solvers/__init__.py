@@ -107,7 +107,7 @@ def validate_fit_inputs(X: ArrayLike, Y: ArrayLike, kernel: str, bandwidth: floa
 def default_memory_budget() -> int:
     """Bytes of kernel rows a device may hold: half of its memory where JAX reports it
     (GPUs, TPUs), else 4 GiB."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     limit = stats.get("bytes_limit")
     return int(limit) // 2 if limit else 4 * 2**30
 

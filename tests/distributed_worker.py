@@ -1,0 +1,30 @@
+"""One process of the two-process Deep RFM test (``test_scale.py``): joins the others
+through ``jax.distributed`` on localhost, loads only its own rows, runs one layer and
+(process 0) prints the record as JSON. Args: coordinator_port process_id num_processes."""
+
+import json
+import sys
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 2)
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+port, pid, nproc = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+jax.distributed.initialize(f"localhost:{port}", num_processes=nproc, process_id=pid)
+
+import numpy as np  # noqa: E402
+from worker_data import layer_config, small_digits  # noqa: E402
+
+from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers  # noqa: E402
+from dnc_jax.sharding import Rows, data_mesh, local_row_range, padded_rows, put_local_rows  # noqa: E402
+
+X, y = small_digits()
+mesh = data_mesh("all")
+start, stop = local_row_range(len(y), mesh)
+padded = np.zeros((padded_rows(len(y), mesh), X.shape[1]), np.float32)
+padded[: len(y)] = X
+rows = Rows(put_local_rows(padded[start:stop], mesh, len(y)), len(y))  # only this process's rows
+record, state = next(deep_rfm_layers(rows, y, config=DeepRFMConfig(**layer_config()), mesh=mesh))
+assert mesh.devices.size == 2 * nproc and len(state.X_train.data.addressable_shards) == 2
+if pid == 0:
+    print("RECORD " + json.dumps(record))
