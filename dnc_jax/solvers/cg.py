@@ -31,6 +31,7 @@ from dnc_jax._linalg import matmul
 from dnc_jax.blocks import map_row_blocks
 from dnc_jax.kernels import kernel_matrix
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
+from dnc_jax.solvers.cholesky import train_kernel_matrix
 
 # Eigenvalues below this fraction of the largest are dropped from the r x r algebra.
 RANK_RTOL = 1e-7
@@ -195,7 +196,7 @@ def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, h
     rank = min(rank, X.n)
     idx = np.sort(np.random.default_rng(seed).choice(X.n, rank, replace=False))
     landmarks = jax.device_put(X.data[idx], jax.sharding.NamedSharding(mesh, REPLICATED))
-    K_SS = np.asarray(kernel_matrix(landmarks, landmarks, kernel, bandwidth, M), np.float64)
+    K_SS = np.asarray(train_kernel_matrix(landmarks, M, kernel, bandwidth, None), np.float64)
     root = jnp.asarray(inverse_sqrt_psd(K_SS), X.dtype)
     F, gram = landmark_factor(X.data, landmarks, root, M, mesh=mesh, kernel=kernel,
                               bandwidth=bandwidth, n=X.n)

@@ -10,8 +10,10 @@ which for ``Z = X`` (``m = n``) is ``K (K + reg I) alpha = K Y``, the exact fit.
 solved by preconditioned conjugate gradients with Falkon's preconditioner (Rudi,
 Carratino and Rosasco, NeurIPS 2017, section 3; Meanti et al., NeurIPS 2020):
 ``P = (n/m) K_mm^2 + reg K_mm = L R R^T L^T`` with ``K_mm = L L^T`` and
-``R R^T = (n/m) L^T L + reg I``, applied as ``P^-1 = B B^T``, ``B = (L R)^-T`` (the
-``m x m`` factorisations in float64 on the host). Each iteration costs ``O(n m C)``; the
+``R R^T = (n/m) L^T L + reg I``, applied as ``P^-1 v = L^-T R^-T R^-1 L^-1 v`` by four
+triangular solves (``O(m^2 C)`` per iteration). The two Cholesky factorisations and the
+symmetric product ``L^T L`` run in float64 on the host, ``m^3`` FLOPs in all; no inverse
+is formed. Each iteration costs ``O(n m C)``; the
 rows of ``K_nm`` are sharded with the data and held when they fit ``memory_budget``,
 recomputed in row blocks otherwise; products over rows are summed across devices.
 """
@@ -31,6 +33,7 @@ from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.kernels import kernel_matrix
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, row_mask
 from dnc_jax.solvers.cg import pcg
+from dnc_jax.solvers.cholesky import train_kernel_matrix
 
 _JITTER_STEPS = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
 
@@ -48,25 +51,34 @@ def cholesky_with_jitter(A: np.ndarray) -> np.ndarray:
                      "jitter; remove duplicate centres or check the bandwidth.")
 
 
-def falkon_preconditioner(K_mm: np.ndarray, n: int, reg: float) -> np.ndarray:
-    """``B = (L R)^-T`` with ``B B^T = ((n/m) K_mm^2 + reg K_mm)^-1`` (module docstring)."""
+def falkon_factors(K_mm: np.ndarray, n: int, reg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower ``(L, R)`` with ``L R R^T L^T = (n/m) K_mm^2 + reg K_mm`` (module docstring)."""
     m = K_mm.shape[0]
     L = cholesky_with_jitter(K_mm)
-    R = cholesky_with_jitter((n / m) * (L.T @ L) + reg * np.eye(m))
-    return scipy.linalg.solve_triangular(L @ R, np.eye(m), lower=True).T
+    LtL = scipy.linalg.blas.dsyrk(1.0, L, trans=1, lower=1)  # lower triangle of L^T L
+    LtL = np.tril(LtL) + np.tril(LtL, -1).T
+    R = cholesky_with_jitter((n / m) * LtL + reg * np.eye(m))
+    return L, R
+
+
+def apply_inverse_factors(L: jax.Array, R: jax.Array, v: jax.Array) -> jax.Array:
+    """``L^-T R^-T R^-1 L^-1 v`` for lower-triangular ``L``, ``R``."""
+    solve = jax.scipy.linalg.solve_triangular
+    w = solve(R, solve(L, v, lower=True), lower=True)
+    return solve(L, solve(R, w, lower=True, trans="T"), lower=True, trans="T")
 
 
 @functools.partial(
     jax.jit,
     static_argnames=("mesh", "kernel", "bandwidth", "n", "hold", "block_size", "max_iter"),
 )
-def nystrom_solve(X, Y, centers, K_mm, B, M, reg, tol, *, mesh, kernel, bandwidth, n, hold,
+def nystrom_solve(X, Y, centers, K_mm, L, R, M, reg, tol, *, mesh, kernel, bandwidth, n, hold,
                   block_size, max_iter):
     """PCG on the Nyström normal equations for row-sharded ``X``, ``Y`` and replicated
     ``centers``; returns a replicated ``PCGResult`` (``alpha`` is ``(m, C)``)."""
     rows = X.shape[0] // num_shards(mesh)
 
-    def local(X_local, Y_local, centers, K_mm, B, M, reg, tol):
+    def local(X_local, Y_local, centers, K_mm, L, R, M, reg, tol):
         mask = row_mask(rows, n, X_local.dtype)[:, None]
         chunk = min(block_size or rows, rows)
 
@@ -95,13 +107,13 @@ def nystrom_solve(X, Y, centers, K_mm, B, M, reg, tol, *, mesh, kernel, bandwidt
             return jax.lax.psum(normal_product(v), DATA) + reg * matmul(K_mm, v)
 
         def apply_Pinv(v):
-            return matmul(B, matmul(B.T, v))
+            return apply_inverse_factors(L, R, v)
 
         return pcg(apply_A, apply_Pinv, jax.lax.psum(rhs, DATA), tol=tol, max_iter=max_iter)
 
-    specs = (ROWS, ROWS) + (REPLICATED,) * 6
+    specs = (ROWS, ROWS) + (REPLICATED,) * 7
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=REPLICATED,
-                         check_vma=False)(X, Y, centers, K_mm, B, M, reg, tol)
+                         check_vma=False)(X, Y, centers, K_mm, L, R, M, reg, tol)
 
 
 def solve(X: Rows, Y: Rows, centers: jax.Array, *, kernel, bandwidth, reg, M, tol, max_iter,
@@ -109,11 +121,12 @@ def solve(X: Rows, Y: Rows, centers: jax.Array, *, kernel, bandwidth, reg, M, to
     """Falkon solve (module docstring); returns ``(PCGResult, seconds building the
     preconditioner)``."""
     tic = time.perf_counter()
-    K_mm = kernel_matrix(centers, centers, kernel, bandwidth, M)
-    B = jnp.asarray(falkon_preconditioner(np.asarray(K_mm, np.float64), X.n, reg), X.dtype)
+    K_mm = train_kernel_matrix(centers, M, kernel, bandwidth, None)
+    L, R = (jnp.asarray(f, X.dtype)
+            for f in falkon_factors(np.asarray(K_mm, np.float64), X.n, reg))
     precond_seconds = time.perf_counter() - tic
     result = nystrom_solve(
-        X.data, Y.data, centers, K_mm, B, M, jnp.asarray(reg, X.dtype),
+        X.data, Y.data, centers, K_mm, L, R, M, jnp.asarray(reg, X.dtype),
         jnp.asarray(tol, X.dtype), mesh=X.mesh, kernel=kernel, bandwidth=bandwidth, n=X.n,
         hold=hold, block_size=block_size, max_iter=max_iter)
     return result, precond_seconds

@@ -1,0 +1,135 @@
+"""RFM fit at scale: dnc_jax's solvers against xRFM, one fresh process per solver and size.
+
+    python benchmarks/scale.py [--sizes 10000 20000] [--methods cholesky cg nystrom5000 xrfm]
+
+Settings shared by all: the ``mnist_shifted`` training images (d = 784, C = 10),
+standardised with the embedded 1,000-image test split; Laplace kernel, bandwidth 10,
+ridge 1e-3, 2 AGOP iterations then a final fit, each AGOP from 20,000 seeded training
+points (all when n is smaller), divided by its largest entry, kernel on ``x M^(1/2)``.
+Methods: ``cholesky``, ``cg`` (tol 1e-6, 500 landmarks), ``nystromM`` (M centres), and
+``xrfm`` (``xrfm.RFM.fit``, Cholesky, ``total_points_to_sample=20000``). Seconds are the
+whole ``fit`` in a fresh process (JAX compilation included: nothing is warmed up); peak
+memory is the process's maximum resident set size (imports and data included). The growth
+exponent of time with n is the least-squares slope of log(seconds) on log(n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BANDWIDTH, REG, ITERS, AGOP_POINTS = 10.0, 1e-3, 2, 20_000
+
+
+def data(n: int):
+    from dnc_jax.data import load_dataset, standardize
+
+    X, y = load_dataset("mnist_shifted", "train", n)
+    Xt, yt = load_dataset("mnist_shifted", "test")
+    X, Xt = standardize(X, Xt)
+    return X.astype(np.float32), y, Xt.astype(np.float32), yt
+
+
+def run_ours(method: str, X, y, Xt):
+    from dnc_jax import RFM
+
+    options = {"solver": "cholesky"} if method == "cholesky" else (
+        {"solver": "cg"} if method == "cg" else {"centers": int(method[len("nystrom"):])})
+    model = RFM(kernel="laplace", bandwidth=BANDWIDTH, reg=REG, iters=ITERS, agop_power=0.5,
+                normalize="max", batch_size=2000, agop_samples=AGOP_POINTS, **options)
+    tic = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - tic
+    solves = [h["solve"] for h in model.history_]
+    return seconds, model.decision_function(Xt), solves
+
+
+def run_xrfm(X, y, Xt):
+    import torch
+    from xrfm.rfm_src.recursive_feature_machine import RFM as XRFM
+
+    from dnc_jax.data import one_hot_pm1
+
+    torch.set_num_threads(torch.get_num_threads())
+    Y = one_hot_pm1(y, 10)
+    model = XRFM(kernel="laplace", bandwidth=BANDWIDTH, iters=ITERS, agop_power=0.5,
+                 device="cpu", verbose=False, tuning_metric="accuracy")
+    tic = time.perf_counter()
+    model.fit((torch.from_numpy(X), torch.from_numpy(Y)), (torch.from_numpy(Xt[:10]),
+              torch.from_numpy(one_hot_pm1(np.zeros(10, np.int64), 10))),
+              iters=ITERS, method="lstsq", reg=REG, solver="cholesky", early_stop_rfm=False,
+              return_best_params=False, total_points_to_sample=AGOP_POINTS, M_batch_size=2000)
+    seconds = time.perf_counter() - tic
+    with torch.no_grad():
+        out = model.predict(torch.from_numpy(Xt)).numpy()
+    return seconds, out, None
+
+
+def one(method: str, n: int) -> dict:
+    X, y, Xt, yt = data(n)
+    if method == "xrfm":
+        seconds, out, solves = run_xrfm(X, y, Xt)
+    else:
+        seconds, out, solves = run_ours(method, X, y, Xt)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"method": method, "n": n, "seconds": seconds, "peak GiB": peak_gib,
+            "test acc": float(np.mean(np.argmax(out, 1) == yt)),
+            "iters": None if solves is None else [s["iterations"] for s in solves]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000])
+    parser.add_argument("--methods", nargs="+",
+                        default=["cholesky", "cg", "nystrom5000", "nystrom10000", "xrfm"])
+    parser.add_argument("--one", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=int, default=1800)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(args.one[0], int(args.one[1]))), flush=True)
+        return
+    from _common import machine, save, table
+
+    rows = []
+    for n in args.sizes:
+        for method in args.methods:
+            try:
+                proc = subprocess.run([sys.executable, __file__, "--one", method, str(n)],
+                                      capture_output=True, text=True, timeout=args.timeout)
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                row = json.loads(line[0][7:]) if line else {
+                    "method": method, "n": n, "error": (proc.stderr or proc.stdout)[-300:]}
+            except subprocess.TimeoutExpired:
+                row = {"method": method, "n": n, "error": f"over {args.timeout} s"}
+            rows.append(row)
+            print(table([row], list(row)), flush=True)
+    for row in rows:  # ratios against xRFM at the same n
+        peer = next((r for r in rows if r["method"] == "xrfm" and r["n"] == row["n"]
+                     and "seconds" in r), None)
+        if peer and "seconds" in row:
+            row["xrfm / this (time)"] = peer["seconds"] / row["seconds"]
+            row["this / xrfm (memory)"] = row["peak GiB"] / peer["peak GiB"]
+            row["acc - xrfm acc"] = row["test acc"] - peer["test acc"]
+    exponents = {}
+    for method in args.methods:
+        pts = [(r["n"], r["seconds"]) for r in rows if r["method"] == method and "seconds" in r]
+        if len(pts) >= 2:
+            exponents[method] = float(np.polyfit(np.log([p[0] for p in pts]),
+                                                 np.log([p[1] for p in pts]), 1)[0])
+    print()
+    print(f"machine: {machine()}")
+    cols = ["method", "n", "seconds", "peak GiB", "test acc", "xrfm / this (time)",
+            "this / xrfm (memory)", "acc - xrfm acc", "iters"]
+    print(table([r for r in rows if "seconds" in r], cols))
+    print("growth exponent of time with n:", {k: round(v, 2) for k, v in exponents.items()})
+    print("saved", save("scale", {"machine": machine(), "rows": rows, "exponents": exponents}))
+
+
+if __name__ == "__main__":
+    main()
