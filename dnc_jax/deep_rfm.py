@@ -225,6 +225,7 @@ def deep_rfm_layers(
             batch_size=config.agop_batch, normalize="max", solver=options,
             agop_samples=config.agop_samples, seed=config.seed + layer, mesh=mesh,
         )
+        M.block_until_ready()  # dispatch is asynchronous: charge the AGOP to its own phase
         fit_seconds = time.perf_counter() - tic
         evals, evecs = psd_eigh(M)
         root = jnp.asarray(power_from_eigh(evals, evecs, 0.5), jnp.float32)
