@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax._linalg import matmul
 from dnc_jax.blocks import row_chunk_sum
-from dnc_jax.kernels import kernel_from_sq_distances, safe_sqrt, squared_distances
+from dnc_jax.kernels import kernel_distances, kernel_from_sq_distances, safe_sqrt
 from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
 
@@ -188,7 +188,7 @@ def kernel_gradients(
     Returns:
       ``(b, C, d)``.
     """
-    _, W = gradient_weights(squared_distances(Xb, centers, M), kernel, bandwidth)
+    _, W = gradient_weights(kernel_distances(Xb, centers, kernel, M), kernel, bandwidth)
     if coef_centers is None:
         coef_centers = coef_outer_centers(coefs, centers)
     return gradients_from_weights(W, coefs, coef_centers, Xb)

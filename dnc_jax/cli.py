@@ -78,6 +78,9 @@ def _deep_rfm_args(p, depth):
     p.add_argument("--features", choices=("relu", "cosine"), default="relu")
     p.add_argument("--weights", choices=("uniform", "gaussian"), default="uniform")
     p.add_argument("--gamma", type=_positive_float, default=1.0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="float64 layers for depth studies (float32 resolves squared "
+                        "distances only to ~1e-7 of the rows' norms)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +121,11 @@ def _deep_rfm_command(args) -> None:
                            gamma=args.gamma, weights=args.weights, seed=args.seed,
                            solver=args.solver, centers=args.centers,
                            agop_samples=args.agop_samples, tol=args.tol, max_iter=args.max_iter,
-                           precond_rank=args.precond_rank)
+                           precond_rank=args.precond_rank, dtype=args.dtype)
+    if args.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     config.validate()
     out = args.out or f"runs/{args.command}"
     mesh = None

@@ -33,6 +33,7 @@ from dnc_jax.solvers import SolverOptions
 
 FEATURES = ("relu", "cosine")
 WEIGHTS = ("uniform", "gaussian")
+DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class DeepRFMConfig:
     tol: float = 1e-6
     max_iter: int = 1000
     precond_rank: int = 500
+    dtype: str = "float32"
 
     def solver_options(self) -> SolverOptions:
         return SolverOptions(self.solver, self.centers, self.tol, self.max_iter,
@@ -78,6 +80,11 @@ class DeepRFMConfig:
             raise ValueError(f"weights must be one of {WEIGHTS}; got {self.weights!r}.")
         if self.features == "cosine" and self.gamma <= 0:
             raise ValueError(f"gamma must be > 0; got {self.gamma}.")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}.")
+        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError("dtype='float64' needs 64-bit JAX: call "
+                             "jax.config.update('jax_enable_x64', True) first.")
 
 
 @dataclasses.dataclass
@@ -121,7 +128,7 @@ def _project(X: jax.Array, root: jax.Array) -> jax.Array:
 @jax.jit
 def _hits(pred: jax.Array, y: jax.Array) -> jax.Array:
     """Correct argmax predictions; labels of padding rows are -1 and never match."""
-    return jnp.sum(jnp.argmax(pred, axis=1) == y)
+    return jnp.sum(jnp.argmax(pred, axis=1).astype(y.dtype) == y)
 
 
 def host_rows(X) -> np.ndarray | None:
@@ -139,18 +146,21 @@ def host_rows(X) -> np.ndarray | None:
 
 
 def random_weights(key: jax.Array, d: int, config: DeepRFMConfig) -> tuple[jax.Array, jax.Array]:
-    """The layer's random ``W`` (``width x d``) and phase ``b`` (``(width,)``)."""
+    """The layer's random ``W`` (``width x d``) and phase ``b`` (``(width,)``), drawn in
+    float32 and cast to ``config.dtype``, so that a float64 run uses the same maps."""
     k_w, k_b = jax.random.split(key)
-    D = config.width
+    D, f32 = config.width, jnp.float32
     if config.features == "cosine":
-        W = jax.random.cauchy(k_w, (D, d)) * config.gamma
-        return W, jax.random.uniform(k_b, (D,), maxval=2.0 * np.pi)
-    bound = 1.0 / np.sqrt(d)
-    if config.weights == "uniform":
-        W = jax.random.uniform(k_w, (D, d), minval=-bound, maxval=bound)
+        W = jax.random.cauchy(k_w, (D, d), f32) * config.gamma
+        b = jax.random.uniform(k_b, (D,), f32, maxval=2.0 * np.pi)
     else:
-        W = jax.random.normal(k_w, (D, d)) * bound
-    return W, jnp.zeros((D,))
+        bound = 1.0 / np.sqrt(d)
+        if config.weights == "uniform":
+            W = jax.random.uniform(k_w, (D, d), f32, minval=-bound, maxval=bound)
+        else:
+            W = jax.random.normal(k_w, (D, d), f32) * bound
+        b = jnp.zeros((D,), f32)
+    return W.astype(config.dtype), b.astype(config.dtype)
 
 
 def _accuracy(pred: Rows, y: Rows) -> float:
@@ -185,6 +195,7 @@ def deep_rfm_layers(
     ``deep_rfm``; the states hold ``Rows`` on ``mesh`` (one device when ``None``).
     """
     config.validate()
+    dtype = jnp.dtype(config.dtype)
     mesh = check_mesh(mesh)
     y_train = np.asarray(y_train).astype(np.int64)
     C = int(num_classes or y_train.max() + 1)
@@ -193,11 +204,11 @@ def deep_rfm_layers(
     else:
         X, Xt, first = start.X_train, start.X_test, start.layer
     if not isinstance(X, Rows):
-        X = _checks.as_float_matrix("X_train", X, dtype=jnp.float32)
+        X = _checks.as_float_matrix("X_train", X, dtype=dtype)
         _checks.check_finite("X_train", X)
     _checks.check_same_rows("X_train", X, "y_train", y_train)
     if Xt is not None and not isinstance(Xt, Rows):
-        Xt = _checks.as_float_matrix("X_test", Xt, dtype=jnp.float32)
+        Xt = _checks.as_float_matrix("X_test", Xt, dtype=dtype)
         _checks.check_finite("X_test", Xt)
     if Xt is not None and Xt.shape[1] != X.shape[1]:
         raise ValueError("X_test and X_train must have the same number of features.")
@@ -206,9 +217,9 @@ def deep_rfm_layers(
             raise ValueError("y_test was given without X_test.")
         y_test = np.asarray(y_test).astype(np.int64)
         _checks.check_same_rows("X_test", Xt, "y_test", y_test)
-    X = as_rows(X, mesh, dtype=jnp.float32)
-    Xt = None if Xt is None else as_rows(Xt, mesh, dtype=jnp.float32)
-    Y = as_rows(one_hot_pm1(y_train, C), mesh)
+    X = as_rows(X, mesh, dtype=dtype)
+    Xt = None if Xt is None else as_rows(Xt, mesh, dtype=dtype)
+    Y = as_rows(one_hot_pm1(y_train, C), mesh, dtype=dtype)
     y_rows = as_rows(y_train.astype(np.int32), mesh, fill=-1)
     yt_rows = None if y_test is None else as_rows(y_test.astype(np.int32), mesh, fill=-1)
     key = jax.random.key(config.seed)
@@ -228,7 +239,7 @@ def deep_rfm_layers(
         M.block_until_ready()  # dispatch is asynchronous: charge the AGOP to its own phase
         fit_seconds = time.perf_counter() - tic
         evals, evecs = psd_eigh(M)
-        root = jnp.asarray(power_from_eigh(evals, evecs, 0.5), jnp.float32)
+        root = jnp.asarray(power_from_eigh(evals, evecs, 0.5), dtype)
         W, b = random_weights(jax.random.fold_in(key, layer), X.shape[1], config)
         projected = _project(X.data, root)
         X_next = _random_map(projected, W, b, config.features, X.n)
@@ -280,6 +291,7 @@ def deep_rfm(
     tol: float = 1e-6,
     max_iter: int = 1000,
     precond_rank: int = 500,
+    dtype: str = "float32",
     mesh: Mesh | None = None,
     num_classes: int | None = None,
     on_layer: Callable[[dict], None] | None = None,
@@ -300,6 +312,10 @@ def deep_rfm(
         (``fit_kernel_ridge``; ``centers`` makes it a Nyström machine of that many
         centres).
       agop_samples: each layer's AGOP from this many seeded training rows (``None``: all).
+      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``) for every layer's
+        features, fit, AGOP and metrics. Float32 tracks float64 to within a few percent
+        in NC1 for the first layers only (README, "Numerics at depth"): use float64 for
+        depth studies.
       mesh: shard the rows over this mesh's ``"data"`` axis (``data_mesh("all")``).
       on_layer: called with each layer's record as it completes.
 
@@ -313,7 +329,7 @@ def deep_rfm(
     """
     config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
                            agop_batch, solver, centers, agop_samples, tol, max_iter,
-                           precond_rank)
+                           precond_rank, dtype)
     records = []
     for record, _ in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
                                      num_classes=num_classes, mesh=mesh):

@@ -1,10 +1,15 @@
 """Laplace and Gaussian kernels in an optional metric ``M``, computed in row blocks.
 
-Distances follow ``||x - z||_M^2 = x^T M x + z^T M z - 2 x^T M z`` (DESIGN.md, Kernels),
-clamped at 0. A squared distance within round-off of zero
-(``<= ZERO_TOL * eps * (x^T M x + z^T M z)``) is treated as exactly zero, so that a point
-against itself has distance 0 in float32 too; the square root is taken through a double
-``where`` so that its derivative there is 0 rather than NaN (the Laplace self term).
+Distances follow ``||x - z||_M^2 = x^T M x + z^T M z - 2 x^T M z`` (DESIGN.md, Kernels):
+one matrix product, but its absolute error is about ``eps (x^T M x + z^T M z)``, so that in
+float32 a squared distance between unit rows is only resolved down to ~1e-6 and a point
+against itself gets round-off, not 0. For the Laplace kernel, whose value and gradient
+weight ``k / ||x - z||`` are steepest at 0, each row's ``NEAR_PAIRS`` nearest columns (by
+the expansion) are recomputed by direct difference ``(x M - z M) . (x - z)``: exactly 0
+for a point against itself or an exact duplicate, and near distances to relative
+precision. Every other distance keeps the expansion, clamped at 0. Nothing else is
+snapped to zero. The square root is taken through a double ``where`` so that its
+derivative at 0 is 0 rather than NaN (the Laplace self term).
 """
 
 from __future__ import annotations
@@ -20,28 +25,46 @@ from dnc_jax.blocks import map_row_blocks
 KernelName = Literal["laplace", "gaussian"]
 KERNELS = ("laplace", "gaussian")
 
-# Multiple of the dtype's machine epsilon under which a relative squared distance is 0.
-ZERO_TOL = 100.0
+# Columns per row whose squared distance the Laplace kernel recomputes by direct difference.
+NEAR_PAIRS = 8
 
 
-def squared_distances(X: jax.Array, Z: jax.Array, M: jax.Array | None = None) -> jax.Array:
-    """Squared distances ``||x_i - z_j||_M^2``, clamped at 0 and snapped to 0 near it.
+def squared_distances(
+    X: jax.Array, Z: jax.Array, M: jax.Array | None = None, *, near: int = 0
+) -> jax.Array:
+    """Squared distances ``||x_i - z_j||_M^2`` by the expansion, clamped at 0.
 
     Args:
       X: ``(n, d)`` points.
       Z: ``(m, d)`` points.
       M: optional ``(d, d)`` symmetric PSD metric; identity when ``None``.
+      near: recompute each row's ``near`` smallest entries by direct difference (exact 0
+        for identical rows; relative rather than absolute round-off), at ``O(n near d)``
+        extra work and a top-``near`` selection over the ``(n, m)`` block.
 
     Returns:
       ``(n, m)`` array.
     """
-    XM = X if M is None else X @ M
-    ZM = Z if M is None else Z @ M
+    XM = X if M is None else matmul(X, M)
+    ZM = Z if M is None else matmul(Z, M)
     xx = jnp.sum(XM * X, axis=1)
     zz = jnp.sum(ZM * Z, axis=1)
     d2 = xx[:, None] + zz[None, :] - 2.0 * matmul(XM, Z.T)
-    tol = ZERO_TOL * jnp.finfo(d2.dtype).eps * (xx[:, None] + zz[None, :])
-    return jnp.where(d2 > tol, d2, 0.0)
+    k = min(int(near), Z.shape[0])
+    if k > 0:
+        _, idx = jax.lax.top_k(-jax.lax.stop_gradient(d2), k)  # (n, k) nearest columns
+        diff = X[:, None, :] - Z[idx]
+        diff_m = diff if M is None else XM[:, None, :] - ZM[idx]
+        d2 = d2.at[jnp.arange(X.shape[0])[:, None], idx].set(jnp.sum(diff_m * diff, axis=-1))
+    return jnp.maximum(d2, 0.0)
+
+
+def kernel_distances(
+    X: jax.Array, Z: jax.Array, kernel: KernelName, M: jax.Array | None = None
+) -> jax.Array:
+    """``squared_distances`` as ``kernel`` needs them: the Laplace kernel's near pairs by
+    direct difference (``NEAR_PAIRS``), the Gaussian's (smooth at 0) by the expansion."""
+    return squared_distances(X, Z, M, near=NEAR_PAIRS if kernel == "laplace" else 0)
 
 
 def safe_sqrt(d2: jax.Array) -> jax.Array:
@@ -70,7 +93,7 @@ def kernel_matrix(
 ) -> jax.Array:
     """``(n, m)`` kernel matrix ``k(x_i, z_j)``, computed ``block_size`` rows of ``X`` at a time."""
     return map_row_blocks(
-        lambda Xb: kernel_from_sq_distances(squared_distances(Xb, Z, M), kernel, bandwidth),
+        lambda Xb: kernel_from_sq_distances(kernel_distances(Xb, Z, kernel, M), kernel, bandwidth),
         X,
         block_size,
     )

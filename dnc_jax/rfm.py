@@ -34,7 +34,7 @@ from dnc_jax.agop import (
     matrix_power,
 )
 from dnc_jax.data import one_hot_pm1
-from dnc_jax.kernels import squared_distances
+from dnc_jax.kernels import kernel_distances
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, data_mesh, num_shards
 from dnc_jax.solvers import (
@@ -49,7 +49,7 @@ from dnc_jax.solvers import (
 
 @functools.partial(jax.jit, static_argnames=("kernel", "bandwidth"))
 def _train_kernel_and_weights(Z, kernel, bandwidth):
-    return gradient_weights(squared_distances(Z, Z), kernel, bandwidth)
+    return gradient_weights(kernel_distances(Z, Z, kernel), kernel, bandwidth)
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "centered", "diag", "normalize"))

@@ -166,8 +166,11 @@ def test_sharded_fit_and_agop_equal_one_device(digits, solver, extra):
         _assert_row_sharded(four.centers, mesh)
         _assert_row_sharded(four.coefs, mesh)
     # Nyström's normal equations square the condition number, so in float32 its
-    # coefficients move with the order of the cross-device sums; its predictions do not
-    assert _rel(_coefs(four, len(X)), _coefs(one, len(X))) <= (1e-5 if solver == "cg" else 1e-3)
+    # coefficients move with the order of the cross-device sums; its predictions do not.
+    # CG's move by ~1e-5 (measured 1.04e-5): kernel entries of near pairs carry the
+    # float32 round-off of differently blocked products (nothing is snapped to 0 since
+    # issue 10), times the system's conditioning.
+    assert _rel(_coefs(four, len(X)), _coefs(one, len(X))) <= (2e-5 if solver == "cg" else 1e-3)
     Xt = X[:37] * 0.5
     assert _rel(four.predict(Xt), one.predict(Xt)) <= (1e-5 if solver == "cg" else 3e-5)
     A_one = kernel_agop(one, X, batch_size=64)
