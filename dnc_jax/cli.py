@@ -1,5 +1,6 @@
 """The ``dnc-jax`` command: ``run`` (Deep RFM on the embedded MNIST, the main job),
-``deep-rfm`` and ``mlp``. Bad arguments give one line on stderr and exit code 2."""
+``deep-rfm``, ``mlp``, ``grokking`` and ``multi-index``. Bad arguments give one line on
+stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -109,7 +110,69 @@ def build_parser() -> argparse.ArgumentParser:
     mlp.add_argument("--measure-every", type=_positive_int, default=5)
     mlp.add_argument("--measure-n", type=_positive_int, default=None,
                      help="training samples used for the layer analysis (default all)")
+    grok = sub.add_parser("grokking", help="RFM on modular arithmetic (published settings)")
+    grok.add_argument("--p", type=_positive_int, default=61, help="prime modulus")
+    grok.add_argument("--op", choices=("+", "-", "*", "/"), default="+")
+    grok.add_argument("--train-fraction", type=_positive_float, default=0.5)
+    grok.add_argument("--iters", type=_positive_int, default=50)
+    grok.add_argument("--bandwidth", type=_positive_float, default=2.5)
+    grok.add_argument("--reg", type=_nonnegative_float, default=0.0)
+    grok.add_argument("--seed", type=int, default=0, help="seeds the train/test split")
+    grok.add_argument("--out", default=None, help="output folder (default runs/grokking)")
+    grok.add_argument("--no-progress", action="store_true")
+    multi = sub.add_parser("multi-index", help="AGOP recovery of a multi-index subspace")
+    multi.add_argument("--d", type=_positive_int, default=200)
+    multi.add_argument("--r", type=_positive_int, default=3, help="rank of the hidden U")
+    multi.add_argument("--n", type=_positive_int, nargs="+", default=[2000],
+                       help="training samples; several values make a sweep")
+    multi.add_argument("--n-test", type=_positive_int, default=2000)
+    multi.add_argument("--inputs", choices=("hypercube", "gaussian"), default="hypercube")
+    multi.add_argument("--noise", type=_nonnegative_float, default=0.1)
+    multi.add_argument("--steps", type=_positive_int, default=5, help="RFM (AGOP) steps")
+    multi.add_argument("--bandwidth", type=_positive_float, default=10.0)
+    multi.add_argument("--reg", type=_nonnegative_float, default=1e-3)
+    multi.add_argument("--solver", choices=("auto", "cholesky", "cg", "nystrom"), default="auto")
+    multi.add_argument("--centers", type=_positive_int, default=None)
+    multi.add_argument("--agop-samples", type=_positive_int, default=None)
+    multi.add_argument("--seed", type=int, default=0)
+    multi.add_argument("--out", default=None, help="output folder (default runs/multi-index)")
+    multi.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _grokking_command(args) -> None:
+    import jax
+
+    from dnc_jax.experiments import grokking_table, run_grokking
+    from dnc_jax.followups.grokking import GrokkingConfig
+
+    config = GrokkingConfig(p=args.p, op=args.op, train_fraction=args.train_fraction,
+                            iters=args.iters, bandwidth=args.bandwidth, reg=args.reg,
+                            seed=args.seed)
+    config.validate()
+    out = args.out or "runs/grokking"
+    with jax.enable_x64(True):  # the published runs are float64
+        results = run_grokking(out, config=config, progress=not args.no_progress)
+    print(grokking_table(results["iterations"]))
+    print(f"wrote {out}/results.json, {out}/iterations.csv, {out}/grokking.png, "
+          f"{out}/agop_heatmaps.png, {out}/agop_fourier.png")
+
+
+def _multi_index_command(args) -> None:
+    from dnc_jax.experiments import multi_index_table, run_multi_index
+    from dnc_jax.followups.multi_index import MultiIndexConfig
+
+    config = MultiIndexConfig(d=args.d, r=args.r, n=args.n[0], n_test=args.n_test,
+                              inputs=args.inputs, noise=args.noise, steps=args.steps,
+                              bandwidth=args.bandwidth, reg=args.reg, solver=args.solver,
+                              centers=args.centers, agop_samples=args.agop_samples,
+                              seed=args.seed)
+    config.validate()
+    out = args.out or "runs/multi-index"
+    results = run_multi_index(out, config=config, sizes=tuple(args.n),
+                              progress=not args.no_progress)
+    print(multi_index_table(results["sizes"]))
+    print(f"wrote {out}/results.json, {out}/steps.csv, {out}/multi_index.png")
 
 
 def _deep_rfm_command(args) -> None:
@@ -122,24 +185,21 @@ def _deep_rfm_command(args) -> None:
                            solver=args.solver, centers=args.centers,
                            agop_samples=args.agop_samples, tol=args.tol, max_iter=args.max_iter,
                            precond_rank=args.precond_rank, dtype=args.dtype)
-    if args.dtype == "float64":
-        import jax
+    import jax
 
-        jax.config.update("jax_enable_x64", True)
-    config.validate()
     out = args.out or f"runs/{args.command}"
     mesh = None
-    if args.distributed:
-        import jax
+    with jax.enable_x64(args.dtype == "float64"):
+        config.validate()
+        if args.distributed:
+            jax.distributed.initialize()
+        if args.devices is not None:
+            from dnc_jax.sharding import data_mesh
 
-        jax.distributed.initialize()
-    if args.devices is not None:
-        from dnc_jax.sharding import data_mesh
-
-        mesh = data_mesh(args.devices)
-    results = run_deep_rfm(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
-                           data_dir=args.data_dir, config=config, progress=not args.no_progress,
-                           mesh=mesh)
+            mesh = data_mesh(args.devices)
+        results = run_deep_rfm(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
+                               data_dir=args.data_dir, config=config,
+                               progress=not args.no_progress, mesh=mesh)
     print(deep_rfm_table(results["layers"]))
     print(f"wrote {out}/results.json, {out}/layers.csv, {out}/collapse.png")
 
@@ -166,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("run", "deep-rfm"):
             _deep_rfm_command(args)
+        elif args.command == "grokking":
+            _grokking_command(args)
+        elif args.command == "multi-index":
+            _multi_index_command(args)
         else:
             _mlp_command(args)
     except (ValueError, FileNotFoundError, ImportError) as err:

@@ -358,6 +358,47 @@ def multi_index(
     return X.astype(np.float32), y.astype(np.int64), U
 
 
+MULTI_INDEX_INPUTS = ("hypercube", "gaussian")
+
+
+def multi_index_regression(
+    n: int, d: int, r: int = 3, *, inputs: str = "hypercube", noise: float = 0.1,
+    seed: int = 0, sample_seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The multi-index regression ``y = h(U x) + noise`` with ``h(z) = sum_i z_i + prod_i z_i``.
+
+    ``inputs="hypercube"``: ``x`` uniform on ``{-1, +1}^d`` and ``U`` the first ``r``
+    coordinates, so that for ``r = 3`` ``y = x1 + x2 + x3 + x1 x2 x3 + noise`` (the
+    setting of Zhu, Davis, Drusvyatskiy, Fazel et al., *Average gradient outer product in
+    kernel regression provably recovers the central subspace for multi-index models*).
+    ``inputs="gaussian"``: ``x ~ N(0, I_d)`` and ``U`` a random ``r x d`` matrix with
+    orthonormal rows (drawn with ``seed``). ``noise`` is the standard deviation of the
+    Gaussian label noise; ``sample_seed`` (default ``seed``) draws the samples.
+
+    Returns ``(X (n, d) float32, y (n,) float32, U (r, d) float64)``.
+    """
+    if inputs not in MULTI_INDEX_INPUTS:
+        raise ValueError(f"inputs must be one of {MULTI_INDEX_INPUTS}; got {inputs!r}.")
+    if not 1 <= r <= d:
+        raise ValueError(f"multi_index_regression needs 1 <= r <= d; got r={r}, d={d}.")
+    if n < 1:
+        raise ValueError(f"n must be >= 1; got {n}.")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0; got {noise}.")
+    if inputs == "hypercube":
+        U = np.eye(d)[:r]
+    else:
+        U = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, r)))[0].T
+    rng = np.random.default_rng([seed, 7, 0 if sample_seed is None else 1 + sample_seed])
+    if inputs == "hypercube":
+        X = rng.choice(np.array([-1.0, 1.0]), size=(n, d))
+    else:
+        X = rng.standard_normal((n, d))
+    Z = X @ U.T
+    y = Z.sum(axis=1) + Z.prod(axis=1) + noise * rng.standard_normal(n)
+    return X.astype(np.float32), y.astype(np.float32), U
+
+
 def _synthetic(name: str, split: str, n: int | None, seed: int, options: dict):
     if name == "modular_arithmetic":
         X_tr, y_tr, X_te, y_te = modular_arithmetic(seed=seed, **options)

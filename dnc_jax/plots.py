@@ -57,3 +57,86 @@ def plot_training(measurements: list[dict], path: str, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_grokking(records: list[dict], path: str, title: str) -> None:
+    """Over RFM iterations: train / test accuracy, and the metric's circulant deviation
+    (``ab`` block) with its alignment to the final metric."""
+    its = [r["iter"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot(its, [r["train_accuracy"] for r in records], "--", color="0.5", label="train")
+    axes[0].plot(its, [r["test_accuracy"] for r in records], "-", color="k", label="test")
+    axes[0].set_ylim(-0.03, 1.03)
+    axes[0].set_ylabel("accuracy")
+    axes[1].plot(its, [r["circulant_deviation"] for r in records], "-", color="k",
+                 label="circulant deviation")
+    if all("alignment" in r for r in records):
+        axes[1].plot(its, [r["alignment"] for r in records], "--", color="0.5",
+                     label="alignment with final")
+    for ax in axes:
+        ax.set_xlabel("RFM iteration")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_matrices(matrices: list, labels: list[str], path: str, title: str) -> None:
+    """Heatmaps side by side (each with its own symmetric colour range, grayscale)."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.4 * len(matrices), 3.4), squeeze=False)
+    for ax, A, label in zip(axes[0], matrices, labels, strict=True):
+        vmax = float(abs(A).max()) or 1.0
+        ax.imshow(A, cmap="gray", vmin=-vmax, vmax=vmax)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_spectra(spectra: list, labels: list[str], path: str, title: str, xlabel: str) -> None:
+    """Several nonnegative spectra as lines with markers, on a log scale."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    styles = ("-", "--", ":", "-.")
+    for i, (s, label) in enumerate(zip(spectra, labels, strict=True)):
+        ax.plot(range(len(s)), s, styles[i % 4], color=str(0.6 * i / max(len(spectra) - 1, 1)),
+                marker="o", markersize=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_multi_index(sizes: list[dict], path: str, title: str) -> None:
+    """Left: per step, the AGOP's distance to the hidden subspace, one line per ``n``.
+    Right: after the last step, the distances and ``1 - captured`` against ``n`` (log)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, entry in enumerate(sizes):
+        recs = entry["records"]
+        axes[0].plot([r["step"] for r in recs], [r["leading_distance"] for r in recs],
+                     marker="o", color=str(0.7 * i / max(len(sizes) - 1, 1)),
+                     label=f"n = {entry['n']}")
+    axes[0].set_xlabel("RFM step")
+    axes[0].set_ylabel("leading eigenvector's distance to span(U)")
+    ns = [e["n"] for e in sizes]
+    last = [e["records"][-1] for e in sizes]
+    first = [e["records"][0] for e in sizes]
+    axes[1].plot(ns, [r["leading_distance"] for r in last], "-o", color="k",
+                 label="leading eigenvector, last step")
+    axes[1].plot(ns, [r["leading_distance"] for r in first], "--o", color="0.5",
+                 label="leading eigenvector, step 0 (kernel ridge)")
+    axes[1].plot(ns, [r["subspace_distance"] for r in last], ":s", color="k",
+                 label="top-r eigenspace, last step")
+    axes[1].plot(ns, [1.0 - r["captured"] for r in last], "-.^", color="0.4",
+                 label="1 - captured, last step")
+    axes[1].axhline(last[0]["random_baseline"], color="0.7", lw=1, label="random subspace")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("n (training samples)")
+    for ax in axes:
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)

@@ -1,0 +1,24 @@
+"""Resumable experiments behind the ``dnc-jax`` command, one module per command.
+
+Each writes ``OUT/results.json``, a CSV and PNG figures, atomically, after every completed
+step (a layer, a measurement, an iteration), and resumes from the last one when rerun
+with the same ``OUT`` and configuration.
+"""
+
+from dnc_jax.experiments.common import load_prepared
+from dnc_jax.experiments.deep_rfm import deep_rfm_table, run_deep_rfm
+from dnc_jax.experiments.grokking import grokking_table, run_grokking
+from dnc_jax.experiments.mlp import mlp_table, run_mlp
+from dnc_jax.experiments.multi_index import multi_index_table, run_multi_index
+
+__all__ = [
+    "deep_rfm_table",
+    "grokking_table",
+    "load_prepared",
+    "mlp_table",
+    "multi_index_table",
+    "run_deep_rfm",
+    "run_grokking",
+    "run_mlp",
+    "run_multi_index",
+]

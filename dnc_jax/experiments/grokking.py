@@ -1,0 +1,111 @@
+"""The resumable grokking run behind ``dnc-jax grokking``: one RFM iteration per step,
+the metrics ``M_1 .. M_t`` kept in the state so that a rerun resumes where it stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from dnc_jax.followups.grokking import (
+    GrokkingConfig,
+    add_alignment,
+    discrete_log_order,
+    first_iteration_above,
+    fourier_power,
+    grokking_steps,
+)
+from dnc_jax.plots import plot_grokking, plot_matrices, plot_spectra
+from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
+
+CSV_KEYS = ("iter", "train_accuracy", "test_accuracy", "train_loss", "test_loss",
+            "circulant_deviation", "alignment", "trace")
+
+
+def grokking_table(records: list[dict], every: int = 5) -> str:
+    """Every ``every``-th iteration (and the last): accuracies, test loss, structure."""
+    lines = [f"{'iter':>4} {'train acc':>9} {'test acc':>8} {'test loss':>9} "
+             f"{'circ. dev.':>10} {'alignment':>9}"]
+    shown = [r for r in records if r["iter"] % every == 0 or r is records[-1]]
+    for r in shown:
+        align = f"{r['alignment']:.4f}" if "alignment" in r else ""
+        lines.append(f"{r['iter']:>4} {r['train_accuracy']:>9.4f} {r['test_accuracy']:>8.4f} "
+                     f"{r['test_loss']:>9.4g} {r['circulant_deviation']:>10.4f} {align:>9}")
+    return "\n".join(lines)
+
+
+def grokking_summary(records: list[dict]) -> dict:
+    """When the test accuracy passed 50% and 90%, and the structure before and after."""
+    return {"first_iter_test_acc_over_0.5": first_iteration_above(records, "test_accuracy", 0.5),
+            "first_iter_test_acc_over_0.9": first_iteration_above(records, "test_accuracy", 0.9),
+            "final_test_accuracy": records[-1]["test_accuracy"],
+            "initial_test_accuracy": records[0]["test_accuracy"],
+            "circulant_deviation_first": records[0]["circulant_deviation"],
+            "circulant_deviation_last": records[-1]["circulant_deviation"]}
+
+
+def _ordered(M: np.ndarray, p: int, op: str) -> np.ndarray:
+    """``M`` without its diagonal (as the official heatmaps), in discrete-log order for
+    ``*`` and ``/``."""
+    A = M - np.diag(np.diag(M))
+    if op in ("*", "/"):
+        idx = discrete_log_order(p)
+        both = np.concatenate([idx, p + idx])
+        A = A[np.ix_(both, both)]
+    return A
+
+
+def _figures(out: str, config: GrokkingConfig, records: list[dict], metrics: list) -> None:
+    title = f"RFM on (a {config.op} b) mod {config.p}, train fraction {config.train_fraction}"
+    plot_grokking(records, os.path.join(out, "grokking.png"), title)
+    if len(records) < config.iters:
+        return
+    shown = sorted({0, len(metrics) // 4, len(metrics) // 2, len(metrics) - 1})
+    plot_matrices([_ordered(metrics[t], config.p, config.op) for t in shown],
+                  [f"M after iteration {t}" for t in shown],
+                  os.path.join(out, "agop_heatmaps.png"), title + " (diagonal removed)")
+    plot_spectra([fourier_power(metrics[t], config.p, config.op) for t in shown],
+                 [f"iteration {t}" for t in shown], os.path.join(out, "agop_fourier.png"),
+                 "Fourier power of the metric's a-b block", "frequency k")
+
+
+def run_grokking(out: str, *, config: GrokkingConfig = GrokkingConfig(), progress: bool = True,
+                 stop_after: int | None = None) -> dict:
+    """RFM grokking into ``out`` (resuming); returns the results dict. At the end the
+    records get their ``alignment`` with the final metric and the results a ``summary``.
+    ``stop_after`` stops after that many iterations of this call (to test interruption)."""
+    config.validate()
+    if not jax.config.jax_enable_x64:
+        raise ValueError("grokking runs in float64: call "
+                         "jax.config.update('jax_enable_x64', True) first.")
+    ensure_writable(out)
+    run = RunDirectory(out, {"experiment": "grokking", **dataclasses.asdict(config)}, "iterations")
+    results, state = run.resume()
+    records = results["iterations"]
+    metrics = [] if state is None else list(state["metrics"])
+    bar = tqdm(total=config.iters, initial=len(records), desc="grokking RFM",
+               disable=not progress, file=sys.stderr)
+    done = 0
+    for record, M in grokking_steps(config, start=len(records),
+                                    M=metrics[-1] if metrics else None):
+        records.append(record)
+        metrics.append(M)
+        if len(records) == config.iters:
+            add_alignment(records, metrics)
+            results["summary"] = grokking_summary(records)
+        run.commit(results, {"metrics": np.stack(metrics)})
+        atomic_write_csv(os.path.join(out, "iterations.csv"),
+                         [{k: r.get(k) for k in CSV_KEYS} for r in records])
+        bar.update(1)
+        bar.set_postfix(test_acc=f"{record['test_accuracy']:.3f}")
+        done += 1
+        if stop_after is not None and done >= stop_after:
+            break
+    bar.close()
+    if records:
+        _figures(out, config, records, metrics)
+    return results

@@ -1,0 +1,100 @@
+"""The resumable MLP training run behind ``dnc-jax mlp``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from tqdm.auto import tqdm
+
+from dnc_jax.experiments.common import load_prepared
+from dnc_jax.plots import plot_training
+from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
+
+
+def mlp_table(measurement: dict) -> str:
+    """Per layer at one measurement: NC1 at input / right / output, the NFA correlations."""
+    lines = [
+        f"epoch {measurement['epoch']}: train loss {measurement['train_loss']:.4g}, train acc "
+        f"{measurement['train_accuracy']:.4f}"
+        + ("" if measurement["test_accuracy"] is None
+           else f", test acc {measurement['test_accuracy']:.4f}"),
+        f"{'layer':>5} {'nc1 input':>10} {'nc1 right':>10} {'nc1 output':>10} "
+        f"{'right share':>11} {'NFA sqrt':>9} {'NFA agop':>9}",
+    ]
+    for rec in measurement["layers"]:
+        share = "" if rec["right_share"] is None else f"{rec['right_share']:.3f}"
+        lines.append(
+            f"{rec['layer']:>5} {rec['input']['nc1']:>10.4g} {rec['right']['nc1']:>10.4g} "
+            f"{rec['output']['nc1']:>10.4g} {share:>11} {rec['nfa_sqrt_agop']:>9.3f} "
+            f"{rec['nfa_agop']:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _mlp_csv_rows(measurements: list[dict]) -> list[dict]:
+    rows = []
+    for m in measurements:
+        for rec in m["layers"]:
+            row = {k: m[k] for k in ("epoch", "train_loss", "train_accuracy", "test_accuracy")}
+            row.update({k: rec[k] for k in ("layer", "nfa_sqrt_agop", "nfa_agop", "right_share")})
+            for point in ("input", "right", "output"):
+                row.update(flatten_metrics(point, rec[point]))
+            rows.append(row)
+    return rows
+
+
+def run_mlp(
+    out: str,
+    *,
+    dataset: str = "mnist5k",
+    n: int | None = None,
+    n_test: int | None = None,
+    data_dir: str | None = None,
+    config=None,
+    measure_n: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train the paper's MLP on ``dataset`` into ``out``, measuring every ``measure_every``
+    epochs; checkpoints at each measurement and resumes from the last one.
+
+    ``stop_after`` stops after that many measurements of this call (to test interruption).
+    """
+    from dnc_jax.nets.train import TrainConfig, train_epochs
+
+    config = config or TrainConfig()
+    config.validate()
+    data = load_prepared(dataset, n, n_test, data_dir, config.seed)
+    m = len(data.y_train) if measure_n is None else min(measure_n, len(data.y_train))
+    run_config = {"experiment": "mlp", "dataset": dataset, "n": int(len(data.y_train)),
+                  "n_test": int(len(data.y_test)), "measure_n": m, **dataclasses.asdict(config)}
+    run = RunDirectory(out, run_config, "measurements")
+    results, state = run.resume()
+    last_epoch = 0 if state is None else int(state["epoch"])
+    results["history"] = [h for h in results.get("history", []) if h["epoch"] <= last_epoch]
+    bar = tqdm(total=config.epochs, initial=last_epoch,
+               desc="MLP", disable=not progress, file=sys.stderr)
+    done = 0
+    for result in train_epochs(data.X_train, data.y_train, data.X_test, data.y_test,
+                               config=config, measure_X=data.X_train[:m],
+                               measure_y=data.y_train[:m], resume=state):
+        summary = {"epoch": result.epoch, "train_loss": result.train_loss,
+                   "train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy}
+        results["history"].append(summary)
+        bar.update(1)
+        bar.set_postfix(loss=f"{result.train_loss:.4f}", acc=f"{result.train_accuracy:.3f}")
+        if result.layers is None:
+            continue
+        results["measurements"].append({**summary, "layers": result.layers})
+        run.commit(results, result.checkpoint)
+        atomic_write_csv(os.path.join(out, "measurements.csv"),
+                         _mlp_csv_rows(results["measurements"]))
+        plot_training(results["measurements"], os.path.join(out, "training.png"),
+                      f"MLP on {dataset}")
+        done += 1
+        if stop_after is not None and done >= stop_after:
+            break
+    bar.close()
+    return results

@@ -1,0 +1,57 @@
+"""The resumable multi-index sweep behind ``dnc-jax multi-index``: one RFM run per
+training-set size ``n``, each committed when it completes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from tqdm.auto import tqdm
+
+from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm
+from dnc_jax.plots import plot_multi_index
+from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
+
+CSV_KEYS = ("step", "relative_error", "test_mse", "subspace_distance", "leading_distance",
+            "captured", "random_baseline")
+
+
+def multi_index_table(sizes: list[dict]) -> str:
+    """Per ``n``: step 0 and last step relative test error and distances."""
+    lines = [f"{'n':>7} {'step':>4} {'rel. error':>10} {'top-r dist':>10} {'leading':>8} "
+             f"{'captured':>8}"]
+    for entry in sizes:
+        for r in (entry["records"][0], entry["records"][-1]):
+            lines.append(f"{entry['n']:>7} {r['step']:>4} {r['relative_error']:>10.4f} "
+                         f"{r['subspace_distance']:>10.4f} {r['leading_distance']:>8.4f} "
+                         f"{r['captured']:>8.4f}")
+    return "\n".join(lines)
+
+
+def run_multi_index(out: str, *, config: MultiIndexConfig = MultiIndexConfig(),
+                    sizes: tuple[int, ...] | None = None, progress: bool = True) -> dict:
+    """RFM on the multi-index task for each ``n`` in ``sizes`` (default ``(config.n,)``),
+    into ``out`` (resuming by size); returns the results dict (``sizes``: one
+    ``{"n", "records"}`` per completed size)."""
+    config.validate()
+    sizes = tuple(int(n) for n in (sizes or (config.n,)))
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"every n must be >= 1; got {sizes}.")
+    ensure_writable(out)
+    run_config = {"experiment": "multi_index", **dataclasses.asdict(config), "sizes": list(sizes)}
+    run = RunDirectory(out, run_config, "sizes")
+    results, _ = run.resume()
+    done = {entry["n"] for entry in results["sizes"]}
+    for n in tqdm([n for n in sizes if n not in done], desc="multi-index RFM",
+                  disable=not progress, file=sys.stderr):
+        records = multi_index_rfm(dataclasses.replace(config, n=n))
+        results["sizes"].append({"n": n, "records": records})
+        run.commit(results, None)
+        atomic_write_csv(os.path.join(out, "steps.csv"),
+                         [{"n": e["n"], **{k: r[k] for k in CSV_KEYS}}
+                          for e in results["sizes"] for r in e["records"]])
+        plot_multi_index(results["sizes"], os.path.join(out, "multi_index.png"),
+                         f"AGOP vs hidden subspace ({config.inputs} inputs, d = {config.d}, "
+                         f"r = {config.r})")
+    return results

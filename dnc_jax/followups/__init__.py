@@ -1,0 +1,26 @@
+"""Follow-up results on the same engine: grokking modular arithmetic with RFM, and
+recovering a multi-index model's hidden subspace from a kernel machine's AGOP."""
+
+from dnc_jax.followups.grokking import (
+    GrokkingConfig,
+    alignment,
+    block_deviations,
+    circulant_deviation,
+    discrete_log_order,
+    grokking_rfm,
+    primitive_root,
+)
+from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm, subspace_distance
+
+__all__ = [
+    "GrokkingConfig",
+    "MultiIndexConfig",
+    "alignment",
+    "block_deviations",
+    "circulant_deviation",
+    "discrete_log_order",
+    "grokking_rfm",
+    "multi_index_rfm",
+    "primitive_root",
+    "subspace_distance",
+]

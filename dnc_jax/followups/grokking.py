@@ -1,0 +1,248 @@
+"""Grokking modular arithmetic with RFM (Mallinar, Beaglehole, Zhu, Radhakrishnan, Pandit,
+Belkin, 2024: *Emergence in non-neural models: grokking modular arithmetic via average
+gradient outer product*).
+
+An RFM on ``(a op b) mod p`` with one-hot inputs (``x = e_a (+) e_b``, ``2p`` features)
+and one-hot targets: for ``t = 0 .. iters-1``, fit a Gaussian kernel machine in the metric
+``M_t`` (``M_0 = I``), measure it, and set ``M_{t+1} = AGOP_t^(1/2)`` with ``AGOP_t`` the
+centred AGOP of that machine at the training points. The published settings
+(``nmallinar/rfm-grokking``, commit 73181df) are ``GrokkingConfig``'s defaults; each field
+cites its source line.
+
+Structure of the learned metric (the paper's "block-circulant features"):
+
+- ``circulant_deviation(A)``: ``||A - circ(A)||_F^2 / ||A||_F^2``, where ``circ(A)``
+  replaces each wrapped diagonal ``{A[i, (i + k) mod n]}`` by its mean (the nearest
+  circulant matrix in Frobenius norm). It is the paper's measure, the variance of the
+  entries along each wrapped diagonal, summed over diagonals, relative to the matrix's
+  energy: 0 exactly when ``A`` is circulant, at most 1.
+- ``block_deviations(M, p, op)``: it for each distinct ``p x p`` block of the ``2p x 2p``
+  metric: ``aa`` and ``bb`` (each operand with itself) and ``ab`` (the operands together).
+  The block-circulant form the paper finds is ``[[C_1, C_2], [C_2^T, C_1']]`` with circulant
+  ``C``: Fourier features ``u_k (+) v_k`` with ``u_k(i) = e^(2 pi i k i / p)`` and
+  ``v_k = u_k`` for ``+`` (``f`` depends on ``a + b``) or ``conj(u_k)`` for ``-``, whose
+  outer products make ``C_2`` circulant for ``+`` and circulant after reversing its columns
+  for ``-`` (``task_blocks`` does that). For ``*`` and ``/`` the same holds on the nonzero
+  residues in discrete-log order (``discrete_log_order``), where multiplication is
+  addition mod ``p - 1``. The ``circulant_deviation`` a run reports is that of ``ab``: at
+  ``M = I`` every diagonal block is already circulant, so only ``ab``, which holds no energy
+  at first, shows the features form (the diagonal blocks are reported too).
+- ``alignment(A, B)``: ``<A, B>_F / (||A||_F ||B||_F)``, the cosine between the two
+  matrices (1 when proportional); reported against the final metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dnc_jax.agop import kernel_agop, power_from_eigh, psd_eigh
+from dnc_jax.data import MODULAR_OPS, modular_arithmetic
+from dnc_jax.solvers import fit_kernel_ridge
+
+OPS = tuple(MODULAR_OPS)
+
+
+def _is_prime(p: int) -> bool:
+    return p >= 2 and all(p % q for q in range(2, int(p**0.5) + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class GrokkingConfig:
+    """The published RFM settings (``nmallinar/rfm-grokking``, ``train_kernel.py``):
+
+    - ``p = 61`` (line 114), ``op = "+"`` (line 113, ``"x+y"``), ``train_fraction = 0.5``
+      (line 115; the split is ``int(fraction * pairs)`` random pairs, ``data.py`` lines
+      103-110; ours is seeded), ``iters = 50`` (line 116);
+    - Gaussian kernel ``exp(-||x - z||_M^2 / (2 L^2))`` (line 119; ``models/gaussian_kernel.py``
+      lines 36-47) with ``L = bandwidth = 2.5`` (line 118) and ridge ``reg = 0`` (line 117;
+      solved directly, line 78);
+    - 0/1 one-hot targets and one-hot inputs of size ``2p`` (lines 142-146), float64
+      (line 18);
+    - centred gradients (line 177, ``centering=True``; ``gaussian_kernel.py`` line 92:
+      the mean Jacobian over the training points is subtracted);
+    - next metric ``M = AGOP^metric_power`` with ``metric_power = 0.5`` (line 123,
+      ``--agop_power``; ``gaussian_kernel.py`` lines 119-120, ``sqrtm``), not normalised. In
+      ``RFM``'s naming (the kernel sees ``x AGOP^p``) this is ``agop_power = 1/4``.
+    """
+
+    p: int = 61
+    op: str = "+"
+    train_fraction: float = 0.5
+    iters: int = 50
+    bandwidth: float = 2.5
+    reg: float = 0.0
+    metric_power: float = 0.5
+    centered: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}; got {self.op!r}.")
+        if not _is_prime(int(self.p)):
+            raise ValueError(f"p must be a prime (the task is arithmetic mod p); got {self.p}.")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1); got {self.train_fraction}.")
+        if self.iters < 1:
+            raise ValueError(f"iters must be >= 1; got {self.iters}.")
+        if not self.bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0; got {self.bandwidth}.")
+        if not self.reg >= 0:
+            raise ValueError(f"reg must be >= 0; got {self.reg}.")
+        if not self.metric_power > 0:
+            raise ValueError(f"metric_power must be > 0; got {self.metric_power}.")
+
+
+# ------------------------------------------------------------------------ structure
+
+
+def primitive_root(p: int) -> int:
+    """The smallest generator of the multiplicative group mod the prime ``p``."""
+    if not _is_prime(p):
+        raise ValueError(f"p must be a prime; got {p}.")
+    if p == 2:
+        return 1
+    factors = {q for q in range(2, p) if (p - 1) % q == 0 and _is_prime(q)}
+    for g in range(2, p):
+        if all(pow(g, (p - 1) // q, p) != 1 for q in factors):
+            return g
+    raise AssertionError("unreachable: every prime has a primitive root")
+
+
+def discrete_log_order(p: int) -> np.ndarray:
+    """The nonzero residues in discrete-log order: ``order[k] = g^k mod p`` for
+    ``k = 0 .. p-2`` (``g = primitive_root(p)``). Indexing a table of ``a * b`` by it turns
+    products into sums of exponents mod ``p - 1``."""
+    g = primitive_root(p)
+    return np.array([pow(g, k, p) for k in range(p - 1)], dtype=np.int64)
+
+
+def circulant_projection(A: np.ndarray) -> np.ndarray:
+    """The nearest circulant matrix to the square ``A`` in Frobenius norm: each wrapped
+    diagonal ``{A[i, (i + k) mod n]}`` replaced by its mean."""
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[0]
+    i = np.arange(n)[:, None]
+    shift = (np.arange(n)[None, :] - i) % n  # diagonal index of each entry
+    means = np.bincount(shift.ravel(), weights=A.ravel(), minlength=n) / n
+    return means[shift]
+
+
+def circulant_deviation(A: np.ndarray) -> float:
+    """``||A - circ(A)||_F^2 / ||A||_F^2`` (module docstring); 0 for a zero matrix."""
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix; got shape {A.shape}.")
+    total = float(np.sum(A * A))
+    return float(np.sum((A - circulant_projection(A)) ** 2)) / total if total > 0 else 0.0
+
+
+def task_blocks(M: np.ndarray, p: int, op: str) -> dict[str, np.ndarray]:
+    """The ``aa``, ``bb`` and ``ab`` blocks of a ``2p x 2p`` metric, indexed so that the
+    ideal metric's blocks are circulant (module docstring)."""
+    M = np.asarray(M, dtype=np.float64)
+    if M.shape != (2 * p, 2 * p):
+        raise ValueError(f"M must be ({2 * p}, {2 * p}) for p = {p}; got {M.shape}.")
+    idx = discrete_log_order(p) if op in ("*", "/") else np.arange(p)
+    aa = M[np.ix_(idx, idx)]
+    bb = M[np.ix_(p + idx, p + idx)]
+    ab = M[np.ix_(idx, p + idx)]
+    if op in ("-", "/"):  # f depends on a - b (or log a - log b): reverse b's order
+        ab = ab[:, ::-1]
+    return {"aa": aa, "bb": bb, "ab": ab}
+
+
+def block_deviations(M: np.ndarray, p: int, op: str) -> dict[str, float]:
+    """``circulant_deviation`` of each of ``task_blocks``."""
+    return {name: circulant_deviation(B) for name, B in task_blocks(M, p, op).items()}
+
+
+def alignment(A: np.ndarray, B: np.ndarray) -> float:
+    """``<A, B>_F / (||A||_F ||B||_F)``."""
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    denom = np.linalg.norm(A) * np.linalg.norm(B)
+    return float(np.sum(A * B) / denom) if denom > 0 else 0.0
+
+
+def fourier_power(M: np.ndarray, p: int, op: str, block: str = "ab") -> np.ndarray:
+    """``|F B F^*|_kk`` per frequency ``k`` of one of ``task_blocks`` (default ``ab``, the
+    block that carries the learned features; ``(p,)``, or ``(p - 1,)`` in discrete-log
+    order for ``*`` and ``/``), with ``F`` the unitary DFT: for a circulant ``B`` these are
+    the magnitudes of its eigenvalues, the weight of each Fourier feature."""
+    B = task_blocks(M, p, op)[block]
+    F = np.fft.fft(np.eye(B.shape[0])) / np.sqrt(B.shape[0])
+    return np.abs(np.diag(F @ B @ F.conj().T))
+
+
+# ------------------------------------------------------------------------ the RFM
+
+
+def grokking_data(config: GrokkingConfig):
+    """``(X_train, Y_train, y_train, X_test, Y_test, y_test)`` in float64, ``Y`` 0/1 one-hot."""
+    X, y, Xt, yt = modular_arithmetic(config.p, config.op, config.train_fraction, config.seed)
+    eye = np.eye(config.p)
+    return (X.astype(np.float64), eye[y], y, Xt.astype(np.float64), eye[yt], yt)
+
+
+def _scores(pred: np.ndarray, Y: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(accuracy, mean squared error over all entries)`` as ``train_kernel.py`` lines 24-38."""
+    return float(np.mean(np.argmax(pred, axis=1) == y)), float(np.mean((pred - Y) ** 2))
+
+
+def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | None = None):
+    """Yield ``(record, M_next)`` for iterations ``start .. iters-1`` (module docstring).
+
+    ``M`` is the metric iteration ``start`` uses (identity when ``start == 0``); the run
+    is deterministic, so resuming from a saved ``M_next`` equals an uninterrupted run.
+    Each record: ``iter``, train/test ``accuracy`` and ``loss`` of the machine fitted in
+    ``M_t``, and the structure of ``M_{t+1}``: ``circulant_deviation`` (its ``ab`` block),
+    ``block_deviations`` (all three), ``trace``, ``top_eigenvalues`` (of the AGOP).
+    """
+    config.validate()
+    if not jax.config.jax_enable_x64:
+        raise ValueError("grokking runs in float64, as published: call "
+                         "jax.config.update('jax_enable_x64', True) first.")
+    X, Y, y, Xt, Yt, yt = grokking_data(config)
+    M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
+    Xj = jnp.asarray(X)
+    for t in range(start, config.iters):
+        predictor, info = fit_kernel_ridge(Xj, Y, kernel="gaussian", bandwidth=config.bandwidth,
+                                           reg=config.reg, M=M, solver="cholesky")
+        train_acc, train_loss = _scores(np.asarray(predictor.predict(Xj)), Y, y)
+        test_acc, test_loss = _scores(np.asarray(predictor.predict(jnp.asarray(Xt))), Yt, yt)
+        A = kernel_agop(predictor, Xj, centered=config.centered)
+        evals, evecs = psd_eigh(A)
+        M = power_from_eigh(evals, evecs, config.metric_power)
+        record = {"iter": t, "train_accuracy": train_acc, "train_loss": train_loss,
+                  "test_accuracy": test_acc, "test_loss": test_loss,
+                  "block_deviations": (blocks := block_deviations(M, config.p, config.op)),
+                  "circulant_deviation": blocks["ab"],
+                  "trace": float(np.trace(M)),
+                  "top_eigenvalues": np.sort(evals)[::-1][:8].tolist(),
+                  "solve_seconds": info.kernel_seconds + info.solve_seconds}
+        yield record, M
+
+
+def grokking_rfm(config: GrokkingConfig = GrokkingConfig()) -> tuple[list[dict], list[np.ndarray]]:
+    """Run every iteration: ``(records, metrics M_1 .. M_iters)``, each record with its
+    ``alignment`` to the final metric added."""
+    records, metrics = [], []
+    for record, M in grokking_steps(config):
+        records.append(record)
+        metrics.append(M)
+    add_alignment(records, metrics)
+    return records, metrics
+
+
+def add_alignment(records: list[dict], metrics: list[np.ndarray]) -> None:
+    """Set each record's ``alignment`` (of its ``M_{t+1}`` with the last metric)."""
+    for record, M in zip(records, metrics, strict=True):
+        record["alignment"] = alignment(M, metrics[-1])
+
+
+def first_iteration_above(records: list[dict], key: str, level: float) -> int | None:
+    """The first ``iter`` whose ``record[key]`` exceeds ``level`` (``None`` if never)."""
+    return next((r["iter"] for r in records if r[key] > level), None)
