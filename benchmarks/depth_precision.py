@@ -16,8 +16,8 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
-
 from _common import machine, save  # noqa: E402
+
 from dnc_jax.data import load_dataset, prepare  # noqa: E402
 from dnc_jax.deep_rfm import deep_rfm  # noqa: E402
 

@@ -22,9 +22,9 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax._linalg import matmul
 from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.kernels import kernel_distances, kernel_from_sq_distances, safe_sqrt
+from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
 

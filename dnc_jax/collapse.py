@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from dnc_jax._linalg import matmul
+from dnc_jax.precision import matmul
 from dnc_jax.sharding import Rows, as_rows
 
 DEFAULT_CHUNK = 4096

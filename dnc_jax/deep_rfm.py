@@ -23,10 +23,10 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax._linalg import matmul
 from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
+from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh
 from dnc_jax.solvers import SolverOptions

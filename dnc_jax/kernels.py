@@ -19,8 +19,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from dnc_jax._linalg import matmul
 from dnc_jax.blocks import map_row_blocks
+from dnc_jax.precision import matmul
 
 KernelName = Literal["laplace", "gaussian"]
 KERNELS = ("laplace", "gaussian")

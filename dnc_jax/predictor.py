@@ -16,9 +16,9 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax._linalg import matmul
 from dnc_jax.blocks import map_row_blocks
 from dnc_jax.kernels import KernelName, kernel_matrix
+from dnc_jax.precision import matmul
 from dnc_jax.sharding import REPLICATED, ROWS, Rows, as_rows, num_shards, replicate, ring_sum
 
 

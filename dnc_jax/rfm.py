@@ -35,6 +35,7 @@ from dnc_jax.agop import (
 )
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.kernels import kernel_distances
+from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, data_mesh, num_shards
 from dnc_jax.solvers import (
@@ -206,7 +207,7 @@ class RFM(BaseEstimator):
         return -float(np.mean((raw - target) ** 2))
 
     def _raw_predict(self, X, transform, predictor):
-        Z = jnp.asarray(X, jnp.float32) @ transform
+        Z = matmul(jnp.asarray(X, jnp.float32), transform)
         return np.asarray(predictor.predict(Z), dtype=np.float64)
 
     # -------------------------------------------------------------- API
@@ -238,7 +239,7 @@ class RFM(BaseEstimator):
         best = (-np.inf, None)
         for it in range(int(self.iters) + 1):
             last = it == int(self.iters)
-            Z = Xj @ transform
+            Z = matmul(Xj, transform)
             if last:  # the final fit needs no AGOP
                 predictor, info = fit_kernel_ridge(
                     Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg, mesh=mesh,

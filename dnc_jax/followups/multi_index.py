@@ -32,6 +32,7 @@ import numpy as np
 from dnc_jax.agop import matrix_power, psd_eigh
 from dnc_jax.data import MULTI_INDEX_INPUTS, multi_index_regression
 from dnc_jax.kernels import KERNELS
+from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions
 
@@ -111,12 +112,12 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]
     T = None
     records = []
     for step in range(config.steps):
-        Z = Xj if T is None else Xj @ T
+        Z = Xj if T is None else matmul(Xj, T)
         predictor, A, _ = fit_with_agop(
             Z, y[:, None], kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
             transform=T, normalize="max", solver=config.solver_options(),
             agop_samples=config.agop_samples, seed=config.seed)
-        pred = np.asarray(predictor.predict(Xtj if T is None else Xtj @ T))[:, 0]
+        pred = np.asarray(predictor.predict(Xtj if T is None else matmul(Xtj, T)))[:, 0]
         mse = float(np.mean((pred - yt) ** 2))
         A = np.asarray(A, np.float64)
         evals = np.sort(np.linalg.eigvalsh((A + A.T) / 2))[::-1]

@@ -18,6 +18,7 @@ from jax.typing import ArrayLike
 from dnc_jax.agop import agop, matrix_power
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
+from dnc_jax.precision import matmul
 
 # One stable function object per activation, so that agop compiles once per shape.
 _SUBNETWORK = {
@@ -36,7 +37,7 @@ def right_singular_step(inputs: jax.Array, W: jax.Array) -> tuple[jax.Array, jax
     """
     U, S, Vt = np.linalg.svd(np.asarray(W, dtype=np.float64), full_matrices=False)
     VS = jnp.asarray(Vt.T * S, inputs.dtype)
-    return inputs @ VS, jnp.asarray(U, inputs.dtype)
+    return matmul(inputs, VS), jnp.asarray(U, inputs.dtype)
 
 
 def pearson(a: ArrayLike, b: ArrayLike) -> float:
@@ -94,7 +95,7 @@ def layer_analysis(
     inputs, records = [], []
     for W, b in layers[:-1]:
         right, _ = right_singular_step(H, W)
-        out = act(H @ W.T + (0.0 if b is None else b[None, :]))
+        out = act(matmul(H, W.T) + (0.0 if b is None else b[None, :]))
         records.append({
             "input": collapse_metrics(H, y, num_classes=num_classes).to_dict(),
             "right": collapse_metrics(right, y, num_classes=num_classes).to_dict(),

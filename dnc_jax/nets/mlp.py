@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dnc_jax.precision import matmul
+
 ACTIVATIONS = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
@@ -68,7 +70,7 @@ def forward_from(h: jax.Array, layers: tuple[Layer, ...], activation: str = "rel
     """
     act = ACTIVATIONS[activation]
     for i, (W, b) in enumerate(layers):
-        h = h @ W.T
+        h = matmul(h, W.T)
         if b is not None:
             h = h + jnp.broadcast_to(b, h.shape)
         if i < len(layers) - 1:

@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax._linalg import matmul
 from dnc_jax.blocks import map_row_blocks
 from dnc_jax.kernels import kernel_matrix
+from dnc_jax.precision import matmul
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
 from dnc_jax.solvers.cholesky import train_kernel_matrix
 
