@@ -36,8 +36,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _dataset(text: str) -> str:
+    if text in DATASETS or text.endswith(".npz"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(DATASETS)}, or a PATH.npz)")
+
+
 def _data_args(p, default_n=None):
-    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
+    p.add_argument("--dataset", default="mnist5k", type=_dataset,
+                   help="a dataset name, or PATH.npz with X_train, y_train[, X_test, y_test]")
+    p.add_argument("--download", action="store_true",
+                   help="let tensorflow-datasets download a dataset missing from --data-dir")
     p.add_argument("--n", type=_positive_int, default=default_n, help="training samples (first n)")
     p.add_argument("--n-test", type=_positive_int, default=None, help="test samples (first n)")
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
@@ -79,22 +89,53 @@ def _deep_rfm_args(p, depth):
     p.add_argument("--features", choices=("relu", "cosine"), default="relu")
     p.add_argument("--weights", choices=("uniform", "gaussian"), default="uniform")
     p.add_argument("--gamma", type=_positive_float, default=1.0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run once per seed (OUT/seed-K, each resumable) and report mean and "
+                        "std per layer (overrides --seed)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float64 layers for depth studies (float32 resolves squared "
                         "distances only to ~1e-7 of the rows' norms)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _preset_args(p):
+    p.add_argument("--preset", choices=("default", "official"), default="default",
+                   help="official: the paper script's configuration (dnc_jax/presets.py); "
+                        "other flags still override its values")
+
+
+def preset_defaults(argv: list[str]):
+    """The ``DeepRFMPreset`` a ``run`` / ``deep-rfm`` command line asks for, or ``None``."""
+    if not argv or argv[0] not in ("run", "deep-rfm"):
+        return None
+    from dnc_jax.presets import deep_rfm_preset
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default")
+    pre.add_argument("--dataset", default="mnist5k")
+    pre.add_argument("--features", default="relu")
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.preset not in ("default", "official"):
+        return None  # the full parser reports it
+    return deep_rfm_preset(known.preset, known.dataset, known.features)
+
+
+def build_parser(preset=None) -> argparse.ArgumentParser:
+    """The command's parser; ``preset`` (a ``DeepRFMPreset``) supplies the defaults of
+    ``run`` and ``deep-rfm``."""
     parser = _Parser(prog="dnc-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="Deep RFM, paper settings, embedded MNIST, depth 10")
-    _data_args(run)
-    _deep_rfm_args(run, depth=10)
-    _scale_args(run)
     deep = sub.add_parser("deep-rfm", help="Deep RFM on any dataset")
-    _data_args(deep)
-    _deep_rfm_args(deep, depth=10)
-    _scale_args(deep)
+    for p in (run, deep):
+        _data_args(p)
+        _deep_rfm_args(p, depth=10)
+        _scale_args(p)
+        _preset_args(p)
+        if preset is not None and preset.name != "default":
+            c = preset.config
+            p.set_defaults(depth=c.depth, width=c.width, kernel=c.kernel, bandwidth=c.bandwidth,
+                           reg=c.reg, gamma=c.gamma, weights=c.weights, n=preset.n,
+                           n_test=preset.n_test)
     mlp = sub.add_parser("mlp", help="train an MLP; per-layer collapse and NFA during training")
     _data_args(mlp)
     mlp.add_argument("--depth", type=_positive_int, default=5)
@@ -110,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     mlp.add_argument("--measure-every", type=_positive_int, default=5)
     mlp.add_argument("--measure-n", type=_positive_int, default=None,
                      help="training samples used for the layer analysis (default all)")
+    fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
+    fig.add_argument("kind", choices=("deep-rfm",))
+    fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
+    fig.add_argument("--format", choices=("png", "pdf", "svg"), default="png")
     grok = sub.add_parser("grokking", help="RFM on modular arithmetic (published settings)")
     grok.add_argument("--p", type=_positive_int, default=61, help="prime modulus")
     grok.add_argument("--op", choices=("+", "-", "*", "/"), default="+")
@@ -178,13 +223,19 @@ def _multi_index_command(args) -> None:
 def _deep_rfm_command(args) -> None:
     from dnc_jax.deep_rfm import DeepRFMConfig
     from dnc_jax.experiments import deep_rfm_table, run_deep_rfm
+    from dnc_jax.experiments.seeds import run_deep_rfm_seeds, summary_table
+    from dnc_jax.figures import deep_rfm_figures
 
     config = DeepRFMConfig(depth=args.depth, width=args.width, kernel=args.kernel,
                            bandwidth=args.bandwidth, reg=args.reg, features=args.features,
                            gamma=args.gamma, weights=args.weights, seed=args.seed,
                            solver=args.solver, centers=args.centers,
                            agop_samples=args.agop_samples, tol=args.tol, max_iter=args.max_iter,
-                           precond_rank=args.precond_rank, dtype=args.dtype)
+                           precond_rank=args.precond_rank, dtype=args.dtype,
+                           refit_accuracy=args.preset == "official")
+    from dnc_jax.presets import deep_rfm_preset
+
+    prepare_options = deep_rfm_preset(args.preset, args.dataset, args.features).prepare_options
     import jax
 
     out = args.out or f"runs/{args.command}"
@@ -197,11 +248,26 @@ def _deep_rfm_command(args) -> None:
             from dnc_jax.sharding import data_mesh
 
             mesh = data_mesh(args.devices)
-        results = run_deep_rfm(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
-                               data_dir=args.data_dir, config=config,
-                               progress=not args.no_progress, mesh=mesh)
-    print(deep_rfm_table(results["layers"]))
-    print(f"wrote {out}/results.json, {out}/layers.csv, {out}/collapse.png")
+        data_options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test,
+                            data_dir=args.data_dir, progress=not args.no_progress, mesh=mesh,
+                            prepare_options=prepare_options, download=args.download)
+        if args.seeds is not None:
+            summary = run_deep_rfm_seeds(out, tuple(args.seeds), config=config, **data_options)
+            print(summary_table(summary))
+            written = [f"{out}/seed-K/", f"{out}/summary.json", f"{out}/summary.csv"]
+        else:
+            results = run_deep_rfm(out, config=config, **data_options)
+            print(deep_rfm_table(results["layers"]))
+            written = [f"{out}/results.json", f"{out}/layers.csv", f"{out}/collapse.png"]
+    if jax.process_index() == 0:
+        written += deep_rfm_figures(out)
+    print("wrote " + ", ".join(written))
+
+
+def _figures_command(args) -> None:
+    from dnc_jax.figures import deep_rfm_figures
+
+    print("wrote " + ", ".join(deep_rfm_figures(args.run, args.format)))
 
 
 def _mlp_command(args) -> None:
@@ -216,16 +282,19 @@ def _mlp_command(args) -> None:
     out = args.out or "runs/mlp"
     results = run_mlp(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
                       data_dir=args.data_dir, config=config, measure_n=args.measure_n,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, download=args.download)
     print(mlp_table(results["measurements"][-1]))
     print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(preset_defaults(argv)).parse_args(argv)
     try:
         if args.command in ("run", "deep-rfm"):
             _deep_rfm_command(args)
+        elif args.command == "figures":
+            _figures_command(args)
         elif args.command == "grokking":
             _grokking_command(args)
         elif args.command == "multi-index":

@@ -51,23 +51,34 @@ def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
     )
 
 
-def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None):
-    """Per-feature ``(x - mean) / std`` with training statistics; zero-variance features become 0.
+TEST_STATISTICS = ("train", "own")
+
+
+def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
+                test_statistics: str = "train"):
+    """Per-feature ``(x - mean) / std``; zero-variance features become 0.
+
+    ``test_statistics="train"`` standardises ``X_test`` with the training mean and std (the
+    default); ``"own"`` with its own, as the official Deep RFM script does (its
+    ``preprocess`` is applied to each split separately).
 
     Returns ``(X_train, X_test)`` (``X_test`` ``None`` if not given), float32.
     """
-    X_train = np.asarray(X_train, dtype=np.float64)
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
-    scale = np.where(std > 0, std, 1.0)
-    live = std > 0
+    if test_statistics not in TEST_STATISTICS:
+        raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got {test_statistics!r}.")
 
-    def apply(X):
-        return np.where(live, (np.asarray(X, dtype=np.float64) - mean) / scale, 0.0).astype(
-            np.float32
-        )
+    def fit(X):
+        X = np.asarray(X, dtype=np.float64)
+        mean, std = X.mean(axis=0), X.std(axis=0)
+        live = std > 0
+        return lambda Z: np.where(
+            live, (np.asarray(Z, dtype=np.float64) - mean) / np.where(live, std, 1.0), 0.0
+        ).astype(np.float32)
 
-    return apply(X_train), None if X_test is None else apply(X_test)
+    apply = fit(X_train)
+    if X_test is None:
+        return apply(X_train), None
+    return apply(X_train), (apply if test_statistics == "train" else fit(X_test))(X_test)
 
 
 def balanced_indices(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -94,13 +105,15 @@ def prepare(
     seed: int = 0,
     standardize_features: bool = True,
     sort_by_class: bool = False,
+    test_statistics: str = "train",
     num_classes: int | None = None,
 ) -> PreparedData:
     """The paper's preparation, step by step (each step optional).
 
     1. keep the first ``n`` training samples (or, with ``balanced``, a class-balanced
        random subsample drawn with ``seed``);
-    2. standardise each feature with the training mean and std (zero-variance -> 0);
+    2. standardise each feature with the training mean and std (zero-variance -> 0; the
+       test split with its own statistics when ``test_statistics="own"``);
     3. optionally sort the training samples by class;
     4. labels to ``{-1, +1}`` one-hot targets.
     """
@@ -116,7 +129,7 @@ def prepare(
         keep = balanced_indices(y_train, n, seed) if balanced else np.arange(n)
         X_train, y_train = X_train[keep], y_train[keep]
     if standardize_features:
-        X_train, X_test = standardize(X_train, X_test)
+        X_train, X_test = standardize(X_train, X_test, test_statistics=test_statistics)
     if sort_by_class:
         order = np.argsort(y_train, kind="stable")
         X_train, y_train = X_train[order], y_train[order]
@@ -244,7 +257,7 @@ def _import_tfds():
     return tfds
 
 
-def _tfds(name: str, split: str, n: int | None, data_dir: str | None):
+def _tfds(name: str, split: str, n: int | None, data_dir: str | None, download: bool = False):
     tfds = _import_tfds()
     tfds_name = TFDS[name]
     tfds_split = "train+test" if split == "all" else split
@@ -252,12 +265,14 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None):
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # tfds warns about every folder it probes
     try:
-        source = tfds.data_source(tfds_name, split=tfds_split, data_dir=data_dir, download=False)
+        source = tfds.data_source(tfds_name, split=tfds_split, data_dir=data_dir,
+                                  download=download)
     except Exception as err:  # tfds raises several types for "not prepared here"
         where = data_dir or "~/tensorflow_datasets"
         raise DatasetNotPreparedError(
-            f"{tfds_name} is not prepared in {where} (array_record format) and downloads are "
-            f"off. On a machine with network access and TensorFlow, run "
+            f"{tfds_name} is not prepared in {where} (array_record format)"
+            f"{' and could not be downloaded' if download else ' and downloads are off'}. "
+            f"Pass --download (download=True) on a machine with network access, or there run "
             f"`tfds build {tfds_name} --data_dir {where} --file_format array_record` (or "
             f"tfds.data_source('{tfds_name}', data_dir='{where}')), then copy that folder here "
             f"and pass data_dir. ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
@@ -269,6 +284,62 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None):
     X = np.stack([np.asarray(r["image"], dtype=np.float32).reshape(-1) for r in records])
     y = np.asarray([int(r["label"]) for r in records], dtype=np.int64)
     return X, y
+
+
+# ---------------------------------------------------------------------------- .npz files
+
+
+def is_npz_path(name: str) -> bool:
+    return str(name).endswith(".npz")
+
+
+def has_test_split(name: str) -> bool:
+    """Whether ``load_dataset(name, "test")`` has data (an ``.npz`` may hold none)."""
+    if not is_npz_path(name):
+        return True
+    with np.load(_existing(name)) as f:
+        return "X_test" in f.files
+
+
+def _existing(path: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"dataset file {path!r} does not exist.")
+    return path
+
+
+def _npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X float32 (n, d), y int64 (n,))`` of one split of an ``.npz`` dataset, checked."""
+    with np.load(_existing(path), allow_pickle=False) as f:
+        files = set(f.files)
+        if not {"X_train", "y_train"} <= files:
+            raise ValueError(f"{path} must hold arrays X_train and y_train (it has "
+                             f"{sorted(files)}).")
+        if ("X_test" in files) != ("y_test" in files):
+            raise ValueError(f"{path} must hold both X_test and y_test, or neither.")
+        parts = {"train": [("X_train", "y_train")], "test": [("X_test", "y_test")],
+                 "all": [("X_train", "y_train"), ("X_test", "y_test")]}[split]
+        parts = [p for p in parts if p[0] in files]
+        if not parts:
+            raise ValueError(f"{path} has no test split (X_test, y_test).")
+        Xs, ys = [], []
+        for xk, yk in parts:
+            X = np.asarray(f[xk])
+            y = np.asarray(f[yk])
+            if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
+                raise ValueError(f"{path}: {xk} must be (n, ...) and {yk} (n,) of the same n; "
+                                 f"got {X.shape} and {y.shape}.")
+            if not np.issubdtype(y.dtype, np.integer) and not np.all(y == np.round(y)):
+                raise ValueError(f"{path}: {yk} must hold integer class labels.")
+            if y.min() < 0:
+                raise ValueError(f"{path}: {yk} must hold labels >= 0.")
+            X = X.reshape(len(X), -1).astype(np.float32)
+            if not np.isfinite(X).all():
+                raise ValueError(f"{path}: {xk} contains NaN or infinite values.")
+            Xs.append(X)
+            ys.append(y.astype(np.int64))
+    if len({X.shape[1] for X in Xs}) > 1:
+        raise ValueError(f"{path}: X_train and X_test have different numbers of features.")
+    return np.concatenate(Xs), np.concatenate(ys)
 
 
 # ---------------------------------------------------------------------------- synthetic
@@ -424,6 +495,7 @@ def load_dataset(
     *,
     data_dir: str | None = None,
     seed: int = 0,
+    download: bool = False,
     **options,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a dataset as numpy ``(X (n, d) float32, y (n,) int64)``.
@@ -434,15 +506,29 @@ def load_dataset(
         training images, or more with ``max_shift``; see ``mnist_shifted``), ``digits``
         (scikit-learn's 8x8 digits), ``mnist``,
         ``fashion_mnist``, ``cifar10``, ``svhn`` (tensorflow-datasets, prepared in
-        ``data_dir``), or ``gaussian_mixture``, ``modular_arithmetic``, ``multi_index``.
+        ``data_dir``), or ``gaussian_mixture``, ``modular_arithmetic``, ``multi_index``; or
+        the path of an ``.npz`` file with arrays ``X_train``, ``y_train`` and optionally
+        ``X_test``, ``y_test`` (features extracted elsewhere; rows are flattened).
       split: ``"train"``, ``"test"`` or ``"all"``.
       n: keep the first ``n`` samples (all by default); more than exist is an error.
       data_dir: tensorflow-datasets data folder.
       seed: seed of the synthetic generators (the embedded split is fixed).
+      download: let tensorflow-datasets download and prepare a dataset that is not in
+        ``data_dir`` (needs network access; off by default).
       **options: passed to the synthetic generator (e.g. ``p``, ``op``, ``separation``).
     """
+    if is_npz_path(name):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+        X, y = _npz(name, split)
+        if n is not None:
+            if not 1 <= n <= len(y):
+                raise ValueError(f"n={n} but {name} {split} has {len(y)} samples.")
+            X, y = X[:n], y[:n]
+        return X, y
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
+                         "or the path of an .npz file.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
     if n is not None and n < 1:
@@ -452,7 +538,7 @@ def load_dataset(
     elif name in AUGMENTED:
         X, y = mnist_shifted(split, n, seed, **options)
     elif name in TFDS:
-        X, y = _tfds(name, split, n, data_dir)
+        X, y = _tfds(name, split, n, data_dir, download)
         if n is not None and len(y) < n:
             raise ValueError(f"n={n} but {name} {split} has only {len(y)} samples.")
     else:

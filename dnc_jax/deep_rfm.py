@@ -29,7 +29,7 @@ from dnc_jax.data import one_hot_pm1
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh
-from dnc_jax.solvers import SolverOptions
+from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
 
 FEATURES = ("relu", "cosine")
 WEIGHTS = ("uniform", "gaussian")
@@ -41,7 +41,7 @@ class DeepRFMConfig:
     """Hyperparameters of ``deep_rfm`` (the paper's defaults)."""
 
     depth: int = 10
-    width: int = 512
+    width: int | None = 512
     kernel: str = "laplace"
     bandwidth: float = 2.0
     reg: float = 1e-3
@@ -57,6 +57,7 @@ class DeepRFMConfig:
     max_iter: int = 1000
     precond_rank: int = 500
     dtype: str = "float32"
+    refit_accuracy: bool = False
 
     def solver_options(self) -> SolverOptions:
         return SolverOptions(self.solver, self.centers, self.tol, self.max_iter,
@@ -68,8 +69,9 @@ class DeepRFMConfig:
             raise ValueError(f"agop_samples must be >= 1; got {self.agop_samples}.")
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1; got {self.depth}.")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1; got {self.width}.")
+        if self.width is not None and self.width < 1:
+            raise ValueError(f"width must be >= 1 (or None: the layer's input dimension); "
+                             f"got {self.width}.")
         if self.reg < 0:
             raise ValueError(f"reg must be >= 0; got {self.reg}.")
         if self.bandwidth <= 0:
@@ -149,7 +151,7 @@ def random_weights(key: jax.Array, d: int, config: DeepRFMConfig) -> tuple[jax.A
     """The layer's random ``W`` (``width x d``) and phase ``b`` (``(width,)``), drawn in
     float32 and cast to ``config.dtype``, so that a float64 run uses the same maps."""
     k_w, k_b = jax.random.split(key)
-    D, f32 = config.width, jnp.float32
+    D, f32 = config.width or d, jnp.float32
     if config.features == "cosine":
         W = jax.random.cauchy(k_w, (D, d), f32) * config.gamma
         b = jax.random.uniform(k_b, (D,), f32, maxval=2.0 * np.pi)
@@ -168,13 +170,30 @@ def _accuracy(pred: Rows, y: Rows) -> float:
 
 
 def spectrum_summary(evals: np.ndarray, top: int = 10) -> dict:
-    """Top eigenvalues (descending) and effective rank ``(sum l)^2 / sum l^2`` of a PSD matrix."""
+    """Top eigenvalues (descending), effective rank ``(sum l)^2 / sum l^2`` and the whole
+    spectrum (descending) of a PSD matrix."""
     desc = np.sort(evals)[::-1]
     total = desc.sum()
     return {
         "top_eigenvalues": desc[:top].tolist(),
         "effective_rank": float(total**2 / np.sum(desc**2)) if total > 0 else 0.0,
+        "spectrum": desc.tolist(),
     }
+
+
+def _refit_accuracies(projected, Y, y_rows, Xt, root, yt_rows, config, mesh) -> dict:
+    """Accuracies of the kernel predictor refitted on the projected features ``X M^(1/2)``
+    (the kernel in metric ``M``), as the official code reports them (``model.fit(iters=1)``
+    refits after its AGOP step). ``Xt`` is the test data already scaled to unit rows."""
+    predictor, _ = fit_kernel_ridge(projected, Y, kernel=config.kernel,
+                                    bandwidth=config.bandwidth, reg=config.reg, mesh=mesh,
+                                    seed=config.seed, **dataclasses.asdict(config.solver_options()))
+    out = {"refit_train_accuracy": _accuracy(predictor.predict(projected), y_rows),
+           "refit_test_accuracy": None}
+    if Xt is not None and yt_rows is not None:
+        test = Rows(_project(Xt.data, root), Xt.n)
+        out["refit_test_accuracy"] = _accuracy(predictor.predict(test), yt_rows)
+    return out
 
 
 def deep_rfm_layers(
@@ -254,10 +273,13 @@ def deep_rfm_layers(
         metric_seconds = time.perf_counter() - tic_metrics
         record["train_accuracy"] = _accuracy(predictor.predict(X), y_rows)
         record["test_accuracy"] = None
+        Xt = None if Xt is None else Rows(_unit_rows(Xt.data), Xt.n)
+        if Xt is not None and yt_rows is not None:
+            record["test_accuracy"] = _accuracy(predictor.predict(Xt), yt_rows)
+        if config.refit_accuracy:
+            record.update(_refit_accuracies(Rows(projected, X.n), Y, y_rows, Xt, root, yt_rows,
+                                            config, mesh))
         if Xt is not None:
-            Xt = Rows(_unit_rows(Xt.data), Xt.n)
-            if yt_rows is not None:
-                record["test_accuracy"] = _accuracy(predictor.predict(Xt), yt_rows)
             Xt = Rows(_random_map(_project(Xt.data, root), W, b, config.features, Xt.n), Xt.n)
         record["agop"] = spectrum_summary(evals)
         record["solve"] = info.to_dict()
@@ -276,7 +298,7 @@ def deep_rfm(
     y_test: ArrayLike | None = None,
     *,
     depth: int = 10,
-    width: int = 512,
+    width: int | None = 512,
     kernel: str = "laplace",
     bandwidth: float = 2.0,
     reg: float = 1e-3,
@@ -292,6 +314,7 @@ def deep_rfm(
     max_iter: int = 1000,
     precond_rank: int = 500,
     dtype: str = "float32",
+    refit_accuracy: bool = False,
     mesh: Mesh | None = None,
     num_classes: int | None = None,
     on_layer: Callable[[dict], None] | None = None,
@@ -302,7 +325,8 @@ def deep_rfm(
     Args:
       X_train: ``(n, d)`` features; y_train: ``(n,)`` integer labels.
       X_test, y_test: optional held-out data, mapped through the same layers.
-      depth: layers; width: random features per layer (``D``).
+      depth: layers; width: random features per layer (``D``; ``None``: the layer's input
+        dimension, as the official random-Fourier-feature variant).
       kernel, bandwidth, reg: the layer's kernel predictor.
       features: ``"relu"`` or ``"cosine"`` (random Fourier features, Cauchy scale ``gamma``).
       weights: ``"uniform"`` or ``"gaussian"`` for the ReLU map.
@@ -316,6 +340,9 @@ def deep_rfm(
         features, fit, AGOP and metrics. Float32 tracks float64 to within a few percent
         in NC1 for the first layers only (README, "Numerics at depth"): use float64 for
         depth studies.
+      refit_accuracy: also record ``refit_train_accuracy`` / ``refit_test_accuracy``, of a
+        kernel predictor refitted on the projected features (what the official code
+        reports); one more kernel solve per layer.
       mesh: shard the rows over this mesh's ``"data"`` axis (``data_mesh("all")``).
       on_layer: called with each layer's record as it completes.
 
@@ -329,7 +356,7 @@ def deep_rfm(
     """
     config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
                            agop_batch, solver, centers, agop_samples, tol, max_iter,
-                           precond_rank, dtype)
+                           precond_rank, dtype, refit_accuracy)
     records = []
     for record, _ in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
                                      num_classes=num_classes, mesh=mesh):

@@ -11,10 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
+FORMATS = ("png", "pdf", "svg")
 
-def _save(fig, path: str) -> None:
+
+def save_figure(fig, path: str) -> None:
+    """Write ``fig`` atomically in the format named by ``path``'s extension (PNG, PDF, SVG)."""
+    fmt = path.rsplit(".", 1)[-1].lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"figure format must be one of {FORMATS}; got {path!r}.")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -32,7 +38,7 @@ def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, 
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_training(measurements: list[dict], path: str, title: str) -> None:
@@ -56,7 +62,7 @@ def plot_training(measurements: list[dict], path: str, title: str) -> None:
     axes[1, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_grokking(records: list[dict], path: str, title: str) -> None:
@@ -78,7 +84,7 @@ def plot_grokking(records: list[dict], path: str, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_matrices(matrices: list, labels: list[str], path: str, title: str) -> None:
@@ -91,7 +97,7 @@ def plot_matrices(matrices: list, labels: list[str], path: str, title: str) -> N
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_spectra(spectra: list, labels: list[str], path: str, title: str, xlabel: str) -> None:
@@ -106,7 +112,7 @@ def plot_spectra(spectra: list, labels: list[str], path: str, title: str, xlabel
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_multi_index(sizes: list[dict], path: str, title: str) -> None:
@@ -139,4 +145,4 @@ def plot_multi_index(sizes: list[dict], path: str, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -10,8 +10,10 @@ from dnc_jax.experiments.deep_rfm import deep_rfm_table, run_deep_rfm
 from dnc_jax.experiments.grokking import grokking_table, run_grokking
 from dnc_jax.experiments.mlp import mlp_table, run_mlp
 from dnc_jax.experiments.multi_index import multi_index_table, run_multi_index
+from dnc_jax.experiments.seeds import aggregate_layers, run_deep_rfm_seeds, summary_table
 
 __all__ = [
+    "aggregate_layers",
     "deep_rfm_table",
     "grokking_table",
     "load_prepared",
@@ -20,5 +22,7 @@ __all__ = [
     "run_deep_rfm",
     "run_grokking",
     "run_mlp",
+    "run_deep_rfm_seeds",
     "run_multi_index",
+    "summary_table",
 ]

@@ -1,0 +1,104 @@
+"""Several seeds of one Deep RFM configuration: one resumable run per seed, aggregated.
+
+``OUT/seed-K/`` holds seed ``K``'s run (as ``run_deep_rfm`` writes it); ``OUT/summary.json``
+and ``OUT/summary.csv`` hold, per layer, measurement point and metric, the mean and
+standard deviation (``ddof = 0``) over the seeds that have completed that layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.experiments.deep_rfm import POINTS, run_deep_rfm
+from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
+
+SUMMARY_METRICS = ("nc1", "nc2", "cdnv")
+SUMMARY_SCALARS = ("train_accuracy", "test_accuracy")
+
+
+def seed_dir(out: str, seed: int) -> str:
+    return os.path.join(out, f"seed-{seed}")
+
+
+def aggregate_layers(runs: list[list[dict]]) -> list[dict]:
+    """Mean and std over runs, per layer that every run has completed.
+
+    Args:
+      runs: per seed, its list of layer records (``deep_rfm``'s records).
+
+    Returns:
+      One dict per layer: ``layer``, ``seeds`` (how many), and for each point in
+      ``POINTS`` and metric in ``SUMMARY_METRICS`` ``{"mean", "std"}``; the same for the
+      accuracies (``None`` where a run has none).
+    """
+    depth = min((len(r) for r in runs), default=0)
+    out = []
+    for layer in range(depth):
+        recs = [r[layer] for r in runs]
+        entry = {"layer": layer, "seeds": len(recs)}
+        for point in POINTS:
+            entry[point] = {m: _stats([rec[point][m] for rec in recs]) for m in SUMMARY_METRICS}
+        for key in SUMMARY_SCALARS:
+            entry[key] = _stats([rec[key] for rec in recs])
+        out.append(entry)
+    return out
+
+
+def _stats(values: list) -> dict | None:
+    if any(v is None for v in values):
+        return None
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std())}
+
+
+def summary_table(summary: list[dict]) -> str:
+    """Per layer: NC1 mean +- std at the three points, and the test accuracy."""
+    lines = [f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>22}" for p in POINTS) + f" {'test acc':>16}"]
+    for entry in summary:
+        cells = " ".join(f"{entry[p]['nc1']['mean']:>11.4g} +- {entry[p]['nc1']['std']:<8.2g}"
+                         for p in POINTS)
+        acc = entry["test_accuracy"]
+        acc = "" if acc is None else f"{acc['mean']:.4f} +- {acc['std']:.4f}"
+        lines.append(f"{entry['layer']:>5} {cells} {acc:>16}")
+    return "\n".join(lines)
+
+
+def _summary_rows(summary: list[dict]) -> list[dict]:
+    rows = []
+    for entry in summary:
+        row = {"layer": entry["layer"], "seeds": entry["seeds"]}
+        for point in POINTS:
+            for m in SUMMARY_METRICS:
+                row[f"{point}_{m}_mean"] = entry[point][m]["mean"]
+                row[f"{point}_{m}_std"] = entry[point][m]["std"]
+        for key in SUMMARY_SCALARS:
+            if entry[key] is not None:
+                row[f"{key}_mean"], row[f"{key}_std"] = entry[key]["mean"], entry[key]["std"]
+        rows.append(row)
+    return rows
+
+
+def run_deep_rfm_seeds(out: str, seeds: tuple[int, ...], *, config: DeepRFMConfig = DeepRFMConfig(),
+                       progress: bool = True, **run_options) -> list[dict]:
+    """``run_deep_rfm`` once per seed into ``OUT/seed-K`` (each resuming on its own), then
+    the aggregate; returns the summary (also written to ``summary.json`` / ``.csv``)."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one; got {seeds}.")
+    config.validate()
+    ensure_writable(out)
+    runs = []
+    for seed in seeds:
+        results = run_deep_rfm(seed_dir(out, seed), config=dataclasses.replace(config, seed=seed),
+                               progress=progress, **run_options)
+        runs.append(results["layers"])
+    summary = aggregate_layers(runs)
+    atomic_write_json(os.path.join(out, "summary.json"),
+                      {"seeds": list(seeds), "config": dataclasses.asdict(config) | {"seed": None},
+                       "layers": summary})
+    atomic_write_csv(os.path.join(out, "summary.csv"), _summary_rows(summary))
+    return summary

@@ -1,0 +1,124 @@
+"""The paper's Deep RFM figures from a run folder (``dnc-jax figures deep-rfm --run DIR``).
+
+``DIR`` is one run (``results.json``) or a seeds folder (``seed-K/`` runs, from
+``--seeds``). Drawn, in grayscale-readable styles:
+
+- ``collapse``: NC1 and NC2 against layer at the input ``X_l``, the projection
+  ``X_l M_l^(1/2)`` and the output ``X_{l+1}``, mean with a band of +- one standard
+  deviation over the seeds;
+- ``grams``: per layer, the Gram matrix of class-sorted, centred, unit-norm input features
+  (``GRAM_PER_CLASS`` samples per class; the paper's first figure), of the first seed;
+- ``agop_spectra``: each layer's AGOP eigenvalues (divided by the largest), of the first
+  seed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from dnc_jax.experiments.deep_rfm import POINTS
+from dnc_jax.experiments.seeds import aggregate_layers
+from dnc_jax.plots import FORMATS, plt, save_figure
+
+STYLES = {"input": ("-", "o", "0.0"), "projected": ("--", "s", "0.35"),
+          "output": (":", "^", "0.6")}
+
+
+def load_runs(run_dir: str) -> list[str]:
+    """The run folders under ``run_dir`` (its ``seed-K`` folders sorted by ``K``, or itself)."""
+    seeds = sorted(glob.glob(os.path.join(run_dir, "seed-*")),
+                   key=lambda p: int(p.rsplit("-", 1)[-1]))
+    runs = [p for p in seeds if os.path.exists(os.path.join(p, "results.json"))]
+    if not runs and os.path.exists(os.path.join(run_dir, "results.json")):
+        runs = [run_dir]
+    if not runs:
+        raise FileNotFoundError(f"no Deep RFM run (results.json) in {run_dir!r} or its seed-K folders.")
+    return runs
+
+
+def _layers(run: str) -> list[dict]:
+    with open(os.path.join(run, "results.json")) as fh:
+        results = json.load(fh)
+    if "layers" not in results:
+        raise ValueError(f"{run!r} is not a Deep RFM run.")
+    return results["layers"]
+
+
+def plot_collapse_bands(summary: list[dict], path: str, title: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = [e["layer"] for e in summary]
+    for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
+        for point in POINTS:
+            line, marker, grey = STYLES[point]
+            mean = np.array([e[point][metric]["mean"] for e in summary])
+            std = np.array([e[point][metric]["std"] for e in summary])
+            ax.plot(x, mean, line, marker=marker, color=grey, label=point)
+            ax.fill_between(x, np.maximum(mean - std, mean * 1e-3), mean + std, color=grey,
+                            alpha=0.2, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("layer")
+        ax.set_ylabel(metric.upper())
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_grams(grams: np.ndarray, path: str, title: str, shown: int = 6) -> None:
+    layers = sorted({int(round(v)) for v in np.linspace(0, len(grams) - 1, min(shown, len(grams)))})
+    fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.8), squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        ax.imshow(grams[layer], cmap="gray", vmin=-1, vmax=1)
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_agop_spectra(layers: list[dict], path: str, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    last = max(len(layers) - 1, 1)
+    for rec in layers:
+        spec = np.asarray(rec["agop"].get("spectrum") or rec["agop"]["top_eigenvalues"])
+        spec = spec / spec[0]
+        label = f"layer {rec['layer']}" if rec["layer"] in (0, last // 2, last) else None
+        ax.plot(np.arange(1, len(spec) + 1), np.maximum(spec, 1e-12),
+                color=str(0.75 * rec["layer"] / last), lw=1, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("eigenvalue index")
+    ax.set_ylabel("eigenvalue / largest")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def deep_rfm_figures(run_dir: str, fmt: str = "png") -> list[str]:
+    """Draw the three figures of the run(s) in ``run_dir`` into ``run_dir/figures``;
+    returns the paths written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}.")
+    runs = load_runs(run_dir)
+    all_layers = [_layers(r) for r in runs]
+    summary = aggregate_layers(all_layers)
+    if not summary:
+        raise ValueError(f"the run(s) in {run_dir!r} have no completed layer.")
+    out = os.path.join(run_dir, "figures")
+    os.makedirs(out, exist_ok=True)
+    seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+    paths = [os.path.join(out, f"collapse.{fmt}"), os.path.join(out, f"agop_spectra.{fmt}")]
+    plot_collapse_bands(summary, paths[0], f"Deep RFM collapse by layer (mean +- std, {seeds})")
+    plot_agop_spectra(all_layers[0], paths[1], "AGOP spectrum per layer (darker: earlier)")
+    extras = os.path.join(runs[0], "extras.npz")
+    if os.path.exists(extras):
+        with np.load(extras) as saved:
+            grams = saved["grams"]
+        paths.append(os.path.join(out, f"grams.{fmt}"))
+        plot_grams(grams, paths[-1], "Gram matrices of class-sorted features")
+    return paths

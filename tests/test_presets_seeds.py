@@ -1,0 +1,116 @@
+"""Deep RFM as the paper ran it: the official preset, seeds, figures (issue 10)."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import without_time
+
+from dnc_jax.cli import main
+from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
+from dnc_jax.figures import deep_rfm_figures
+from dnc_jax.presets import deep_rfm_preset
+
+
+def test_official_preset_equals_the_cited_script_values():
+    """Values read off dmbeaglehole/neural_collapse_rfm deep_rfm.py (eee0604) and
+    aradha/recursive_feature_machines rfm/recursive_feature_machine.py (52c7801)."""
+    p = deep_rfm_preset("official", "mnist5k")
+    c = p.config
+    assert (p.n, p.n_test) == (500, 100)  # -n default (l. 28); first 100 test (l. 239)
+    assert p.prepare_options == {"sort_by_class": True, "test_statistics": "own"}  # 242-251, 271-272
+    assert (c.depth, c.kernel, c.bandwidth, c.width) == (6, "laplace", 2.0, 512)  # l. 30-33
+    assert c.reg == 1e-3  # reg=-1 ignored by fit; constructor default 1e-3
+    assert (c.features, c.weights) == ("relu", "uniform")  # nn.Linear default init, l. 135-141
+    assert c.refit_accuracy  # the accuracy printed after fit's refit
+    rff = {d: deep_rfm_preset("official", d, "cosine").config for d in ("mnist5k", "cifar10",
+                                                                          "svhn", "digits")}
+    assert all(r.width is None and r.features == "cosine" for r in rff.values())  # RFF(D=dim)
+    assert [rff[d].gamma for d in ("mnist5k", "cifar10", "svhn", "digits")] == [0.05, 0.1, 0.1, 0.5]
+    default = deep_rfm_preset("default")
+    assert default.config == DeepRFMConfig() and default.n is None and default.prepare_options == {}
+    with pytest.raises(ValueError, match="preset"):
+        deep_rfm_preset("paper")
+
+
+def test_cli_official_preset_with_override(tmp_path, capsys):
+    out = tmp_path / "off"
+    assert main(["deep-rfm", "--preset", "official", "--dataset", "digits", "--depth", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    config = results["config"]
+    assert (config["n"], config["n_test"], config["depth"]) == (500, 100, 2)  # depth overridden
+    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+    assert config["refit_accuracy"] and config["width"] == 512 and config["bandwidth"] == 2.0
+    for layer in results["layers"]:
+        assert 0.5 < layer["refit_test_accuracy"] <= 1.0 and layer["refit_train_accuracy"] == 1.0
+    assert "refit test" in capsys.readouterr().out
+    # the cosine variant takes the layer's input dimension as its width
+    out = tmp_path / "rff"
+    assert main(["deep-rfm", "--preset", "official", "--features", "cosine", "--dataset",
+                 "digits", "--depth", "2", "--out", str(out), "--no-progress"]) == 0
+    layers = json.loads((out / "results.json").read_text())["layers"]
+    assert [layer["input_dim"] for layer in layers] == [64, 64]
+
+
+def test_aggregate_layers_mean_and_std():
+    def rec(v):
+        point = {"nc1": v, "nc2": 2 * v, "cdnv": 3 * v}
+        return {"input": point, "projected": point, "output": point, "train_accuracy": 1.0,
+                "test_accuracy": v / 10}
+
+    runs = [[rec(1.0), rec(2.0)], [rec(3.0), rec(5.0)], [rec(2.0)]]
+    summary = aggregate_layers(runs)
+    assert len(summary) == 1  # only layers every run completed
+    assert summary[0]["projected"]["nc2"] == {"mean": 4.0, "std": pytest.approx(np.std([2, 6, 4]))}
+    assert summary[0]["test_accuracy"]["mean"] == pytest.approx(0.2)
+    two = aggregate_layers(runs[:2])
+    assert two[1]["output"]["nc1"]["mean"] == 3.5 and two[1]["output"]["nc1"]["std"] == 1.5
+
+
+def test_seeds_run_aggregates_resumes_and_draws(tmp_path):
+    config = DeepRFMConfig(depth=2, width=32)
+    kw = dict(dataset="digits", n=200, n_test=50, progress=False)
+    out = str(tmp_path / "seeds")
+    summary = run_deep_rfm_seeds(out, (0, 3), config=config, **kw)
+    runs = [json.loads((tmp_path / "seeds" / f"seed-{s}" / "results.json").read_text())
+            for s in (0, 3)]
+    assert [r["config"]["seed"] for r in runs] == [0, 3]
+    values = [r["layers"][1]["output"]["nc1"] for r in runs]
+    assert values[0] != values[1]  # the seed changes the random maps
+    assert summary[1]["output"]["nc1"]["mean"] == pytest.approx(np.mean(values))
+    assert summary[1]["output"]["nc1"]["std"] == pytest.approx(np.std(values))
+    saved = json.loads((tmp_path / "seeds" / "summary.json").read_text())
+    assert saved["seeds"] == [0, 3] and saved["layers"] == summary
+    # a single seed's run equals the same seed run alone
+    alone = run_deep_rfm(str(tmp_path / "alone"), config=DeepRFMConfig(depth=2, width=32, seed=3),
+                         **kw)
+    assert [without_time(r) for r in alone["layers"]] == [without_time(r) for r in runs[1]["layers"]]
+    # rerunning resumes: nothing is recomputed (the records, times included, are unchanged)
+    before = [(tmp_path / "seeds" / f"seed-{s}" / "results.json").read_bytes() for s in (0, 3)]
+    again = run_deep_rfm_seeds(out, (0, 3), config=config, **kw)
+    assert again == summary
+    assert [(tmp_path / "seeds" / f"seed-{s}" / "results.json").read_bytes()
+            for s in (0, 3)] == before
+    paths = deep_rfm_figures(out, "svg")
+    assert sorted(p.rsplit("/", 1)[-1] for p in paths) == ["agop_spectra.svg", "collapse.svg",
+                                                           "grams.svg"]
+    with np.load(tmp_path / "seeds" / "seed-0" / "extras.npz") as extras:
+        grams, labels = extras["grams"], extras["gram_labels"]
+    assert grams.shape[0] == 2 and np.all(np.diff(labels) >= 0)  # class-sorted rows
+    np.testing.assert_allclose(np.diagonal(grams, axis1=1, axis2=2), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="distinct"):
+        run_deep_rfm_seeds(out, (1, 1), config=config, **kw)
+
+
+def test_cli_seeds_and_figures(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["deep-rfm", "--dataset", "digits", "--n", "150", "--depth", "2", "--width",
+                 "16", "--seeds", "0", "1", "--out", str(out), "--no-progress"]) == 0
+    assert "+-" in capsys.readouterr().out
+    assert (out / "figures" / "collapse.png").stat().st_size > 1000
+    assert main(["figures", "deep-rfm", "--run", str(out), "--format", "pdf"]) == 0
+    assert (out / "figures" / "grams.pdf").read_bytes()[:4] == b"%PDF"
+    assert main(["figures", "deep-rfm", "--run", str(tmp_path / "empty")]) == 2
+    assert "no Deep RFM run" in capsys.readouterr().err
