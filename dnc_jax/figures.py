@@ -22,7 +22,7 @@ import numpy as np
 
 from dnc_jax.experiments.deep_rfm import POINTS
 from dnc_jax.experiments.seeds import aggregate_layers
-from dnc_jax.plots import FORMATS, plt, save_figure
+from dnc_jax.plots import FORMATS, finish_layer_axes, plt, save_figure
 
 STYLES = {"input": ("-", "o", "0.0"), "projected": ("--", "s", "0.35"),
           "output": (":", "^", "0.6")}
@@ -59,13 +59,7 @@ def plot_collapse_bands(summary: list[dict], path: str, title: str) -> None:
             ax.plot(x, mean, line, marker=marker, color=grey, label=point)
             ax.fill_between(x, np.maximum(mean - std, mean * 1e-3), mean + std, color=grey,
                             alpha=0.2, lw=0)
-        ax.set_yscale("log")
-        ax.set_xlabel("layer")
-        ax.set_ylabel(metric.upper())
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(title)
-    save_figure(fig, path)
+    finish_layer_axes(fig, axes, ("nc1", "nc2"), path, title)
 
 
 def plot_grams(grams: np.ndarray, path: str, title: str, shown: int = 6) -> None:

@@ -25,13 +25,9 @@ def save_figure(fig, path: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, title: str) -> None:
-    """NC1 and NC2 per layer on a log scale, one line per measurement point."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = [rec["layer"] for rec in layers]
-    for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
-        for point in points:
-            ax.plot(x, [rec[point][metric] for rec in layers], marker="o", label=point)
+def finish_layer_axes(fig, axes, metrics: tuple[str, ...], path: str, title: str) -> None:
+    """Log-scale metric-by-layer axes: labels, grid, legend on the first, title; saved."""
+    for ax, metric in zip(axes, metrics, strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("layer")
         ax.set_ylabel(metric.upper())
@@ -39,6 +35,16 @@ def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, 
     axes[0].legend()
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, title: str) -> None:
+    """NC1 and NC2 per layer on a log scale, one line per measurement point."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = [rec["layer"] for rec in layers]
+    for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
+        for point in points:
+            ax.plot(x, [rec[point][metric] for rec in layers], marker="o", label=point)
+    finish_layer_axes(fig, axes, ("nc1", "nc2"), path, title)
 
 
 def plot_training(measurements: list[dict], path: str, title: str) -> None:
@@ -139,6 +145,8 @@ def plot_multi_index(sizes: list[dict], path: str, title: str) -> None:
                  label="1 - captured, last step")
     axes[1].axhline(last[0]["random_baseline"], color="0.7", lw=1, label="random subspace")
     axes[1].set_xscale("log")
+    axes[1].minorticks_off()
+    axes[1].set_xticks(ns, [str(n) for n in ns])
     axes[1].set_xlabel("n (training samples)")
     for ax in axes:
         ax.set_ylim(0, 1.05)

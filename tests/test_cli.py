@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import without_time
 
@@ -29,7 +30,10 @@ def test_deep_rfm_resume_equals_uninterrupted(tmp_path):
     assert len(_layers_without_time(part / "results.json")) == 2
     run_deep_rfm(str(part), **kw)
     assert _layers_without_time(part / "results.json") == _layers_without_time(full / "results.json")
-    assert sorted(os.listdir(part)) == ["collapse.png", "layers.csv", "results.json", "state-4.npz"]
+    assert sorted(os.listdir(part)) == ["collapse.png", "extras.npz", "layers.csv", "results.json",
+                                        "state-4.npz"]
+    with np.load(part / "extras.npz") as a, np.load(full / "extras.npz") as b:
+        np.testing.assert_array_equal(a["grams"], b["grams"])  # per-layer Grams survive resume
     # the same folder with another configuration is refused
     with pytest.raises(ValueError, match="different configuration"):
         run_deep_rfm(str(part), **{**kw, "config": DeepRFMConfig(depth=4, width=32)})
