@@ -120,3 +120,55 @@ def test_mlp_resume_gives_same_parameters(tmp_path):
             np.testing.assert_array_equal(a[name], b[name])
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
     assert (tmp_path / "part" / "training.png").exists()
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_shared_pass_equals_per_layer_autodiff(rng, x64, activation, bias):
+    """One backward pass for every layer's AGOP (``shared_layer_agops``) equals the
+    per-layer ``vmap(jacrev)`` of the sub-network above it (``layer_agops``), float64."""
+    from dnc_jax.nets.layer_agop import shared_layer_agops
+
+    sizes = [12, 16, 9, 11, 4]  # three hidden layers of different widths, C = 4
+    layers = []
+    for i in range(len(sizes) - 1):
+        W = jnp.asarray(rng.standard_normal((sizes[i + 1], sizes[i])) / np.sqrt(sizes[i]))
+        last = i == len(sizes) - 2
+        b = None if (last or not bias) else jnp.asarray(0.3 * rng.standard_normal(sizes[i + 1]))
+        layers.append((W, b))
+    layers = tuple(layers)
+    X = jnp.asarray(rng.standard_normal((37, sizes[0])))
+    inputs, h = [], X
+    for W, b in layers[:-1]:
+        inputs.append(h)
+        z = h @ W.T + (0.0 if b is None else b[None, :])
+        h = jnp.maximum(z, 0.0) if activation == "relu" else jnp.tanh(z)
+    reference = layer_agops(layers, inputs, activation, batch_size=8)
+    shared = shared_layer_agops(layers, X, activation, batch_size=8)  # 37 = 4 x 8 + 5
+    assert len(shared) == 3
+    for ours, ref in zip(shared, reference, strict=True):
+        assert ours.shape == ref.shape
+        assert float(jnp.linalg.norm(ours - ref) / jnp.linalg.norm(ref)) < 1e-12
+    with pytest.raises(ValueError, match="features"):
+        shared_layer_agops(layers, X[:, :5], activation)
+    with pytest.raises(ValueError, match="NaN"):
+        shared_layer_agops(layers, X.at[0, 0].set(jnp.nan), activation)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda X, y: (X.at[3, 2].set(jnp.nan), y), "NaN"),
+    (lambda X, y: (X, y.at[0].set(-1)), "0..C-1"),
+    (lambda X, y: (X, y.astype(jnp.float32) + 0.5), "integer"),
+    (lambda X, y: (X, y[:-1]), "rows"),
+    (lambda X, y: (X[0], y), "2-D"),
+    (lambda X, y: (X, y[:, None]), "1-D"),
+])
+def test_train_mlp_checks_inputs_first(change, match):
+    """Bad data is one clear ValueError at the entry, never a failure inside an SVD."""
+    X = jnp.asarray(np.random.default_rng(0).standard_normal((40, 6)), jnp.float32)
+    y = jnp.arange(40) % 3
+    bad_X, bad_y = change(X, y)
+    with pytest.raises(ValueError, match=match):
+        train_mlp(bad_X, bad_y, config=TrainConfig(depth=1, width=8, epochs=1, batch_size=8))
+    with pytest.raises(ValueError, match="features"):
+        train_mlp(X, y, X[:, :5], y, config=TrainConfig(depth=1, width=8, epochs=1, batch_size=8))

@@ -5,7 +5,8 @@ collapse metrics on the input, on the right-singular step ``Phi_l(X) V S`` (``S 
 applied) and on the output ``act(Phi_l(X) W_l^T + b_l)``; and the Neural Feature Ansatz:
 the Pearson correlation of flattened ``W_l^T W_l`` with flattened ``AGOP_l^(1/2)`` and
 ``AGOP_l``, ``AGOP_l`` being the AGOP of the sub-network from layer ``l`` up with respect
-to its input ``h = Phi_l(x)``.
+to its input ``h = Phi_l(x)``, all layers' from one shared backward pass
+(``layer_agop.shared_layer_agops``; ``layer_agops`` keeps the per-layer autodiff route).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax.agop import agop, matrix_power
 from dnc_jax.collapse import collapse_metrics
+from dnc_jax.nets.layer_agop import shared_layer_agops
 from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
 from dnc_jax.precision import matmul
 
@@ -90,9 +92,10 @@ def layer_analysis(
         layers = tuple(model)
     activation = activation or "relu"
     act = ACTIVATIONS[activation]
-    H = jnp.asarray(X, layers[0][0].dtype)
+    X = jnp.asarray(X, layers[0][0].dtype)
+    H = X
     y = np.asarray(y)
-    inputs, records = [], []
+    records = []
     for W, b in layers[:-1]:
         right, _ = right_singular_step(H, W)
         out = act(matmul(H, W.T) + (0.0 if b is None else b[None, :]))
@@ -101,10 +104,9 @@ def layer_analysis(
             "right": collapse_metrics(right, y, num_classes=num_classes).to_dict(),
             "output": collapse_metrics(out, y, num_classes=num_classes).to_dict(),
         })
-        inputs.append(H)
         H = out
-    for l, (record, A) in enumerate(zip(records, layer_agops(layers, inputs, activation,
-                                                             batch_size), strict=True)):
+    agops = shared_layer_agops(layers, X, activation, batch_size)
+    for l, (record, A) in enumerate(zip(records, agops, strict=True)):
         W = np.asarray(layers[l][0], dtype=np.float64)
         gram = W.T @ W
         record["layer"] = l

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from dnc_jax import _checks
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.mlp import MLP
@@ -114,6 +115,26 @@ class EpochResult:
     checkpoint: dict  # arrays to resume from (see ``train_epochs``' ``resume``)
 
 
+def _checked_data(x_name: str, X, y_name: str, y) -> tuple[jax.Array, np.ndarray]:
+    """``(X float32 (n, d), y int64 (n,))``, or one ``ValueError`` saying what is wrong
+    (checked before any training, so that bad data never reaches an SVD or a loss)."""
+    X = _checks.as_float_matrix(x_name, X, dtype=jnp.float32)
+    _checks.check_finite(x_name, X)
+    if y is None:
+        raise ValueError(f"{y_name} is missing.")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{y_name} must be 1-D integer class labels; got shape {y.shape}.")
+    if y.size and not (np.issubdtype(y.dtype, np.integer)
+                       or (np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
+                           and np.all(y == np.round(y)))):
+        raise ValueError(f"{y_name} must hold integer class labels 0..C-1; got {y.dtype} values.")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{y_name} must hold class labels 0..C-1; got {int(y.min())}.")
+    _checks.check_same_rows(x_name, X, y_name, y)
+    return X, y.astype(np.int64)
+
+
 def train_epochs(
     X: np.ndarray,
     y: np.ndarray,
@@ -132,8 +153,18 @@ def train_epochs(
     ``EpochResult.checkpoint``: training continues after that epoch.
     """
     config.validate()
-    X = jnp.asarray(X, jnp.float32)
-    y = np.asarray(y).astype(np.int64)
+    X, y = _checked_data("X", X, "y", y)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("Pass both X_test and y_test, or neither.")
+    if X_test is not None:
+        X_test, y_test = _checked_data("X_test", X_test, "y_test", y_test)
+        if X_test.shape[1] != X.shape[1]:
+            raise ValueError(f"X_test has {X_test.shape[1]} features but X has {X.shape[1]}.")
+    if measure_X is not None:
+        measure_X, measure_y = _checked_data("measure_X", measure_X, "measure_y", measure_y)
+        if measure_X.shape[1] != X.shape[1]:
+            raise ValueError(f"measure_X has {measure_X.shape[1]} features but X has "
+                             f"{X.shape[1]}.")
     C = int(y.max()) + 1 if y_test is None else int(max(y.max(), np.max(y_test))) + 1
     Y = jnp.asarray(one_hot_pm1(y, C))
     labels = jnp.asarray(y, jnp.int32)
