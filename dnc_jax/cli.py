@@ -104,17 +104,20 @@ def _preset_args(p):
 
 
 def preset_defaults(argv: list[str]):
-    """The ``DeepRFMPreset`` a ``run`` / ``deep-rfm`` command line asks for, or ``None``."""
-    if not argv or argv[0] not in ("run", "deep-rfm"):
+    """The preset a ``run`` / ``deep-rfm`` (``DeepRFMPreset``) or ``mlp`` (``MLPPreset``)
+    command line asks for, or ``None``."""
+    if not argv or argv[0] not in ("run", "deep-rfm", "mlp"):
         return None
-    from dnc_jax.presets import deep_rfm_preset
+    from dnc_jax.presets import MLP_PRESETS, PRESETS, deep_rfm_preset, mlp_preset
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="default")
     pre.add_argument("--dataset", default="mnist5k")
     pre.add_argument("--features", default="relu")
     known, _ = pre.parse_known_args(argv[1:])
-    if known.preset not in ("default", "official"):
+    if argv[0] == "mlp":
+        return mlp_preset(known.preset) if known.preset in MLP_PRESETS else None
+    if known.preset not in PRESETS:
         return None  # the full parser reports it
     return deep_rfm_preset(known.preset, known.dataset, known.features)
 
@@ -131,7 +134,7 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
         _deep_rfm_args(p, depth=10)
         _scale_args(p)
         _preset_args(p)
-        if preset is not None and preset.name != "default":
+        if preset is not None and preset.name != "default" and hasattr(preset.config, "kernel"):
             c = preset.config
             p.set_defaults(depth=c.depth, width=c.width, kernel=c.kernel, bandwidth=c.bandwidth,
                            reg=c.reg, gamma=c.gamma, weights=c.weights, n=preset.n,
@@ -151,6 +154,19 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
     mlp.add_argument("--measure-every", type=_positive_int, default=5)
     mlp.add_argument("--measure-n", type=_positive_int, default=None,
                      help="training samples used for the layer analysis (default all)")
+    mlp.add_argument("--bias", action="store_true", help="biases on hidden layers 2..depth")
+    mlp.add_argument("--classifier-init", choices=("xavier", "torch"), default="xavier")
+    mlp.add_argument("--last-batch", choices=("drop", "keep"), default="drop",
+                     help="the n %% batch-size samples left over each epoch")
+    mlp.add_argument("--preset", choices=("default", "fast", "official"), default="default",
+                     help="fast: the README's quick CPU run; official: the paper's nc_nn.py "
+                          "(dnc_jax/presets.py); other flags still override its values")
+    if preset is not None and preset.name != "default" and hasattr(preset.config, "optimizer"):
+        c = preset.config
+        mlp.set_defaults(**{k: getattr(c, k) for k in (
+            "depth", "width", "epochs", "lr", "batch_size", "optimizer", "momentum",
+            "weight_decay", "loss", "init_gain", "measure_every", "bias", "classifier_init",
+            "last_batch")}, n=preset.n, n_test=preset.n_test)
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
@@ -278,11 +294,14 @@ def _mlp_command(args) -> None:
                          batch_size=args.batch_size, optimizer=args.optimizer,
                          momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss,
                          init_gain=args.init_gain, measure_every=args.measure_every,
-                         seed=args.seed)
+                         seed=args.seed, bias=args.bias, classifier_init=args.classifier_init,
+                         last_batch=args.last_batch)
+    from dnc_jax.presets import mlp_preset
     out = args.out or "runs/mlp"
     results = run_mlp(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
                       data_dir=args.data_dir, config=config, measure_n=args.measure_n,
-                      progress=not args.no_progress, download=args.download)
+                      progress=not args.no_progress, download=args.download,
+                      prepare_options=mlp_preset(args.preset).prepare_options)
     print(mlp_table(results["measurements"][-1]))
     print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
 

@@ -1,5 +1,6 @@
-"""Named Deep RFM configurations: ``default`` (this library's documented defaults) and
-``official``, the configuration of the paper's own script.
+"""Named configurations: for Deep RFM ``default`` (this library's documented defaults) and
+``official`` (the paper's own script); for the MLP ``default``, ``fast`` and ``official``
+(``mlp_preset``).
 
 ``official`` reproduces ``dmbeaglehole/neural_collapse_rfm`` ``deep_rfm.py`` (commit
 eee0604, 2024-05-10), which calls ``rfm.LaplaceRFM`` of ``aradha/recursive_feature_machines``
@@ -43,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 
 from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.nets.train import TrainConfig
 
 PRESETS = ("default", "official")
 OFFICIAL_RFF_GAMMA = {"mnist": 0.05, "mnist5k": 0.05, "mnist_shifted": 0.05, "cifar10": 0.1,
@@ -76,3 +78,51 @@ def deep_rfm_preset(name: str, dataset: str = "mnist5k", features: str = "relu")
         refit_accuracy=True)
     return DeepRFMPreset(name, config, 500, 100,
                          {"sort_by_class": True, "test_statistics": "own"})
+
+
+# ------------------------------------------------------------------------ networks
+
+MLP_PRESETS = ("default", "fast", "official")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPPreset:
+    """An MLP training configuration with the data preparation it goes with."""
+
+    name: str
+    config: TrainConfig
+    n: int | None
+    n_test: int | None
+    prepare_options: dict
+
+
+def mlp_preset(name: str) -> MLPPreset:
+    """``"default"`` (``TrainConfig()``), ``"fast"`` (the quick CPU run measured in the
+    README: depth 5, Adam lr 1e-3, 60 epochs, Xavier gain 0.1 everywhere, biases on hidden
+    layers 2-5, the partial batch dropped), or ``"official"``: ``nc_nn.py`` of
+    ``dmbeaglehole/neural_collapse_rfm`` (commit eee0604):
+
+    - the first ``n = 1000`` training and the first 1,000 test samples (line 22 ``-n``;
+      lines 184-185), training sorted by class (lines 194-202), targets ``{-1, +1}``
+      (lines 207-211), each split standardised with its own statistics (lines 117-123,
+      225-226);
+    - depth 3 (line 25), width 512 (line 33), no biases (lines 595, 604, 611), hidden
+      weights Xavier-uniform with gain ``init = 1.0`` (lines 29, 591, 600, 609), the
+      classifier at PyTorch's default initialisation (line 611, no init call);
+    - SGD, lr 0.01, momentum 0, weight decay 0 (lines 26-28, 30, 281), MSE loss (line 62),
+      batch 128 reshuffled every epoch with the last partial batch kept (lines 241-242:
+      ``DataLoader(shuffle=True)``, ``drop_last`` defaults to False), 1,000 epochs
+      (line 24), measured every 25 (line 31).
+    """
+    if name not in MLP_PRESETS:
+        raise ValueError(f"preset must be one of {MLP_PRESETS}; got {name!r}.")
+    if name == "default":
+        return MLPPreset(name, TrainConfig(), None, None, {})
+    if name == "fast":
+        return MLPPreset(name, TrainConfig(epochs=60, lr=1e-3, measure_every=20, bias=True),
+                         None, None, {})
+    config = TrainConfig(depth=3, width=512, epochs=1000, lr=0.01, batch_size=128,
+                         optimizer="sgd", momentum=0.0, weight_decay=0.0, loss="mse",
+                         init_gain=1.0, measure_every=25, bias=False, classifier_init="torch",
+                         last_batch="keep")
+    return MLPPreset(name, config, 1000, 1000, {"sort_by_class": True, "test_statistics": "own"})

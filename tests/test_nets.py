@@ -13,10 +13,17 @@ from dnc_jax.nets.analysis import pearson, right_singular_step
 
 
 def test_mlp_shape_and_bias_layout():
-    model = MLP(12, 16, 3, 3, rngs=nnx.Rngs(0))
+    assert all(b is None for _, b in MLP(12, 16, 3, 3, rngs=nnx.Rngs(0)).weights())  # paper
+    model = MLP(12, 16, 3, 3, bias=True, rngs=nnx.Rngs(0))
     layers = model.weights()
     assert [W.shape for W, _ in layers] == [(16, 12), (16, 16), (16, 16), (3, 16)]
     assert [b is None for _, b in layers] == [True, False, False, True]
+    # PyTorch's nn.Linear default for the classifier: U(+-1/sqrt(fan_in)), gain-free
+    torch_cls = MLP(12, 400, 3, 1, init_gain=0.1, classifier_init="torch",
+                    rngs=nnx.Rngs(0)).weights()[-1][0]
+    assert 0.9 / 20 < float(jnp.abs(torch_cls).max()) <= 1 / 20
+    with pytest.raises(ValueError, match="classifier_init"):
+        MLP(12, 16, 3, 1, classifier_init="he", rngs=nnx.Rngs(0))
     x = jnp.ones((5, 12))
     np.testing.assert_allclose(model(x), forward_from(x, layers), rtol=1e-6)
     # small init: Xavier-uniform bound times the gain
@@ -172,3 +179,36 @@ def test_train_mlp_checks_inputs_first(change, match):
         train_mlp(bad_X, bad_y, config=TrainConfig(depth=1, width=8, epochs=1, batch_size=8))
     with pytest.raises(ValueError, match="features"):
         train_mlp(X, y, X[:, :5], y, config=TrainConfig(depth=1, width=8, epochs=1, batch_size=8))
+
+
+def test_last_partial_batch_is_a_step_when_kept():
+    """``last_batch="keep"``: 20 samples in batches of 16 make two SGD steps per epoch,
+    the second on the 4 left over; an independent replay of those two steps matches."""
+    from dnc_jax.data import one_hot_pm1
+    from dnc_jax.nets.train import init_model
+
+    rng = np.random.default_rng(1)
+    X = jnp.asarray(rng.standard_normal((20, 5)), jnp.float32)
+    y = np.arange(20) % 3
+    config = TrainConfig(depth=1, width=6, epochs=1, batch_size=16, optimizer="sgd",
+                         momentum=0.0, lr=0.05, last_batch="keep", seed=3)
+    kept, _ = train_mlp(X, y, config=config)
+    dropped, _ = train_mlp(X, y, config=TrainConfig(**{**config.__dict__, "last_batch": "drop"}))
+    model = init_model(config, 5, 3)
+    graphdef, params = nnx.split(model, nnx.Param)
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(3), 1), 20))
+    Y = jnp.asarray(one_hot_pm1(y, 3))
+
+    def loss(p, idx):
+        return jnp.mean((nnx.merge(graphdef, p)(X[idx]) - Y[idx]) ** 2)
+
+    for idx in (perm[:16], perm[16:]):
+        params = jax.tree.map(lambda p, g: p - 0.05 * g, params, jax.grad(loss)(params, idx))
+        if len(idx) == 16:
+            after_one = params
+    for (W, _), (W_ref, _) in zip(kept.weights(), nnx.merge(graphdef, params).weights(),
+                                  strict=True):
+        np.testing.assert_allclose(W, W_ref, rtol=1e-5, atol=1e-6)
+    for (W, _), (W_ref, _) in zip(dropped.weights(), nnx.merge(graphdef, after_one).weights(),
+                                  strict=True):
+        np.testing.assert_allclose(W, W_ref, rtol=1e-5, atol=1e-6)

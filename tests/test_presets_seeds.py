@@ -10,7 +10,7 @@ from dnc_jax.cli import main
 from dnc_jax.deep_rfm import DeepRFMConfig
 from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
 from dnc_jax.figures import deep_rfm_figures
-from dnc_jax.presets import deep_rfm_preset
+from dnc_jax.presets import deep_rfm_preset, mlp_preset
 
 
 def test_official_preset_equals_the_cited_script_values():
@@ -114,3 +114,32 @@ def test_cli_seeds_and_figures(tmp_path, capsys):
     assert (out / "figures" / "grams.pdf").read_bytes()[:4] == b"%PDF"
     assert main(["figures", "deep-rfm", "--run", str(tmp_path / "empty")]) == 2
     assert "no Deep RFM run" in capsys.readouterr().err
+
+
+def test_official_mlp_preset_equals_the_cited_script_values():
+    """Values read off dmbeaglehole/neural_collapse_rfm nc_nn.py (eee0604)."""
+    p = mlp_preset("official")
+    c = p.config
+    assert (p.n, p.n_test) == (1000, 1000)  # -n 1000 (l. 22), first n of each split (184-185)
+    assert p.prepare_options == {"sort_by_class": True, "test_statistics": "own"}
+    assert (c.depth, c.width, c.epochs, c.measure_every) == (3, 512, 1000, 25)  # l. 24-25, 31, 33
+    assert (c.optimizer, c.lr, c.momentum, c.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
+    assert (c.loss, c.batch_size, c.last_batch) == ("mse", 128, "keep")  # l. 62, 241-242
+    assert (c.init_gain, c.bias, c.classifier_init) == (1.0, False, "torch")  # l. 29, 591-611
+    fast = mlp_preset("fast").config  # the README's measured quick run
+    assert (fast.epochs, fast.lr, fast.optimizer, fast.bias, fast.init_gain) == (
+        60, 1e-3, "adam", True, 0.1)
+    with pytest.raises(ValueError, match="preset"):
+        mlp_preset("ratio")
+
+
+def test_cli_mlp_official_preset(tmp_path):
+    out = tmp_path / "mlp"
+    assert main(["mlp", "--preset", "official", "--dataset", "digits", "--n", "200",
+                 "--n-test", "60", "--epochs", "2", "--measure-every", "2", "--depth", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert (config["n"], config["n_test"], config["epochs"], config["depth"]) == (200, 60, 2, 2)
+    assert (config["optimizer"], config["lr"], config["classifier_init"], config["bias"],
+            config["last_batch"]) == ("sgd", 0.01, "torch", False, "keep")
+    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}

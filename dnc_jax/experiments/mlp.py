@@ -57,6 +57,7 @@ def run_mlp(
     progress: bool = True,
     stop_after: int | None = None,
     download: bool = False,
+    prepare_options: dict | None = None,
 ) -> dict:
     """Train the paper's MLP on ``dataset`` into ``out``, measuring every ``measure_every``
     epochs; checkpoints at each measurement and resumes from the last one.
@@ -67,11 +68,12 @@ def run_mlp(
 
     config = config or TrainConfig()
     config.validate()
-    data = load_prepared(dataset, n, n_test, data_dir, config.seed, download=download)
+    data = load_prepared(dataset, n, n_test, data_dir, config.seed, prepare_options, download)
     m = len(data.y_train) if measure_n is None else min(measure_n, len(data.y_train))
     run_config = {"experiment": "mlp", "dataset": dataset, "n": int(len(data.y_train)),
                   "n_test": 0 if data.y_test is None else int(len(data.y_test)),
-                  "measure_n": m, **dataclasses.asdict(config)}
+                  "measure_n": m, "prepare": prepare_options or {},
+                  **dataclasses.asdict(config)}
     run = RunDirectory(out, run_config, "measurements")
     results, state = run.resume()
     last_epoch = 0 if state is None else int(state["epoch"])

@@ -1,8 +1,11 @@
 """The paper's MLP in Flax NNX, and a pure forward pass over its weights.
 
-``Linear(d, w, no bias) + act``, ``(depth - 1) x (Linear(w, w) + act)``, ``Linear(w, C, no
-bias)``; every weight Xavier-uniform with gain ``init_gain`` (default 0.1, "small init"):
-entries uniform on ``+-gain * sqrt(6 / (fan_in + fan_out))``.
+``Linear(d, w) + act``, ``(depth - 1) x (Linear(w, w) + act)``, ``Linear(w, C)``, without
+biases (as the paper's code, ``nc_nn.py`` lines 594-611); ``bias=True`` adds them to the
+hidden layers after the first. Hidden weights are Xavier-uniform with gain ``init_gain``:
+entries uniform on ``+-gain * sqrt(6 / (fan_in + fan_out))``. The classifier is the same
+(``classifier_init="xavier"``) or PyTorch's ``nn.Linear`` default, uniform on
+``+-1/sqrt(fan_in)`` (``"torch"``, as the paper's code leaves it).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ ACTIVATIONS = {
     "identity": lambda x: x,
 }
 
+CLASSIFIER_INITS = ("xavier", "torch")
+
 # One layer as plain arrays: W of shape (out, in) (the maths' convention) and bias or None.
 Layer = tuple[jax.Array, jax.Array | None]
 
@@ -29,25 +34,35 @@ class MLP(nnx.Module):
 
     Args:
       in_dim, width, out_dim, depth: sizes (``depth >= 1`` hidden layers).
-      init_gain: Xavier-uniform gain of every weight.
+      init_gain: Xavier-uniform gain of the hidden weights (and of the classifier's with
+        ``classifier_init="xavier"``).
       activation: a key of ``ACTIVATIONS``.
+      bias: biases on the hidden layers after the first.
+      classifier_init: ``"xavier"`` or ``"torch"`` (module docstring).
       rngs: ``nnx.Rngs``.
 
     ``__call__`` maps ``(..., in_dim)`` to ``(..., out_dim)``.
     """
 
     def __init__(self, in_dim: int, width: int, out_dim: int, depth: int, *,
-                 init_gain: float = 0.1, activation: str = "relu", rngs: nnx.Rngs):
+                 init_gain: float = 0.1, activation: str = "relu", bias: bool = False,
+                 classifier_init: str = "xavier", rngs: nnx.Rngs):
         if depth < 1:
             raise ValueError(f"depth must be >= 1; got {depth}.")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}; got {activation!r}.")
+        if classifier_init not in CLASSIFIER_INITS:
+            raise ValueError(f"classifier_init must be one of {CLASSIFIER_INITS}; got "
+                             f"{classifier_init!r}.")
         init = nnx.initializers.variance_scaling(init_gain**2, "fan_avg", "uniform")
+        # U(+-1/sqrt(fan_in)): variance 1/(3 fan_in)
+        torch_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
         sizes = [in_dim] + [width] * depth + [out_dim]
         self.activation = activation
         self.layers = nnx.List([
-            nnx.Linear(sizes[i], sizes[i + 1], use_bias=0 < i < depth, kernel_init=init,
-                       rngs=rngs)
+            nnx.Linear(sizes[i], sizes[i + 1], use_bias=bias and 0 < i < depth,
+                       kernel_init=torch_init if i == depth and classifier_init == "torch"
+                       else init, rngs=rngs)
             for i in range(depth + 1)
         ])
 

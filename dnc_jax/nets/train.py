@@ -21,12 +21,16 @@ from flax import nnx
 from dnc_jax import _checks
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
-from dnc_jax.nets.mlp import MLP
+from dnc_jax.nets.mlp import CLASSIFIER_INITS, MLP
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of ``train_mlp`` (the paper's MLP: depth 5, width 512, gain 0.1, Adam)."""
+    """Hyperparameters of ``train_mlp``: by default depth 5, width 512, Xavier gain 0.1,
+    Adam, no biases; ``bias``, ``classifier_init`` (``MLP``) and ``last_batch``
+    (``"drop"`` the ``n % batch_size`` left over each epoch, or ``"keep"`` them as a last
+    smaller step, as PyTorch does by default). ``presets.mlp_preset`` names the paper
+    script's configuration."""
 
     depth: int = 5
     width: int = 512
@@ -41,6 +45,9 @@ class TrainConfig:
     activation: str = "relu"
     measure_every: int = 5
     seed: int = 0
+    bias: bool = False
+    classifier_init: str = "xavier"
+    last_batch: str = "drop"
 
     def validate(self) -> None:
         for name in ("depth", "width", "epochs", "batch_size", "measure_every"):
@@ -52,6 +59,11 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {self.optimizer!r}.")
         if self.loss not in ("mse", "cross_entropy"):
             raise ValueError(f"loss must be 'mse' or 'cross_entropy'; got {self.loss!r}.")
+        if self.classifier_init not in CLASSIFIER_INITS:
+            raise ValueError(f"classifier_init must be one of {CLASSIFIER_INITS}; got "
+                             f"{self.classifier_init!r}.")
+        if self.last_batch not in ("drop", "keep"):
+            raise ValueError(f"last_batch must be 'drop' or 'keep'; got {self.last_batch!r}.")
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -68,7 +80,8 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 def init_model(config: TrainConfig, in_dim: int, num_classes: int) -> MLP:
     return MLP(in_dim, config.width, num_classes, config.depth, init_gain=config.init_gain,
-               activation=config.activation, rngs=nnx.Rngs(config.seed))
+               activation=config.activation, bias=config.bias,
+               classifier_init=config.classifier_init, rngs=nnx.Rngs(config.seed))
 
 
 def _loss(graphdef, params, X, Y, labels, kind):
@@ -78,12 +91,17 @@ def _loss(graphdef, params, X, Y, labels, kind):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, labels))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "tx", "batch_size", "kind"))
-def _epoch(graphdef, tx, params, opt_state, X, Y, labels, key, batch_size, kind):
-    """One pass over ``n // batch_size`` shuffled full minibatches (the rest sit out this epoch)."""
-    num_batches = X.shape[0] // batch_size
-    order = jax.random.permutation(key, X.shape[0])[: num_batches * batch_size]
-    order = order.reshape(num_batches, batch_size)
+@functools.partial(jax.jit,
+                   static_argnames=("graphdef", "tx", "batch_size", "kind", "keep_last"))
+def _epoch(graphdef, tx, params, opt_state, X, Y, labels, key, batch_size, kind, keep_last):
+    """One pass over shuffled minibatches: ``n // batch_size`` full ones, then (with
+    ``keep_last``) one step on the ``n % batch_size`` left over, as PyTorch's DataLoader
+    with ``drop_last=False``; otherwise they sit out this epoch. Returns the mean loss per
+    sample over the steps taken."""
+    n = X.shape[0]
+    num_batches = n // batch_size
+    perm = jax.random.permutation(key, n)
+    order = perm[: num_batches * batch_size].reshape(num_batches, batch_size)
 
     def step(carry, idx):
         params, opt_state = carry
@@ -94,7 +112,11 @@ def _epoch(graphdef, tx, params, opt_state, X, Y, labels, key, batch_size, kind)
         return (optax.apply_updates(params, updates), opt_state), loss
 
     (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order)
-    return params, opt_state, jnp.mean(losses)
+    if not keep_last or n % batch_size == 0:
+        return params, opt_state, jnp.mean(losses)
+    (params, opt_state), last = step((params, opt_state), perm[num_batches * batch_size:])
+    total = jnp.sum(losses) * batch_size + last * (n % batch_size)
+    return params, opt_state, total / n
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -189,7 +211,7 @@ def train_epochs(
         with jax.numpy_dtype_promotion("standard"):
             params, opt_state, loss = _epoch(graphdef, tx, params, opt_state, X, Y, labels,
                                              jax.random.fold_in(key, epoch), config.batch_size,
-                                             config.loss)
+                                             config.loss, config.last_batch == "keep")
         model = nnx.merge(graphdef, params)
         measure = epoch % config.measure_every == 0 or epoch == config.epochs
         leaves = jax.tree.leaves((params, opt_state))
