@@ -79,3 +79,41 @@ def test_unwritable_output_fails_before_any_work(capsys):
     assert main(["deep-rfm", "--out", "/dev/null/x", "--n", "200", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dnc-jax: error: cannot write to the output folder '/dev/null/x': Not a directory."]
+
+
+def test_cli_run_and_mlp_write_their_files(tmp_path, capsys):
+    """The README's main command (``run``, on the embedded MNIST) and ``mlp`` at small
+    sizes: exit 0, the files, the CSV rows; ``mlp`` refuses a folder of another config."""
+    out = tmp_path / "run"
+    assert main(["run", "--n", "300", "--n-test", "100", "--depth", "2", "--width", "16",
+                 "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["dataset"] == "mnist5k" and len(results["layers"]) == 2
+    assert results["config"]["n"] == 300 and results["config"]["n_test"] == 100
+    out = tmp_path / "mlp"
+    args = ["mlp", "--dataset", "digits", "--n", "200", "--n-test", "50", "--depth", "2",
+            "--width", "16", "--epochs", "4", "--measure-every", "2", "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    csv = (out / "measurements.csv").read_text().splitlines()
+    assert len(csv) == 1 + 2 * 2  # two measurements (epochs 2, 4) x two hidden layers
+    header = csv[0].split(",")
+    assert {"epoch", "layer", "nfa_sqrt_agop", "right_share", "input_nc1", "output_nc1"} <= set(header)
+    assert [row.split(",")[header.index("epoch")] for row in csv[1:]] == ["2", "2", "4", "4"]
+    assert (out / "training.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(args[:-3] + ["--width", "32", "--out", str(out), "--no-progress"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_cli_dataset_errors_exit_2(tmp_path, capsys, monkeypatch):
+    """An unprepared tensorflow-datasets dataset and a missing extra: one line, exit 2."""
+    pytest.importorskip("tensorflow_datasets")
+    assert main(["deep-rfm", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                 "--out", str(tmp_path / "a"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "tfds build mnist" in err and "--download" in err
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # the extra not installed
+    assert main(["deep-rfm", "--dataset", "cifar10", "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 2
+    assert "dnc-jax[tfds]" in capsys.readouterr().err
