@@ -48,7 +48,8 @@ def test_kernels_match_direct_formula(rng, x64):
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
 @pytest.mark.parametrize("with_metric", [False, True])
 @pytest.mark.parametrize("centered", [False, True])
-def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered):
+@pytest.mark.parametrize("diag", [False, True])
+def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered, diag):
     with jax.enable_x64(dtype == np.float64):
         X, Y, M = _data(rng, dtype)
         # bandwidth 1 keeps the Gaussian solve well conditioned (at 2 its coefficients
@@ -59,10 +60,11 @@ def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered):
         )
         # training points (zero-distance self term) and fresh points
         Xe = np.concatenate([X[:15], rng.standard_normal((10, X.shape[1])).astype(dtype)])
-        closed = kernel_agop(pred, Xe, batch_size=8, centered=centered)
-        auto = agop(pred.predict_one, Xe, centered=centered)
-        assert closed.dtype == dtype
-        assert _rel(closed, auto) <= (1e-5 if dtype == np.float64 else 1e-4)
+        closed = kernel_agop(pred, Xe, batch_size=8, centered=centered, diag=diag)
+        auto = agop(pred.predict_one, Xe, centered=centered, diag=diag)
+        assert closed.dtype == dtype and closed.ndim == (1 if diag else 2)
+        # measured worst over all 32 cases: 4.8e-15 (float64), 3.9e-6 (float32)
+        assert _rel(closed, auto) <= (1e-12 if dtype == np.float64 else 2e-5)
 
 
 def test_kernel_agop_options(rng, x64):
