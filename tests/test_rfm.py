@@ -119,3 +119,30 @@ def test_outputs_invariant_to_batch_slices_and_order(Estimator):
                                atol=1e-5 * scale)
     if Estimator is RFMClassifier:
         assert np.array_equal(est.predict(X[order]), est.predict(X)[order])
+
+
+def test_deep_rfm_layer_rebuilt_by_hand(digits):
+    """One Deep RFM layer from the public pieces (unit rows, a Laplace fit, the AGOP divided
+    by its largest entry, its square root, the seeded uniform random map) equals the
+    layer's record; another seed changes the map and the output."""
+    from dnc_jax import collapse_metrics, matrix_power
+
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    (record,) = deep_rfm(X, y, depth=1, width=48, seed=5)
+    Xu = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Y = np.where(np.arange(10)[None, :] == y[:, None], 1.0, -1.0).astype(np.float32)
+    pred = fit_kernel_predictor(Xu, Y, kernel="laplace", bandwidth=2.0, reg=1e-3)
+    M = kernel_agop(pred, Xu, normalize="max")
+    projected = np.asarray(Xu, np.float64) @ np.asarray(matrix_power(M, 0.5), np.float64)
+    k_w, _ = jax.random.split(jax.random.fold_in(jax.random.key(5), 0))
+    d = X.shape[1]
+    W = np.asarray(jax.random.uniform(k_w, (48, d), jnp.float32, -1 / np.sqrt(d), 1 / np.sqrt(d)))
+    out = np.maximum(projected @ W.T.astype(np.float64), 0.0)
+    for point, H in (("input", Xu), ("projected", projected), ("output", out)):
+        ref = collapse_metrics(np.asarray(H, np.float32), y).to_dict()
+        assert record[point]["nc1"] == pytest.approx(ref["nc1"], rel=1e-4), point
+        assert record[point]["nc2"] == pytest.approx(ref["nc2"], rel=1e-3), point
+    assert record["train_accuracy"] == float(np.mean(np.argmax(np.asarray(pred.predict(Xu)), 1) == y))
+    (other,) = deep_rfm(X, y, depth=1, width=48, seed=6)
+    assert other["projected"]["nc1"] == pytest.approx(record["projected"]["nc1"], rel=1e-6)
+    assert abs(other["output"]["nc1"] - record["output"]["nc1"]) > 1e-3 * record["output"]["nc1"]
