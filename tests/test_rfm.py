@@ -121,28 +121,41 @@ def test_outputs_invariant_to_batch_slices_and_order(Estimator):
         assert np.array_equal(est.predict(X[order]), est.predict(X)[order])
 
 
-def test_deep_rfm_layer_rebuilt_by_hand(digits):
+@pytest.mark.parametrize("features,weights", [("relu", "uniform"), ("relu", "gaussian"),
+                                              ("cosine", "uniform")])
+def test_deep_rfm_layer_rebuilt_by_hand(digits, features, weights):
     """One Deep RFM layer from the public pieces (unit rows, a Laplace fit, the AGOP divided
-    by its largest entry, its square root, the seeded uniform random map) equals the
-    layer's record; another seed changes the map and the output."""
+    by its largest entry, its square root, the seeded random map by its formula: uniform
+    or Gaussian ReLU weights of scale 1/sqrt(d), or ``sqrt(2/D) cos(u W^T + b)`` with
+    Cauchy ``W`` of scale gamma and ``b ~ U(0, 2 pi)``) equals the layer's record; another
+    seed changes the map and the output."""
     from dnc_jax import collapse_metrics, matrix_power
 
     X, y = digits.X_train[:300], digits.y_train[:300]
-    (record,) = deep_rfm(X, y, depth=1, width=48, seed=5)
+    options = dict(depth=1, width=48, features=features, weights=weights, gamma=0.7)
+    (record,) = deep_rfm(X, y, seed=5, **options)
     Xu = X / np.linalg.norm(X, axis=1, keepdims=True)
     Y = np.where(np.arange(10)[None, :] == y[:, None], 1.0, -1.0).astype(np.float32)
     pred = fit_kernel_predictor(Xu, Y, kernel="laplace", bandwidth=2.0, reg=1e-3)
     M = kernel_agop(pred, Xu, normalize="max")
     projected = np.asarray(Xu, np.float64) @ np.asarray(matrix_power(M, 0.5), np.float64)
-    k_w, _ = jax.random.split(jax.random.fold_in(jax.random.key(5), 0))
-    d = X.shape[1]
-    W = np.asarray(jax.random.uniform(k_w, (48, d), jnp.float32, -1 / np.sqrt(d), 1 / np.sqrt(d)))
-    out = np.maximum(projected @ W.T.astype(np.float64), 0.0)
+    k_w, k_b = jax.random.split(jax.random.fold_in(jax.random.key(5), 0))
+    d, D = X.shape[1], 48
+    if features == "cosine":
+        W = np.asarray(jax.random.cauchy(k_w, (D, d), jnp.float32), np.float64) * 0.7
+        phase = np.asarray(jax.random.uniform(k_b, (D,), jnp.float32, maxval=2 * np.pi))
+        out = np.sqrt(2.0 / D) * np.cos(projected @ W.T + phase[None, :])
+    else:
+        if weights == "uniform":
+            W = jax.random.uniform(k_w, (D, d), jnp.float32, -1 / np.sqrt(d), 1 / np.sqrt(d))
+        else:
+            W = jax.random.normal(k_w, (D, d), jnp.float32) / np.sqrt(d)
+        out = np.maximum(projected @ np.asarray(W, np.float64).T, 0.0)
     for point, H in (("input", Xu), ("projected", projected), ("output", out)):
         ref = collapse_metrics(np.asarray(H, np.float32), y).to_dict()
         assert record[point]["nc1"] == pytest.approx(ref["nc1"], rel=1e-4), point
         assert record[point]["nc2"] == pytest.approx(ref["nc2"], rel=1e-3), point
     assert record["train_accuracy"] == float(np.mean(np.argmax(np.asarray(pred.predict(Xu)), 1) == y))
-    (other,) = deep_rfm(X, y, depth=1, width=48, seed=6)
+    (other,) = deep_rfm(X, y, seed=6, **options)
     assert other["projected"]["nc1"] == pytest.approx(record["projected"]["nc1"], rel=1e-6)
     assert abs(other["output"]["nc1"] - record["output"]["nc1"]) > 1e-3 * record["output"]["nc1"]
