@@ -7,7 +7,9 @@ and one-hot targets: for ``t = 0 .. iters-1``, fit a Gaussian kernel machine in 
 ``M_t`` (``M_0 = I``), measure it, and set ``M_{t+1} = AGOP_t^(1/2)`` with ``AGOP_t`` the
 centred AGOP of that machine at the training points. The published settings
 (``nmallinar/rfm-grokking``, commit 73181df) are ``GrokkingConfig``'s defaults; each field
-cites its source line.
+cites its source line. The solve is direct (Cholesky, with the float64 and jitter
+fallbacks of ``solve_psd``): ridge 0 asks for interpolation, which the iterative solvers
+cannot promise, and the task has at most ``p^2`` pairs.
 
 Structure of the learned metric (the paper's "block-circulant features"):
 
