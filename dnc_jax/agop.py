@@ -321,8 +321,13 @@ def psd_eigh(M: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def power_from_eigh(evals: np.ndarray, evecs: np.ndarray, s: float) -> np.ndarray:
-    """``V diag(lambda^s) V^T`` in float64; for ``s < 0`` zero eigenvalues stay 0 (pseudo-power)."""
-    positive = evals > 0
+    """``V diag(lambda^s) V^T`` in float64; for ``s < 0`` zero eigenvalues stay 0 (the
+    pseudo-power), counting as zero those within round-off of it, ``lambda <= d eps
+    lambda_max`` (numpy's ``pinv`` cut-off): powered, they would dominate."""
+    cutoff = 0.0
+    if s < 0 and evals.size:
+        cutoff = evals.size * np.finfo(np.float64).eps * max(float(evals.max()), 0.0)
+    positive = evals > cutoff
     powered = np.where(positive, np.where(positive, evals, 1.0) ** s, 0.0)
     return (evecs * powered) @ evecs.T
 

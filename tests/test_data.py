@@ -192,3 +192,41 @@ def test_standardize_test_with_own_statistics(rng):
     np.testing.assert_allclose(train, (Xt - X.mean(0)) / X.std(0), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="test_statistics"):
         standardize(X, Xt, test_statistics="test")
+
+
+def test_modular_division_against_known_inverses():
+    from dnc_jax.data import modular_arithmetic
+
+    p = 7
+    inverse = {1: 1, 2: 4, 3: 5, 4: 2, 5: 3, 6: 6}  # b * inverse[b] = 1 mod 7
+    X, y, Xt, yt = modular_arithmetic(p, "/", 0.5, seed=0)
+    X, y = np.concatenate([X, Xt]), np.concatenate([y, yt])
+    a, b = np.argmax(X[:, :p], 1), np.argmax(X[:, p:], 1)
+    assert len(y) == p * (p - 1) and np.all(b != 0)  # b = 0 left out
+    assert all(int(y[i]) == (int(a[i]) * inverse[int(b[i])]) % p for i in range(len(y)))
+    assert np.all((y * b) % p == a)
+
+
+def test_gaussian_mixture_has_its_stated_separation():
+    from dnc_jax.data import gaussian_mixture
+
+    X, y = gaussian_mixture(8000, d=12, num_classes=4, separation=3.0, seed=2)
+    means = np.stack([X[y == c].mean(0) for c in range(4)])
+    dists = [np.linalg.norm(means[i] - means[j]) for i in range(4) for j in range(i + 1, 4)]
+    # empirical means of 2,000 unit-variance samples in 12 dims: within ~0.15 of 3
+    assert max(abs(np.array(dists) - 3.0)) < 0.2
+    np.testing.assert_allclose(np.bincount(y), 2000)
+    within = X - means[y]
+    assert abs(within.var() - 1.0) < 0.05
+
+
+def test_prepare_balanced_subsample(rng):
+    y = np.repeat(np.arange(4), [50, 30, 40, 80])
+    X = rng.standard_normal((200, 3))
+    data = prepare(X, y, n=40, balanced=True, seed=3)
+    np.testing.assert_array_equal(np.bincount(data.y_train), [10, 10, 10, 10])
+    again = prepare(X, y, n=40, balanced=True, seed=3)
+    np.testing.assert_array_equal(again.X_train, data.X_train)
+    other = prepare(X, y, n=40, balanced=True, seed=4)
+    assert not np.array_equal(other.X_train, data.X_train)
+    np.testing.assert_allclose(data.X_train.mean(0), 0, atol=1e-6)  # standardised after

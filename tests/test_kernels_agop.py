@@ -159,3 +159,35 @@ def test_bad_inputs_raise(rng):
         kernel_agop(pred, X[:, :3])
     with pytest.raises(ValueError, match="normalize"):
         kernel_agop(pred, X, normalize="sum")
+
+
+def test_negative_matrix_power_is_the_pseudo_inverse_power(rng, x64):
+    A = rng.standard_normal((6, 4))
+    M = A @ A.T  # rank 4
+    inv_root = np.asarray(matrix_power(M, -0.5))
+    root = np.asarray(matrix_power(M, 0.5))
+    P = M @ np.linalg.pinv(M)  # projector onto the range
+    np.testing.assert_allclose(inv_root @ root, P, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(matrix_power(M, -1.0)), np.linalg.pinv(M), atol=1e-8)
+
+
+def test_solve_psd_rebuilds_in_float64_and_solves_to_its_precision(rng):
+    """A float32 kernel matrix of nearly coincident points is indefinite past a small ridge
+    (its float32 factorisation fails); the float64 rebuild then gives the float64 solve."""
+    from dnc_jax.solvers import solve_kernel_system, train_kernel_matrix
+    from dnc_jax.solvers.cholesky import _cholesky_solve
+
+    base = rng.standard_normal((1, 5))
+    X = (base + 1e-4 * rng.standard_normal((30, 5))).astype(np.float32)
+    Y = rng.standard_normal((30, 2)).astype(np.float32)
+    reg = 1e-7
+    K = train_kernel_matrix(jnp.asarray(X), None, "gaussian", 1.0, None)
+    assert not bool(_cholesky_solve(K, jnp.asarray(Y), jnp.float32(reg))[1])  # float32 fails
+    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg, kernel="gaussian",
+                                bandwidth=1.0)
+    assert alpha.dtype == jnp.float32
+    X64 = np.asarray(X, np.float64)
+    K64 = np.exp(-((X64[:, None] - X64[None]) ** 2).sum(-1) / 2) + reg * np.eye(30)
+    ref = np.linalg.solve(K64, np.asarray(Y, np.float64))
+    # condition ~3e8: float64 solves agree to ~1e-7, then the float32 cast
+    assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5

@@ -222,3 +222,15 @@ def test_last_partial_batch_is_a_step_when_kept():
     for (W, _), (W_ref, _) in zip(dropped.weights(), nnx.merge(graphdef, after_one).weights(),
                                   strict=True):
         np.testing.assert_allclose(W, W_ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"optimizer": "sgd", "momentum": 0.9, "lr": 0.01},
+                                     {"loss": "cross_entropy", "lr": 1e-3}])
+def test_sgd_and_cross_entropy_training_lower_a_finite_loss(small_digits, options):
+    X, y = small_digits.X_train, small_digits.y_train
+    config = TrainConfig(depth=2, width=32, epochs=8, batch_size=32, measure_every=8,
+                         init_gain=1.0, **options)
+    _, history = train_mlp(X, y, config=config)
+    losses = [h["train_loss"] for h in history]
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.7 * losses[0], losses

@@ -9,7 +9,7 @@ import pytest
 from helpers import without_time
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dnc_jax import RFM, deep_rfm, fit_kernel_predictor, kernel_agop
+from dnc_jax import RFM, deep_rfm, fit_kernel_predictor, kernel_agop, matrix_power
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.rfm import RFMClassifier, RFMRegressor, fit_with_agop
 
@@ -159,3 +159,39 @@ def test_deep_rfm_layer_rebuilt_by_hand(digits, features, weights):
     (other,) = deep_rfm(X, y, seed=6, **options)
     assert other["projected"]["nc1"] == pytest.approx(record["projected"]["nc1"], rel=1e-6)
     assert abs(other["output"]["nc1"] - record["output"]["nc1"]) > 1e-3 * record["output"]["nc1"]
+
+
+def test_rfm_options_take_effect(digits):
+    """Each option changes what it says: diag gives a diagonal transform, agop_power sets
+    the transform to that power of the AGOP, normalize="trace" a unit-trace AGOP, centred
+    a different AGOP, the Gaussian kernel its own predictor; all still classify."""
+    X, y = digits.X_train[:400], digits.y_train[:400]
+    Xv, yv = digits.X_test[:200], digits.y_test[:200]
+    kw = dict(bandwidth=5.0, iters=1)
+    base = RFM(**kw).fit(X, y)
+    diag = RFM(diag=True, **kw).fit(X, y)
+    T = np.asarray(diag.transform_)
+    assert np.count_nonzero(T - np.diag(np.diag(T))) == 0 and diag.agop_.ndim == 1
+    quarter = RFM(agop_power=0.25, **kw).fit(X, y)
+    np.testing.assert_allclose(quarter.transform_, matrix_power(quarter.agop_, 0.25),
+                               rtol=1e-5, atol=1e-6)
+    trace = RFM(normalize="trace", **kw).fit(X, y)
+    assert np.trace(trace.agop_) == pytest.approx(1.0, rel=1e-5)
+    centred = RFM(centered=True, **kw).fit(X, y)
+    assert not np.allclose(centred.agop_ / np.abs(centred.agop_).max(), base.agop_, atol=1e-3)
+    gauss = RFM(kernel="gaussian", **kw).fit(X, y)
+    assert gauss.predictor_.kernel == "gaussian"
+    for model in (base, diag, quarter, trace, centred, gauss):
+        assert model.score(Xv, yv) > 0.85
+
+
+def test_rfm_regression_with_validation_scores_what_history_says(digits):
+    X = digits.X_train[:500]
+    target = X[:, 20] - 0.5 * X[:, 36] + 0.3 * X[:, 10] * X[:, 42]
+    model = RFM(task="regression", iters=2, bandwidth=8.0, reg=1e-2).fit(
+        X[:400], target[:400], X_val=X[400:], y_val=target[400:])
+    pred = model.predict(X[400:])
+    mse = float(np.mean((pred - target[400:]) ** 2))
+    assert model.history_[model.best_iter_]["val_score"] == pytest.approx(-mse, rel=1e-5)
+    r2 = 1 - mse / float(np.var(target[400:]))
+    assert r2 > 0.8, r2
