@@ -237,10 +237,13 @@ def _multi_index_command(args) -> None:
 
 
 def _deep_rfm_command(args) -> None:
+    import jax
+
     from dnc_jax.deep_rfm import DeepRFMConfig
     from dnc_jax.experiments import deep_rfm_table, run_deep_rfm
     from dnc_jax.experiments.seeds import run_deep_rfm_seeds, summary_table
     from dnc_jax.figures import deep_rfm_figures
+    from dnc_jax.presets import deep_rfm_preset
 
     config = DeepRFMConfig(depth=args.depth, width=args.width, kernel=args.kernel,
                            bandwidth=args.bandwidth, reg=args.reg, features=args.features,
@@ -249,11 +252,7 @@ def _deep_rfm_command(args) -> None:
                            agop_samples=args.agop_samples, tol=args.tol, max_iter=args.max_iter,
                            precond_rank=args.precond_rank, dtype=args.dtype,
                            refit_accuracy=args.preset == "official")
-    from dnc_jax.presets import deep_rfm_preset
-
     prepare_options = deep_rfm_preset(args.preset, args.dataset, args.features).prepare_options
-    import jax
-
     out = args.out or f"runs/{args.command}"
     mesh = None
     with jax.enable_x64(args.dtype == "float64"):
@@ -289,6 +288,7 @@ def _figures_command(args) -> None:
 def _mlp_command(args) -> None:
     from dnc_jax.experiments import mlp_table, run_mlp
     from dnc_jax.nets.train import TrainConfig
+    from dnc_jax.presets import mlp_preset
 
     config = TrainConfig(depth=args.depth, width=args.width, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size, optimizer=args.optimizer,
@@ -296,7 +296,6 @@ def _mlp_command(args) -> None:
                          init_gain=args.init_gain, measure_every=args.measure_every,
                          seed=args.seed, bias=args.bias, classifier_init=args.classifier_init,
                          last_batch=args.last_batch)
-    from dnc_jax.presets import mlp_preset
     out = args.out or "runs/mlp"
     results = run_mlp(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
                       data_dir=args.data_dir, config=config, measure_n=args.measure_n,
