@@ -27,7 +27,7 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.nets.mlp import ACTIVATIONS, Layer
-from dnc_jax.precision import matmul
+from dnc_jax.precision import PRECISION, matmul
 
 
 def _activation_and_slope(name: str, z: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -54,7 +54,7 @@ def _gram_sums(layers: tuple[Layer, ...], X: jax.Array, activation: str, batch_s
             out.append(matmul(flat.T, flat))
             if l > 0:
                 G = jnp.einsum("bcw,wv->bcv", G, layers[l][0],
-                               precision=jax.lax.Precision.HIGHEST)  # d out / d h_l
+                               precision=PRECISION)  # d out / d h_l
         return tuple(out[::-1])
 
     return row_chunk_sum(sums, (X,), batch_size)
