@@ -44,6 +44,21 @@ class PreparedData(NamedTuple):
 # ---------------------------------------------------------------------------- preparation
 
 
+def as_class_labels(name: str, y) -> np.ndarray:
+    """``y`` as 1-D int64 class labels ``0..C-1``, or one ``ValueError`` naming ``name``
+    (integral floats are accepted; negative, fractional or non-finite labels are not)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer class labels; got shape {y.shape}.")
+    if y.size and not (np.issubdtype(y.dtype, np.integer)
+                       or (np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
+                           and np.all(y == np.round(y)))):
+        raise ValueError(f"{name} must hold integer class labels 0..C-1; got {y.dtype} values.")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{name} must hold class labels 0..C-1 (>= 0); got {int(y.min())}.")
+    return y.astype(np.int64)
+
+
 def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
     """``(n,)`` labels to ``(n, C)`` float32 targets: ``+1`` for the class, ``-1`` elsewhere."""
     return np.where(np.arange(num_classes)[None, :] == np.asarray(y)[:, None], 1.0, -1.0).astype(
@@ -328,15 +343,12 @@ def _npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
             if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
                 raise ValueError(f"{path}: {xk} must be (n, ...) and {yk} (n,) of the same n; "
                                  f"got {X.shape} and {y.shape}.")
-            if not np.issubdtype(y.dtype, np.integer) and not np.all(y == np.round(y)):
-                raise ValueError(f"{path}: {yk} must hold integer class labels.")
-            if y.min() < 0:
-                raise ValueError(f"{path}: {yk} must hold labels >= 0.")
+            y = as_class_labels(f"{path}: {yk}", y)
             X = X.reshape(len(X), -1).astype(np.float32)
             if not np.isfinite(X).all():
                 raise ValueError(f"{path}: {xk} contains NaN or infinite values.")
             Xs.append(X)
-            ys.append(y.astype(np.int64))
+            ys.append(y)
     if len({X.shape[1] for X in Xs}) > 1:
         raise ValueError(f"{path}: X_train and X_test have different numbers of features.")
     return np.concatenate(Xs), np.concatenate(ys)

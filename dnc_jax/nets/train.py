@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 
 from dnc_jax import _checks
-from dnc_jax.data import one_hot_pm1
+from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.mlp import CLASSIFIER_INITS, MLP
 
@@ -144,17 +144,9 @@ def _checked_data(x_name: str, X, y_name: str, y) -> tuple[jax.Array, np.ndarray
     _checks.check_finite(x_name, X)
     if y is None:
         raise ValueError(f"{y_name} is missing.")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{y_name} must be 1-D integer class labels; got shape {y.shape}.")
-    if y.size and not (np.issubdtype(y.dtype, np.integer)
-                       or (np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
-                           and np.all(y == np.round(y)))):
-        raise ValueError(f"{y_name} must hold integer class labels 0..C-1; got {y.dtype} values.")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{y_name} must hold class labels 0..C-1; got {int(y.min())}.")
+    y = as_class_labels(y_name, y)
     _checks.check_same_rows(x_name, X, y_name, y)
-    return X, y.astype(np.int64)
+    return X, y
 
 
 def train_epochs(
