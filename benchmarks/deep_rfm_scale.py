@@ -69,7 +69,8 @@ def main():
         ph = rec["phase_seconds"]
         rows.append({"layer": rec["layer"], "d": rec["input_dim"], "seconds": rec["seconds"],
                      "kernel s": ph["kernel"], "solve s": ph["solve"], "agop s": ph["agop"],
-                     "metrics s": ph["metrics"], "iters": rec["solve"]["iterations"],
+                     "map s": ph["map"], "metrics s": ph["metrics"],
+                     "predict s": ph["predict"], "iters": rec["solve"]["iterations"],
                      "TFLOP": flops / 1e12, "GFLOP/s": flops / rec["seconds"] / 1e9,
                      "% of matmul": 100 * flops / rec["seconds"] / 1e9 / peak,
                      "nc1 in": rec["input"]["nc1"], "nc1 out": rec["output"]["nc1"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.data import DATASETS
 
 
@@ -308,6 +309,7 @@ def _mlp_command(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(preset_defaults(argv)).parse_args(argv)
+    set_gpu_flags()  # before the first computation starts JAX's backend
     try:
         if args.command in ("run", "deep-rfm"):
             _deep_rfm_command(args)

@@ -262,7 +262,9 @@ def deep_rfm_layers(
         W, b = random_weights(jax.random.fold_in(key, layer), X.shape[1], config)
         projected = _project(X.data, root)
         X_next = _random_map(projected, W, b, config.features, X.n)
+        X_next.block_until_ready()
         tic_metrics = time.perf_counter()
+        map_seconds = tic_metrics - tic - fit_seconds
         record = {
             "layer": layer,
             "input_dim": int(X.shape[1]),
@@ -271,11 +273,13 @@ def deep_rfm_layers(
             "output": metrics(X_next),
         }
         metric_seconds = time.perf_counter() - tic_metrics
+        tic_predict = time.perf_counter()
         record["train_accuracy"] = _accuracy(predictor.predict(X), y_rows)
         record["test_accuracy"] = None
         Xt = None if Xt is None else Rows(_unit_rows(Xt.data), Xt.n)
         if Xt is not None and yt_rows is not None:
             record["test_accuracy"] = _accuracy(predictor.predict(Xt), yt_rows)
+        predict_seconds = time.perf_counter() - tic_predict
         if config.refit_accuracy:
             record.update(_refit_accuracies(Rows(projected, X.n), Y, y_rows, Xt, root, yt_rows,
                                             config, mesh))
@@ -287,7 +291,8 @@ def deep_rfm_layers(
         record["seconds"] = time.perf_counter() - tic
         record["phase_seconds"] = {"kernel": info.kernel_seconds, "solve": info.solve_seconds,
                                    "agop": fit_seconds - info.kernel_seconds - info.solve_seconds,
-                                   "metrics": metric_seconds}
+                                   "map": map_seconds, "metrics": metric_seconds,
+                                   "predict": predict_seconds}
         yield record, LayerState(layer + 1, X, Xt)
 
 
@@ -351,8 +356,9 @@ def deep_rfm(
       ``input`` (``X_l``), ``projected`` (``X_l M^(1/2)``), ``output`` (``X_{l+1}``);
       ``train_accuracy``, ``test_accuracy`` (of the layer's kernel predictor, fitted on
       ``X_l``, before the projection); ``agop`` spectrum summary; ``solve``
-      (``SolveInfo.to_dict``); ``seconds`` and ``phase_seconds`` (kernel, solve, AGOP,
-      metrics).
+      (``SolveInfo.to_dict``); ``seconds`` and ``phase_seconds`` (kernel, solve, AGOP;
+      ``map``: the AGOP's root, projection and random map; ``metrics``; ``predict``: the
+      train and test accuracies).
     """
     config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
                            agop_batch, solver, centers, agop_samples, tol, max_iter,

@@ -10,6 +10,7 @@ import pytest
 from helpers import without_time
 
 from dnc_jax.cli import main
+from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.deep_rfm import DeepRFMConfig
 from dnc_jax.experiments import run_deep_rfm
 
@@ -117,3 +118,16 @@ def test_cli_dataset_errors_exit_2(tmp_path, capsys, monkeypatch):
     assert main(["deep-rfm", "--dataset", "cifar10", "--out", str(tmp_path / "b"),
                  "--no-progress"]) == 2
     assert "dnc-jax[tfds]" in capsys.readouterr().err
+
+
+def test_gpu_flags_added_once_and_never_over_the_users():
+    env = {}
+    assert set_gpu_flags(env) == ["--xla_gpu_enable_triton_gemm=false"]
+    assert env["XLA_FLAGS"] == "--xla_gpu_enable_triton_gemm=false"
+    assert set_gpu_flags(env) == [] and env["XLA_FLAGS"] == "--xla_gpu_enable_triton_gemm=false"
+    env = {"XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_enable_triton_gemm=true"}
+    assert set_gpu_flags(env) == []
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_gpu_enable_triton_gemm=true"
+    env = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+    set_gpu_flags(env)
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_gpu_enable_triton_gemm=false"
