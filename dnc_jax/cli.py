@@ -9,6 +9,10 @@ import sys
 
 from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.data import DATASETS
+from dnc_jax.nets.backbones import BACKBONES
+from dnc_jax.nets.mlp import CLASSIFIER_INITS, INITS
+from dnc_jax.nets.train import OPTIMIZERS
+from dnc_jax.presets import MLP_PRESETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,9 +119,12 @@ def preset_defaults(argv: list[str]):
     pre.add_argument("--preset", default="default")
     pre.add_argument("--dataset", default="mnist5k")
     pre.add_argument("--features", default="relu")
+    pre.add_argument("--backbone", default="none")
     known, _ = pre.parse_known_args(argv[1:])
     if argv[0] == "mlp":
-        return mlp_preset(known.preset) if known.preset in MLP_PRESETS else None
+        if known.preset not in MLP_PRESETS or known.backbone not in BACKBONES:
+            return None  # the full parser reports it
+        return mlp_preset(known.preset, known.backbone)
     if known.preset not in PRESETS:
         return None  # the full parser reports it
     return deep_rfm_preset(known.preset, known.dataset, known.features)
@@ -147,7 +154,9 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
     mlp.add_argument("--epochs", type=_positive_int, default=20)
     mlp.add_argument("--lr", type=_positive_float, default=1e-4)
     mlp.add_argument("--batch-size", type=_positive_int, default=128)
-    mlp.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    mlp.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                     help="adam and sgd add the weight decay to the gradient (as PyTorch's); "
+                          "adamw decouples it")
     mlp.add_argument("--momentum", type=_nonnegative_float, default=0.9)
     mlp.add_argument("--weight-decay", type=_nonnegative_float, default=0.0)
     mlp.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
@@ -156,18 +165,29 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
     mlp.add_argument("--measure-n", type=_positive_int, default=None,
                      help="training samples used for the layer analysis (default all)")
     mlp.add_argument("--bias", action="store_true", help="biases on hidden layers 2..depth")
-    mlp.add_argument("--classifier-init", choices=("xavier", "torch"), default="xavier")
+    mlp.add_argument("--init", choices=INITS, default="xavier_uniform",
+                     help="hidden weights' Xavier distribution")
+    mlp.add_argument("--classifier-init", choices=CLASSIFIER_INITS, default="xavier")
+    mlp.add_argument("--input-init", choices=CLASSIFIER_INITS, default="xavier",
+                     help="the first head layer's init (torch: PyTorch's default)")
     mlp.add_argument("--last-batch", choices=("drop", "keep"), default="drop",
                      help="the n %% batch-size samples left over each epoch")
-    mlp.add_argument("--preset", choices=("default", "fast", "official"), default="default",
-                     help="fast: the README's quick CPU run; official: the paper's nc_nn.py "
-                          "(dnc_jax/presets.py); other flags still override its values")
+    mlp.add_argument("--backbone", choices=BACKBONES, default="none",
+                     help="ResNet-18 or VGG-11 features under the MLP head, as the paper's "
+                          "nc_nn.py builds them (dnc_jax/nets/backbones.py)")
+    mlp.add_argument("--seeds", type=int, nargs="+", default=None,
+                     help="train once per seed (OUT/seed-K, each resumable); mean and std per "
+                          "measurement and figures with bands (overrides --seed)")
+    mlp.add_argument("--preset", choices=MLP_PRESETS, default="default",
+                     help="fast: the README's quick CPU run; official: the paper's nc_nn.py; "
+                          "ratio: its nc_nn_ratio.py (dnc_jax/presets.py); other flags still "
+                          "override its values")
     if preset is not None and preset.name != "default" and hasattr(preset.config, "optimizer"):
         c = preset.config
         mlp.set_defaults(**{k: getattr(c, k) for k in (
             "depth", "width", "epochs", "lr", "batch_size", "optimizer", "momentum",
             "weight_decay", "loss", "init_gain", "measure_every", "bias", "classifier_init",
-            "last_batch")}, n=preset.n, n_test=preset.n_test)
+            "last_batch", "init", "input_init")}, n=preset.n, n_test=preset.n_test)
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
@@ -288,6 +308,7 @@ def _figures_command(args) -> None:
 
 def _mlp_command(args) -> None:
     from dnc_jax.experiments import mlp_table, run_mlp
+    from dnc_jax.experiments.mlp_seeds import mlp_summary_table, run_mlp_seeds
     from dnc_jax.nets.train import TrainConfig
     from dnc_jax.presets import mlp_preset
 
@@ -296,12 +317,20 @@ def _mlp_command(args) -> None:
                          momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss,
                          init_gain=args.init_gain, measure_every=args.measure_every,
                          seed=args.seed, bias=args.bias, classifier_init=args.classifier_init,
-                         last_batch=args.last_batch)
+                         last_batch=args.last_batch, init=args.init, input_init=args.input_init,
+                         backbone=args.backbone)
     out = args.out or "runs/mlp"
-    results = run_mlp(out, dataset=args.dataset, n=args.n, n_test=args.n_test,
-                      data_dir=args.data_dir, config=config, measure_n=args.measure_n,
-                      progress=not args.no_progress, download=args.download,
-                      prepare_options=mlp_preset(args.preset).prepare_options)
+    options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test, data_dir=args.data_dir,
+                   measure_n=args.measure_n, progress=not args.no_progress,
+                   download=args.download,
+                   prepare_options=mlp_preset(args.preset, args.backbone).prepare_options)
+    if args.seeds is not None:
+        summary = run_mlp_seeds(out, tuple(args.seeds), config=config, **options)
+        print(mlp_summary_table(summary))
+        print(f"wrote {out}/seed-K/, {out}/summary.json, {out}/summary.csv, "
+              f"{out}/training_seeds.png")
+        return
+    results = run_mlp(out, config=config, **options)
     print(mlp_table(results["measurements"][-1]))
     print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
 

@@ -48,13 +48,14 @@ def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, 
 
 
 def plot_training(measurements: list[dict], path: str, title: str) -> None:
-    """Per layer over epochs: NC1 at input / right / output, and the two NFA correlations."""
+    """Per layer over epochs: NC1 at input / right-singular step / AGOP projection / output,
+    and the two NFA correlations."""
     num_layers = len(measurements[-1]["layers"])
     fig, axes = plt.subplots(2, num_layers, figsize=(3.2 * num_layers, 6), squeeze=False)
     epochs = [m["epoch"] for m in measurements]
     for layer in range(num_layers):
         ax = axes[0, layer]
-        for point in ("input", "right", "output"):
+        for point in ("input", "right", "agop", "output"):
             ax.plot(epochs, [m["layers"][layer][point]["nc1"] for m in measurements], label=point)
         ax.set_yscale("log")
         ax.set_title(f"layer {layer}: NC1")

@@ -1,6 +1,6 @@
 """Named configurations: for Deep RFM ``default`` (this library's documented defaults) and
-``official`` (the paper's own script); for the MLP ``default``, ``fast`` and ``official``
-(``mlp_preset``).
+``official`` (the paper's own script); for the MLP ``default``, ``fast``, ``official`` and
+``ratio`` (``mlp_preset``, the paper's two network scripts).
 
 ``official`` reproduces ``dmbeaglehole/neural_collapse_rfm`` ``deep_rfm.py`` (commit
 eee0604, 2024-05-10), which calls ``rfm.LaplaceRFM`` of ``aradha/recursive_feature_machines``
@@ -82,7 +82,7 @@ def deep_rfm_preset(name: str, dataset: str = "mnist5k", features: str = "relu")
 
 # ------------------------------------------------------------------------ networks
 
-MLP_PRESETS = ("default", "fast", "official")
+MLP_PRESETS = ("default", "fast", "official", "ratio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,7 @@ class MLPPreset:
     prepare_options: dict
 
 
-def mlp_preset(name: str) -> MLPPreset:
+def mlp_preset(name: str, backbone: str = "none") -> MLPPreset:
     """``"default"`` (``TrainConfig()``), ``"fast"`` (the quick CPU run measured in the
     README: depth 5, Adam lr 1e-3, 60 epochs, Xavier gain 0.1 everywhere, biases on hidden
     layers 2-5, the partial batch dropped), or ``"official"``: ``nc_nn.py`` of
@@ -112,17 +112,46 @@ def mlp_preset(name: str) -> MLPPreset:
     - SGD, lr 0.01, momentum 0, weight decay 0 (lines 26-28, 30, 281), MSE loss (line 62),
       batch 128 reshuffled every epoch with the last partial batch kept (lines 241-242:
       ``DataLoader(shuffle=True)``, ``drop_last`` defaults to False), 1,000 epochs
-      (line 24), measured every 25 (line 31).
+      (line 24), measured every 25 (line 31);
+    - with ``backbone`` ``"resnet18"`` or ``"vgg11"`` (``-model``, line 32; the networks in
+      ``nets/backbones.py``), the head's first layer keeps PyTorch's default
+      initialisation (lines 623-627 and 657-661 call no init on it: ``input_init="torch"``),
+      and the images are standardised per pixel the same way (lines 217-226).
+      The script builds a new optimiser every epoch (line 281), which for its momentum-free
+      SGD changes nothing.
+
+    ``"ratio"``: ``nc_nn_ratio.py`` of the same commit:
+
+    - the first ``n = 5000`` training and the first 5,000 test samples (lines 24,
+      115-116), training sorted by class (lines 125-134), targets ``{-1, +1}``
+      (lines 138-143), pixels in ``[0, 1]`` with no standardisation (lines 78-83, 95-100:
+      ``ToTensor`` only);
+    - depth 6 (line 26), width 512 (line 386), no biases (lines 388, 395, 401), hidden
+      weights Xavier-normal with gain 0.1 (lines 391, 399), the classifier at PyTorch's
+      default (line 401);
+    - AdamW (line 322) with lr 1e-5 (line 310) and PyTorch's default weight decay 0.01,
+      betas (0.9, 0.999), eps 1e-8 (optax's ``adamw`` defaults but the decay, set here);
+      MSE (line 34); batch 512 reshuffled each epoch, the partial batch kept (lines
+      165-166); 2,000 epochs (line 27), measured every 25 (line 308). Not reproduced: the
+      stop when the training loss falls below 1e-15 (line 341).
     """
     if name not in MLP_PRESETS:
         raise ValueError(f"preset must be one of {MLP_PRESETS}; got {name!r}.")
     if name == "default":
-        return MLPPreset(name, TrainConfig(), None, None, {})
+        return MLPPreset(name, TrainConfig(backbone=backbone), None, None, {})
     if name == "fast":
-        return MLPPreset(name, TrainConfig(epochs=60, lr=1e-3, measure_every=20, bias=True),
-                         None, None, {})
+        return MLPPreset(name, TrainConfig(epochs=60, lr=1e-3, measure_every=20, bias=True,
+                                           backbone=backbone), None, None, {})
+    if name == "ratio":
+        config = TrainConfig(depth=6, width=512, epochs=2000, lr=1e-5, batch_size=512,
+                             optimizer="adamw", weight_decay=0.01, loss="mse", init_gain=0.1,
+                             init="xavier_normal", measure_every=25, bias=False,
+                             classifier_init="torch", last_batch="keep", backbone=backbone)
+        return MLPPreset(name, config, 5000, 5000,
+                         {"sort_by_class": True, "standardize_features": False})
     config = TrainConfig(depth=3, width=512, epochs=1000, lr=0.01, batch_size=128,
                          optimizer="sgd", momentum=0.0, weight_decay=0.0, loss="mse",
                          init_gain=1.0, measure_every=25, bias=False, classifier_init="torch",
-                         last_batch="keep")
+                         last_batch="keep", backbone=backbone,
+                         input_init="xavier" if backbone == "none" else "torch")
     return MLPPreset(name, config, 1000, 1000, {"sort_by_class": True, "test_statistics": "own"})

@@ -234,3 +234,62 @@ def test_sgd_and_cross_entropy_training_lower_a_finite_loss(small_digits, option
     losses = [h["train_loss"] for h in history]
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_xavier_normal_and_torch_input_init():
+    """``init="xavier_normal"``: untruncated normal, std ``gain sqrt(2/(fan_in+fan_out))``
+    (kurtosis 3, not the uniform's 1.8); ``input_init="torch"``: the first layer uniform on
+    ``+-1/sqrt(fan_in)``, as the paper's backbone heads leave it."""
+    model = MLP(400, 300, 10, 2, init_gain=0.1, init="xavier_normal", input_init="torch",
+                rngs=nnx.Rngs(0))
+    (W0, _), (W1, _), _ = model.weights()
+    W1 = np.asarray(W1, np.float64).ravel()
+    assert abs(W1.std() / (0.1 * np.sqrt(2 / 600)) - 1) < 0.02
+    assert abs(np.mean(W1**4) / np.mean(W1**2) ** 2 - 3.0) < 0.1
+    W0 = np.asarray(W0, np.float64).ravel()
+    assert np.abs(W0).max() <= 1 / np.sqrt(400)
+    assert abs(W0.std() * np.sqrt(3 * 400) - 1) < 0.02
+    with pytest.raises(ValueError, match="init"):
+        MLP(4, 3, 2, 1, init="he", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers_follow_pytorchs_weight_decay(name):
+    """First step, by the PyTorch formulas: Adam adds ``wd w`` to the gradient before the
+    step ``lr g/(|g|+eps)``; AdamW steps on ``g`` and decays ``lr wd w`` apart; SGD steps
+    ``lr (g + wd w)``."""
+    from dnc_jax.nets.train import make_optimizer
+
+    lr, wd, eps = 0.1, 0.5, 1e-8
+    w = jnp.asarray([1.0, -2.0, 3.0])
+    g = jnp.asarray([0.3, 0.1, -0.2])
+    tx = make_optimizer(TrainConfig(optimizer=name, lr=lr, weight_decay=wd, momentum=0.0))
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes dtypes
+        update, _ = tx.update(g, tx.init(w), w)
+    if name == "adam":
+        gd = g + wd * w
+        expect = -lr * gd / (jnp.abs(gd) + eps)
+    elif name == "adamw":
+        expect = -lr * (g / (jnp.abs(g) + eps) + wd * w)
+    else:
+        expect = -lr * (g + wd * w)
+    # float32 bias correction (1 - 0.999 rounds by 1.3e-5) moves Adam's step by ~7e-6
+    np.testing.assert_allclose(update, expect, rtol=2e-5)
+
+
+def test_agop_projection_is_the_agop_square_root_up_to_rotation(rng):
+    """``Phi V_a S_a (Phi V_a S_a)^T = Phi A Phi^T``; so NC1 equals that of ``Phi A^(1/2)``."""
+    from dnc_jax.agop import matrix_power
+    from dnc_jax.collapse import collapse_metrics
+    from dnc_jax.nets.analysis import agop_projection
+
+    G = rng.standard_normal((5, 6))
+    A = G.T @ G  # (6, 6), rank 5, PSD
+    Phi = jnp.asarray(rng.standard_normal((40, 6)), jnp.float32)
+    y = np.arange(40) % 4
+    P = np.asarray(agop_projection(Phi, A), np.float64)
+    Phi64 = np.asarray(Phi, np.float64)
+    np.testing.assert_allclose(P @ P.T, Phi64 @ A @ Phi64.T, rtol=1e-4, atol=1e-4)
+    root = jnp.asarray(matrix_power(A, 0.5), jnp.float32)
+    assert collapse_metrics(P, y).nc1 == pytest.approx(collapse_metrics(Phi @ root, y).nc1,
+                                                       rel=1e-4)

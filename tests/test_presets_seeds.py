@@ -126,11 +126,29 @@ def test_official_mlp_preset_equals_the_cited_script_values():
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
     assert (c.loss, c.batch_size, c.last_batch) == ("mse", 128, "keep")  # l. 62, 241-242
     assert (c.init_gain, c.bias, c.classifier_init) == (1.0, False, "torch")  # l. 29, 591-611
+    assert (c.init, c.input_init, c.backbone) == ("xavier_uniform", "xavier", "none")  # l. 600
+    resnet = mlp_preset("official", "resnet18").config  # -model resnet18 (l. 32, 617-650)
+    assert (resnet.backbone, resnet.input_init) == ("resnet18", "torch")  # no init, l. 623-627
+    assert mlp_preset("official", "vgg11").config.input_init == "torch"  # l. 657-661
     fast = mlp_preset("fast").config  # the README's measured quick run
     assert (fast.epochs, fast.lr, fast.optimizer, fast.bias, fast.init_gain) == (
         60, 1e-3, "adam", True, 0.1)
     with pytest.raises(ValueError, match="preset"):
-        mlp_preset("ratio")
+        mlp_preset("nc_nn")
+
+
+def test_ratio_mlp_preset_equals_the_cited_script_values():
+    """Values read off dmbeaglehole/neural_collapse_rfm nc_nn_ratio.py (eee0604)."""
+    p = mlp_preset("ratio")
+    c = p.config
+    assert (p.n, p.n_test) == (5000, 5000)  # -n 5000 (l. 24), first n of each split (115-116)
+    # sorted by class (l. 125-134); ToTensor only, no preprocess (l. 78-83, 95-100)
+    assert p.prepare_options == {"sort_by_class": True, "standardize_features": False}
+    assert (c.depth, c.width, c.epochs, c.measure_every) == (6, 512, 2000, 25)  # l. 26-27, 308, 386
+    assert (c.optimizer, c.lr, c.weight_decay) == ("adamw", 1e-5, 0.01)  # l. 310, 322; torch default
+    assert (c.loss, c.batch_size, c.last_batch) == ("mse", 512, "keep")  # l. 34, 165-166
+    assert (c.init, c.init_gain, c.bias, c.classifier_init) == (
+        "xavier_normal", 0.1, False, "torch")  # l. 388-401
 
 
 def test_cli_mlp_official_preset(tmp_path):

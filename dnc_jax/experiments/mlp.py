@@ -13,22 +13,29 @@ from dnc_jax.plots import plot_training
 from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
 
 
+POINTS = ("input", "right", "agop", "output")
+
+
+def _share(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
 def mlp_table(measurement: dict) -> str:
-    """Per layer at one measurement: NC1 at input / right / output, the NFA correlations."""
+    """Per head layer at one measurement: NC1 at input / right-singular step / AGOP
+    projection / output, the right-singular and AGOP shares, the NFA correlations."""
     lines = [
         f"epoch {measurement['epoch']}: train loss {measurement['train_loss']:.4g}, train acc "
         f"{measurement['train_accuracy']:.4f}"
         + ("" if measurement["test_accuracy"] is None
            else f", test acc {measurement['test_accuracy']:.4f}"),
-        f"{'layer':>5} {'nc1 input':>10} {'nc1 right':>10} {'nc1 output':>10} "
-        f"{'right share':>11} {'NFA sqrt':>9} {'NFA agop':>9}",
+        f"{'layer':>5} {'nc1 input':>10} {'nc1 right':>10} {'nc1 agop':>10} {'nc1 output':>10} "
+        f"{'right share':>11} {'agop share':>10} {'NFA sqrt':>9} {'NFA agop':>9}",
     ]
     for rec in measurement["layers"]:
-        share = "" if rec["right_share"] is None else f"{rec['right_share']:.3f}"
+        nc1 = " ".join(f"{rec[p]['nc1']:>10.4g}" for p in POINTS)
         lines.append(
-            f"{rec['layer']:>5} {rec['input']['nc1']:>10.4g} {rec['right']['nc1']:>10.4g} "
-            f"{rec['output']['nc1']:>10.4g} {share:>11} {rec['nfa_sqrt_agop']:>9.3f} "
-            f"{rec['nfa_agop']:>9.3f}"
+            f"{rec['layer']:>5} {nc1} {_share(rec['right_share']):>11} "
+            f"{_share(rec['agop_share']):>10} {rec['nfa_sqrt_agop']:>9.3f} {rec['nfa_agop']:>9.3f}"
         )
     return "\n".join(lines)
 
@@ -38,11 +45,27 @@ def _mlp_csv_rows(measurements: list[dict]) -> list[dict]:
     for m in measurements:
         for rec in m["layers"]:
             row = {k: m[k] for k in ("epoch", "train_loss", "train_accuracy", "test_accuracy")}
-            row.update({k: rec[k] for k in ("layer", "nfa_sqrt_agop", "nfa_agop", "right_share")})
-            for point in ("input", "right", "output"):
+            row.update({k: rec[k] for k in ("layer", "nfa_sqrt_agop", "nfa_agop", "right_share",
+                                            "agop_share")})
+            for point in POINTS:
                 row.update(flatten_metrics(point, rec[point]))
             rows.append(row)
     return rows
+
+
+def image_shape_of(dataset: str, d: int) -> tuple[int, int, int]:
+    """``(H, W, C)`` of a dataset's flattened rows: the named image datasets', or for a
+    ``.npz`` file a square ``d = s^2`` (one channel) or ``3 s^2`` (three)."""
+    from dnc_jax.nets.network import IMAGE_SHAPES
+
+    if dataset in IMAGE_SHAPES:
+        return IMAGE_SHAPES[dataset]
+    for channels in (1, 3):
+        side = int(round((d / channels) ** 0.5))
+        if side * side * channels == d:
+            return (side, side, channels)
+    raise ValueError(f"A backbone needs images: {dataset!r} has {d} features, neither s^2 nor "
+                     f"3 s^2.")
 
 
 def run_mlp(
@@ -70,6 +93,8 @@ def run_mlp(
     config.validate()
     data = load_prepared(dataset, n, n_test, data_dir, config.seed, prepare_options, download)
     m = len(data.y_train) if measure_n is None else min(measure_n, len(data.y_train))
+    image_shape = (None if config.backbone == "none"
+                   else image_shape_of(dataset, data.X_train.shape[1]))
     run_config = {"experiment": "mlp", "dataset": dataset, "n": int(len(data.y_train)),
                   "n_test": 0 if data.y_test is None else int(len(data.y_test)),
                   "measure_n": m, "prepare": prepare_options or {},
@@ -83,7 +108,8 @@ def run_mlp(
     done = 0
     for result in train_epochs(data.X_train, data.y_train, data.X_test, data.y_test,
                                config=config, measure_X=data.X_train[:m],
-                               measure_y=data.y_train[:m], resume=state):
+                               measure_y=data.y_train[:m], resume=state,
+                               image_shape=image_shape):
         summary = {"epoch": result.epoch, "train_loss": result.train_loss,
                    "train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy}
         results["history"].append(summary)
@@ -95,8 +121,9 @@ def run_mlp(
         run.commit(results, result.checkpoint)
         atomic_write_csv(os.path.join(out, "measurements.csv"),
                          _mlp_csv_rows(results["measurements"]))
+        head = "MLP" if config.backbone == "none" else f"{config.backbone} + MLP head"
         plot_training(results["measurements"], os.path.join(out, "training.png"),
-                      f"MLP on {dataset}")
+                      f"{head} on {dataset}")
         done += 1
         if stop_after is not None and done >= stop_after:
             break

@@ -41,14 +41,14 @@ def aggregate_layers(runs: list[list[dict]]) -> list[dict]:
         recs = [r[layer] for r in runs]
         entry = {"layer": layer, "seeds": len(recs)}
         for point in POINTS:
-            entry[point] = {m: _stats([rec[point][m] for rec in recs]) for m in SUMMARY_METRICS}
+            entry[point] = {m: mean_std([rec[point][m] for rec in recs]) for m in SUMMARY_METRICS}
         for key in SUMMARY_SCALARS:
-            entry[key] = _stats([rec[key] for rec in recs])
+            entry[key] = mean_std([rec[key] for rec in recs])
         out.append(entry)
     return out
 
 
-def _stats(values: list) -> dict | None:
+def mean_std(values: list) -> dict | None:
     if any(v is None for v in values):
         return None
     a = np.asarray(values, dtype=np.float64)

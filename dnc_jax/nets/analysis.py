@@ -2,7 +2,10 @@
 
 For each hidden layer ``l`` with input ``Phi_l(X)`` and weight ``W_l = U S V^T``:
 collapse metrics on the input, on the right-singular step ``Phi_l(X) V S`` (``S V^T``
-applied) and on the output ``act(Phi_l(X) W_l^T + b_l)``; and the Neural Feature Ansatz:
+applied), on the AGOP projection ``Phi_l(X) V_a S_a`` (``AGOP_l = V_a S_a^2 V_a^T``: does
+the AGOP alone do what the weight's right singular structure does? as the paper's
+analysis, ``nc_nn.py`` lines 915-925 of ``dmbeaglehole/neural_collapse_rfm``) and on the
+output ``act(Phi_l(X) W_l^T + b_l)``; and the Neural Feature Ansatz:
 the Pearson correlation of flattened ``W_l^T W_l`` with flattened ``AGOP_l^(1/2)`` and
 ``AGOP_l``, ``AGOP_l`` being the AGOP of the sub-network from layer ``l`` up with respect
 to its input ``h = Phi_l(x)``, all layers' from one shared backward pass
@@ -40,6 +43,22 @@ def right_singular_step(inputs: jax.Array, W: jax.Array) -> tuple[jax.Array, jax
     U, S, Vt = np.linalg.svd(np.asarray(W, dtype=np.float64), full_matrices=False)
     VS = jnp.asarray(Vt.T * S, inputs.dtype)
     return matmul(inputs, VS), jnp.asarray(U, inputs.dtype)
+
+
+def agop_projection(inputs: jax.Array, A: ArrayLike) -> jax.Array:
+    """``Phi V_a S_a`` for ``A = V_a S_a^2 V_a^T`` (float64 eigendecomposition, negative
+    round-off eigenvalues set to 0 as the paper's code does); NC1 and the other trace
+    ratios equal those of ``Phi A^(1/2)``, which differs by the rotation ``V_a^T``.
+
+    Args:
+      inputs: ``(n, d)``; A: ``(d, d)`` symmetric PSD.
+
+    Returns:
+      ``(n, d)`` in ``inputs``' dtype.
+    """
+    evals, evecs = np.linalg.eigh(np.asarray(A, dtype=np.float64))
+    VS = evecs * np.sqrt(np.clip(evals, 0.0, None))
+    return matmul(inputs, jnp.asarray(VS, inputs.dtype))
 
 
 def pearson(a: ArrayLike, b: ArrayLike) -> float:
@@ -80,10 +99,12 @@ def layer_analysis(
       batch_size: samples whose Jacobians are held at once.
 
     Returns:
-      One dict per hidden layer: ``layer``; ``input``, ``right``, ``output`` (collapse
-      metrics as dicts); ``nfa_sqrt_agop``, ``nfa_agop`` (Pearson correlations);
+      One dict per hidden layer: ``layer``; ``input``, ``right``, ``agop``, ``output``
+      (collapse metrics as dicts); ``nfa_sqrt_agop``, ``nfa_agop`` (Pearson correlations);
       ``right_share``: the share of the layer's NC1 reduction (on a log scale) made by the
-      right-singular step, ``log(nc1_in / nc1_right) / log(nc1_in / nc1_out)``.
+      right-singular step, ``log(nc1_in / nc1_right) / log(nc1_in / nc1_out)``, and
+      ``agop_share``, the same for the AGOP projection (``None`` where the layer leaves
+      NC1 unchanged).
     """
     if isinstance(model, MLP):
         activation = activation or model.activation
@@ -95,24 +116,23 @@ def layer_analysis(
     X = jnp.asarray(X, layers[0][0].dtype)
     H = X
     y = np.asarray(y)
+    agops = shared_layer_agops(layers, X, activation, batch_size)
     records = []
-    for W, b in layers[:-1]:
+    for l, ((W, b), A) in enumerate(zip(layers[:-1], agops, strict=True)):
         right, _ = right_singular_step(H, W)
         out = act(matmul(H, W.T) + (0.0 if b is None else b[None, :]))
-        records.append({
-            "input": collapse_metrics(H, y, num_classes=num_classes).to_dict(),
-            "right": collapse_metrics(right, y, num_classes=num_classes).to_dict(),
-            "output": collapse_metrics(out, y, num_classes=num_classes).to_dict(),
-        })
-        H = out
-    agops = shared_layer_agops(layers, X, activation, batch_size)
-    for l, (record, A) in enumerate(zip(records, agops, strict=True)):
-        W = np.asarray(layers[l][0], dtype=np.float64)
-        gram = W.T @ W
-        record["layer"] = l
+        record = {"layer": l}
+        for point, features in (("input", H), ("right", right),
+                                ("agop", agop_projection(H, A)), ("output", out)):
+            record[point] = collapse_metrics(features, y, num_classes=num_classes).to_dict()
+        W64 = np.asarray(W, dtype=np.float64)
+        gram = W64.T @ W64
         record["nfa_sqrt_agop"] = pearson(gram, matrix_power(np.asarray(A, np.float64), 0.5))
         record["nfa_agop"] = pearson(gram, A)
-        nc1 = [record[p]["nc1"] for p in ("input", "right", "output")]
-        total = np.log(nc1[0] / nc1[2])
-        record["right_share"] = float(np.log(nc1[0] / nc1[1]) / total) if total != 0 else None
-    return [{"layer": r.pop("layer"), **r} for r in records]
+        total = np.log(record["input"]["nc1"] / record["output"]["nc1"])
+        for point in ("right", "agop"):
+            step = np.log(record["input"]["nc1"] / record[point]["nc1"])
+            record[f"{point}_share"] = float(step / total) if total != 0 else None
+        records.append(record)
+        H = out
+    return records

@@ -2,10 +2,14 @@
 
 ``Linear(d, w) + act``, ``(depth - 1) x (Linear(w, w) + act)``, ``Linear(w, C)``, without
 biases (as the paper's code, ``nc_nn.py`` lines 594-611); ``bias=True`` adds them to the
-hidden layers after the first. Hidden weights are Xavier-uniform with gain ``init_gain``:
-entries uniform on ``+-gain * sqrt(6 / (fan_in + fan_out))``. The classifier is the same
+hidden layers after the first. Hidden weights are Xavier with gain ``init_gain``: uniform
+on ``+-gain * sqrt(6 / (fan_in + fan_out))`` (``init="xavier_uniform"``, ``nc_nn.py``) or
+normal with standard deviation ``gain * sqrt(2 / (fan_in + fan_out))``
+(``"xavier_normal"``, ``nc_nn_ratio.py`` lines 391, 399). The classifier is the same
 (``classifier_init="xavier"``) or PyTorch's ``nn.Linear`` default, uniform on
-``+-1/sqrt(fan_in)`` (``"torch"``, as the paper's code leaves it).
+``+-1/sqrt(fan_in)`` (``"torch"``, as the paper's code leaves it); ``input_init="torch"``
+leaves the first layer at that default too, as the paper's backbone heads do (``nc_nn.py``
+lines 623-627: only the layers after the first are re-initialised).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ ACTIVATIONS = {
 }
 
 CLASSIFIER_INITS = ("xavier", "torch")
+INITS = ("xavier_uniform", "xavier_normal")
+
+# PyTorch's nn.Linear / nn.Conv2d default, U(+-1/sqrt(fan_in)): variance 1/(3 fan_in)
+TORCH_LINEAR_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 # One layer as plain arrays: W of shape (out, in) (the maths' convention) and bias or None.
 Layer = tuple[jax.Array, jax.Array | None]
@@ -34,35 +42,39 @@ class MLP(nnx.Module):
 
     Args:
       in_dim, width, out_dim, depth: sizes (``depth >= 1`` hidden layers).
-      init_gain: Xavier-uniform gain of the hidden weights (and of the classifier's with
+      init_gain: Xavier gain of the hidden weights (and of the classifier's with
         ``classifier_init="xavier"``).
+      init: ``"xavier_uniform"`` or ``"xavier_normal"``.
       activation: a key of ``ACTIVATIONS``.
       bias: biases on the hidden layers after the first.
-      classifier_init: ``"xavier"`` or ``"torch"`` (module docstring).
+      classifier_init, input_init: ``"xavier"`` or ``"torch"`` (module docstring).
       rngs: ``nnx.Rngs``.
 
     ``__call__`` maps ``(..., in_dim)`` to ``(..., out_dim)``.
     """
 
     def __init__(self, in_dim: int, width: int, out_dim: int, depth: int, *,
-                 init_gain: float = 0.1, activation: str = "relu", bias: bool = False,
-                 classifier_init: str = "xavier", rngs: nnx.Rngs):
+                 init_gain: float = 0.1, init: str = "xavier_uniform",
+                 activation: str = "relu", bias: bool = False, classifier_init: str = "xavier",
+                 input_init: str = "xavier", rngs: nnx.Rngs):
         if depth < 1:
             raise ValueError(f"depth must be >= 1; got {depth}.")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}; got {activation!r}.")
-        if classifier_init not in CLASSIFIER_INITS:
-            raise ValueError(f"classifier_init must be one of {CLASSIFIER_INITS}; got "
-                             f"{classifier_init!r}.")
-        init = nnx.initializers.variance_scaling(init_gain**2, "fan_avg", "uniform")
-        # U(+-1/sqrt(fan_in)): variance 1/(3 fan_in)
-        torch_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {init!r}.")
+        for name, value in (("classifier_init", classifier_init), ("input_init", input_init)):
+            if value not in CLASSIFIER_INITS:
+                raise ValueError(f"{name} must be one of {CLASSIFIER_INITS}; got {value!r}.")
+        xavier = nnx.initializers.variance_scaling(init_gain**2, "fan_avg",
+                                                   init.removeprefix("xavier_"))
+        inits = [TORCH_LINEAR_INIT if input_init == "torch" else xavier] + [xavier] * (depth - 1)
+        inits.append(TORCH_LINEAR_INIT if classifier_init == "torch" else xavier)
         sizes = [in_dim] + [width] * depth + [out_dim]
         self.activation = activation
         self.layers = nnx.List([
             nnx.Linear(sizes[i], sizes[i + 1], use_bias=bias and 0 < i < depth,
-                       kernel_init=torch_init if i == depth and classifier_init == "torch"
-                       else init, rngs=rngs)
+                       kernel_init=inits[i], rngs=rngs)
             for i in range(depth + 1)
         ])
 

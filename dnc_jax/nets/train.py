@@ -1,5 +1,6 @@
-"""Training the MLP with optax: MSE on ``{-1, +1}`` targets (or cross-entropy), Adam or SGD
-with momentum and weight decay, seeded shuffled minibatches, one jitted scan per epoch.
+"""Training the MLP (alone or as the head of a ResNet-18 / VGG-11 backbone) with optax: MSE
+on ``{-1, +1}`` targets (or cross-entropy), Adam, AdamW or SGD with momentum and weight
+decay, seeded shuffled minibatches, one jitted scan per epoch.
 
 Training is a generator of epochs (``train_epochs``) so that a caller can checkpoint after
 any epoch and resume: epoch ``e`` shuffles with ``fold_in(key(seed), e)``, so a resumed run
@@ -21,16 +22,22 @@ from flax import nnx
 from dnc_jax import _checks
 from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
-from dnc_jax.nets.mlp import CLASSIFIER_INITS, MLP
+from dnc_jax.nets.backbones import BACKBONES
+from dnc_jax.nets.mlp import CLASSIFIER_INITS, INITS
+from dnc_jax.nets.network import Network, head_inputs
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of ``train_mlp``: by default depth 5, width 512, Xavier gain 0.1,
-    Adam, no biases; ``bias``, ``classifier_init`` (``MLP``) and ``last_batch``
-    (``"drop"`` the ``n % batch_size`` left over each epoch, or ``"keep"`` them as a last
-    smaller step, as PyTorch does by default). ``presets.mlp_preset`` names the paper
-    script's configuration."""
+    Adam, no biases; ``bias``, ``init``, ``classifier_init``, ``input_init`` (``MLP``),
+    ``backbone`` (``Network``) and ``last_batch`` (``"drop"`` the ``n % batch_size`` left
+    over each epoch, or ``"keep"`` them as a last smaller step, as PyTorch does by
+    default). ``optimizer``: ``"adam"`` (weight decay added to the gradient, as
+    ``torch.optim.Adam``), ``"adamw"`` (decoupled, as ``torch.optim.AdamW``) or ``"sgd"``.
+    ``presets.mlp_preset`` names the paper scripts' configurations."""
 
     depth: int = 5
     width: int = 512
@@ -48,6 +55,9 @@ class TrainConfig:
     bias: bool = False
     classifier_init: str = "xavier"
     last_batch: str = "drop"
+    init: str = "xavier_uniform"
+    input_init: str = "xavier"
+    backbone: str = "none"
 
     def validate(self) -> None:
         for name in ("depth", "width", "epochs", "batch_size", "measure_every"):
@@ -55,8 +65,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}.")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {self.optimizer!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}.")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
+        if self.input_init not in CLASSIFIER_INITS:
+            raise ValueError(f"input_init must be one of {CLASSIFIER_INITS}; got "
+                             f"{self.input_init!r}.")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}.")
         if self.loss not in ("mse", "cross_entropy"):
             raise ValueError(f"loss must be 'mse' or 'cross_entropy'; got {self.loss!r}.")
         if self.classifier_init not in CLASSIFIER_INITS:
@@ -67,33 +84,51 @@ class TrainConfig:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam (AdamW when ``weight_decay > 0``) or SGD with momentum and weight decay."""
-    if config.optimizer == "adam":
-        if config.weight_decay > 0:
-            return optax.adamw(config.lr, weight_decay=config.weight_decay)
-        return optax.adam(config.lr)
-    return optax.chain(
-        optax.add_decayed_weights(config.weight_decay),
-        optax.sgd(config.lr, momentum=config.momentum or None),
-    )
+    """PyTorch's optimisers: Adam and SGD add ``weight_decay * w`` to the gradient
+    (``torch.optim.Adam``, ``SGD``); AdamW decays the weights by ``lr * weight_decay``
+    apart from the Adam step (``torch.optim.AdamW``; optax's defaults match its betas and
+    eps). One object per setting, so that the jitted epoch (static in it) compiles once."""
+    return _optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
 
 
-def init_model(config: TrainConfig, in_dim: int, num_classes: int) -> MLP:
-    return MLP(in_dim, config.width, num_classes, config.depth, init_gain=config.init_gain,
-               activation=config.activation, bias=config.bias,
-               classifier_init=config.classifier_init, rngs=nnx.Rngs(config.seed))
+@functools.cache
+def _optimizer(name: str, lr: float, momentum: float, weight_decay: float):
+    if name == "adamw":
+        return optax.adamw(lr, weight_decay=weight_decay)
+    step = optax.adam(lr) if name == "adam" else optax.sgd(lr, momentum=momentum or None)
+    return optax.chain(optax.add_decayed_weights(weight_decay), step)
 
 
-def _loss(graphdef, params, X, Y, labels, kind):
-    out = nnx.merge(graphdef, params)(X)
+def init_model(config: TrainConfig, in_dim: int, num_classes: int,
+               image_shape: tuple[int, int, int] | None = None) -> Network:
+    """The ``Network`` of ``config``, its initialisers traced into one compiled program
+    (a backbone's dozens of parameter shapes would otherwise compile one by one)."""
+    return _init_model(config, in_dim, num_classes, image_shape)
+
+
+@nnx.jit(static_argnums=(0, 1, 2, 3))
+def _init_model(config, in_dim, num_classes, image_shape):
+    return Network(in_dim, num_classes, backbone=config.backbone, image_shape=image_shape,
+                   width=config.width, depth=config.depth, init_gain=config.init_gain,
+                   init=config.init, activation=config.activation, bias=config.bias,
+                   classifier_init=config.classifier_init, input_init=config.input_init,
+                   rngs=nnx.Rngs(config.seed))
+
+
+def _loss(graphdef, params, rest, X, Y, labels, kind):
+    """The loss in training mode, and the batch-norm statistics it updated (``rest``)."""
+    model = nnx.merge(graphdef, params, rest, copy=True)  # fresh variables at this trace
+    out = model(X, train=True)
+    rest = nnx.state(model, nnx.Not(nnx.Param))
     if kind == "mse":
-        return jnp.mean((out - Y) ** 2)
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, labels))
+        return jnp.mean((out - Y) ** 2), rest
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, labels)), rest
 
 
 @functools.partial(jax.jit,
                    static_argnames=("graphdef", "tx", "batch_size", "kind", "keep_last"))
-def _epoch(graphdef, tx, params, opt_state, X, Y, labels, key, batch_size, kind, keep_last):
+def _epoch(graphdef, tx, params, rest, opt_state, X, Y, labels, key, batch_size, kind,
+           keep_last):
     """One pass over shuffled minibatches: ``n // batch_size`` full ones, then (with
     ``keep_last``) one step on the ``n % batch_size`` left over, as PyTorch's DataLoader
     with ``drop_last=False``; otherwise they sit out this epoch. Returns the mean loss per
@@ -104,24 +139,29 @@ def _epoch(graphdef, tx, params, opt_state, X, Y, labels, key, batch_size, kind,
     order = perm[: num_batches * batch_size].reshape(num_batches, batch_size)
 
     def step(carry, idx):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(_loss, argnums=1)(
-            graphdef, params, X[idx], Y[idx], labels[idx], kind
+        params, rest, opt_state = carry
+        (loss, rest), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
+            graphdef, params, rest, X[idx], Y[idx], labels[idx], kind
         )
         updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+        return (optax.apply_updates(params, updates), rest, opt_state), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order)
+    carry, losses = jax.lax.scan(step, (params, rest, opt_state), order)
     if not keep_last or n % batch_size == 0:
-        return params, opt_state, jnp.mean(losses)
-    (params, opt_state), last = step((params, opt_state), perm[num_batches * batch_size:])
+        return (*carry, jnp.mean(losses))
+    carry, last = step(carry, perm[num_batches * batch_size:])
     total = jnp.sum(losses) * batch_size + last * (n % batch_size)
-    return params, opt_state, total / n
+    return (*carry, total / n)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _predict(graphdef, params, X):
-    return jnp.argmax(nnx.merge(graphdef, params)(X), axis=1)
+@functools.partial(jax.jit, static_argnames=("graphdef", "batch"))
+def _predict(graphdef, params, rest, X, batch=256):
+    """Predicted classes in evaluation mode, ``batch`` rows at a time (one block shape for
+    every split, so one compilation)."""
+    model = nnx.merge(graphdef, params, rest)
+    n = X.shape[0]
+    blocks = jnp.pad(X, ((0, -n % batch), (0, 0))).reshape(-1, batch, X.shape[1])
+    return jax.lax.map(lambda b: jnp.argmax(model(b), axis=1), blocks).reshape(-1)[:n]
 
 
 @dataclasses.dataclass
@@ -129,7 +169,7 @@ class EpochResult:
     """After epoch ``epoch`` (1-based): the model, its state leaves, and what was measured."""
 
     epoch: int
-    model: MLP
+    model: Network
     train_loss: float
     train_accuracy: float
     test_accuracy: float | None
@@ -159,12 +199,15 @@ def train_epochs(
     measure_X: np.ndarray | None = None,
     measure_y: np.ndarray | None = None,
     resume: dict | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> Iterator[EpochResult]:
     """Train epoch by epoch, yielding an ``EpochResult`` after each.
 
-    ``layer_analysis`` runs on ``(measure_X, measure_y)`` (default the training data) after
-    every ``measure_every``-th epoch and after the last. ``resume`` is an earlier
-    ``EpochResult.checkpoint``: training continues after that epoch.
+    ``layer_analysis`` runs on the head, at the head's inputs for ``(measure_X,
+    measure_y)`` (default the training data), after every ``measure_every``-th epoch and
+    after the last. ``resume`` is an earlier ``EpochResult.checkpoint``: training continues
+    after that epoch. ``image_shape`` (``(H, W, C)`` of the flattened rows) is needed with
+    a ``config.backbone``.
     """
     config.validate()
     X, y = _checked_data("X", X, "y", y)
@@ -184,15 +227,15 @@ def train_epochs(
     labels = jnp.asarray(y, jnp.int32)
     if config.batch_size > X.shape[0]:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {X.shape[0]} samples.")
-    model = init_model(config, X.shape[1], C)
+    model = init_model(config, X.shape[1], C, image_shape)
     tx = make_optimizer(config)
-    graphdef, params = nnx.split(model, nnx.Param)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = tx.init(params)
     first = 0
     if resume is not None:
-        treedef = jax.tree.structure((params, opt_state))
+        treedef = jax.tree.structure((params, rest, opt_state))
         leaves = [jnp.asarray(resume[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
-        params, opt_state = jax.tree.unflatten(treedef, leaves)
+        params, rest, opt_state = jax.tree.unflatten(treedef, leaves)
         first = int(resume["epoch"])
     measure_X = X if measure_X is None else measure_X
     measure_y = y if measure_y is None else measure_y
@@ -201,21 +244,23 @@ def train_epochs(
         # optax's Adam bias correction mixes float and int32 scalars, which a caller's
         # jax_numpy_dtype_promotion="strict" would reject: trace the step under "standard".
         with jax.numpy_dtype_promotion("standard"):
-            params, opt_state, loss = _epoch(graphdef, tx, params, opt_state, X, Y, labels,
-                                             jax.random.fold_in(key, epoch), config.batch_size,
-                                             config.loss, config.last_batch == "keep")
-        model = nnx.merge(graphdef, params)
+            params, rest, opt_state, loss = _epoch(
+                graphdef, tx, params, rest, opt_state, X, Y, labels,
+                jax.random.fold_in(key, epoch), config.batch_size, config.loss,
+                config.last_batch == "keep")
+        model = nnx.merge(graphdef, params, rest)
         measure = epoch % config.measure_every == 0 or epoch == config.epochs
-        leaves = jax.tree.leaves((params, opt_state))
+        leaves = jax.tree.leaves((params, rest, opt_state))
         yield EpochResult(
             epoch=epoch,
             model=model,
             train_loss=float(loss),
-            train_accuracy=float(np.mean(np.asarray(_predict(graphdef, params, X)) == y)),
-            test_accuracy=None if X_test is None else float(
-                np.mean(np.asarray(_predict(graphdef, params, jnp.asarray(X_test, jnp.float32)))
-                        == np.asarray(y_test))),
-            layers=layer_analysis(model, measure_X, measure_y, num_classes=C) if measure else None,
+            train_accuracy=float(np.mean(np.asarray(_predict(graphdef, params, rest, X)) == y)),
+            test_accuracy=None if X_test is None else float(np.mean(
+                np.asarray(_predict(graphdef, params, rest, jnp.asarray(X_test, jnp.float32)))
+                == np.asarray(y_test))),
+            layers=layer_analysis(model.head, head_inputs(model, measure_X), measure_y,
+                                  num_classes=C) if measure else None,
             checkpoint={"epoch": np.asarray(epoch),
                         **{f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}},
         )
@@ -230,15 +275,18 @@ def train_mlp(
     config: TrainConfig = TrainConfig(),
     measure_X: np.ndarray | None = None,
     measure_y: np.ndarray | None = None,
-) -> tuple[MLP, list[dict]]:
-    """Train an ``MLP`` on prepared data; return it and one record per epoch.
+    image_shape: tuple[int, int, int] | None = None,
+) -> tuple[Network, list[dict]]:
+    """Train a ``Network`` (the MLP, or a backbone with the MLP head) on prepared data;
+    return it and one record per epoch.
 
     Each record: ``epoch``, ``train_loss``, ``train_accuracy``, ``test_accuracy`` and, on
-    measurement epochs, ``layers`` (``layer_analysis``). See ``TrainConfig``.
+    measurement epochs, ``layers`` (``layer_analysis`` of the head). See ``TrainConfig``
+    and ``train_epochs``.
     """
     history, model = [], None
     for result in train_epochs(X, y, X_test, y_test, config=config, measure_X=measure_X,
-                               measure_y=measure_y):
+                               measure_y=measure_y, image_shape=image_shape):
         model = result.model
         history.append({"epoch": result.epoch, "train_loss": result.train_loss,
                         "train_accuracy": result.train_accuracy,
