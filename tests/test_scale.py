@@ -93,6 +93,28 @@ def test_nystrom_float32_and_fewer_centres(digits):
     assert 0.8 < accuracy < 1.0
 
 
+def test_device_preconditioner_gives_the_same_fit(digits, monkeypatch):
+    """The accelerator path of the Falkon preconditioner (float32 factors on the device,
+    taken here on the CPU by pretending the backend is a GPU) factors
+    ``(n/m) K_mm^2 + reg K_mm`` and converges to the host float64 path's coefficients."""
+    from dnc_jax.kernels import kernel_matrix
+    from dnc_jax.solvers.nystrom import falkon_factors_on_device
+
+    X, _, Y = digits
+    Z = jnp.asarray(X[:150])
+    K = kernel_matrix(Z, Z, "laplace", 2.0)
+    L, R = falkon_factors_on_device(K, len(X), 1e-3)
+    LR = np.asarray(L, np.float64) @ np.asarray(R, np.float64)
+    K64 = np.asarray(K, np.float64)
+    target = (len(X) / 150) * K64 @ K64 + 1e-3 * K64
+    assert _rel(LR @ LR.T, target) <= 1e-3
+    host, host_info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=150, tol=1e-6)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    device, device_info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=150, tol=1e-6)
+    assert _rel(device.coefs, host.coefs) <= 1e-3
+    assert abs(device_info.iterations - host_info.iterations) <= 3
+
+
 def test_sampled_agop(digits):
     X, _, Y = digits
     fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)

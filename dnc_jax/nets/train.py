@@ -125,33 +125,73 @@ def _loss(graphdef, params, rest, X, Y, labels, kind):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, labels)), rest
 
 
+def _step(graphdef, tx, kind, carry, X, Y, labels, idx):
+    """One optimiser step on the rows ``idx``: ``((params, rest, opt_state), loss)``."""
+    params, rest, opt_state = carry
+    (loss, rest), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
+        graphdef, params, rest, X[idx], Y[idx], labels[idx], kind
+    )
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), rest, opt_state), loss
+
+
+def _batches(key, n, batch_size):
+    """This epoch's shuffle: ``(n // batch_size, batch_size)`` row indices of the full
+    batches and the ``n % batch_size`` left over."""
+    num_batches = n // batch_size
+    perm = jax.random.permutation(key, n)
+    return perm[: num_batches * batch_size].reshape(num_batches, batch_size), \
+        perm[num_batches * batch_size:]
+
+
+def _epoch_loss(losses, last, n, batch_size):
+    """Mean loss per sample over the steps taken (``last`` the partial batch's or None)."""
+    if last is None:
+        return jnp.mean(losses)
+    return (jnp.sum(losses) * batch_size + last * (n % batch_size)) / n
+
+
 @functools.partial(jax.jit,
                    static_argnames=("graphdef", "tx", "batch_size", "kind", "keep_last"))
 def _epoch(graphdef, tx, params, rest, opt_state, X, Y, labels, key, batch_size, kind,
            keep_last):
     """One pass over shuffled minibatches: ``n // batch_size`` full ones, then (with
     ``keep_last``) one step on the ``n % batch_size`` left over, as PyTorch's DataLoader
-    with ``drop_last=False``; otherwise they sit out this epoch. Returns the mean loss per
-    sample over the steps taken."""
+    with ``drop_last=False``; otherwise they sit out this epoch. One compiled scan: the
+    MLP's steps are too small for per-step dispatch. Returns the carry and the mean loss
+    per sample over the steps taken."""
     n = X.shape[0]
-    num_batches = n // batch_size
-    perm = jax.random.permutation(key, n)
-    order = perm[: num_batches * batch_size].reshape(num_batches, batch_size)
+    order, rest_rows = _batches(key, n, batch_size)
 
     def step(carry, idx):
-        params, rest, opt_state = carry
-        (loss, rest), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
-            graphdef, params, rest, X[idx], Y[idx], labels[idx], kind
-        )
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), rest, opt_state), loss
+        return _step(graphdef, tx, kind, carry, X, Y, labels, idx)
 
     carry, losses = jax.lax.scan(step, (params, rest, opt_state), order)
-    if not keep_last or n % batch_size == 0:
-        return (*carry, jnp.mean(losses))
-    carry, last = step(carry, perm[num_batches * batch_size:])
-    total = jnp.sum(losses) * batch_size + last * (n % batch_size)
-    return (*carry, total / n)
+    last = None
+    if keep_last and n % batch_size:
+        carry, last = step(carry, rest_rows)
+    return (*carry, _epoch_loss(losses, last, n, batch_size))
+
+
+_jit_step = jax.jit(_step, static_argnums=(0, 1, 2))
+_jit_batches = jax.jit(_batches, static_argnums=(1, 2))
+
+
+def _epoch_by_steps(graphdef, tx, params, rest, opt_state, X, Y, labels, key, batch_size,
+                    kind, keep_last):
+    """``_epoch`` with one compiled step per minibatch, for the convolutional backbones:
+    XLA's CPU backend ran a ResNet-18 step 4.5x slower inside a scan's loop than alone
+    (17.2 s against 3.7 s for two steps of 128 MNIST images)."""
+    n = X.shape[0]
+    order, rest_rows = _jit_batches(key, n, batch_size)
+    carry, losses = (params, rest, opt_state), []
+    for idx in order:
+        carry, loss = _jit_step(graphdef, tx, kind, carry, X, Y, labels, idx)
+        losses.append(loss)
+    last = None
+    if keep_last and n % batch_size:
+        carry, last = _jit_step(graphdef, tx, kind, carry, X, Y, labels, rest_rows)
+    return (*carry, _epoch_loss(jnp.stack(losses), last, n, batch_size))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "batch"))
@@ -244,7 +284,8 @@ def train_epochs(
         # optax's Adam bias correction mixes float and int32 scalars, which a caller's
         # jax_numpy_dtype_promotion="strict" would reject: trace the step under "standard".
         with jax.numpy_dtype_promotion("standard"):
-            params, rest, opt_state, loss = _epoch(
+            run_epoch = _epoch if config.backbone == "none" else _epoch_by_steps
+            params, rest, opt_state, loss = run_epoch(
                 graphdef, tx, params, rest, opt_state, X, Y, labels,
                 jax.random.fold_in(key, epoch), config.batch_size, config.loss,
                 config.last_batch == "keep")
