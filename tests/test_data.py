@@ -225,6 +225,8 @@ def test_prepare_balanced_subsample(rng):
     X = rng.standard_normal((200, 3))
     data = prepare(X, y, n=40, balanced=True, seed=3)
     np.testing.assert_array_equal(np.bincount(data.y_train), [10, 10, 10, 10])
+    uneven = prepare(X, y, n=42, balanced=True, seed=3)  # n not a multiple of C: still n
+    np.testing.assert_array_equal(np.bincount(uneven.y_train), [11, 11, 10, 10])
     again = prepare(X, y, n=40, balanced=True, seed=3)
     np.testing.assert_array_equal(again.X_train, data.X_train)
     other = prepare(X, y, n=40, balanced=True, seed=4)

@@ -155,6 +155,8 @@ def test_deep_rfm_layer_rebuilt_by_hand(digits, features, weights):
         ref = collapse_metrics(np.asarray(H, np.float32), y).to_dict()
         assert record[point]["nc1"] == pytest.approx(ref["nc1"], rel=1e-4), point
         assert record[point]["nc2"] == pytest.approx(ref["nc2"], rel=1e-3), point
+        # the ratios above cannot see a feature scale (sqrt(2/D), 1/sqrt(d)); traces can
+        assert record[point]["trace_within"] == pytest.approx(ref["trace_within"], rel=1e-4)
     assert record["train_accuracy"] == float(np.mean(np.argmax(np.asarray(pred.predict(Xu)), 1) == y))
     (other,) = deep_rfm(X, y, seed=6, **options)
     assert other["projected"]["nc1"] == pytest.approx(record["projected"]["nc1"], rel=1e-6)
