@@ -293,3 +293,22 @@ def test_agop_projection_is_the_agop_square_root_up_to_rotation(rng):
     root = jnp.asarray(matrix_power(A, 0.5), jnp.float32)
     assert collapse_metrics(P, y).nc1 == pytest.approx(collapse_metrics(Phi @ root, y).nc1,
                                                        rel=1e-4)
+
+
+def test_agop_eigh_in_the_weights_row_space(rng, x64):
+    """For ``A = W^T B W`` with a wide ``W`` (3 x 10), the decomposition in ``W``'s row
+    space gives back ``A`` and ``A^(1/2)`` (as the full ``eigh`` does) from 3 pairs."""
+    from dnc_jax.agop import matrix_power
+    from dnc_jax.nets.analysis import agop_eigh, agop_projection
+
+    W = rng.standard_normal((3, 10))
+    C = rng.standard_normal((3, 3))
+    A = W.T @ (C @ C.T) @ W
+    evals, evecs = agop_eigh(A, W)
+    assert evals.shape == (3,) and evecs.shape == (10, 3)
+    np.testing.assert_allclose((evecs * evals) @ evecs.T, A, atol=1e-10)
+    np.testing.assert_allclose((evecs * np.sqrt(evals)) @ evecs.T, matrix_power(A, 0.5),
+                               atol=1e-7)
+    Phi = jnp.asarray(rng.standard_normal((7, 10)))
+    P = np.asarray(agop_projection(Phi, A, W))
+    np.testing.assert_allclose(P @ P.T, np.asarray(Phi) @ A @ np.asarray(Phi).T, atol=1e-9)
