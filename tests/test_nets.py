@@ -312,3 +312,13 @@ def test_agop_eigh_in_the_weights_row_space(rng, x64):
     Phi = jnp.asarray(rng.standard_normal((7, 10)))
     P = np.asarray(agop_projection(Phi, A, W))
     np.testing.assert_allclose(P @ P.T, np.asarray(Phi) @ A @ np.asarray(Phi).T, atol=1e-9)
+
+
+def test_layer_analysis_of_what_train_mlp_returns(small_digits):
+    """``train_mlp`` returns a ``Network``; ``layer_analysis`` takes it as the README does,
+    and measures its head as it measures the bare MLP."""
+    d = small_digits
+    config = TrainConfig(depth=2, width=16, epochs=1, batch_size=50, measure_every=1)
+    model, history = train_mlp(d.X_train, d.y_train, config=config)
+    direct = layer_analysis(model, d.X_train, d.y_train)
+    assert direct == layer_analysis(model.head, d.X_train, d.y_train) == history[-1]["layers"]

@@ -23,6 +23,7 @@ from dnc_jax.agop import agop
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.nets.layer_agop import shared_layer_agops
 from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
+from dnc_jax.nets.network import Network, head_inputs
 from dnc_jax.precision import matmul
 
 # One stable function object per activation, so that agop compiles once per shape.
@@ -105,7 +106,7 @@ def layer_agops(
 
 
 def layer_analysis(
-    model: MLP | tuple[Layer, ...],
+    model: Network | MLP | tuple[Layer, ...],
     X: ArrayLike,
     y: ArrayLike,
     *,
@@ -116,7 +117,8 @@ def layer_analysis(
     """Per hidden layer: collapse at input / right-singular step / output, and the NFA.
 
     Args:
-      model: an ``MLP`` or its ``weights()``.
+      model: a ``Network`` (``train_mlp``'s; with a backbone its head is measured at the
+        backbone's features of ``X``), an ``MLP`` or its ``weights()``.
       X: ``(n, d)`` inputs; y: ``(n,)`` integer labels.
       activation: the model's (taken from an ``MLP``; default ``"relu"`` for raw weights).
       batch_size: samples whose Jacobians are held at once.
@@ -129,6 +131,8 @@ def layer_analysis(
       ``agop_share``, the same for the AGOP projection (``None`` where the layer leaves
       NC1 unchanged).
     """
+    if isinstance(model, Network):
+        X, model = head_inputs(model, jnp.asarray(X)), model.head
     if isinstance(model, MLP):
         activation = activation or model.activation
         layers = model.weights()

@@ -24,7 +24,7 @@ from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.backbones import BACKBONES
 from dnc_jax.nets.mlp import CLASSIFIER_INITS, INITS
-from dnc_jax.nets.network import Network, head_inputs
+from dnc_jax.nets.network import Network
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -300,8 +300,8 @@ def train_epochs(
             test_accuracy=None if X_test is None else float(np.mean(
                 np.asarray(_predict(graphdef, params, rest, jnp.asarray(X_test, jnp.float32)))
                 == np.asarray(y_test))),
-            layers=layer_analysis(model.head, head_inputs(model, measure_X), measure_y,
-                                  num_classes=C) if measure else None,
+            layers=layer_analysis(model, measure_X, measure_y, num_classes=C)
+            if measure else None,
             checkpoint={"epoch": np.asarray(epoch),
                         **{f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}},
         )
