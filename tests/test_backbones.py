@@ -53,13 +53,13 @@ def test_network_checks_the_image_shape():
 
 
 def test_resnet_run_lowers_the_loss_and_resumes_identically(tmp_path):
-    """A ResNet-18 + head run on 32 MNIST images: the loss falls, the head is bias-free,
-    every batch norm carries running statistics, and a run stopped after its first
+    """A ResNet-18 + head run on 40 MNIST images (every class present): the loss falls, the
+    head is bias-free, every batch norm carries running statistics, and a run stopped after its first
     measurement and resumed ends with bit-identical parameters, statistics and optimiser
     state."""
     config = TrainConfig(backbone="resnet18", depth=2, width=16, epochs=2, lr=1e-3,
                          batch_size=16, measure_every=1, init_gain=1.0)
-    kw = dict(dataset="mnist5k", n=32, n_test=16, config=config, progress=False)
+    kw = dict(dataset="mnist5k", n=40, n_test=16, config=config, progress=False)
     full = run_mlp(str(tmp_path / "full"), **kw)
     run_mlp(str(tmp_path / "part"), stop_after=1, **kw)
     resumed = run_mlp(str(tmp_path / "part"), **kw)
@@ -72,7 +72,7 @@ def test_resnet_run_lowers_the_loss_and_resumes_identically(tmp_path):
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])
     layers = full["measurements"][-1]["layers"]
-    assert len(layers) == 2 and layers[0]["input"]["num_samples"] == 32
+    assert len(layers) == 2 and layers[0]["input"]["num_samples"] == 40
     assert {"input", "right", "agop", "output", "agop_share"} <= set(layers[0])
     from dnc_jax.nets.train import init_model
 

@@ -1,6 +1,7 @@
 """Training the MLP (alone or as the head of a ResNet-18 / VGG-11 backbone) with optax: MSE
 on ``{-1, +1}`` targets (or cross-entropy), Adam, AdamW or SGD with momentum and weight
-decay, seeded shuffled minibatches, one jitted scan per epoch.
+decay, seeded shuffled minibatches: one jitted scan per epoch for the MLP, one jitted step
+per minibatch under a backbone.
 
 Training is a generator of epochs (``train_epochs``) so that a caller can checkpoint after
 any epoch and resume: epoch ``e`` shuffles with ``fold_in(key(seed), e)``, so a resumed run
@@ -102,17 +103,19 @@ def _optimizer(name: str, lr: float, momentum: float, weight_decay: float):
 def init_model(config: TrainConfig, in_dim: int, num_classes: int,
                image_shape: tuple[int, int, int] | None = None) -> Network:
     """The ``Network`` of ``config``, its initialisers traced into one compiled program
-    (a backbone's dozens of parameter shapes would otherwise compile one by one)."""
-    return _init_model(config, in_dim, num_classes, image_shape)
+    per architecture, the seed an argument (a backbone's dozens of parameter shapes would
+    otherwise compile one by one)."""
+    architecture = dict(backbone=config.backbone, image_shape=image_shape, width=config.width,
+                        depth=config.depth, init_gain=config.init_gain, init=config.init,
+                        activation=config.activation, bias=config.bias,
+                        classifier_init=config.classifier_init, input_init=config.input_init)
+    return _init_model(in_dim, num_classes, tuple(architecture.items()),
+                       jax.random.key(config.seed))
 
 
-@nnx.jit(static_argnums=(0, 1, 2, 3))
-def _init_model(config, in_dim, num_classes, image_shape):
-    return Network(in_dim, num_classes, backbone=config.backbone, image_shape=image_shape,
-                   width=config.width, depth=config.depth, init_gain=config.init_gain,
-                   init=config.init, activation=config.activation, bias=config.bias,
-                   classifier_init=config.classifier_init, input_init=config.input_init,
-                   rngs=nnx.Rngs(config.seed))
+@nnx.jit(static_argnums=(0, 1, 2))
+def _init_model(in_dim, num_classes, architecture, key):
+    return Network(in_dim, num_classes, rngs=nnx.Rngs(key), **dict(architecture))
 
 
 def _loss(graphdef, params, rest, X, Y, labels, kind):
