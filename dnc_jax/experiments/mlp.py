@@ -12,7 +12,6 @@ from dnc_jax.experiments.common import load_prepared
 from dnc_jax.plots import plot_training
 from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
 
-
 POINTS = ("input", "right", "agop", "output")
 
 
