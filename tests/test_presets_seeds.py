@@ -161,3 +161,42 @@ def test_cli_mlp_official_preset(tmp_path):
     assert (config["optimizer"], config["lr"], config["classifier_init"], config["bias"],
             config["last_batch"]) == ("sgd", 0.01, "torch", False, "keep")
     assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+
+
+def _measurement(epoch, nc1_in, nfa, loss):
+    point = {"nc1": nc1_in, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0}
+    layer = {p: point for p in ("input", "right", "agop", "output")}
+    layer.update(nfa_sqrt_agop=nfa, nfa_agop=nfa / 2)
+    return {"epoch": epoch, "train_loss": loss, "train_accuracy": 1.0, "test_accuracy": None,
+            "layers": [layer]}
+
+
+def test_mlp_seeds_aggregate_mean_and_std():
+    from dnc_jax.experiments.mlp_seeds import aggregate_losses, aggregate_measurements
+
+    runs = [[_measurement(5, 2.0, 0.6, 0.3), _measurement(10, 1.0, 0.7, 0.1)],
+            [_measurement(5, 4.0, 0.8, 0.5)]]  # the second run has one measurement so far
+    (entry,) = aggregate_measurements(runs)
+    assert entry["epoch"] == 5 and entry["seeds"] == 2
+    assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": 1.0}
+    assert entry["layers"][0]["nfa_sqrt_agop"]["mean"] == pytest.approx(0.7)
+    assert entry["layers"][0]["within_total"] == {"mean": 0.25, "std": 0.0}
+    assert entry["train_loss"] == {"mean": pytest.approx(0.4), "std": pytest.approx(0.1)}
+    assert entry["test_accuracy"] is None
+    with pytest.raises(ValueError, match="different epochs"):
+        aggregate_measurements([[_measurement(5, 1.0, 0.5, 0.1)], [_measurement(6, 1.0, 0.5, 0.1)]])
+    losses = aggregate_losses([[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}],
+                               [{"epoch": 1, "train_loss": 3.0}]])
+    assert losses == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": 1.0}}]
+
+
+def test_cli_mlp_seeds(tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["mlp", "--dataset", "digits", "--n", "200", "--n-test", "50", "--epochs", "2",
+                 "--measure-every", "1", "--depth", "1", "--width", "16", "--batch-size", "50",
+                 "--seeds", "0", "1", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and [m["epoch"] for m in summary["measurements"]] == [1, 2]
+    one = json.loads((out / "seed-1" / "results.json").read_text())
+    assert one["config"]["seed"] == 1
+    assert (out / "training_seeds.png").exists() and (out / "summary.csv").exists()
