@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dnc_jax.nets.analysis import POINTS  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
@@ -55,7 +57,7 @@ def plot_training(measurements: list[dict], path: str, title: str) -> None:
     epochs = [m["epoch"] for m in measurements]
     for layer in range(num_layers):
         ax = axes[0, layer]
-        for point in ("input", "right", "agop", "output"):
+        for point in POINTS:
             ax.plot(epochs, [m["layers"][layer][point]["nc1"] for m in measurements], label=point)
         ax.set_yscale("log")
         ax.set_title(f"layer {layer}: NC1")
@@ -67,6 +69,56 @@ def plot_training(measurements: list[dict], path: str, title: str) -> None:
         ax.set_title(f"layer {layer}: NFA corr.")
     axes[0, 0].legend(fontsize=7)
     axes[1, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _band(ax, x, stats, label, log=False, **style):
+    mean = np.array([s["mean"] for s in stats])
+    std = np.array([s["std"] for s in stats])
+    lower = np.maximum(mean - std, mean / 20) if log else mean - std  # as gen_nn_plots.py
+    ax.plot(x, mean, label=label, **style)
+    ax.fill_between(x, lower, mean + std, alpha=0.15, **style)
+
+
+def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str) -> None:
+    """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log),
+    ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` of the output (log), the NFA
+    correlations; and a last column with the train loss of every epoch (``losses``, log)
+    and the accuracies at the measurements."""
+    epochs = [e["epoch"] for e in summary]
+    num_layers = len(summary[-1]["layers"])
+    fig, axes = plt.subplots(3, num_layers + 1, figsize=(3.2 * (num_layers + 1), 8.4),
+                             squeeze=False)
+    for layer in range(num_layers):
+        recs = [e["layers"][layer] for e in summary]
+        for point in POINTS:
+            _band(axes[0, layer], epochs, [r["nc1_" + point] for r in recs], point, log=True)
+        for key, label in (("within_total", "tr(S_W)/tr(S_T)"),
+                           ("between_total", "tr(S_B)/tr(S_T)")):
+            _band(axes[1, layer], epochs, [r[key] for r in recs], label, log=True)
+        for key in ("nfa_sqrt_agop", "nfa_agop"):
+            _band(axes[2, layer], epochs, [r[key] for r in recs], key)
+        axes[0, layer].set_title(f"layer {layer}: NC1")
+        axes[1, layer].set_title(f"layer {layer}: output traces")
+        axes[2, layer].set_title(f"layer {layer}: NFA corr.")
+        axes[0, layer].set_yscale("log")
+        axes[1, layer].set_yscale("log")
+        axes[2, layer].set_ylim(-0.05, 1.05)
+        axes[2, layer].set_xlabel("epoch")
+    side = axes[:, num_layers]
+    _band(side[0], [e["epoch"] for e in losses], [e["train_loss"] for e in losses],
+          "train loss", log=True)
+    side[0].set_yscale("log")
+    side[0].set_title("train loss")
+    for key in ("train_accuracy", "test_accuracy"):
+        if all(e[key] is not None for e in summary):
+            _band(side[1], epochs, [e[key] for e in summary], key)
+    side[1].set_title("accuracy")
+    side[2].axis("off")
+    for ax in (axes[0, 0], axes[1, 0], axes[2, 0], side[1]):
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)

@@ -9,10 +9,9 @@ import sys
 from tqdm.auto import tqdm
 
 from dnc_jax.experiments.common import load_prepared
+from dnc_jax.nets.analysis import POINTS
 from dnc_jax.plots import plot_training
 from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
-
-POINTS = ("input", "right", "agop", "output")
 
 
 def _share(value) -> str:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import numpy as np
-
-from dnc_jax.experiments.mlp import POINTS, run_mlp
-from dnc_jax.experiments.seeds import mean_std, seed_dir
-from dnc_jax.plots import plt, save_figure
+from dnc_jax.experiments.mlp import run_mlp
+from dnc_jax.experiments.seeds import checked_seeds, mean_std, seed_dir
+from dnc_jax.nets.analysis import POINTS
+from dnc_jax.plots import plot_training_seeds
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
 SCALARS = ("train_loss", "train_accuracy", "test_accuracy")
@@ -105,64 +104,12 @@ def _summary_rows(summary: list[dict]) -> list[dict]:
     return rows
 
 
-def _band(ax, x, stats, label, log=False, **style):
-    mean = np.array([s["mean"] for s in stats])
-    std = np.array([s["std"] for s in stats])
-    lower = np.maximum(mean - std, mean / 20) if log else mean - std  # as gen_nn_plots.py
-    ax.plot(x, mean, label=label, **style)
-    ax.fill_between(x, lower, mean + std, alpha=0.15, **style)
-
-
-def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str) -> None:
-    """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log),
-    ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` of the output (log), the NFA
-    correlations; and a last column with the train loss of every epoch (``losses``, log)
-    and the accuracies at the measurements."""
-    epochs = [e["epoch"] for e in summary]
-    num_layers = len(summary[-1]["layers"])
-    fig, axes = plt.subplots(3, num_layers + 1, figsize=(3.2 * (num_layers + 1), 8.4),
-                             squeeze=False)
-    for layer in range(num_layers):
-        recs = [e["layers"][layer] for e in summary]
-        for point in POINTS:
-            _band(axes[0, layer], epochs, [r["nc1_" + point] for r in recs], point, log=True)
-        for key, label in (("within_total", "tr(S_W)/tr(S_T)"),
-                           ("between_total", "tr(S_B)/tr(S_T)")):
-            _band(axes[1, layer], epochs, [r[key] for r in recs], label, log=True)
-        for key in ("nfa_sqrt_agop", "nfa_agop"):
-            _band(axes[2, layer], epochs, [r[key] for r in recs], key)
-        axes[0, layer].set_title(f"layer {layer}: NC1")
-        axes[1, layer].set_title(f"layer {layer}: output traces")
-        axes[2, layer].set_title(f"layer {layer}: NFA corr.")
-        axes[0, layer].set_yscale("log")
-        axes[1, layer].set_yscale("log")
-        axes[2, layer].set_ylim(-0.05, 1.05)
-        axes[2, layer].set_xlabel("epoch")
-    side = axes[:, num_layers]
-    _band(side[0], [e["epoch"] for e in losses], [e["train_loss"] for e in losses],
-          "train loss", log=True)
-    side[0].set_yscale("log")
-    side[0].set_title("train loss")
-    for key in ("train_accuracy", "test_accuracy"):
-        if all(e[key] is not None for e in summary):
-            _band(side[1], epochs, [e[key] for e in summary], key)
-    side[1].set_title("accuracy")
-    side[2].axis("off")
-    for ax in (axes[0, 0], axes[1, 0], axes[2, 0], side[1]):
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = True,
                   **run_options) -> list[dict]:
     """``run_mlp`` once per seed into ``OUT/seed-K`` (each resuming on its own), then the
     aggregate; returns the summary (also written to ``summary.json`` / ``.csv`` and drawn
     in ``training_seeds.png``)."""
-    seeds = tuple(int(s) for s in seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and at least one; got {seeds}.")
+    seeds = checked_seeds(seeds)
     config.validate()
     ensure_writable(out)
     runs, histories = [], []

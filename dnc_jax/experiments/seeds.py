@@ -24,6 +24,14 @@ def seed_dir(out: str, seed: int) -> str:
     return os.path.join(out, f"seed-{seed}")
 
 
+def checked_seeds(seeds) -> tuple[int, ...]:
+    """``seeds`` as a tuple of ints, or a ``ValueError`` unless distinct and at least one."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one; got {seeds}.")
+    return seeds
+
+
 def aggregate_layers(runs: list[list[dict]]) -> list[dict]:
     """Mean and std over runs, per layer that every run has completed.
 
@@ -86,9 +94,7 @@ def run_deep_rfm_seeds(out: str, seeds: tuple[int, ...], *, config: DeepRFMConfi
                        progress: bool = True, **run_options) -> list[dict]:
     """``run_deep_rfm`` once per seed into ``OUT/seed-K`` (each resuming on its own), then
     the aggregate; returns the summary (also written to ``summary.json`` / ``.csv``)."""
-    seeds = tuple(int(s) for s in seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and at least one; got {seeds}.")
+    seeds = checked_seeds(seeds)
     config.validate()
     ensure_writable(out)
     runs = []

@@ -26,6 +26,8 @@ from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
 from dnc_jax.nets.network import Network, head_inputs
 from dnc_jax.precision import matmul
 
+POINTS = ("input", "right", "agop", "output")  # where each layer record measures collapse
+
 # One stable function object per activation, so that agop compiles once per shape.
 _SUBNETWORK = {
     name: (lambda h, layers, _name=name: forward_from(h, layers, _name)) for name in ACTIVATIONS
@@ -81,8 +83,9 @@ def agop_projection(inputs: jax.Array, A: ArrayLike, W: ArrayLike | None = None)
 
 
 def _root_columns(evals: np.ndarray, evecs: np.ndarray) -> np.ndarray:
-    """``V_a S_a``: ``A^(1/2) = (V_a S_a) V_a^T`` and ``Phi V_a S_a`` the projection."""
-    return evecs * np.sqrt(np.clip(evals, 0.0, None))
+    """``V_a S_a`` from ``agop_eigh`` (eigenvalues already >= 0): ``A^(1/2) = (V_a S_a)
+    V_a^T`` and ``Phi V_a S_a`` the projection."""
+    return evecs * np.sqrt(evals)
 
 
 def pearson(a: ArrayLike, b: ArrayLike) -> float:

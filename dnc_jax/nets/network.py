@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from dnc_jax.blocks import map_row_blocks
 from dnc_jax.nets.backbones import FEATURES, make_backbone
 from dnc_jax.nets.mlp import MLP
 
@@ -67,16 +68,12 @@ class Network(nnx.Module):
 
 @nnx.jit(static_argnames=("batch",))
 def _features_batched(model: Network, X: jax.Array, batch: int) -> jax.Array:
-    n = X.shape[0]
-    pad = -n % batch
-    blocks = jnp.pad(X, ((0, pad), (0, 0))).reshape(-1, batch, X.shape[1])
-    out = jax.lax.map(lambda b: model.features(b), blocks)
-    return out.reshape(-1, out.shape[-1])[:n]
+    return map_row_blocks(model.features, X, batch)
 
 
 def head_inputs(model: Network, X: jax.Array, batch: int = 256) -> jax.Array:
     """``model.features`` in evaluation mode (running batch-norm statistics), ``batch``
-    rows at a time (the last block padded): ``(n, in_dim) -> (n, features)``."""
+    rows at a time: ``(n, in_dim) -> (n, features)``."""
     if model.backbone is None:
         return jnp.asarray(X)
     return _features_batched(model, jnp.asarray(X), batch)

@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from dnc_jax import _checks
+from dnc_jax.blocks import map_row_blocks
 from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.backbones import BACKBONES
@@ -199,12 +200,9 @@ def _epoch_by_steps(graphdef, tx, params, rest, opt_state, X, Y, labels, key, ba
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "batch"))
 def _predict(graphdef, params, rest, X, batch=256):
-    """Predicted classes in evaluation mode, ``batch`` rows at a time (one block shape for
-    every split, so one compilation)."""
+    """Predicted classes in evaluation mode, ``batch`` rows at a time."""
     model = nnx.merge(graphdef, params, rest)
-    n = X.shape[0]
-    blocks = jnp.pad(X, ((0, -n % batch), (0, 0))).reshape(-1, batch, X.shape[1])
-    return jax.lax.map(lambda b: jnp.argmax(model(b), axis=1), blocks).reshape(-1)[:n]
+    return map_row_blocks(lambda b: jnp.argmax(model(b), axis=1), X, batch)
 
 
 @dataclasses.dataclass
