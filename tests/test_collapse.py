@@ -67,10 +67,17 @@ def _features(rng, n, d, C, spread=1.0, mean_rank=None):
 
 
 @pytest.mark.parametrize(
-    "n,d,C,mean_rank", [(300, 20, 5, None), (60, 200, 6, None), (200, 30, 8, 3), (40, 100, 4, 2)]
+    "n,d,C,mean_rank,spread",
+    [(300, 20, 5, None, 1.0), (60, 200, 6, None, 1.0), (200, 30, 8, 3, 1.0),
+     (40, 100, 4, 2, 1.0),
+     (120, 10, 4, None, 4.0),  # classes overlap: the nearest-centre rule errs
+     (90, 1, 3, None, 1.0),  # one feature
+     (80, 5, 2, None, 1e-2)],  # two classes, means closer than 1
 )
-def test_matches_float64_reference(rng, x64, n, d, C, mean_rank):
-    H, y = _features(rng, n, d, C, mean_rank=mean_rank)
+def test_matches_float64_reference(rng, x64, n, d, C, mean_rank, spread):
+    H, y = _features(rng, n, d, C, spread=spread, mean_rank=mean_rank)
+    if C == 2:
+        H = H * spread
     W = rng.standard_normal((C, d))
     preds = rng.integers(0, C, n)
     rtol = 1e-6
@@ -78,8 +85,10 @@ def test_matches_float64_reference(rng, x64, n, d, C, mean_rank):
     ref = reference(H, y, C, W, preds, rcond=rtol)
     for name, value in ref.items():
         np.testing.assert_allclose(getattr(got, name), value, rtol=1e-6, atol=1e-12, err_msg=name)
-    expected_rank = min(C - 1, mean_rank or C)
+    expected_rank = min(C - 1, mean_rank or C, d)
     assert got.nc1_pinv_rank == expected_rank
+    if spread > 1:
+        assert 0.3 < got.ncc_accuracy < 0.95  # the rule's choice is visible
 
 
 def test_float32_large_offset_nc1_pinv(rng):
@@ -156,10 +165,19 @@ def test_bad_input(rng):
     H, y = _features(rng, 50, 6, 3)
     with pytest.raises(ValueError, match="50 rows"):
         collapse_metrics(H, y[:-1])
-    with pytest.raises(ValueError, match="lie in"):
+    with pytest.raises(ValueError, match=r"lie in 0\.\.1; found \[2, 2, 2, 2, 2\]"):
         collapse_metrics(H, y, num_classes=2)
-    with pytest.raises(ValueError, match="lie in"):
-        collapse_metrics(H, np.where(y == 0, -1, y))
+    one_negative = y.copy()
+    one_negative[np.flatnonzero(y == 1)[0]] = -1
+    with pytest.raises(ValueError, match=r"lie in 0\.\.2; found \[-1\]\."):
+        collapse_metrics(H, one_negative)
+    with pytest.raises(ValueError, match="integer class labels"):
+        collapse_metrics(H, y + 0.5)
+    with pytest.raises(ValueError, match="chunk_size"):
+        collapse_metrics(H, y, chunk_size=-3)
+    for shape in ((50,), (0, 6)):
+        with pytest.raises(ValueError, match="non-empty 2-D"):
+            collapse_metrics(np.ones(shape), y[: shape[0]])
     with pytest.raises(ValueError, match="no samples"):
         collapse_metrics(H, y, num_classes=5)
     with pytest.raises(ValueError, match="at least 2 classes"):
@@ -185,3 +203,49 @@ def test_jax_input_and_to_dict(rng):
     assert a == b
     d = json.loads(json.dumps(a.to_dict()))
     assert d["nc3"] is None and d["ncc_mismatch"] is not None and d["num_classes"] == 4
+
+
+def test_integral_float_labels_and_any_chunk_give_the_same_metrics(rng):
+    H, y = _features(rng, 50, 6, 3)
+    ref = collapse_metrics(H, y)
+    assert collapse_metrics(H, y.astype(np.float64)) == ref
+    chunked = collapse_metrics(H, y, chunk_size=1)
+    for name in METRICS:
+        np.testing.assert_allclose(getattr(chunked, name), getattr(ref, name), rtol=1e-5)
+
+
+def test_sharded_labels_out_of_range_raise(rng):
+    """``Rows`` features take the device-side label check (``label_counts``)."""
+    from dnc_jax import data_mesh
+    from dnc_jax.sharding import as_rows
+
+    H, y = _features(rng, 50, 6, 3)
+    rows = as_rows(H.astype(np.float32), data_mesh("all"))
+    assert collapse_metrics(rows, y).num_classes == 3
+    for bad in (np.where(y == 2, 3, y), np.where(y == 2, -2, y)):
+        with pytest.raises(ValueError, match=r"lie in 0\.\.2"):
+            collapse_metrics(rows, bad, num_classes=3)
+
+
+def test_rank_cut_is_relative_to_the_largest_singular_value(rng, x64):
+    """Centred class means with singular values 1, 1e-2, 5e-6: ``rtol = 1e-4`` keeps two."""
+    C, d = 4, 8
+    U = np.linalg.qr(np.c_[np.ones(C), rng.standard_normal((C, C - 1))])[0][:, 1:]  # _|_ 1
+    V = np.linalg.qr(rng.standard_normal((d, C - 1)))[0]
+    means = 5.0 + U @ np.diag([1.0, 1e-2, 5e-6]) @ V.T
+    y = np.arange(40) % C
+    noise = rng.standard_normal((40, d))
+    noise -= np.stack([noise[y == c].mean(axis=0) for c in range(C)])[y]
+    H = means[y] + 0.1 * noise
+    assert collapse_metrics(H, y, rtol=1e-4).nc1_pinv_rank == 2
+    assert collapse_metrics(H, y, rtol=1e-7).nc1_pinv_rank == 3
+
+
+def test_classes_sharing_a_mean_warn_at_the_callers_line(rng):
+    y = np.arange(60) % 3
+    H = rng.integers(-3, 4, (60, 5)).astype(np.float32)  # small integers: sums are exact
+    H[y == 1] = H[y == 0][::-1]
+    H[y == 2] += 10.0
+    with pytest.warns(RuntimeWarning, match="share a mean") as caught:
+        got = collapse_metrics(H, y)
+    assert got.cdnv == np.inf and caught[0].filename == __file__

@@ -191,3 +191,91 @@ def test_solve_psd_rebuilds_in_float64_and_solves_to_its_precision(rng):
     ref = np.linalg.solve(K64, np.asarray(Y, np.float64))
     # condition ~3e8: float64 solves agree to ~1e-7, then the float32 cast
     assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5
+
+
+def test_near_pairs_are_recomputed_by_difference_and_only_they(rng):
+    """``near=k`` replaces each row's ``k`` nearest squared distances by the direct
+    difference and leaves the rest to the expansion; the default is ``k = 0``; the Laplace
+    kernel takes ``NEAR_PAIRS`` of them, the Gaussian none. A common offset of 30 makes the
+    float32 expansion err by ~1e-3 on distances of ~1e-3, so every choice is visible."""
+    from dnc_jax.kernels import NEAR_PAIRS, kernel_distances, squared_distances
+
+    X = (30.0 + rng.standard_normal((6, 16))).astype(np.float32)
+    Z = np.concatenate([X[:, :] + 1e-2 * rng.standard_normal((6, 16)), X[:3] + 1.0]).astype(np.float32)
+    Z = Z[rng.permutation(len(Z))]
+    exact = ((X[:, None, :].astype(np.float64) - Z[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(exact, axis=1)
+    plain = np.asarray(squared_distances(X, Z, near=0))
+    np.testing.assert_array_equal(np.asarray(squared_distances(X, Z)), plain)
+    for k in (1, 3):
+        out = np.asarray(squared_distances(X, Z, near=k))
+        rows = np.arange(len(X))[:, None]
+        near, far = order[:, :k], order[:, k:]
+        np.testing.assert_allclose(out[rows, near], exact[rows, near], rtol=1e-4)
+        np.testing.assert_array_equal(out[rows, far], plain[rows, far])
+        assert np.abs(plain[rows, near] / exact[rows, near] - 1).max() > 1e-2  # visible
+    np.testing.assert_array_equal(np.asarray(kernel_distances(X, Z, "gaussian")), plain)
+    np.testing.assert_array_equal(np.asarray(kernel_distances(X, Z, "laplace")),
+                                  np.asarray(squared_distances(X, Z, near=NEAR_PAIRS)))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_normalize_small_and_large_agops_and_leave_a_zero_one(rng, x64, scale):
+    """``normalize`` divides by the largest entry or the trace whatever their size (AGOPs
+    below and above 1), and an all-zero AGOP (a constant function) stays 0, never NaN; one
+    evaluation point is enough."""
+    A = scale * rng.standard_normal((3, 5))
+    X = rng.standard_normal((7, 5))
+    G = A.T @ A
+    f = lambda x, A: A @ x  # noqa: E731
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="max"), G / np.abs(G).max(),
+                               rtol=1e-12)
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="trace"), G / np.trace(G),
+                               rtol=1e-12)
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="trace", diag=True),
+                               np.diag(G) / np.trace(G), rtol=1e-12)
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="none"), G, rtol=1e-12)
+    np.testing.assert_allclose(agop(f, X[:1], jnp.asarray(A)), G, rtol=1e-12)
+    for normalize in ("max", "trace"):
+        zero = agop(lambda x: jnp.zeros(3) * jnp.sum(x), X, normalize=normalize)
+        np.testing.assert_array_equal(zero, 0.0)
+
+
+@pytest.mark.parametrize("step", range(7))
+def test_solve_psd_jitter_ladder(rng, x64, step):
+    """``K - delta I`` with ``K`` PSD of rank 4 and ``reg = 0`` is indefinite by ``delta``:
+    the retry adds ``eps_k * mean(diag K)`` for ``eps_k`` = 1e-7, 1e-6, ... and the first
+    that exceeds ``delta`` succeeds, with a warning that names it; past 1e-2, a
+    ``ValueError``. ``step`` 6 is an all-zero ``K`` (mean diagonal 0: the jitter is
+    relative to 1)."""
+    from dnc_jax.solvers import solve_psd
+
+    steps = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    B = rng.standard_normal((20, 4))
+    K = B @ B.T if step < 6 else np.zeros((20, 20))
+    scale = float(np.mean(np.diag(K))) or 1.0
+    Y = rng.standard_normal((20, 2))
+    if step < 6:  # between the previous rung and this one
+        K = K - (0.5 if step == 0 else 2.0) * steps[step - 1 if step else 0] * scale * np.eye(20)
+        scale = float(np.mean(np.diag(K)))  # what the jitter is relative to
+    target = steps[min(step, 5)] if step < 6 else steps[0]
+    with pytest.warns(RuntimeWarning, match=f"added jitter {target * scale:.3g} to"):
+        alpha = solve_psd(jnp.asarray(K), jnp.asarray(Y), 0.0)
+    residual = (K + target * scale * np.eye(20)) @ np.asarray(alpha) - Y
+    assert np.linalg.norm(residual) <= 1e-8 * np.linalg.norm(Y)  # solved with that jitter
+    if step < 6:
+        worse = K - 0.1 * scale * np.eye(20)
+        with pytest.raises(ValueError, match=f"jitter up to {1e-2 * np.mean(np.diag(worse)):.3g}"):
+            solve_psd(jnp.asarray(worse), jnp.asarray(Y), 0.0)
+
+
+def test_solve_psd_retries_a_finite_factor_with_overflowing_coefficients():
+    """``diag(1, 1e-37)`` in float32 factors (finite, pivot 3e-19) but its solve overflows:
+    that counts as a failure too, and the jitter retry returns finite coefficients."""
+    from dnc_jax.solvers import solve_psd
+
+    K = jnp.asarray(np.diag([1.0, 1e-37]).astype(np.float32))
+    Y = jnp.asarray([[1.0], [1e3]], jnp.float32)
+    with pytest.warns(RuntimeWarning, match="added jitter"):
+        alpha = solve_psd(K, Y, 0.0)
+    assert np.isfinite(np.asarray(alpha)).all()

@@ -197,3 +197,34 @@ def test_rfm_regression_with_validation_scores_what_history_says(digits):
     assert model.history_[model.best_iter_]["val_score"] == pytest.approx(-mse, rel=1e-5)
     r2 = 1 - mse / float(np.var(target[400:]))
     assert r2 > 0.8, r2
+
+
+def test_defaults_are_the_papers_and_agree_across_entry_points():
+    """Deep RFM's defaults are the paper's (module docstring: Laplace, L = 2, ridge 1e-3,
+    ReLU of uniform weights, width 512, depth 10), and ``deep_rfm``, ``DeepRFMConfig``,
+    ``SolverOptions`` and ``fit_kernel_ridge`` default the options they share alike
+    (``deep_rfm`` hands its arguments to ``DeepRFMConfig`` by position)."""
+    import dataclasses
+    import inspect
+
+    from dnc_jax.deep_rfm import DeepRFMConfig
+    from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
+
+    c = DeepRFMConfig()
+    assert (c.depth, c.width, c.kernel, c.bandwidth, c.reg) == (10, 512, "laplace", 2.0, 1e-3)
+    assert (c.features, c.weights, c.gamma, c.seed, c.dtype) == ("relu", "uniform", 1.0, 0, "float32")
+    assert (c.solver, c.centers, c.agop_samples, c.refit_accuracy) == ("auto", None, None, False)
+    fields = {f.name: f.default for f in dataclasses.fields(DeepRFMConfig)}
+    params = inspect.signature(deep_rfm).parameters
+    assert {k: params[k].default for k in fields} == fields
+    assert list(params)[4:4 + len(fields)] == list(fields)  # same order as the positional call
+    solver = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
+    fit = inspect.signature(fit_kernel_ridge).parameters
+    assert {k: fit[k].default for k in solver} == solver
+    # fit_kernel_predictor's documented defaults: Laplace, L = 1, reg = 1e-3
+    assert {k: fit[k].default for k in ("kernel", "bandwidth", "reg", "seed", "M", "mesh")} == {
+        "kernel": "laplace", "bandwidth": 1.0, "reg": 1e-3, "seed": 0, "M": None, "mesh": None}
+    assert c.solver_options() == SolverOptions(c.solver, c.centers, c.tol, c.max_iter,
+                                               c.precond_rank)
+    assert (c.tol, c.max_iter, c.precond_rank) == (solver["tol"], solver["max_iter"],
+                                                   solver["precond_rank"])

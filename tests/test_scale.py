@@ -1,11 +1,13 @@
 """Scale-out (issue 9): CG and Nyström solves against Cholesky, sampled AGOPs, and the
 same answers on the suite's 4 CPU devices as on one."""
 
+import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 import warnings
 
 import jax
@@ -292,3 +294,114 @@ def test_two_processes_compute_the_same_deep_rfm_layer():
     assert two["train_accuracy"] == one["train_accuracy"]
     assert two["solve"]["iterations"] == one["solve"]["iterations"]
     assert two["agop"]["top_eigenvalues"] == pytest.approx(one["agop"]["top_eigenvalues"], rel=1e-5)
+
+
+def test_full_rank_preconditioners_are_exact(digits, x64):
+    """With every point as a landmark (CG) or centre (Nyström), the preconditioner equals
+    the system's matrix (``F F^T = K``; Falkon's ``(n/m) K_mm^2 + reg K_mm = K^2 + reg K``),
+    so PCG converges in a couple of iterations; a rank-2 preconditioner needs many."""
+    X, _, Y = (a.astype(np.float64) for a in digits)
+    counts = {}
+    for rank in (len(X), 2):
+        _, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver="cg", tol=1e-8,
+                                   precond_rank=rank)
+        counts[rank] = info.iterations
+    _, nystrom_info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=len(X), tol=1e-8)
+    assert counts[len(X)] <= 3 and nystrom_info.iterations <= 3 and counts[2] >= 20
+
+
+def test_default_memory_budget_is_half_the_reported_memory(monkeypatch):
+    from dnc_jax.solvers import default_memory_budget
+
+    class Device:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device({"bytes_limit": 1001})])
+    assert default_memory_budget() == 500 and isinstance(default_memory_budget(), int)
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device(None)])
+    assert default_memory_budget() == 4 * 2**30
+
+
+def test_solver_choice_and_option_boundaries():
+    """``choose_solver``'s documented rule at its edges, and each option's boundary value
+    accepted while the value past it raises."""
+    from dnc_jax.solvers import AUTO_CHOLESKY_MAX_N, SolverOptions, check_solver_options, choose_solver
+
+    assert AUTO_CHOLESKY_MAX_N == 20_000
+    assert choose_solver("auto", 20_000, None, None) == "cholesky"
+    assert choose_solver("auto", 20_001, None, None) == "cg"
+    assert choose_solver("auto", 100, data_mesh(1), None) == "cholesky"
+    assert choose_solver("auto", 100, data_mesh(2), None) == "cg"
+    assert choose_solver("auto", 100, None, 10) == "nystrom"
+    assert choose_solver("cg", 100, None, None) == "cg"
+    for tol, max_iter, rank in ((1e-12, 1, 1), (0.999, 5, 3)):
+        check_solver_options(tol, max_iter, rank)
+    for bad in ((0.0, 1, 1), (1.0, 1, 1), (5.0, 1, 1), (np.nan, 1, 1), (0.5, 0, 1), (0.5, 1, 0)):
+        with pytest.raises(ValueError):
+            check_solver_options(*bad)
+    SolverOptions(solver="nystrom", centers=1).validate()
+    for bad in (dict(centers=0), dict(centers=True), dict(solver="nystrom"), dict(solver="lu")):
+        with pytest.raises(ValueError):
+            SolverOptions(**bad).validate()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SolverOptions().tol = 0.1  # frozen: hashable, safe as a default argument
+
+
+def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits):
+    """Rows carry their mesh when ``mesh`` is omitted; Cholesky runs on a one-device mesh
+    and refuses two; one centre and all ``n`` are valid counts; ``SolveInfo`` reports what
+    ran, with phase seconds inside the call's wall time; a metric reaches the CG solve."""
+    X, _, Y = digits
+    mesh = data_mesh("all")
+    fit, _ = fit_kernel_ridge(as_rows(X, mesh), as_rows(Y, mesh), bandwidth=2.0, solver="cg",
+                              precond_rank=50)
+    assert fit.mesh is mesh
+    with pytest.raises(ValueError, match="Rows"):
+        fit_kernel_ridge(as_rows(X, mesh), Y, bandwidth=2.0, solver="cg")
+    with pytest.raises(ValueError, match="Rows"):
+        fit_kernel_ridge(as_rows(X, mesh), as_rows(Y[:-4], mesh), bandwidth=2.0, solver="cg")
+    with pytest.raises(ValueError, match="one device"):
+        fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky", mesh=data_mesh(2))
+    M = np.diag(np.linspace(0.5, 1.5, X.shape[1])).astype(np.float32)
+    for options in (dict(solver="cholesky", mesh=data_mesh(1)), dict(solver="cg", M=M),
+                    dict(centers=1), dict(centers=len(X)), dict(solver="cholesky", M=M)):
+        start = time.perf_counter()
+        _, info = fit_kernel_ridge(X, Y, bandwidth=2.0, **options)
+        wall = time.perf_counter() - start
+        assert 0 <= info.kernel_seconds <= wall and 0 <= info.solve_seconds <= wall
+        if info.solver == "cholesky":
+            assert (info.iterations, info.residual, info.rank) == (0, None, None)
+    exact, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky", M=M)
+    cg_fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cg", M=M, precond_rank=100)
+    assert _rel(cg_fit.predict(X[:20]), exact.predict(X[:20])) <= 1e-4
+
+
+@pytest.mark.parametrize("solver", ["cg", "nystrom"])
+def test_pcg_columns_are_independent_and_scale_free(digits, x64, solver):
+    """Each right-hand side runs its own PCG: a zero column gives zero coefficients and
+    does not stop the others; a column scaled by 2^-13 gives coefficients scaled alike (the
+    residual is relative); the column that converges first stops moving, so it equals its
+    own single-column solve; one iteration moves the iterate (the residual leaves 1)."""
+    X, _, Y = (a.astype(np.float64) for a in digits)
+    options = dict(bandwidth=2.0, reg=1e-3, solver=solver, tol=1e-6, precond_rank=50,
+                   centers=100 if solver == "nystrom" else None)
+    alone = [fit_kernel_ridge(X, Y[:, c:c + 1], **options) for c in (0, 1)]
+    assert alone[0][1].iterations != alone[1][1].iterations  # one converges first
+    Y4 = np.concatenate([Y[:, :2], np.zeros((len(X), 1)), 2.0**-13 * Y[:, :1]], axis=1)
+    fit, info = fit_kernel_ridge(X, Y4, **options)
+    coefs = np.asarray(fit.coefs)
+    assert info.iterations == max(a[1].iterations for a in alone)
+    np.testing.assert_array_equal(coefs[:, 2], 0.0)
+    for c in (0, 1):
+        # (rounding of products with 4 columns instead of 1, times Nyström's conditioning)
+        assert _rel(coefs[:, c], np.asarray(alone[c][0].coefs)[:, 0]) <= 1e-7
+    np.testing.assert_array_equal(coefs[:, 3], 2.0**-13 * coefs[:, 0])
+    tiny, _ = fit_kernel_ridge(X, 2.0**-20 * Y4, **options)  # ||b||^2 far below tol
+    np.testing.assert_array_equal(np.asarray(tiny.coefs), 2.0**-20 * coefs)
+    with pytest.warns(RuntimeWarning, match="unconverged after 1 iterations"):
+        _, one = fit_kernel_ridge(X, Y, **{**options, "max_iter": 1})
+    assert one.iterations == 1 and abs(one.residual - 1.0) > 1e-3  # the iterate moved

@@ -8,6 +8,7 @@ says what to change. NaN coefficients are never returned.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Callable
@@ -56,7 +57,8 @@ def solve_psd(
     if bool(ok):
         return alpha
     scale = float(jnp.mean(jnp.diagonal(K))) or 1.0
-    with jax.enable_x64(kernel64 is not None):
+    # x64 only for the rebuild: entering enable_x64(False) would truncate a float64 K
+    with jax.enable_x64(True) if kernel64 is not None else contextlib.nullcontext():
         if kernel64 is not None:
             K = kernel64()
             Y = jnp.asarray(Y, K.dtype)

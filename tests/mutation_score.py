@@ -1,0 +1,539 @@
+"""Mutation score of the core modules (issue 13), with warm JAX processes.
+
+    python tests/mutation_score.py                        # all five modules, 2 workers
+    python tests/mutation_score.py --modules kernels agop --workers 1
+    python tests/mutation_score.py --list-survivors       # what is left to kill or explain
+
+Why not mutmut: each mutant there is a fresh process that imports JAX and compiles every
+function its tests call (20-60 s here), and mutmut 3's forking runner forks a process whose
+XLA threads already run. This runner keeps the expensive part warm:
+
+1. **Mutants** (``mutants``): mutmut's core operators on the AST of each module --
+   arithmetic ``+ - * / // % **`` and ``& |`` swapped, comparisons flipped at their
+   boundary (``<`` to ``<=``, ``==`` to ``!=``, ``is``/``in`` negated), ``and``/``or``
+   swapped, ``not`` and unary minus removed, numbers ``n -> n + 1``, ``True``/``False``
+   swapped. Docstrings, annotations, strings and the messages of ``raise`` are not mutated.
+2. **Which tests run a line** (``coverage_map``): the suite once under coverage.py with one
+   context per test and JAX's caches cleared before every test, so that each test traces
+   (and so executes) every jitted line it uses. Durations come from the same run.
+3. **Each mutant** (``_worker``): written into the worker's private copy of the repository;
+   the worker drops ``dnc_jax`` and the test modules from ``sys.modules``, clears JAX's
+   caches and runs ``pytest -x`` in-process on the tests that execute the mutated line,
+   up to ``--budget`` seconds of them (their durations in step 2): the fastest case of
+   each test function, fastest function first, then the remaining cases. A
+   persistent compilation cache makes the unchanged programs cheap to recompile (its key
+   is the program, so a mutated program compiles afresh). A failing test kills the mutant;
+   so does a run over its time limit ("timeout"); a mutant no test executes is "no tests".
+4. Results are appended to ``OUT/<module>.jsonl`` as they come (a rerun resumes), and
+   ``tests/mutation_equivalent.json`` lists the surviving mutants that cannot change a
+   result, each with the reason; they leave the denominator:
+   ``score = killed / (mutants - equivalent)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = {
+    "kernels": ["dnc_jax/kernels.py"],
+    "agop": ["dnc_jax/agop.py"],
+    "collapse": ["dnc_jax/collapse.py"],
+    "solvers": [
+        "dnc_jax/solvers/__init__.py",
+        "dnc_jax/solvers/cholesky.py",
+        "dnc_jax/solvers/cg.py",
+        "dnc_jax/solvers/nystrom.py",
+    ],
+    "deep_rfm": ["dnc_jax/deep_rfm.py"],
+}
+EQUIVALENT = ROOT / "tests" / "mutation_equivalent.json"
+# Tests that measure other processes (their lines run in children coverage does not see)
+# or only the notebook; the mutants are judged by the in-process tests.
+EXCLUDE = ["tests/test_notebooks.py", "tests/test_backbones.py"]
+
+BINOPS = {
+    ast.Add: (ast.Sub, "+", "-"),
+    ast.Sub: (ast.Add, "-", "+"),
+    ast.Mult: (ast.Div, "*", "/"),
+    ast.Div: (ast.Mult, "/", "*"),
+    ast.FloorDiv: (ast.Div, "//", "/"),
+    ast.Mod: (ast.Div, "%", "/"),
+    ast.Pow: (ast.Mult, "**", "*"),
+    ast.BitAnd: (ast.BitOr, "&", "|"),
+    ast.BitOr: (ast.BitAnd, "|", "&"),
+}
+COMPARES = {
+    ast.Lt: (ast.LtE, "<", "<="),
+    ast.LtE: (ast.Lt, "<=", "<"),
+    ast.Gt: (ast.GtE, ">", ">="),
+    ast.GtE: (ast.Gt, ">=", ">"),
+    ast.Eq: (ast.NotEq, "==", "!="),
+    ast.NotEq: (ast.Eq, "!=", "=="),
+    ast.Is: (ast.IsNot, "is", "is not"),
+    ast.IsNot: (ast.Is, "is not", "is"),
+    ast.In: (ast.NotIn, "in", "not in"),
+    ast.NotIn: (ast.In, "not in", "in"),
+}
+
+
+class Mutant(NamedTuple):
+    """One mutation: ``key`` is stable under edits elsewhere in the file."""
+
+    path: str  # relative to the repository root
+    index: int  # position in the file's site order
+    key: str
+    line: int
+    end_line: int
+    function: str  # qualified name of the enclosing function ("" at module level)
+    names: tuple[str, ...]  # for a module-level constant: the name it is assigned to
+
+
+def _is_type_union(node: ast.AST) -> bool:
+    """``X | None`` or ``Literal[...] | ...`` outside an annotation (a type alias)."""
+    if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)):
+        return False
+    return any((isinstance(s, ast.Constant) and s.value is None)
+               or (isinstance(s, ast.Subscript) and getattr(s.value, "id", "") == "Literal")
+               for s in (node.left, node.right))
+
+
+def _sites(tree: ast.AST):
+    """Yield ``(node, slot, new, description, function, names)`` for every mutation of
+    ``tree``, in a fixed order (so that a deep copy yields the same sequence)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            args += [a for a in (node.args.vararg, node.args.kwarg) if a]
+            skip.update(id(n) for a in args if a.annotation for n in ast.walk(a.annotation))
+            if node.returns is not None:
+                skip.update(id(n) for n in ast.walk(node.returns))
+        elif isinstance(node, ast.AnnAssign):
+            skip.update(id(n) for n in ast.walk(node.annotation))
+        elif isinstance(node, (ast.Raise, ast.JoinedStr)) or _is_type_union(node):
+            skip.update(id(n) for n in ast.walk(node))
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                skip.add(id(body[0].value))  # docstring
+
+    def visit(node, function, names):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            function = f"{function}.{node.name}" if function else node.name
+        if isinstance(node, ast.Assign) and not function:
+            names = tuple(t.id for t in node.targets if isinstance(t, ast.Name))
+        if id(node) not in skip:
+            if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in BINOPS:
+                new, a, b = BINOPS[type(node.op)]
+                yield node, "op", new, f"{a} -> {b}", function, names
+            elif isinstance(node, ast.Compare):
+                for j, op in enumerate(node.ops):
+                    new, a, b = COMPARES[type(op)]
+                    yield node, ("ops", j), new, f"{a} -> {b}", function, names
+            elif isinstance(node, ast.BoolOp):
+                new, a, b = (ast.Or, "and", "or") if isinstance(node.op, ast.And) else (ast.And, "or", "and")
+                yield node, "op", new, f"{a} -> {b}", function, names
+            elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+                sign = "not " if isinstance(node.op, ast.Not) else "-"
+                yield node, "unwrap", None, f"drop {sign.strip()}", function, names
+            elif isinstance(node, ast.Constant) and type(node.value) in (bool, int, float):
+                v = node.value
+                new = (not v) if isinstance(v, bool) else v + 1
+                yield node, "value", new, f"{v!r} -> {new!r}", function, names
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, function, names)
+
+    yield from visit(tree, "", ())
+
+
+class _Unwrap(ast.NodeTransformer):
+    def __init__(self, target):
+        self.target = target
+
+    def visit_UnaryOp(self, node):
+        if node is self.target:
+            return self.generic_visit(node).operand
+        return self.generic_visit(node)
+
+
+def mutants(path: str) -> list[Mutant]:
+    """The mutants of one source file (relative path)."""
+    source = (ROOT / path).read_text()
+    tree = ast.parse(source)
+    seen: dict[str, int] = {}
+    out = []
+    for i, (node, _, _, description, function, names) in enumerate(_sites(tree)):
+        segment = ast.get_source_segment(source, node) or ""
+        base = f"{path}:{function}:{description}:{' '.join(segment.split())}"
+        seen[base] = seen.get(base, 0) + 1
+        key = f"{base}#{seen[base]}"
+        out.append(Mutant(path, i, key, node.lineno, node.end_lineno, function, names))
+    return out
+
+
+def mutated_source(path: str, index: int) -> str:
+    """The source of ``path`` with mutation ``index`` applied (via ``ast.unparse``)."""
+    tree = ast.parse((ROOT / path).read_text())
+    for i, (node, slot, new, *_) in enumerate(_sites(tree)):
+        if i != index:
+            continue
+        if slot == "op":
+            node.op = new()
+        elif slot == "value":
+            node.value = new
+        elif slot == "unwrap":
+            tree = _Unwrap(node).visit(tree)
+        else:
+            node.ops[slot[1]] = new()
+        return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    raise IndexError(f"{path} has no mutation {index}")
+
+
+# ---------------------------------------------------------------------------------------
+# Step 2: which tests execute each line.
+
+
+def _map_main(out: str, tests: list[str]) -> int:
+    """Child process of ``coverage_map``: the tests under coverage, one context each."""
+    import coverage
+
+    files = [str(ROOT / p) for paths in MODULES.values() for p in paths]
+    cov = coverage.Coverage(data_file=None, include=files, branch=False)
+    cov.start()
+    import jax
+    import pytest
+
+    durations: dict[str, float] = {}
+
+    class Contexts:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):
+            jax.clear_caches()
+            cov.switch_context(item.nodeid)
+            start = time.perf_counter()
+            yield
+            durations[item.nodeid] = time.perf_counter() - start
+            cov.switch_context("")
+
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests], plugins=[Contexts()])
+    cov.stop()
+    data = cov.get_data()
+    lines = {
+        str(Path(f).relative_to(ROOT)): {
+            str(k): sorted(c for c in v if c) for k, v in data.contexts_by_lineno(f).items()
+        }
+        for f in data.measured_files()
+    }
+    Path(out).write_text(json.dumps({"durations": durations, "lines": lines}))
+    return int(code)
+
+
+def coverage_map(out_dir: Path, workers: int) -> dict:
+    """The coverage map ``{"durations": {test: s}, "lines": {path: {line: [tests]}}}``,
+    saved in ``OUT/coverage_map.json``; tests not in it yet (new ones) are mapped and added."""
+    target = out_dir / "coverage_map.json"
+    merged = json.loads(target.read_text()) if target.exists() else {"durations": {}, "lines": {}}
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-o", "addopts=", "tests", *[f"--ignore={p}" for p in EXCLUDE]],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    tests = [t for t in listed if "::" in t and t not in merged["durations"]]
+    if not tests:
+        return merged
+    by_file: dict[str, list[str]] = {}
+    for t in tests:
+        by_file.setdefault(t.split("::")[0], []).append(t)
+    files = sorted(by_file)
+    # whole files where every test is new (shorter command lines), else the test ids
+    parts = [[x for f in files[i::workers] for x in (
+        [f] if len(by_file[f]) == sum(t.startswith(f + "::") for t in listed) else by_file[f])]
+        for i in range(workers)]
+    parts = [part for part in parts if part]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--_map", str(out_dir / f"map{i}.json"), *part],
+            cwd=ROOT, env=_env(), stdout=open(out_dir / f"map{i}.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
+        for i, part in enumerate(parts)
+    ]
+    for p in procs:
+        p.wait()
+    for i in range(len(parts)):
+        part = json.loads((out_dir / f"map{i}.json").read_text())
+        merged["durations"].update(part["durations"])
+        for path, lines in part["lines"].items():
+            into = merged["lines"].setdefault(path, {})
+            for line, found in lines.items():
+                into[line] = sorted(set(into.get(line, [])) | set(found))
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged))
+    tmp.replace(target)
+    return merged
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/dnc_jax_mutation_jax_cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def tests_for(m: Mutant, cmap: dict, budget: float) -> list[str]:
+    """The tests that execute ``m``'s lines, fastest first, up to ``budget`` seconds."""
+    lines = cmap["lines"].get(m.path, {})
+    found: set[str] = set()
+    for line in range(m.line, m.end_line + 1):
+        found.update(lines.get(str(line), []))
+    if not found:  # a default argument or a module-level constant: runs at import
+        tree = ast.parse((ROOT / m.path).read_text())
+        spans = []
+        for node in ast.walk(tree):
+            if m.function and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.lineno <= m.line <= node.end_lineno:
+                    spans.append((node.body[0].lineno, node.end_lineno))
+            elif m.names and isinstance(node, ast.Name) and node.id in m.names and node.lineno != m.line:
+                spans.append((node.lineno, node.end_lineno))
+        for a, b in spans:
+            for line in range(a, b + 1):
+                found.update(lines.get(str(line), []))
+    durations = cmap["durations"]
+    # one case of every test function first (its fastest), then the other cases: forty
+    # parametrisations of one check must not crowd out a different test
+    ordered = sorted(found, key=lambda t: (durations.get(t, 1e9), t))
+    seen: set[str] = set()
+    first = [t for t in ordered if not (t.split("[")[0] in seen or seen.add(t.split("[")[0]))]
+    chosen, total = [], 0.0
+    for test in first + [t for t in ordered if t not in set(first)]:
+        if chosen and total + durations.get(test, 1e9) > budget:
+            break
+        chosen.append(test)
+        total += durations.get(test, 0.0)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------
+# Step 3: the warm workers.
+
+
+def _purge() -> None:
+    for name in list(sys.modules):
+        top = name.split(".")[0]
+        if top == "dnc_jax" or top.startswith("test_") or top in ("helpers", "worker_data"):
+            del sys.modules[name]
+
+
+def _worker_main(copy_root: str) -> None:
+    """Child process: read ``{"path", "source", "tests"}`` lines on stdin, answer the pytest
+    exit code on the real stdout; pytest's own output goes to stderr (the worker's log)."""
+    answer = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    os.chdir(copy_root)
+    sys.path.insert(0, copy_root)
+    import jax
+    import pytest
+
+    for line in sys.stdin:
+        job = json.loads(line)
+        target = Path(copy_root) / job["path"]
+        original = target.read_text()
+        target.write_text(job["source"])
+        try:
+            _purge()
+            jax.clear_caches()
+            print(f"=== {job['key']}", flush=True)
+            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *job["tests"]])
+        finally:
+            target.write_text(original)
+        answer.write(json.dumps({"code": int(code)}) + "\n")
+
+
+class Worker:
+    """A warm worker process with its own copy of the repository."""
+
+    def __init__(self, i: int, out_dir: Path):
+        self.root = out_dir / f"copy{i}"
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+        for part in ("dnc_jax", "tests", "pyproject.toml"):
+            src = ROOT / part
+            if src.is_dir():
+                shutil.copytree(src, self.root / part, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(src, self.root / part)
+        self.log = open(out_dir / f"worker{i}.log", "a")
+        self.proc = None
+        self.jobs = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--_worker", str(self.root)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=_env(),
+        )
+        self.jobs = 0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def run(self, job: dict, timeout: float) -> str:
+        if self.proc is None or self.jobs >= 40:  # a fresh process now and then: memory
+            self.stop()
+            self.start()
+        self.jobs += 1
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        reply: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=lambda: reply.put(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        try:
+            line = reply.get(timeout=timeout)
+        except queue.Empty:
+            self.stop()
+            return "timeout"
+        if not line:
+            self.stop()
+            return "crashed"
+        code = json.loads(line)["code"]
+        return {0: "survived", 1: "killed"}.get(code, f"error {code}")
+
+
+def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budget: float) -> None:
+    """Run every mutant of module ``name`` not yet in ``OUT/name.jsonl``."""
+    results = out_dir / f"{name}.jsonl"
+    done = set()
+    if results.exists():
+        done = {json.loads(line)["key"] for line in results.read_text().splitlines()}
+    todo: queue.Queue = queue.Queue()
+    for path in MODULES[name]:
+        for m in mutants(path):
+            if m.key not in done:
+                todo.put(m)
+    lock = threading.Lock()
+    total = todo.qsize()
+    print(f"{name}: {total} mutants to run", flush=True)
+
+    def serve(worker: Worker):
+        while True:
+            try:
+                m = todo.get_nowait()
+            except queue.Empty:
+                return
+            tests = tests_for(m, cmap, budget)
+            start = time.perf_counter()
+            if not tests:
+                status = "no tests"
+            else:
+                expected = sum(cmap["durations"].get(t, 30.0) for t in tests)
+                job = {"path": m.path, "key": m.key, "tests": tests,
+                       "source": mutated_source(m.path, m.index)}
+                status = worker.run(job, timeout=60.0 + 4.0 * expected)
+            record = {"key": m.key, "status": status, "line": m.line, "tests": len(tests),
+                      "seconds": round(time.perf_counter() - start, 1)}
+            with lock:
+                with open(results, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(f"  [{todo.qsize():4d} left] {status:9s} {m.key}", flush=True)
+
+    threads = [threading.Thread(target=serve, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+# A failing test, a run past the time limit, a worker killed by the mutant (segfault), or
+# pytest's exit code 2 (a test module that no longer imports): the mutant was noticed.
+KILLED = ("killed", "timeout", "crashed", "error 2")
+
+
+def summary(out_dir: Path, names: list[str]) -> list[dict]:
+    """Per module: mutants, killed (incl. timeouts), survived, no tests, equivalent, score."""
+    equivalent = {e["key"] for e in json.loads(EQUIVALENT.read_text())} if EQUIVALENT.exists() else set()
+    rows = []
+    for name in names:
+        path = out_dir / f"{name}.jsonl"
+        if not path.exists():
+            continue
+        latest = {}
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            latest[r["key"]] = r
+        keys = {m.key for p in MODULES[name] for m in mutants(p)}
+        records = [r for k, r in latest.items() if k in keys]
+        dead = [r["status"] in KILLED for r in records]
+        killed = sum(dead)
+        equiv = sum(not x and r["key"] in equivalent for x, r in zip(dead, records, strict=True))
+        alive = [r for x, r in zip(dead, records, strict=True) if not x and r["key"] not in equivalent]
+        rows.append({
+            "module": name, "mutants": len(keys), "run": len(records), "killed": killed,
+            "equivalent": equiv, "alive": alive,
+            "score": killed / max(len(records) - equiv, 1),
+        })
+    return rows
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_map"]:  # internal: a coverage-map child
+        return _map_main(argv[1], argv[2:])
+    if argv[:1] == ["--_worker"]:  # internal: a warm worker
+        _worker_main(argv[1])
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--budget", type=float, default=40.0, help="seconds of tests per mutant")
+    p.add_argument("--out", default="mutation-results")
+    p.add_argument("--rerun", choices=["survivors"], help="run the surviving mutants again")
+    p.add_argument("--list-survivors", action="store_true")
+    args = p.parse_args(argv)
+    out_dir = (ROOT / args.out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.list_survivors:
+        cmap = coverage_map(out_dir, args.workers)
+        if args.rerun == "survivors":
+            for row in summary(out_dir, args.modules):
+                keys = {r["key"] for r in row["alive"]}
+                path = out_dir / f"{row['module']}.jsonl"
+                kept = [ln for ln in path.read_text().splitlines() if json.loads(ln)["key"] not in keys]
+                path.write_text("".join(ln + "\n" for ln in kept))
+        workers = [Worker(i, out_dir) for i in range(args.workers)]
+        try:
+            for name in args.modules:
+                run_module(name, cmap, out_dir, workers, args.budget)
+        finally:
+            for w in workers:
+                w.stop()
+    rows = summary(out_dir, args.modules)
+    print("\n| module | mutants | killed | equivalent | alive | score |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['module']} | {r['mutants']} | {r['killed']} | {r['equivalent']} "
+              f"| {len(r['alive'])} | {100 * r['score']:.1f}% |")
+    if args.list_survivors:
+        for r in rows:
+            for a in r["alive"]:
+                print(f"{a['status']:9s} line {a['line']:4d}  {a['key']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
