@@ -63,6 +63,16 @@ EQUIVALENT = ROOT / "tests" / "mutation_equivalent.json"
 # or only the notebook; the mutants are judged by the in-process tests.
 EXCLUDE = ["tests/test_notebooks.py", "tests/test_backbones.py"]
 
+# Code that only runs in child processes (coverage sees none of it): the tests that run it.
+CHILD_PROCESS_TESTS = {
+    ("dnc_jax/deep_rfm.py", "host_rows"): [
+        "tests/test_scale.py::test_two_processes_compute_the_same_deep_rfm_layer"],
+}
+
+# Tests that read default values from signatures and dataclass fields (they run no line
+# of the function): added for every mutant of a default argument or a class attribute.
+DEFAULTS_TESTS = ["tests/test_rfm.py::test_defaults_are_the_papers_and_agree_across_entry_points"]
+
 BINOPS = {
     ast.Add: (ast.Sub, "+", "-"),
     ast.Sub: (ast.Add, "-", "+"),
@@ -302,16 +312,27 @@ def tests_for(m: Mutant, cmap: dict, budget: float) -> list[str]:
         found.update(lines.get(str(line), []))
     if not found:  # a default argument or a module-level constant: runs at import
         tree = ast.parse((ROOT / m.path).read_text())
-        spans = []
+        defs = [f for f in ast.walk(tree)
+                if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+        def body_of(line):  # the body of the def or class whose header (decorators) holds ``line``
+            return [(f.body[0].lineno, f.end_lineno) for f in defs
+                    if min([f.lineno] + [d.lineno for d in f.decorator_list]) <= line < f.body[0].lineno]
+
+        spans = body_of(m.line) if m.function else []
+        if m.function:
+            found.update(DEFAULTS_TESTS)
+        if m.function and not spans:  # a class attribute (a dataclass field): the class
+            inner = min((f for f in defs if f.lineno <= m.line <= f.end_lineno),
+                        key=lambda f: f.end_lineno - f.lineno, default=None)
+            spans = [(inner.lineno, inner.end_lineno)] if inner else []
         for node in ast.walk(tree):
-            if m.function and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if node.lineno <= m.line <= node.end_lineno:
-                    spans.append((node.body[0].lineno, node.end_lineno))
-            elif m.names and isinstance(node, ast.Name) and node.id in m.names and node.lineno != m.line:
-                spans.append((node.lineno, node.end_lineno))
+            if m.names and isinstance(node, ast.Name) and node.id in m.names and node.lineno != m.line:
+                spans += body_of(node.lineno) or [(node.lineno, node.end_lineno)]
         for a, b in spans:
             for line in range(a, b + 1):
                 found.update(lines.get(str(line), []))
+    found.update(CHILD_PROCESS_TESTS.get((m.path, m.function), []))
     durations = cmap["durations"]
     # one case of every test function first (its fastest), then the other cases: forty
     # parametrisations of one check must not crowd out a different test
@@ -382,9 +403,11 @@ class Worker:
         self.jobs = 0
 
     def start(self) -> None:
+        env = _env()
+        env["PYTHONPATH"] = str(self.root)  # child processes of a test import the mutant too
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--_worker", str(self.root)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
         )
         self.jobs = 0
 

@@ -228,3 +228,90 @@ def test_defaults_are_the_papers_and_agree_across_entry_points():
                                                c.precond_rank)
     assert (c.tol, c.max_iter, c.precond_rank) == (solver["tol"], solver["max_iter"],
                                                    solver["precond_rank"])
+
+
+def test_deep_rfm_config_boundaries():
+    """Each check's boundary value passes and the value past it raises; the config is
+    frozen (hashable, safe as a default argument)."""
+    import dataclasses
+
+    from dnc_jax.deep_rfm import DeepRFMConfig
+
+    for ok in (dict(agop_samples=1), dict(width=1), dict(width=None), dict(reg=0.0),
+               dict(bandwidth=0.5), dict(depth=1), dict(gamma=0.0),  # gamma: cosine only
+               dict(features="cosine", gamma=1e-3)):
+        DeepRFMConfig(**ok).validate()
+    for bad in (dict(agop_samples=0), dict(width=0), dict(reg=-1e-9), dict(bandwidth=0.0),
+                dict(depth=0), dict(features="cosine", gamma=0.0), dict(features="tanh"),
+                dict(weights="normal"), dict(dtype="float16"), dict(solver="lu")):
+        with pytest.raises(ValueError):
+            DeepRFMConfig(**bad).validate()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DeepRFMConfig().depth = 3
+
+
+def test_unit_rows_random_map_padding_and_host_rows():
+    """Rows scaled to unit norm whatever their norm (zero rows stay zero, never NaN); the
+    random map leaves the padding rows past ``n`` at zero; ``host_rows`` passes ``None`` and
+    numpy through and gathers ``Rows``' real rows."""
+    from dnc_jax import data_mesh
+    from dnc_jax.deep_rfm import _random_map, _unit_rows, host_rows
+    from dnc_jax.sharding import as_rows
+
+    X = jnp.asarray([[3.0, 4.0], [0.0, 0.0], [0.3, 0.4], [1e-3, 0.0]])
+    np.testing.assert_allclose(np.asarray(_unit_rows(X)),
+                               [[0.6, 0.8], [0.0, 0.0], [0.6, 0.8], [1.0, 0.0]], rtol=1e-6)
+    Xp = jnp.ones((6, 3))
+    W = jnp.ones((5, 3))
+    for features in ("relu", "cosine"):
+        out = np.asarray(_random_map(Xp, W, jnp.zeros(5), features, 4))
+        assert np.all(out[:4] != 0.0) and np.all(out[4:] == 0.0)
+    assert host_rows(None) is None
+    H = np.arange(14.0).reshape(7, 2)
+    assert host_rows(H) is H
+    np.testing.assert_array_equal(host_rows(as_rows(H, data_mesh("all"))), H)
+
+
+def test_spectrum_summary():
+    from dnc_jax.deep_rfm import spectrum_summary
+
+    evals = np.arange(13.0)[::-1][np.random.default_rng(0).permutation(13)]
+    out = spectrum_summary(evals)
+    assert out["top_eigenvalues"] == list(np.arange(12.0, 2.0, -1.0))  # ten, descending
+    assert out["spectrum"] == list(np.arange(12.0, -1.0, -1.0))
+    assert out["effective_rank"] == pytest.approx(78.0**2 / np.sum(np.arange(13.0) ** 2), rel=1e-12)
+    assert spectrum_summary(np.array([0.0, 4.0]), top=1) == {
+        "top_eigenvalues": [4.0], "effective_rank": 1.0, "spectrum": [4.0, 0.0]}
+    assert spectrum_summary(np.zeros(3))["effective_rank"] == 0.0
+
+
+def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
+    """States count the layers done; the phase seconds are non-negative and add up to at
+    most the layer's seconds, which fit in the wall time; layer ``l`` samples its AGOP rows
+    with ``seed + l`` (rebuilt by hand for layer 1; ``seed - 1`` would differ)."""
+    import time
+
+    from dnc_jax.agop import psd_eigh
+    from dnc_jax.data import one_hot_pm1
+    from dnc_jax.deep_rfm import DeepRFMConfig, _unit_rows, deep_rfm_layers, spectrum_summary
+
+    X, y = digits.X_train[:200], digits.y_train[:200]
+    config = DeepRFMConfig(depth=2, width=48, agop_samples=60, seed=5)
+    steps, start = [], time.perf_counter()
+    for record, state in deep_rfm_layers(X, y, config=config):
+        steps.append((record, state, time.perf_counter() - start))
+        start = time.perf_counter()
+    assert [s.layer for _, s, _ in steps] == [1, 2]
+    for record, _, wall in steps:
+        phases = record["phase_seconds"]
+        assert min(phases.values()) >= 0 and sum(phases.values()) <= record["seconds"] <= wall
+    X1 = np.asarray(_unit_rows(jnp.asarray(np.asarray(steps[0][1].X_train.valid()))))
+
+    def top(seed):
+        _, M, _ = fit_with_agop(X1, one_hot_pm1(y, 10), bandwidth=2.0, reg=1e-3,
+                                batch_size=1024, normalize="max", agop_samples=60, seed=seed)
+        return np.array(spectrum_summary(psd_eigh(M)[0])["top_eigenvalues"])
+
+    got = np.array(steps[1][0]["agop"]["top_eigenvalues"])
+    np.testing.assert_allclose(got, top(6), rtol=1e-4)
+    assert not np.allclose(got, top(4), rtol=1e-2)

@@ -264,6 +264,13 @@ def test_unlabelled_test_data_is_normalised_and_mapped(digits):
     np.testing.assert_allclose(without[-1][1].X_test.valid(), with_labels[-1][1].X_test.valid(),
                                rtol=1e-5, atol=1e-6)
     assert without[0][0]["test_accuracy"] is None
+    refit = DeepRFMConfig(depth=1, width=32, refit_accuracy=True)
+    record = next(deep_rfm_layers(X[:300], y[:300], X[300:], config=refit))[0]
+    assert record["refit_test_accuracy"] is None and 0.9 < record["refit_train_accuracy"] <= 1.0
+    for bad in ((np.where(np.eye(300, 64, dtype=bool), np.nan, X[:300]), X[300:]),
+                (X[:300], np.where(np.eye(102, 64, dtype=bool), np.inf, X[300:]))):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            next(deep_rfm_layers(*bad[:1], y[:300], bad[1], config=config))
 
 
 def _free_port() -> int:
@@ -405,3 +412,61 @@ def test_pcg_columns_are_independent_and_scale_free(digits, x64, solver):
     with pytest.warns(RuntimeWarning, match="unconverged after 1 iterations"):
         _, one = fit_kernel_ridge(X, Y, **{**options, "max_iter": 1})
     assert one.iterations == 1 and abs(one.residual - 1.0) > 1e-3  # the iterate moved
+
+
+def test_preconditioner_algebra_against_its_formulas(rng):
+    """The host-side float64 pieces of both preconditioners against their formulas:
+    ``A^(-1/2)`` and Frangella-Tropp-Udell's ``P^-1`` (eq. 5.3) with eigenvalues below
+    ``1e-7 * max`` dropped (inputs given slightly asymmetric: only the symmetric part
+    counts; one kept eigenvalue lies below 1e-7 itself), Falkon's factors
+    ``L R R^T L^T = (n/m) K^2 + reg K``, and the Cholesky jitter ladder."""
+    from dnc_jax.solvers.cg import inverse_sqrt_psd, nystrom_correction
+    from dnc_jax.solvers.nystrom import cholesky_with_jitter, falkon_factors
+
+    def orthogonal(n, k):
+        return np.linalg.qr(rng.standard_normal((n, k)))[0]
+
+    def antisymmetric(n):
+        E = rng.standard_normal((n, n))
+        return 0.1 * (E - E.T)
+
+    V = orthogonal(5, 5)
+    lam = np.array([2e-3, 5e-4, 1e-8, 1e-11, 0.0])  # 1e-11 < 1e-7 * 2e-3: dropped
+    A = (V * lam) @ V.T
+    kept = lam > 2e-10
+    expected = (V[:, kept] / np.sqrt(lam[kept])) @ V[:, kept].T
+    np.testing.assert_allclose(inverse_sqrt_psd(A + 1e-3 * antisymmetric(5)), expected,
+                               rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+    n, reg = 30, 1e-3
+    U, s = orthogonal(n, 4), np.array([3.0, 1.0, 1e-2, 1e-6]) * 1e-2
+    F = U @ np.diag(s) @ orthogonal(4, 4).T  # eigenvalues of F^T F: 9e-4 .. 1e-16
+    keep = s**2 > 1e-7 * s[0] ** 2
+    Uk, lk = U[:, keep], s[keep] ** 2
+    P_inv = (lk.min() + reg) * (Uk / (lk + reg)) @ Uk.T + np.eye(n) - Uk @ Uk.T
+    gram = F.T @ F
+    Q = nystrom_correction(gram + 1e-3 * np.abs(gram).max() * antisymmetric(4), reg)
+    np.testing.assert_allclose(np.eye(n) + F @ Q @ F.T, P_inv, atol=1e-9)
+    np.testing.assert_array_equal(nystrom_correction(np.zeros((4, 4)), reg), 0.0)
+
+    X = rng.standard_normal((50, 6))
+    K = np.exp(-np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1)) / 2.0)
+    L, R = falkon_factors(K, 400, reg)
+    LR = L @ R
+    np.testing.assert_allclose(LR @ LR.T, (400 / 50) * K @ K + reg * K, rtol=1e-9, atol=1e-9)
+
+    steps = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+    B = rng.standard_normal((10, 3))
+    for t in range(len(steps) + 1):
+        base = B @ B.T + (np.eye(10) if t == 0 else 0.0)
+        s0 = np.mean(np.diag(base))
+        delta = {0: 0.0, 1: 0.5 * steps[1]}.get(t, 2.0 * steps[min(t, 6) - 1]) * s0
+        M = base - (delta if t < len(steps) else 0.1 * s0) * np.eye(10)
+        scale = np.mean(np.diag(M))
+        if t == len(steps):
+            with pytest.raises(ValueError, match="not positive definite"):
+                cholesky_with_jitter(M)
+            continue
+        L = cholesky_with_jitter(M)
+        np.testing.assert_allclose(L @ L.T, M + steps[t] * scale * np.eye(10), rtol=1e-12,
+                                   atol=1e-12 * scale)
