@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import queue
@@ -255,6 +256,17 @@ def coverage_map(out_dir: Path, workers: int) -> dict:
     saved in ``OUT/coverage_map.json``; tests not in it yet (new ones) are mapped and added."""
     target = out_dir / "coverage_map.json"
     merged = json.loads(target.read_text()) if target.exists() else {"durations": {}, "lines": {}}
+    # a test file edited since it was mapped is mapped again, all of it
+    hashes = {str(f.relative_to(ROOT)): hashlib.sha1(f.read_bytes()).hexdigest()
+              for f in sorted((ROOT / "tests").glob("test_*.py"))}
+    stale = {f for f, h in hashes.items() if merged.get("files", {}).get(f) != h}
+    if stale:
+        merged["durations"] = {t: v for t, v in merged["durations"].items()
+                               if t.split("::")[0] not in stale}
+        for lines in merged["lines"].values():
+            for line, tests in lines.items():
+                lines[line] = [t for t in tests if t.split("::")[0] not in stale]
+    merged["files"] = hashes
     listed = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
          "-o", "addopts=", "tests", *[f"--ignore={p}" for p in EXCLUDE]],
@@ -262,6 +274,7 @@ def coverage_map(out_dir: Path, workers: int) -> dict:
     ).stdout.splitlines()
     tests = [t for t in listed if "::" in t and t not in merged["durations"]]
     if not tests:
+        target.write_text(json.dumps(merged))
         return merged
     by_file: dict[str, list[str]] = {}
     for t in tests:

@@ -223,7 +223,7 @@ def test_near_pairs_are_recomputed_by_difference_and_only_they(rng):
 def test_normalize_small_and_large_agops_and_leave_a_zero_one(rng, x64, scale):
     """``normalize`` divides by the largest entry or the trace whatever their size (AGOPs
     below and above 1), and an all-zero AGOP (a constant function) stays 0, never NaN; one
-    evaluation point is enough."""
+    evaluation point, and batches of one row, are enough."""
     A = scale * rng.standard_normal((3, 5))
     X = rng.standard_normal((7, 5))
     G = A.T @ A
@@ -236,6 +236,9 @@ def test_normalize_small_and_large_agops_and_leave_a_zero_one(rng, x64, scale):
                                np.diag(G) / np.trace(G), rtol=1e-12)
     np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="none"), G, rtol=1e-12)
     np.testing.assert_allclose(agop(f, X[:1], jnp.asarray(A)), G, rtol=1e-12)
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), batch_size=1), G, rtol=1e-12)
+    with pytest.raises(ValueError, match="batch_size"):
+        agop(f, X, jnp.asarray(A), batch_size=0)
     for normalize in ("max", "trace"):
         zero = agop(lambda x: jnp.zeros(3) * jnp.sum(x), X, normalize=normalize)
         np.testing.assert_array_equal(zero, 0.0)
@@ -279,3 +282,40 @@ def test_solve_psd_retries_a_finite_factor_with_overflowing_coefficients():
     with pytest.warns(RuntimeWarning, match="added jitter"):
         alpha = solve_psd(K, Y, 0.0)
     assert np.isfinite(np.asarray(alpha)).all()
+
+
+def test_sample_rows():
+    from dnc_jax.agop import sample_rows
+
+    idx = sample_rows(100, 60, seed=3)
+    assert len(np.unique(idx)) == 60 and np.all(np.diff(idx) > 0) and idx.max() < 100
+    np.testing.assert_array_equal(idx, sample_rows(100, 60, seed=3))
+    assert len(sample_rows(100, 1, seed=0)) == 1
+    assert sample_rows(100, None, 0) is None and sample_rows(100, 100, 0) is None
+    assert sample_rows(100, 500, 0) is None
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="agop_samples"):
+            sample_rows(100, bad, 0)
+
+
+def test_matrix_power_rejects_what_is_not_a_finite_square_matrix():
+    for bad in (np.ones((2, 3)), np.ones(4), np.ones((2, 2, 2))):
+        with pytest.raises(ValueError, match="square"):
+            matrix_power(bad, 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        matrix_power(np.full((2, 2), np.nan), 0.5)
+
+
+def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64):
+    """Only a negative power drops eigenvalues within round-off of 0 (``<= d eps
+    lambda_max``, relative to the largest however small it is); positive and zero powers
+    keep them."""
+    tiny = np.diag([1.0, 1e-17])
+    np.testing.assert_allclose(np.asarray(matrix_power(tiny, 1.0)), tiny, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(np.asarray(matrix_power(tiny, 0.5)), np.diag([1.0, np.sqrt(1e-17)]),
+                               rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(np.asarray(matrix_power(tiny, 0.0)), np.eye(2))
+    np.testing.assert_array_equal(np.asarray(matrix_power(tiny, -1.0)), np.diag([1.0, 0.0]))
+    small = np.diag([1e-3, 1e-17])  # 1e-17 > 2 eps 1e-3: a real eigenvalue at this scale
+    np.testing.assert_allclose(np.asarray(matrix_power(small, -1.0)), np.diag([1e3, 1e17]),
+                               rtol=1e-12)

@@ -125,6 +125,8 @@ def test_sampled_agop(digits):
     half = kernel_agop(fit, X, samples=200, seed=3)
     assert 0 < _rel(half, full) < 0.3  # an estimate: close, not equal
     np.testing.assert_array_equal(half, kernel_agop(fit, X, samples=200, seed=3))
+    np.testing.assert_array_equal(kernel_agop(fit, X, samples=200),  # the default seed is 0
+                                  kernel_agop(fit, X, samples=200, seed=0))
     _, A_all, _ = fit_with_agop(X, Y, bandwidth=2.0, reg=1e-3, agop_samples=len(X))
     assert _rel(A_all, full) <= 1e-5
 
@@ -470,3 +472,15 @@ def test_preconditioner_algebra_against_its_formulas(rng):
         L = cholesky_with_jitter(M)
         np.testing.assert_allclose(L @ L.T, M + steps[t] * scale * np.eye(10), rtol=1e-12,
                                    atol=1e-12 * scale)
+
+
+def test_sharded_diagonal_agop_with_and_without_a_metric(digits, rng):
+    X, _, Y = digits
+    B = rng.standard_normal((X.shape[1], X.shape[1]))
+    M = (B @ B.T / X.shape[1] + 0.5 * np.eye(X.shape[1])).astype(np.float32)  # not diagonal
+    mesh = data_mesh("all")
+    for metric in (None, M):
+        fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, M=metric)
+        one = kernel_agop(fit, X, diag=True)
+        four = kernel_agop(fit, X, diag=True, mesh=mesh)
+        assert one.shape == four.shape == (X.shape[1],) and _rel(four, one) <= 1e-5
