@@ -315,6 +315,8 @@ def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64):
     np.testing.assert_allclose(np.asarray(matrix_power(tiny, 0.5)), np.diag([1.0, np.sqrt(1e-17)]),
                                rtol=1e-12, atol=0)
     np.testing.assert_array_equal(np.asarray(matrix_power(tiny, 0.0)), np.eye(2))
+    singular = np.diag([2.0, 0.0])  # M^0 is the projector on its range: 0^0 counts as 0
+    np.testing.assert_array_equal(np.asarray(matrix_power(singular, 0.0)), np.diag([1.0, 0.0]))
     np.testing.assert_array_equal(np.asarray(matrix_power(tiny, -1.0)), np.diag([1.0, 0.0]))
     small = np.diag([1e-3, 1e-17])  # 1e-17 > 2 eps 1e-3: a real eigenvalue at this scale
     np.testing.assert_allclose(np.asarray(matrix_power(small, -1.0)), np.diag([1e3, 1e17]),
