@@ -382,6 +382,13 @@ def _worker_main(copy_root: str) -> None:
     import jax
     import pytest
 
+    class FirstFailure:
+        nodeid = None
+
+        def pytest_runtest_logreport(self, report):
+            if report.failed and FirstFailure.nodeid is None:
+                FirstFailure.nodeid = report.nodeid
+
     for line in sys.stdin:
         job = json.loads(line)
         target = Path(copy_root) / job["path"]
@@ -391,10 +398,12 @@ def _worker_main(copy_root: str) -> None:
             _purge()
             jax.clear_caches()
             print(f"=== {job['key']}", flush=True)
-            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *job["tests"]])
+            FirstFailure.nodeid = None
+            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *job["tests"]],
+                               plugins=[FirstFailure()])
         finally:
             target.write_text(original)
-        answer.write(json.dumps({"code": int(code)}) + "\n")
+        answer.write(json.dumps({"code": int(code), "failed": FirstFailure.nodeid}) + "\n")
 
 
 class Worker:
@@ -431,6 +440,8 @@ class Worker:
             self.proc = None
 
     def run(self, job: dict, timeout: float) -> str:
+        """The mutant's status; ``self.failed`` is the first failing test, if any."""
+        self.failed = None
         if self.proc is None or self.jobs >= 40:  # a fresh process now and then: memory
             self.stop()
             self.start()
@@ -448,8 +459,9 @@ class Worker:
         if not line:
             self.stop()
             return "crashed"
-        code = json.loads(line)["code"]
-        return {0: "survived", 1: "killed"}.get(code, f"error {code}")
+        reply = json.loads(line)
+        self.failed = reply["failed"]
+        return {0: "survived", 1: "killed"}.get(reply["code"], f"error {reply['code']}")
 
 
 def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budget: float) -> None:
@@ -483,7 +495,8 @@ def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budg
                        "source": mutated_source(m.path, m.index)}
                 status = worker.run(job, timeout=60.0 + 4.0 * expected)
             record = {"key": m.key, "status": status, "line": m.line, "tests": len(tests),
-                      "seconds": round(time.perf_counter() - start, 1)}
+                      "seconds": round(time.perf_counter() - start, 1),
+                      "killed_by": worker.failed if tests else None}
             with lock:
                 with open(results, "a") as f:
                     f.write(json.dumps(record) + "\n")
