@@ -71,7 +71,8 @@ CHILD_PROCESS_TESTS = {
 }
 
 # Tests that read default values from signatures and dataclass fields (they run no line
-# of the function): added for every mutant of a default argument or a class attribute.
+# of the function): added for every mutant of a line that runs only at import (a default
+# argument, a class attribute, a module-level constant).
 DEFAULTS_TESTS = ["tests/test_rfm.py::test_defaults_are_the_papers_and_agree_across_entry_points"]
 
 BINOPS = {
@@ -317,8 +318,9 @@ def _env() -> dict:
     return env
 
 
-def tests_for(m: Mutant, cmap: dict, budget: float) -> list[str]:
-    """The tests that execute ``m``'s lines, fastest first, up to ``budget`` seconds."""
+def tests_for(m: Mutant, cmap: dict, budget: float, first: tuple[str, ...] = ()) -> list[str]:
+    """The tests that execute ``m``'s lines, up to ``budget`` seconds: those whose id starts
+    with one of ``first``, then the fastest case of each test function, then the rest."""
     lines = cmap["lines"].get(m.path, {})
     found: set[str] = set()
     for line in range(m.line, m.end_line + 1):
@@ -333,8 +335,7 @@ def tests_for(m: Mutant, cmap: dict, budget: float) -> list[str]:
                     if min([f.lineno] + [d.lineno for d in f.decorator_list]) <= line < f.body[0].lineno]
 
         spans = body_of(m.line) if m.function else []
-        if m.function:
-            found.update(DEFAULTS_TESTS)
+        found.update(DEFAULTS_TESTS)
         if m.function and not spans:  # a class attribute (a dataclass field): the class
             inner = min((f for f in defs if f.lineno <= m.line <= f.end_lineno),
                         key=lambda f: f.end_lineno - f.lineno, default=None)
@@ -349,11 +350,12 @@ def tests_for(m: Mutant, cmap: dict, budget: float) -> list[str]:
     durations = cmap["durations"]
     # one case of every test function first (its fastest), then the other cases: forty
     # parametrisations of one check must not crowd out a different test
-    ordered = sorted(found, key=lambda t: (durations.get(t, 1e9), t))
+    ordered = sorted(found, key=lambda t: (not t.startswith(first) if first else False,
+                                           durations.get(t, 1e9), t))
     seen: set[str] = set()
-    first = [t for t in ordered if not (t.split("[")[0] in seen or seen.add(t.split("[")[0]))]
+    leads = [t for t in ordered if not (t.split("[")[0] in seen or seen.add(t.split("[")[0]))]
     chosen, total = [], 0.0
-    for test in first + [t for t in ordered if t not in set(first)]:
+    for test in leads + [t for t in ordered if t not in set(leads)]:
         if chosen and total + durations.get(test, 1e9) > budget:
             break
         chosen.append(test)
@@ -464,7 +466,8 @@ class Worker:
         return {0: "survived", 1: "killed"}.get(reply["code"], f"error {reply['code']}")
 
 
-def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budget: float) -> None:
+def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budget: float,
+               first: tuple[str, ...] = ()) -> None:
     """Run every mutant of module ``name`` not yet in ``OUT/name.jsonl``."""
     results = out_dir / f"{name}.jsonl"
     done = set()
@@ -485,7 +488,7 @@ def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budg
                 m = todo.get_nowait()
             except queue.Empty:
                 return
-            tests = tests_for(m, cmap, budget)
+            tests = tests_for(m, cmap, budget, first)
             start = time.perf_counter()
             if not tests:
                 status = "no tests"
@@ -553,6 +556,9 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=40.0, help="seconds of tests per mutant")
     p.add_argument("--out", default="mutation-results")
     p.add_argument("--rerun", choices=["survivors"], help="run the surviving mutants again")
+    p.add_argument("--first", nargs="+", default=[], metavar="TEST",
+                   help="test ids (or their prefixes) to try first where they run the line, "
+                        "e.g. the tests written against the last survivors")
     p.add_argument("--list-survivors", action="store_true")
     args = p.parse_args(argv)
     out_dir = (ROOT / args.out).resolve()
@@ -568,7 +574,7 @@ def main(argv=None) -> int:
         workers = [Worker(i, out_dir) for i in range(args.workers)]
         try:
             for name in args.modules:
-                run_module(name, cmap, out_dir, workers, args.budget)
+                run_module(name, cmap, out_dir, workers, args.budget, tuple(args.first))
         finally:
             for w in workers:
                 w.stop()

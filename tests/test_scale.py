@@ -133,10 +133,11 @@ def test_sampled_agop(digits):
 
 def test_unconverged_cg_warns(digits):
     X, _, Y = digits
-    with pytest.warns(RuntimeWarning, match="unconverged after 2 iterations"):
+    with pytest.warns(RuntimeWarning, match="unconverged after 2 iterations") as caught:
         _, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-4, solver="cg", max_iter=2,
                                    precond_rank=2)
     assert info.iterations == 2
+    assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -369,6 +370,11 @@ def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits):
     fit, _ = fit_kernel_ridge(as_rows(X, mesh), as_rows(Y, mesh), bandwidth=2.0, solver="cg",
                               precond_rank=50)
     assert fit.mesh is mesh
+    two = data_mesh(2)
+    assert fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cg", precond_rank=50,
+                            mesh=two)[0].mesh is two
+    with pytest.raises(ValueError, match="different mesh"):  # the mesh passed wins, and checks
+        fit_kernel_ridge(as_rows(X, mesh), as_rows(Y, mesh), mesh=two, solver="cg")
     with pytest.raises(ValueError, match="Rows"):
         fit_kernel_ridge(as_rows(X, mesh), Y, bandwidth=2.0, solver="cg")
     with pytest.raises(ValueError, match="Rows"):
