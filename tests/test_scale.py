@@ -439,21 +439,22 @@ def test_preconditioner_algebra_against_its_formulas(rng):
         return 0.1 * (E - E.T)
 
     V = orthogonal(5, 5)
-    lam = np.array([2e-3, 5e-4, 1e-8, 1e-11, 0.0])  # 1e-11 < 1e-7 * 2e-3: dropped
+    lam = np.array([2e-3, 5e-4, 1e-8, 1e-10, 0.0])  # 1e-10 < 1e-7 * 2e-3: dropped
     A = (V * lam) @ V.T
     kept = lam > 2e-10
     expected = (V[:, kept] / np.sqrt(lam[kept])) @ V[:, kept].T
     np.testing.assert_allclose(inverse_sqrt_psd(A + 1e-3 * antisymmetric(5)), expected,
                                rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    np.testing.assert_array_equal(inverse_sqrt_psd(np.zeros((3, 3))), 0.0)
 
     n, reg = 30, 1e-3
-    U, s = orthogonal(n, 4), np.array([3.0, 1.0, 1e-2, 1e-6]) * 1e-2
-    F = U @ np.diag(s) @ orthogonal(4, 4).T  # eigenvalues of F^T F: 9e-4 .. 1e-16
+    U, s = orthogonal(n, 5), np.array([3.0, 1.0, 1e-2, 7e-4, 1e-6]) * 1e-2
+    F = U @ np.diag(s) @ orthogonal(5, 5).T  # F^T F: 9e-4, 1e-4, 1e-8, 4.9e-11, 1e-16
     keep = s**2 > 1e-7 * s[0] ** 2
     Uk, lk = U[:, keep], s[keep] ** 2
     P_inv = (lk.min() + reg) * (Uk / (lk + reg)) @ Uk.T + np.eye(n) - Uk @ Uk.T
     gram = F.T @ F
-    Q = nystrom_correction(gram + 1e-3 * np.abs(gram).max() * antisymmetric(4), reg)
+    Q = nystrom_correction(gram + 1e-3 * np.abs(gram).max() * antisymmetric(5), reg)
     np.testing.assert_allclose(np.eye(n) + F @ Q @ F.T, P_inv, atol=1e-9)
     np.testing.assert_array_equal(nystrom_correction(np.zeros((4, 4)), reg), 0.0)
 
@@ -464,6 +465,8 @@ def test_preconditioner_algebra_against_its_formulas(rng):
     np.testing.assert_allclose(LR @ LR.T, (400 / 50) * K @ K + reg * K, rtol=1e-9, atol=1e-9)
 
     steps = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+    L = cholesky_with_jitter(np.zeros((3, 3)))  # mean diagonal 0: jitter relative to 1
+    np.testing.assert_allclose(L @ L.T, 1e-7 * np.eye(3), rtol=1e-12)
     B = rng.standard_normal((10, 3))
     for t in range(len(steps) + 1):
         base = B @ B.T + (np.eye(10) if t == 0 else 0.0)
