@@ -1,6 +1,7 @@
 """One process of the two-process Deep RFM test (``test_scale.py``): joins the others
-through ``jax.distributed`` on localhost, loads only its own rows, runs one layer and
-(process 0) prints the record as JSON. Args: coordinator_port process_id num_processes."""
+through ``jax.distributed`` on localhost, loads only its own rows, runs one layer, gathers
+the layer's output features, and (process 0) prints the record and the features' shape and
+sum as JSON. Args: coordinator_port process_id num_processes."""
 
 import json
 import sys
@@ -26,5 +27,7 @@ padded[: len(y)] = X
 rows = Rows(put_local_rows(padded[start:stop], mesh, len(y)), len(y))  # only this process's rows
 record, state = next(deep_rfm_layers(rows, y, config=DeepRFMConfig(**layer_config()), mesh=mesh))
 assert mesh.devices.size == 2 * nproc and len(state.X_train.data.addressable_shards) == 2
+features = state.to_host()["X_train"]  # gathered from both processes (a collective)
 if pid == 0:
     print("RECORD " + json.dumps(record))
+    print("FEATURES " + json.dumps([list(features.shape), float(features.sum())]))

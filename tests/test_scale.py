@@ -286,8 +286,8 @@ def test_two_processes_compute_the_same_deep_rfm_layer():
     """Two processes on localhost, joined by jax.distributed over CPU collectives (gloo),
     2 devices each and each loading only its own rows, give the one-process layer."""
     X, y = small_digits()
-    one, _ = next(deep_rfm_layers(X, y, config=DeepRFMConfig(**layer_config()),
-                                  mesh=data_mesh("all")))
+    one, one_state = next(deep_rfm_layers(X, y, config=DeepRFMConfig(**layer_config()),
+                                          mesh=data_mesh("all")))
     port = _free_port()
     worker = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
@@ -304,6 +304,10 @@ def test_two_processes_compute_the_same_deep_rfm_layer():
     assert two["train_accuracy"] == one["train_accuracy"]
     assert two["solve"]["iterations"] == one["solve"]["iterations"]
     assert two["agop"]["top_eigenvalues"] == pytest.approx(one["agop"]["top_eigenvalues"], rel=1e-5)
+    line = next(ln for ln in outputs[0].splitlines() if ln.startswith("FEATURES "))
+    shape, total = json.loads(line[len("FEATURES "):])
+    features = one_state.to_host()["X_train"]
+    assert tuple(shape) == features.shape and total == pytest.approx(float(features.sum()), rel=1e-5)
 
 
 def test_full_rank_preconditioners_are_exact(digits, x64):
