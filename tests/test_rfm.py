@@ -283,6 +283,7 @@ def test_spectrum_summary():
     assert spectrum_summary(np.array([0.0, 4.0]), top=1) == {
         "top_eigenvalues": [4.0], "effective_rank": 1.0, "spectrum": [4.0, 0.0]}
     assert spectrum_summary(np.zeros(3))["effective_rank"] == 0.0
+    assert spectrum_summary(np.array([0.25, 0.25]))["effective_rank"] == 2.0  # trace below 1
 
 
 def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):

@@ -497,3 +497,51 @@ def test_sharded_diagonal_agop_with_and_without_a_metric(digits, rng):
         one = kernel_agop(fit, X, diag=True)
         four = kernel_agop(fit, X, diag=True, mesh=mesh)
         assert one.shape == four.shape == (X.shape[1],) and _rel(four, one) <= 1e-5
+
+
+def test_nystrom_recomputed_rows_and_the_cpu_host_factors(digits, monkeypatch):
+    """Sharded over 4 devices with padding rows, Nyström's kernel rows recomputed in every
+    product (``memory_budget=0``) give the held rows' fit; on a CPU backend the Falkon
+    factors are the host's float64 ones, elsewhere the device's."""
+    from dnc_jax.solvers import nystrom
+
+    X, _, Y = digits
+    mesh = data_mesh("all")
+    held, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, centers=100, mesh=mesh, tol=1e-7)
+    recomputed, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, centers=100, mesh=mesh, tol=1e-7,
+                                     memory_budget=0, block_size=64)
+    # float32 products in another order, times the normal equations' conditioning
+    assert _rel(recomputed.predict(X[:40]), held.predict(X[:40])) <= 3e-4
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the other backend's factors")
+
+    monkeypatch.setattr(nystrom, "falkon_factors_on_device", refuse)
+    fit_kernel_ridge(X, Y, bandwidth=2.0, centers=50)  # CPU: host factors
+    monkeypatch.undo()
+    monkeypatch.setattr(nystrom, "falkon_factors", refuse)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    fit_kernel_ridge(X, Y, bandwidth=2.0, centers=50)  # elsewhere: device factors
+
+
+def test_device_falkon_factors_jitter_ladder(rng, x64):
+    """``falkon_factors_on_device`` in float64: ``L L^T = K + eps mean(diag K) I`` with
+    ``eps`` = 1e-13, then ten times more while a factor is not finite, and
+    ``R R^T = (n/m) L^T L + reg I``; a matrix that needs more than 1e-2 raises (repeated
+    ``eps *= 10`` used to reach 0.0099999 and try 0.1 too)."""
+    from dnc_jax.solvers.nystrom import falkon_factors_on_device
+
+    B = rng.standard_normal((6, 3))
+    base = 4.0 * (B @ B.T)  # rank 3, mean diagonal ~12
+    scale = np.mean(np.diag(base))
+    for k, delta in ((0, None), (3, 3e-11), (7, 3e-7)):
+        K = 4.0 * np.eye(6) + base if delta is None else base - delta * np.mean(np.diag(base)) * np.eye(6)
+        scale = np.mean(np.diag(K))
+        eps = 1e-13 * 10.0**k
+        L, R = (np.asarray(f) for f in falkon_factors_on_device(jnp.asarray(K), 30, 1e-3))
+        np.testing.assert_allclose(L @ L.T, K + eps * scale * np.eye(6), rtol=1e-13,
+                                   atol=1e-13 * scale)
+        np.testing.assert_allclose(R @ R.T, 5.0 * L.T @ L + 1e-3 * np.eye(6), rtol=1e-12,
+                                   atol=1e-12 * scale)
+    with pytest.raises(ValueError, match="not positive definite"):
+        falkon_factors_on_device(jnp.asarray(base - 0.05 * scale * np.eye(6)), 30, 1e-3)

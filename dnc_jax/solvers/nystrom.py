@@ -66,6 +66,7 @@ def falkon_factors(K_mm: np.ndarray, n: int, reg: float) -> tuple[np.ndarray, np
 
 
 DEVICE_JITTER = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-13}  # Falkon's pc_epsilon
+MAX_DEVICE_JITTER = 1e-2
 
 
 def falkon_factors_on_device(K_mm: jax.Array, n: int, reg: float) -> tuple[jax.Array, jax.Array]:
@@ -76,16 +77,15 @@ def falkon_factors_on_device(K_mm: jax.Array, n: int, reg: float) -> tuple[jax.A
     m = K_mm.shape[0]
     scale = float(jnp.mean(jnp.diag(K_mm))) or 1.0
     eye = jnp.eye(m, dtype=K_mm.dtype)
-    eps = DEVICE_JITTER[np.dtype(K_mm.dtype)]
-    while True:
-        L, R = _device_factors(K_mm + (eps * scale) * eye, jnp.asarray(n / m, K_mm.dtype),
-                               jnp.asarray(reg, K_mm.dtype))
+    first = DEVICE_JITTER[np.dtype(K_mm.dtype)]
+    # eps = first * 10^k up to 1e-2 (by exponent: repeated *10 overshoots 1e-2 in rounding)
+    for k in range(round(np.log10(MAX_DEVICE_JITTER / first)) + 1):
+        L, R = _device_factors(K_mm + (first * 10.0**k * scale) * eye,
+                               jnp.asarray(n / m, K_mm.dtype), jnp.asarray(reg, K_mm.dtype))
         if bool(jnp.isfinite(L).all() & jnp.isfinite(R).all()):
             return L, R
-        if eps >= 1e-2:
-            raise ValueError("The centres' kernel matrix K_mm is not positive definite even "
-                             "with jitter; remove duplicate centres or check the bandwidth.")
-        eps *= 10
+    raise ValueError("The centres' kernel matrix K_mm is not positive definite even "
+                     "with jitter; remove duplicate centres or check the bandwidth.")
 
 
 @jax.jit
