@@ -2,7 +2,10 @@
 
     python tests/mutation_score.py                        # all five modules, 2 workers
     python tests/mutation_score.py --modules kernels agop --workers 1
+    python tests/mutation_score.py --rerun survivors --budget 120 --first TEST...
     python tests/mutation_score.py --list-survivors       # what is left to kill or explain
+
+(TESTING.md has the procedure and the recorded result.)
 
 Why not mutmut: each mutant there is a fresh process that imports JAX and compiles every
 function its tests call (20-60 s here), and mutmut 3's forking runner forks a process whose
@@ -15,7 +18,8 @@ XLA threads already run. This runner keeps the expensive part warm:
    swapped. Docstrings, annotations, strings and the messages of ``raise`` are not mutated.
 2. **Which tests run a line** (``coverage_map``): the suite once under coverage.py with one
    context per test and JAX's caches cleared before every test, so that each test traces
-   (and so executes) every jitted line it uses. Durations come from the same run.
+   (and so executes) every jitted line it uses. Durations come from the same run; an
+   edited test file is mapped again.
 3. **Each mutant** (``_worker``): written into the worker's private copy of the repository;
    the worker drops ``dnc_jax`` and the test modules from ``sys.modules``, clears JAX's
    caches and runs ``pytest -x`` in-process on the tests that execute the mutated line,
@@ -60,8 +64,8 @@ MODULES = {
     "deep_rfm": ["dnc_jax/deep_rfm.py"],
 }
 EQUIVALENT = ROOT / "tests" / "mutation_equivalent.json"
-# Tests that measure other processes (their lines run in children coverage does not see)
-# or only the notebook; the mutants are judged by the in-process tests.
+# Left out of the map: the notebook test (its code runs in a kernel process) and the
+# backbones (they use none of the five modules, and are slow).
 EXCLUDE = ["tests/test_notebooks.py", "tests/test_backbones.py"]
 
 # Code that only runs in child processes (coverage sees none of it): the tests that run it.
@@ -375,8 +379,9 @@ def _purge() -> None:
 
 
 def _worker_main(copy_root: str) -> None:
-    """Child process: read ``{"path", "source", "tests"}`` lines on stdin, answer the pytest
-    exit code on the real stdout; pytest's own output goes to stderr (the worker's log)."""
+    """Child process: read ``{"path", "key", "source", "tests"}`` lines on stdin, answer
+    ``{"code", "failed"}`` (pytest's exit code, the first failing test) on the real stdout;
+    pytest's own output goes to stderr (the worker's log)."""
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     os.chdir(copy_root)
