@@ -78,7 +78,8 @@ def falkon_factors_on_device(K_mm: jax.Array, n: int, reg: float) -> tuple[jax.A
     scale = float(jnp.mean(jnp.diag(K_mm))) or 1.0
     eye = jnp.eye(m, dtype=K_mm.dtype)
     first = DEVICE_JITTER[np.dtype(K_mm.dtype)]
-    # eps = first * 10^k up to 1e-2 (by exponent: repeated *10 overshoots 1e-2 in rounding)
+    # eps = first * 10^k up to 1e-2, by exponent: repeated *10 from 1e-13 lands on 0.0099999
+    # (below the cap) and went on to 0.1
     for k in range(round(np.log10(MAX_DEVICE_JITTER / first)) + 1):
         L, R = _device_factors(K_mm + (first * 10.0**k * scale) * eye,
                                jnp.asarray(n / m, K_mm.dtype), jnp.asarray(reg, K_mm.dtype))
