@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -279,7 +280,7 @@ def coverage_map(out_dir: Path, workers: int) -> dict:
     ).stdout.splitlines()
     tests = [t for t in listed if "::" in t and t not in merged["durations"]]
     if not tests:
-        target.write_text(json.dumps(merged))
+        _save(target, merged)
         return merged
     by_file: dict[str, list[str]] = {}
     for t in tests:
@@ -307,10 +308,15 @@ def coverage_map(out_dir: Path, workers: int) -> dict:
             into = merged["lines"].setdefault(path, {})
             for line, found in lines.items():
                 into[line] = sorted(set(into.get(line, [])) | set(found))
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged))
-    tmp.replace(target)
+    _save(target, merged)
     return merged
+
+
+def _save(target: Path, data: dict) -> None:
+    """Write JSON atomically (a temporary file, then a rename)."""
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(target)
 
 
 def _env() -> dict:
@@ -322,6 +328,12 @@ def _env() -> dict:
     return env
 
 
+@functools.cache
+def _parsed(path: str) -> ast.Module:
+    """The module's AST, parsed once per run (read only: the sites are found on it)."""
+    return ast.parse((ROOT / path).read_text())
+
+
 def tests_for(m: Mutant, cmap: dict, budget: float, first: tuple[str, ...] = ()) -> list[str]:
     """The tests that execute ``m``'s lines, up to ``budget`` seconds: those whose id starts
     with one of ``first``, then the fastest case of each test function, then the rest."""
@@ -330,7 +342,7 @@ def tests_for(m: Mutant, cmap: dict, budget: float, first: tuple[str, ...] = ())
     for line in range(m.line, m.end_line + 1):
         found.update(lines.get(str(line), []))
     if not found:  # a default argument or a module-level constant: runs at import
-        tree = ast.parse((ROOT / m.path).read_text())
+        tree = _parsed(m.path)
         defs = [f for f in ast.walk(tree)
                 if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
