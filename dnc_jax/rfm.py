@@ -106,7 +106,8 @@ def fit_with_agop(
     solver.validate()
     if mesh is None and isinstance(Z, Rows):
         mesh = Z.mesh
-    method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers)
+    method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers,
+                           itemsize=Z.dtype.itemsize, memory_budget=solver.memory_budget)
     T = None if transform is None else jnp.asarray(transform, Z.dtype)
     batch = Z.shape[0] if batch_size is None else min(int(batch_size), Z.shape[0])
     one_device = mesh is None or num_shards(mesh) == 1

@@ -365,6 +365,44 @@ def test_solver_choice_and_option_boundaries():
         SolverOptions().tol = 0.1  # frozen: hashable, safe as a default argument
 
 
+def test_auto_rule_on_accelerators_is_the_memory_bound(monkeypatch, digits):
+    """Off the CPU, ``"auto"`` factors on one device while ``CHOLESKY_MATRICES`` ``n x n``
+    matrices of the data's itemsize fit the memory budget (given, or half the device's), and
+    ``fit_kernel_ridge``/``fit_with_agop`` pass their budget and dtype to that rule."""
+    from dnc_jax.rfm import fit_with_agop
+    from dnc_jax.solvers import (
+        AUTO_CHOLESKY_MAX_N,
+        CHOLESKY_MATRICES,
+        SolverOptions,
+        auto_cholesky_max_n,
+        choose_solver,
+    )
+
+    budget = CHOLESKY_MATRICES * 4 * 1000**2
+    assert auto_cholesky_max_n(4, budget) == AUTO_CHOLESKY_MAX_N  # the suite runs on CPUs
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert auto_cholesky_max_n(4, budget) == 1000
+    assert auto_cholesky_max_n(8, budget) == 707  # float64: isqrt(10^6 / 2)
+    assert choose_solver("auto", 1000, None, None, memory_budget=budget) == "cholesky"
+    assert choose_solver("auto", 1001, None, None, memory_budget=budget) == "cg"
+    assert choose_solver("auto", 800, None, None, itemsize=8, memory_budget=budget) == "cg"
+    assert choose_solver("auto", 10, data_mesh(2), None, memory_budget=budget) == "cg"
+
+    class Device:
+        def memory_stats(self):
+            return {"bytes_limit": 2 * CHOLESKY_MATRICES * 4 * 500**2}
+
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device()])
+    assert auto_cholesky_max_n() == 500
+    X, _, Y = digits  # 402 rows
+    small, large = CHOLESKY_MATRICES * 4 * 401**2, CHOLESKY_MATRICES * 4 * 402**2
+    for budget, expected in ((small, "cg"), (large, "cholesky")):
+        _, info = fit_kernel_ridge(X, Y, bandwidth=2.0, memory_budget=budget)
+        _, _, agop_info = fit_with_agop(X, Y, bandwidth=2.0,
+                                        solver=SolverOptions(memory_budget=budget))
+        assert info.solver == agop_info.solver == expected
+
+
 def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits):
     """Rows carry their mesh when ``mesh`` is omitted; Cholesky runs on a one-device mesh
     and refuses two; one centre and all ``n`` are valid counts; ``SolveInfo`` reports what

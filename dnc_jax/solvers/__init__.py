@@ -9,14 +9,22 @@ Solvers (DESIGN.md, Scale):
 - ``"nystrom"`` (``solvers.nystrom``): ridge regression restricted to ``centers`` (Falkon),
   ``O(n m)`` per iteration; an estimator, not the exact fit (equal to it when ``m = n``).
 
-``solver="auto"`` takes ``"nystrom"`` when ``centers`` is given, ``"cholesky"`` on one
-device up to ``AUTO_CHOLESKY_MAX_N`` = 20,000 rows (a 1.6 GB float32 matrix, a few
-seconds to a minute to factor), and ``"cg"`` otherwise.
+``solver="auto"`` takes ``"nystrom"`` when ``centers`` is given; on one device it takes
+``"cholesky"`` up to ``auto_cholesky_max_n()`` rows and ``"cg"`` beyond (and always on a
+mesh of several devices). The bound depends on the backend. On a CPU it is
+``AUTO_CHOLESKY_MAX_N`` = 20,000 (a 1.6 GB float32 matrix, a few seconds to a minute to
+factor; BENCHMARKS.md, "RFM fit at scale"). On a GPU or TPU it is the largest ``n`` whose
+exact path fits the device's memory budget (``default_memory_budget``, half the device):
+``CHOLESKY_MATRICES = 3`` matrices of ``n x n`` (the kernel matrix, the AGOP's gradient
+weights, the factor), about 57,000 float32 rows on an 80 GB card, where Cholesky was the
+faster solver (one H100 at n = 50,000: a warm Deep RFM layer 2.0 s against CG's 2.3 s,
+which needed 264-429 iterations; BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from typing import NamedTuple
@@ -35,7 +43,8 @@ from dnc_jax.solvers import cg, nystrom
 from dnc_jax.solvers.cholesky import solve_kernel_system, solve_psd, train_kernel_matrix
 
 SOLVERS = ("auto", "cholesky", "cg", "nystrom")
-AUTO_CHOLESKY_MAX_N = 20_000
+AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
+CHOLESKY_MATRICES = 3  # n x n matrices the exact path holds at once
 DEFAULT_RANK = 500
 DEFAULT_BLOCK = 2048
 
@@ -112,8 +121,21 @@ def default_memory_budget() -> int:
     return int(limit) // 2 if limit else 4 * 2**30
 
 
-def choose_solver(solver: str, n: int, mesh: Mesh | None, centers) -> str:
-    """The solver ``"auto"`` stands for (module docstring); checks the name."""
+def auto_cholesky_max_n(itemsize: int = 4, memory_budget: int | None = None) -> int:
+    """The most rows ``solver="auto"`` solves by Cholesky on one device (module docstring):
+    ``AUTO_CHOLESKY_MAX_N`` on a CPU, else the largest ``n`` with
+    ``CHOLESKY_MATRICES * n^2 * itemsize <= memory_budget`` (default
+    ``default_memory_budget()``)."""
+    if jax.default_backend() == "cpu":
+        return AUTO_CHOLESKY_MAX_N
+    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    return math.isqrt(budget // (CHOLESKY_MATRICES * int(itemsize)))
+
+
+def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: int = 4,
+                  memory_budget: int | None = None) -> str:
+    """The solver ``"auto"`` stands for (module docstring) for ``n`` rows of ``itemsize``
+    bytes; checks the name."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
     if solver != "auto":
@@ -122,8 +144,9 @@ def choose_solver(solver: str, n: int, mesh: Mesh | None, centers) -> str:
         return solver
     if centers is not None:
         return "nystrom"
-    one_device = mesh is None or num_shards(mesh) == 1
-    return "cholesky" if one_device and n <= AUTO_CHOLESKY_MAX_N else "cg"
+    if mesh is not None and num_shards(mesh) > 1:
+        return "cg"
+    return "cholesky" if n <= auto_cholesky_max_n(itemsize, memory_budget) else "cg"
 
 
 def check_solver_options(tol: float, max_iter: int, rank: int) -> None:
@@ -204,7 +227,8 @@ def fit_kernel_ridge(
         if M.shape != (d, d):
             raise ValueError(f"M must be ({d}, {d}); got {M.shape}.")
         _checks.check_finite("M", M)
-    method = choose_solver(solver, n, mesh, centers)
+    method = choose_solver(solver, n, mesh, centers, itemsize=X.dtype.itemsize,
+                           memory_budget=memory_budget)
     check_solver_options(tol, max_iter, precond_rank)
     bandwidth, reg = float(bandwidth), float(reg)
     if method == "cholesky":
@@ -268,10 +292,12 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
 __all__ = [
     "AUTO_CHOLESKY_MAX_N",
+    "CHOLESKY_MATRICES",
     "KernelPredictor",
     "SOLVERS",
     "SolveInfo",
     "SolverOptions",
+    "auto_cholesky_max_n",
     "choose_solver",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
