@@ -4,10 +4,10 @@ from dnc_jax.agop import agop, kernel_agop, kernel_gradients, matrix_power
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.deep_rfm import deep_rfm
+from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.kernels import gaussian_kernel, kernel_matrix, laplace_kernel
 from dnc_jax.nets import MLP, TrainConfig, layer_analysis, train_mlp
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.rfm import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.sharding import Rows, data_mesh
 from dnc_jax.solvers import SolveInfo, fit_kernel_predictor, fit_kernel_ridge, solve_psd
 

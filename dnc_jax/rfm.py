@@ -1,5 +1,6 @@
-"""Recursive Feature Machines (DESIGN.md, RFM) and the shared "fit, then AGOP at the
-training points" step that RFM and Deep RFM both iterate.
+"""Recursive Feature Machines (DESIGN.md, RFM): the shared "fit, then AGOP at the training
+points" step that RFM and Deep RFM both iterate, and the RFM loop (``fit_rfm``). The
+scikit-learn estimators around the loop are in ``dnc_jax.estimators``.
 
 The step builds the training kernel matrix ``K`` and the gradient weights ``W`` once;
 ``K`` serves the Cholesky solve and ``W`` the closed-form AGOP, so no distance is
@@ -13,16 +14,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from dnc_jax.agop import (
     coef_outer_centers,
@@ -33,11 +31,10 @@ from dnc_jax.agop import (
     kernel_agop,
     matrix_power,
 )
-from dnc_jax.data import one_hot_pm1
 from dnc_jax.kernels import kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.sharding import Rows, data_mesh, num_shards
+from dnc_jax.sharding import Rows, num_shards
 from dnc_jax.solvers import (
     SolveInfo,
     SolverOptions,
@@ -132,202 +129,72 @@ def fit_with_agop(
     return predictor, finish_agop(A, None, 1, False, diag, normalize, T), info
 
 
-class RFM(BaseEstimator):
-    """Recursive Feature Machine (Radhakrishnan et al., Science 2024), scikit-learn API.
+class RFMFit(NamedTuple):
+    """What ``fit_rfm`` returns: the kernel's transform ``T`` (``(d, d)``), the predictor on
+    ``X T``, the last AGOP (``None`` when ``iters = 0``), one record per fit, and the
+    iteration they come from."""
 
-    Parameters:
-      kernel: ``"laplace"`` or ``"gaussian"``.
-      bandwidth: kernel bandwidth ``L``.
-      reg: ridge.
-      iters: number of AGOP updates before the final fit.
-      agop_power: ``p``; the kernel sees ``x AGOP^p`` (xRFM's naming; 0.5 = metric AGOP).
-      normalize: AGOP normalisation before the power: ``"max"``, ``"trace"`` or ``None``.
-      centered, diag: AGOP options (see ``agop``).
-      task: ``"classification"`` (``{-1, +1}`` one-hot targets, argmax prediction) or
-        ``"regression"``.
-      batch_size: training rows whose Jacobians are held at once.
-      solver, centers, tol, cg_max_iter, precond_rank: how each kernel fit is solved
-        (``fit_kernel_ridge``; ``cg_max_iter`` is its ``max_iter``); ``centers`` (an
-        int) makes every fit a Nyström machine.
-      agop_samples: AGOP from this many seeded training rows (``None``: all).
-      devices: ``None`` (one device), ``"all"`` or a count: rows sharded over a data mesh.
-      seed: seeds sampled rows, centres and landmarks.
+    transform: jax.Array
+    predictor: KernelPredictor
+    agop: np.ndarray | None
+    history: list[dict]
+    best_iter: int
 
-    Fitted attributes: ``transform_`` (``T``, ``(d, d)``), ``agop_`` (the last AGOP),
-    ``predictor_`` (``KernelPredictor`` on ``X T``), ``history_`` (per-iteration dicts),
-    ``best_iter_``, ``classes_`` (classification), ``n_features_in_``.
+
+def fit_rfm(
+    X: jax.Array,
+    Y: ArrayLike,
+    *,
+    kernel: str = "laplace",
+    bandwidth: float = 10.0,
+    reg: float = 1e-3,
+    iters: int = 3,
+    agop_power: float = 0.5,
+    normalize: str | None = "max",
+    centered: bool = False,
+    diag: bool = False,
+    batch_size: int | None = 1024,
+    solver: SolverOptions = SolverOptions(),
+    agop_samples: int | None = None,
+    seed: int = 0,
+    mesh=None,
+    score: Callable[[jax.Array, KernelPredictor], float] | None = None,
+) -> RFMFit:
+    """The RFM loop (module docstring) on ``X`` (``(n, d)`` float32) and targets ``Y``
+    (``(n, C)``): ``iters`` AGOP updates, then a final fit.
+
+    The options are those of ``fit_with_agop``; ``agop_power`` is ``p`` (``T = AGOP^p``).
+    With ``score`` (``(T, predictor) -> float``, higher is better, e.g. a validation
+    accuracy) every fit is scored and the best one is returned; otherwise the last.
     """
-
-    def __init__(
-        self,
-        kernel: str = "laplace",
-        bandwidth: float = 10.0,
-        reg: float = 1e-3,
-        iters: int = 3,
-        agop_power: float = 0.5,
-        normalize: str | None = "max",
-        centered: bool = False,
-        diag: bool = False,
-        task: str = "classification",
-        batch_size: int | None = 1024,
-        solver: str = "auto",
-        centers: int | None = None,
-        agop_samples: int | None = None,
-        tol: float = 1e-6,
-        cg_max_iter: int = 1000,
-        precond_rank: int = 500,
-        devices: str | int | None = None,
-        seed: int = 0,
-    ):
-        _fixed_task_init(self, kernel, bandwidth, reg, iters, agop_power, normalize, centered,
-                         diag, batch_size, solver, centers, agop_samples, tol, cg_max_iter,
-                         precond_rank, devices, seed)
-        self.task = task
-
-    # -------------------------------------------------------------- helpers
-
-    def _targets(self, y):
-        if self.task == "classification":
-            self._encoder = LabelEncoder().fit(y)
-            self.classes_ = self._encoder.classes_
-            return one_hot_pm1(self._encoder.transform(y), len(self.classes_))
-        y = np.asarray(y, dtype=np.float64)
-        self._single_output = y.ndim == 1
-        return (y[:, None] if y.ndim == 1 else y).astype(np.float32)
-
-    def _decode(self, raw: np.ndarray):
-        if self.task == "classification":
-            return self.classes_[np.argmax(raw, axis=1)]
-        return raw[:, 0] if self._single_output else raw
-
-    def _score_raw(self, raw, y) -> float:
-        """Higher is better: accuracy, or negative mean squared error."""
-        if self.task == "classification":
-            return float(np.mean(self._decode(raw) == np.asarray(y)))
-        target = np.asarray(y, dtype=np.float64).reshape(raw.shape[0], -1)
-        return -float(np.mean((raw - target) ** 2))
-
-    def _raw_predict(self, X, transform, predictor):
-        Z = matmul(jnp.asarray(X, jnp.float32), transform)
-        return np.asarray(predictor.predict(Z), dtype=np.float64)
-
-    # -------------------------------------------------------------- API
-
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Fit; with ``(X_val, y_val)`` keep the iteration that scores best on them."""
-        if self.task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression'; got {self.task!r}.")
-        if int(self.iters) < 0:
-            raise ValueError(f"iters must be >= 0; got {self.iters}.")
-        regression = self.task == "regression"
-        X, y = validate_data(self, X, y, multi_output=regression, y_numeric=regression)
-        if not regression:
-            check_classification_targets(y)
-            if len(np.unique(y)) < 2:
-                raise ValueError("RFM classification needs at least 2 classes in y; got 1 class.")
-        Y = self._targets(y)
-        options = SolverOptions(self.solver, self.centers, self.tol, self.cg_max_iter,
-                                self.precond_rank)
-        options.validate()
-        mesh = None if self.devices is None else data_mesh(self.devices)
-        Xj = jnp.asarray(X, jnp.float32)
-        d = X.shape[1]
-        transform = jnp.eye(d, dtype=jnp.float32)
-        use_val = X_val is not None and y_val is not None
-        if use_val:
-            X_val = validate_data(self, X_val, reset=False)
-        self.history_ = []
-        best = (-np.inf, None)
-        for it in range(int(self.iters) + 1):
-            last = it == int(self.iters)
-            Z = matmul(Xj, transform)
-            if last:  # the final fit needs no AGOP
-                predictor, info = fit_kernel_ridge(
-                    Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg, mesh=mesh,
-                    seed=self.seed, **dataclasses.asdict(options))
-            else:
-                predictor, A, info = fit_with_agop(
-                    Z, Y, kernel=self.kernel, bandwidth=self.bandwidth, reg=self.reg,
-                    transform=None if it == 0 else transform, batch_size=self.batch_size,
-                    centered=self.centered, diag=self.diag, normalize=self.normalize,
-                    solver=options, agop_samples=self.agop_samples, seed=self.seed, mesh=mesh,
-                )
-            record = {"iter": it, "solve": info.to_dict()}
-            if use_val:
-                record["val_score"] = self._score_raw(
-                    self._raw_predict(X_val, transform, predictor), y_val
-                )
-                if record["val_score"] > best[0]:
-                    best = (record["val_score"], (it, transform, predictor))
-            self.history_.append(record)
-            if not last:
-                self.agop_ = np.asarray(A)
-                M = np.diag(self.agop_) if self.diag else self.agop_
-                transform = matrix_power(M, float(self.agop_power)).astype(jnp.float32)
-        chosen = best[1] if use_val else (int(self.iters), transform, predictor)
-        self.best_iter_, self.transform_, self.predictor_ = chosen
-        return self
-
-    def _outputs(self, X) -> np.ndarray:
-        check_is_fitted(self, "predictor_")
-        X = validate_data(self, X, reset=False)
-        return self._raw_predict(X, self.transform_, self.predictor_)
-
-    @available_if(lambda self: self.task == "classification")
-    def decision_function(self, X) -> np.ndarray:
-        """Predictor outputs ``(n, C)``; for two classes ``(n,)``, positive for ``classes_[1]``."""
-        raw = self._outputs(X)
-        if raw.shape[1] == 2:
-            return raw[:, 1] - raw[:, 0]
-        return raw
-
-    def predict(self, X):
-        return self._decode(self._outputs(X))
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = self.task == "regression"
-        return tags
-
-    def score(self, X, y, sample_weight=None):
-        if self.task == "classification":
-            return ClassifierMixin.score(self, X, y, sample_weight)
-        return RegressorMixin.score(self, X, y, sample_weight)
-
-
-def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
-                     normalize="max", centered=False, diag=False, batch_size=1024,
-                     solver="auto", centers=None, agop_samples=None, tol=1e-6, cg_max_iter=1000,
-                     precond_rank=500, devices=None, seed=0):
-    """Set every hyperparameter but ``task`` (the subclasses fix it as a class attribute)."""
-    self.kernel = kernel
-    self.bandwidth = bandwidth
-    self.reg = reg
-    self.iters = iters
-    self.agop_power = agop_power
-    self.normalize = normalize
-    self.centered = centered
-    self.diag = diag
-    self.batch_size = batch_size
-    self.solver = solver
-    self.centers = centers
-    self.agop_samples = agop_samples
-    self.tol = tol
-    self.cg_max_iter = cg_max_iter
-    self.precond_rank = precond_rank
-    self.devices = devices
-    self.seed = seed
-
-
-class RFMClassifier(ClassifierMixin, RFM):
-    """``RFM`` with ``task="classification"`` fixed (scikit-learn classifier tags)."""
-
-    task = "classification"
-    __init__ = _fixed_task_init
-
-
-class RFMRegressor(RegressorMixin, RFM):
-    """``RFM`` with ``task="regression"`` fixed (scikit-learn regressor tags)."""
-
-    task = "regression"
-    __init__ = _fixed_task_init
+    transform = jnp.eye(X.shape[1], dtype=jnp.float32)
+    history: list[dict] = []
+    best = (-np.inf, None)
+    A = None
+    for it in range(int(iters) + 1):
+        last = it == int(iters)
+        Z = matmul(X, transform)
+        if last:  # the final fit needs no AGOP
+            predictor, info = fit_kernel_ridge(
+                Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, mesh=mesh, seed=seed,
+                **dataclasses.asdict(solver))
+        else:
+            predictor, A, info = fit_with_agop(
+                Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
+                transform=None if it == 0 else transform, batch_size=batch_size,
+                centered=centered, diag=diag, normalize=normalize, solver=solver,
+                agop_samples=agop_samples, seed=seed, mesh=mesh,
+            )
+        record = {"iter": it, "solve": info.to_dict()}
+        if score is not None:
+            record["val_score"] = score(transform, predictor)
+            if record["val_score"] > best[0]:
+                best = (record["val_score"], (it, transform, predictor))
+        history.append(record)
+        if not last:
+            A = np.asarray(A)
+            transform = matrix_power(np.diag(A) if diag else A,
+                                     float(agop_power)).astype(jnp.float32)
+    best_iter, transform, predictor = best[1] if score is not None else (
+        int(iters), transform, predictor)
+    return RFMFit(transform, predictor, A, history, best_iter)

@@ -11,7 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dnc_jax import RFM, deep_rfm, fit_kernel_predictor, kernel_agop, matrix_power
 from dnc_jax.data import load_dataset, prepare
-from dnc_jax.rfm import RFMClassifier, RFMRegressor, fit_with_agop
+from dnc_jax.estimators import RFMClassifier, RFMRegressor
+from dnc_jax.rfm import fit_with_agop
 
 # scikit-learn checks that do not apply, and why: JAX computes in float32 and XLA blocks
 # its matmuls by batch shape, so outputs for a reordered or sliced batch agree with the full
