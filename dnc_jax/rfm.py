@@ -36,8 +36,11 @@ from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, num_shards
 from dnc_jax.solvers import (
+    CHOLESKY_AGOP_PEAK_MATRICES,
+    CHOLESKY_PEAK_MATRICES,
     SolveInfo,
     SolverOptions,
+    check_cholesky_memory,
     choose_solver,
     fit_kernel_ridge,
     solve_kernel_system,
@@ -103,12 +106,15 @@ def fit_with_agop(
     solver.validate()
     if mesh is None and isinstance(Z, Rows):
         mesh = Z.mesh
+    one_device = mesh is None or num_shards(mesh) == 1
+    shared = one_device and agop_samples is None  # K and the gradient weights held together
+    matrices = CHOLESKY_AGOP_PEAK_MATRICES if shared else CHOLESKY_PEAK_MATRICES
     method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers,
-                           itemsize=Z.dtype.itemsize, memory_budget=solver.memory_budget)
+                           itemsize=Z.dtype.itemsize, matrices=matrices)
     T = None if transform is None else jnp.asarray(transform, Z.dtype)
     batch = Z.shape[0] if batch_size is None else min(int(batch_size), Z.shape[0])
-    one_device = mesh is None or num_shards(mesh) == 1
-    if method == "cholesky" and one_device and agop_samples is None:
+    if method == "cholesky" and shared:
+        check_cholesky_memory(Z.shape[0], Z.dtype.itemsize, matrices)
         Z = Z.valid() if isinstance(Z, Rows) else Z
         Y = Y.valid() if isinstance(Y, Rows) else Y
         tic = time.perf_counter()
@@ -145,25 +151,26 @@ def fit_rfm(
     X: jax.Array,
     Y: ArrayLike,
     *,
-    kernel: str = "laplace",
-    bandwidth: float = 10.0,
-    reg: float = 1e-3,
-    iters: int = 3,
-    agop_power: float = 0.5,
-    normalize: str | None = "max",
-    centered: bool = False,
-    diag: bool = False,
-    batch_size: int | None = 1024,
-    solver: SolverOptions = SolverOptions(),
-    agop_samples: int | None = None,
-    seed: int = 0,
+    kernel: str,
+    bandwidth: float,
+    reg: float,
+    iters: int,
+    agop_power: float,
+    normalize: str | None,
+    centered: bool,
+    diag: bool,
+    batch_size: int | None,
+    solver: SolverOptions,
+    agop_samples: int | None,
+    seed: int,
     mesh=None,
     score: Callable[[jax.Array, KernelPredictor], float] | None = None,
 ) -> RFMFit:
     """The RFM loop (module docstring) on ``X`` (``(n, d)`` float32) and targets ``Y``
     (``(n, C)``): ``iters`` AGOP updates, then a final fit.
 
-    The options are those of ``fit_with_agop``; ``agop_power`` is ``p`` (``T = AGOP^p``).
+    The options are those of ``fit_with_agop`` and have no defaults here: the estimators
+    (``dnc_jax.estimators.RFM``) hold them; ``agop_power`` is ``p`` (``T = AGOP^p``).
     With ``score`` (``(T, predictor) -> float``, higher is better, e.g. a validation
     accuracy) every fit is scored and the best one is returned; otherwise the last.
     """

@@ -341,10 +341,13 @@ def test_default_memory_budget_is_half_the_reported_memory(monkeypatch):
     assert default_memory_budget() == 4 * 2**30
 
 
-def test_solver_choice_and_option_boundaries():
+def test_solver_choice_and_option_boundaries(monkeypatch):
     """``choose_solver``'s documented rule at its edges, and each option's boundary value
     accepted while the value past it raises."""
+    import dnc_jax.solvers
     from dnc_jax.solvers import AUTO_CHOLESKY_MAX_N, SolverOptions, check_solver_options, choose_solver
+
+    monkeypatch.setattr(dnc_jax.solvers, "available_memory", lambda: None)  # not this host's
 
     assert AUTO_CHOLESKY_MAX_N == 20_000
     assert choose_solver("auto", 20_000, None, None) == "cholesky"
@@ -366,42 +369,69 @@ def test_solver_choice_and_option_boundaries():
         SolverOptions().tol = 0.1  # frozen: hashable, safe as a default argument
 
 
-def test_auto_rule_on_accelerators_is_the_memory_bound(monkeypatch, digits):
-    """Off the CPU, ``"auto"`` factors on one device while ``CHOLESKY_MATRICES`` ``n x n``
-    matrices of the data's itemsize fit the memory budget (given, or half the device's), and
-    ``fit_kernel_ridge``/``fit_with_agop`` pass their budget and dtype to that rule."""
+def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
+    """``"auto"`` factors on one device while the exact path's measured peak fits the free
+    memory (and, on a CPU, up to 20,000 rows); ``fit_with_agop`` counts the gradient weights
+    it shares; an explicit Cholesky that cannot fit raises before building any matrix."""
+    import dnc_jax.rfm
+    import dnc_jax.solvers as solvers
     from dnc_jax.rfm import fit_with_agop
     from dnc_jax.solvers import (
-        AUTO_CHOLESKY_MAX_N,
-        CHOLESKY_MATRICES,
+        CHOLESKY_AGOP_PEAK_MATRICES,
+        CHOLESKY_PEAK_MATRICES,
         SolverOptions,
-        auto_cholesky_max_n,
+        available_memory,
         choose_solver,
     )
 
-    budget = CHOLESKY_MATRICES * 4 * 1000**2
-    assert auto_cholesky_max_n(4, budget) == AUTO_CHOLESKY_MAX_N  # the suite runs on CPUs
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert auto_cholesky_max_n(4, budget) == 1000
-    assert auto_cholesky_max_n(8, budget) == 707  # float64: isqrt(10^6 / 2)
-    assert choose_solver("auto", 1000, None, None, memory_budget=budget) == "cholesky"
-    assert choose_solver("auto", 1001, None, None, memory_budget=budget) == "cg"
-    assert choose_solver("auto", 800, None, None, itemsize=8, memory_budget=budget) == "cg"
-    assert choose_solver("auto", 10, data_mesh(2), None, memory_budget=budget) == "cg"
-
     class Device:
         def memory_stats(self):
-            return {"bytes_limit": 2 * CHOLESKY_MATRICES * 4 * 500**2}
+            return {"bytes_limit": 1000, "bytes_in_use": 300}
 
-    monkeypatch.setattr(jax, "local_devices", lambda: [Device()])
-    assert auto_cholesky_max_n() == 500
+    with monkeypatch.context() as patch:
+        patch.setattr(jax, "local_devices", lambda: [Device()])
+        assert available_memory() == 700
+    free = available_memory()  # the host's MemAvailable on the CPU backend
+    assert isinstance(free, int) and free > 0
+
+    def free_bytes(value):
+        monkeypatch.setattr(solvers, "available_memory", lambda: value)
+
+    free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * 1000**2))
+    assert choose_solver("auto", 1000, None, None) == "cholesky"
+    assert choose_solver("auto", 1001, None, None) == "cg"
+    assert choose_solver("auto", 1000, None, None, itemsize=8) == "cg"
+    assert choose_solver("auto", 1000, None, None, matrices=CHOLESKY_AGOP_PEAK_MATRICES) == "cg"
+    free_bytes(None)  # unknown free memory: the size rule alone
+    assert choose_solver("auto", 20_000, None, None) == "cholesky"
+    assert choose_solver("auto", 20_001, None, None) == "cg"  # the CPU's time rule
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert choose_solver("auto", 60_000, None, None) == "cholesky"
+    free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * 60_000**2))
+    assert choose_solver("auto", 60_000, None, None) == "cholesky"
+    assert choose_solver("auto", 60_001, None, None) == "cg"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+
     X, _, Y = digits  # 402 rows
-    small, large = CHOLESKY_MATRICES * 4 * 401**2, CHOLESKY_MATRICES * 4 * 402**2
-    for budget, expected in ((small, "cg"), (large, "cholesky")):
-        _, info = fit_kernel_ridge(X, Y, bandwidth=2.0, memory_budget=budget)
-        _, _, agop_info = fit_with_agop(X, Y, bandwidth=2.0,
-                                        solver=SolverOptions(memory_budget=budget))
-        assert info.solver == agop_info.solver == expected
+    n = len(X)
+    between = int(0.5 * (CHOLESKY_PEAK_MATRICES + CHOLESKY_AGOP_PEAK_MATRICES) * 4 * n * n)
+    free_bytes(between)  # fits a fit, not a fit sharing its gradient weights with the AGOP
+    assert fit_kernel_ridge(X, Y, bandwidth=2.0)[1].solver == "cholesky"
+    assert fit_with_agop(X, Y, bandwidth=2.0)[2].solver == "cg"
+    assert fit_with_agop(X, Y, bandwidth=2.0, agop_samples=n)[2].solver == "cholesky"
+    with pytest.raises(ValueError, match="needs about .* GiB .* use solver='cg'"):
+        fit_with_agop(X, Y, bandwidth=2.0, solver=SolverOptions(solver="cholesky"))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the kernel matrix was built before the memory check")
+
+    free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * n * n) - 1)
+    monkeypatch.setattr(solvers, "train_kernel_matrix", no_work)
+    monkeypatch.setattr(dnc_jax.rfm, "_train_kernel_and_weights", no_work)
+    for fit in (lambda: fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky"),
+                lambda: fit_with_agop(X, Y, bandwidth=2.0, solver=SolverOptions("cholesky"))):
+        with pytest.raises(ValueError, match=f"at n = {n} needs"):
+            fit()
 
 
 def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits):

@@ -9,22 +9,25 @@ Solvers (DESIGN.md, Scale):
 - ``"nystrom"`` (``solvers.nystrom``): ridge regression restricted to ``centers`` (Falkon),
   ``O(n m)`` per iteration; an estimator, not the exact fit (equal to it when ``m = n``).
 
-``solver="auto"`` takes ``"nystrom"`` when ``centers`` is given; on one device it takes
-``"cholesky"`` up to ``auto_cholesky_max_n()`` rows and ``"cg"`` beyond (and always on a
-mesh of several devices). The bound depends on the backend. On a CPU it is
-``AUTO_CHOLESKY_MAX_N`` = 20,000 (a 1.6 GB float32 matrix, a few seconds to a minute to
-factor; BENCHMARKS.md, "RFM fit at scale"). On a GPU or TPU it is the largest ``n`` whose
-exact path fits the device's memory budget (``default_memory_budget``, half the device):
-``CHOLESKY_MATRICES = 3`` matrices of ``n x n`` (the kernel matrix, the AGOP's gradient
-weights, the factor), about 57,000 float32 rows on an 80 GB card, where Cholesky was the
-faster solver (one H100 at n = 50,000: a warm Deep RFM layer 2.0 s against CG's 2.3 s,
-which needed 264-429 iterations; BENCHMARKS.md).
+``solver="auto"`` takes ``"nystrom"`` when ``centers`` is given, ``"cg"`` on a mesh of
+several devices, and on one device ``"cholesky"`` while the exact path fits the memory
+that is free (``available_memory``: the device's free memory on a GPU or TPU, the host's
+``MemAvailable`` on a CPU) and, on a CPU, ``n <= AUTO_CHOLESKY_MAX_N`` = 20,000 (a 1.6 GB
+float32 matrix, a few seconds to a minute to factor; BENCHMARKS.md, "RFM fit at scale");
+``"cg"`` otherwise. The exact path's peak is ``CHOLESKY_PEAK_MATRICES`` = 3.2 buffers of
+``n x n`` (the kernel matrix, and the factorisation's copies and output), or
+``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.2 where ``fit_with_agop`` keeps the gradient weights
+too, as measured by ``benchmarks/cholesky_memory.py`` (3.15-3.31 and 4.15-4.31 at
+n = 8,000-12,000 on the CPU machine). On an 80 GB card that allows Cholesky to about
+69,000 float32 rows, where it was the faster solver (one H100 at n = 50,000: a warm Deep
+RFM layer 2.0 s against CG's 2.3 s, which needed 264-429 iterations; BENCHMARKS.md). An
+explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work
+(at n = 40,000 on the 24 GiB CPU machine the process was killed for memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from typing import NamedTuple
@@ -44,7 +47,8 @@ from dnc_jax.solvers.cholesky import solve_kernel_system, solve_psd, train_kerne
 
 SOLVERS = ("auto", "cholesky", "cg", "nystrom")
 AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
-CHOLESKY_MATRICES = 3  # n x n matrices the exact path holds at once
+CHOLESKY_PEAK_MATRICES = 3.2  # n x n buffers at the exact path's peak (module docstring)
+CHOLESKY_AGOP_PEAK_MATRICES = 4.2  # the same with the AGOP's gradient weights held
 DEFAULT_RANK = 500
 DEFAULT_BLOCK = 2048
 
@@ -121,21 +125,46 @@ def default_memory_budget() -> int:
     return int(limit) // 2 if limit else 4 * 2**30
 
 
-def auto_cholesky_max_n(itemsize: int = 4, memory_budget: int | None = None) -> int:
-    """The most rows ``solver="auto"`` solves by Cholesky on one device (module docstring):
-    ``AUTO_CHOLESKY_MAX_N`` on a CPU, else the largest ``n`` with
-    ``CHOLESKY_MATRICES * n^2 * itemsize <= memory_budget`` (default
-    ``default_memory_budget()``)."""
-    if jax.default_backend() == "cpu":
-        return AUTO_CHOLESKY_MAX_N
-    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
-    return math.isqrt(budget // (CHOLESKY_MATRICES * int(itemsize)))
+def available_memory() -> int | None:
+    """Bytes free for new arrays on the default device: its limit less what is in use where
+    JAX reports them (GPUs, TPUs), else the host's ``MemAvailable`` (Linux); ``None`` when
+    neither is known."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def cholesky_fits(n: int, itemsize: int, matrices: float) -> tuple[bool, int, int | None]:
+    """Whether ``matrices`` buffers of ``n x n`` of ``itemsize`` bytes fit the free memory:
+    ``(fits, bytes needed, bytes free or None)``; unknown free memory counts as fitting."""
+    need = int(matrices * n * n * itemsize)
+    free = available_memory()
+    return free is None or need <= free, need, free
+
+
+def check_cholesky_memory(n: int, itemsize: int, matrices: float = CHOLESKY_PEAK_MATRICES):
+    """A ``ValueError`` before any work when the exact path cannot fit (module docstring)."""
+    fits, need, free = cholesky_fits(n, itemsize, matrices)
+    if not fits:
+        raise ValueError(
+            f"solver='cholesky' at n = {n} needs about {need / 2**30:.1f} GiB ({matrices:g} "
+            f"n x n matrices: the kernel matrix and its factorisation) but {free / 2**30:.1f} "
+            "GiB is free; use solver='cg' (memory_budget bounds the kernel rows it holds) or "
+            "centers=m (a Nyström machine).")
 
 
 def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: int = 4,
-                  memory_budget: int | None = None) -> str:
+                  matrices: float = CHOLESKY_PEAK_MATRICES) -> str:
     """The solver ``"auto"`` stands for (module docstring) for ``n`` rows of ``itemsize``
-    bytes; checks the name."""
+    bytes, the exact path holding ``matrices`` ``n x n`` buffers; checks the name."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
     if solver != "auto":
@@ -146,7 +175,9 @@ def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: 
         return "nystrom"
     if mesh is not None and num_shards(mesh) > 1:
         return "cg"
-    return "cholesky" if n <= auto_cholesky_max_n(itemsize, memory_budget) else "cg"
+    if jax.default_backend() == "cpu" and n > AUTO_CHOLESKY_MAX_N:
+        return "cg"
+    return "cholesky" if cholesky_fits(n, itemsize, matrices)[0] else "cg"
 
 
 def check_solver_options(tol: float, max_iter: int, rank: int) -> None:
@@ -227,14 +258,14 @@ def fit_kernel_ridge(
         if M.shape != (d, d):
             raise ValueError(f"M must be ({d}, {d}); got {M.shape}.")
         _checks.check_finite("M", M)
-    method = choose_solver(solver, n, mesh, centers, itemsize=X.dtype.itemsize,
-                           memory_budget=memory_budget)
+    method = choose_solver(solver, n, mesh, centers, itemsize=X.dtype.itemsize)
     check_solver_options(tol, max_iter, precond_rank)
     bandwidth, reg = float(bandwidth), float(reg)
     if method == "cholesky":
         if mesh is not None and num_shards(mesh) > 1:
             raise ValueError("solver='cholesky' factors the whole n x n matrix on one device; "
                              "with a mesh of several devices use solver='cg' or 'nystrom'.")
+        check_cholesky_memory(n, X.dtype.itemsize)
         Xa = X.valid() if isinstance(X, Rows) else X
         Ya = Y.valid() if isinstance(Y, Rows) else Y
         tic = time.perf_counter()
@@ -292,12 +323,14 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
 __all__ = [
     "AUTO_CHOLESKY_MAX_N",
-    "CHOLESKY_MATRICES",
+    "CHOLESKY_AGOP_PEAK_MATRICES",
+    "CHOLESKY_PEAK_MATRICES",
     "KernelPredictor",
     "SOLVERS",
     "SolveInfo",
     "SolverOptions",
-    "auto_cholesky_max_n",
+    "available_memory",
+    "check_cholesky_memory",
     "choose_solver",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
