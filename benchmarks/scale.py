@@ -104,7 +104,8 @@ def main():
                                       capture_output=True, text=True, timeout=args.timeout)
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 row = json.loads(line[0][7:]) if line else {
-                    "method": method, "n": n, "error": (proc.stderr or proc.stdout)[-300:]}
+                    "method": method, "n": n, "error": f"exit status {proc.returncode}; "
+                    + (proc.stderr or proc.stdout)[-300:]}
             except subprocess.TimeoutExpired:
                 row = {"method": method, "n": n, "error": f"over {args.timeout} s"}
             rows.append(row)
