@@ -40,7 +40,7 @@ from dnc_jax.solvers import (
     CHOLESKY_PEAK_MATRICES,
     SolveInfo,
     SolverOptions,
-    check_cholesky_memory,
+    check_cholesky,
     choose_solver,
     fit_kernel_ridge,
     solve_kernel_system,
@@ -114,7 +114,7 @@ def fit_with_agop(
     T = None if transform is None else jnp.asarray(transform, Z.dtype)
     batch = Z.shape[0] if batch_size is None else min(int(batch_size), Z.shape[0])
     if method == "cholesky" and shared:
-        check_cholesky_memory(Z.shape[0], Z.dtype.itemsize, matrices)
+        check_cholesky(Z.shape[0], Z.dtype.itemsize, matrices)
         Z = Z.valid() if isinstance(Z, Rows) else Z
         Y = Y.valid() if isinstance(Y, Rows) else Y
         tic = time.perf_counter()

@@ -372,16 +372,20 @@ def test_solver_choice_and_option_boundaries(monkeypatch):
 def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
     """``"auto"`` factors on one device while the exact path's measured peak fits the free
     memory (and, on a CPU, up to 20,000 rows); ``fit_with_agop`` counts the gradient weights
-    it shares; an explicit Cholesky that cannot fit raises before building any matrix."""
+    it shares; an explicit Cholesky that cannot fit, or on a CPU is past the size the CPU
+    LAPACK was seen to factor, raises before building any matrix."""
     import dnc_jax.rfm
     import dnc_jax.solvers as solvers
+    import dnc_jax.solvers.cholesky
     from dnc_jax.rfm import fit_with_agop
     from dnc_jax.solvers import (
         CHOLESKY_AGOP_PEAK_MATRICES,
         CHOLESKY_PEAK_MATRICES,
         SolverOptions,
         available_memory,
+        check_cholesky,
         choose_solver,
+        solve_psd,
     )
 
     class Device:
@@ -432,6 +436,14 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
                 lambda: fit_with_agop(X, Y, bandwidth=2.0, solver=SolverOptions("cholesky"))):
         with pytest.raises(ValueError, match=f"at n = {n} needs"):
             fit()
+    free_bytes(None)
+    monkeypatch.setattr(dnc_jax.solvers.cholesky, "CPU_CHOLESKY_MAX_N", n - 1)  # size guard
+    with pytest.raises(ValueError, match=f"limited to n <= {n - 1} .* got n = {n}"):
+        fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky")
+    with pytest.raises(ValueError, match="limited to"):
+        solve_psd(jnp.eye(n), jnp.ones((n, 1)), 1e-3)
+    monkeypatch.setattr(dnc_jax.solvers.cholesky, "CPU_CHOLESKY_MAX_N", n)
+    check_cholesky(n, 4)  # at the limit, with memory unknown: allowed
 
 
 def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits):

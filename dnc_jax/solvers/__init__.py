@@ -21,8 +21,11 @@ too, as measured by ``benchmarks/cholesky_memory.py`` (3.15-3.31 and 4.15-4.31 a
 n = 8,000-12,000 on the CPU machine). On an 80 GB card that allows Cholesky to about
 69,000 float32 rows, where it was the faster solver (one H100 at n = 50,000: a warm Deep
 RFM layer 2.0 s against CG's 2.3 s, which needed 264-429 iterations; BENCHMARKS.md). An
-explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work
-(at n = 40,000 on the 24 GiB CPU machine the process was killed for memory).
+explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work, as
+does one on a CPU above ``CPU_CHOLESKY_MAX_N`` = 33,000 rows: the LAPACK that jaxlib calls
+on a CPU (scipy's bundled OpenBLAS, 0.3.30 on the development machine) crashed the process
+with a segmentation fault in ``spotrf`` at n = 40,000, from scipy alone as well, while
+33,000 worked; CG gives the same solution there.
 """
 
 from __future__ import annotations
@@ -43,7 +46,14 @@ from dnc_jax.kernels import KERNELS, KernelName
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh, num_shards, replicate
 from dnc_jax.solvers import cg, nystrom
-from dnc_jax.solvers.cholesky import solve_kernel_system, solve_psd, train_kernel_matrix
+from dnc_jax.solvers.cholesky import (
+    ADVICE,
+    CPU_CHOLESKY_MAX_N,
+    check_cpu_size,
+    solve_kernel_system,
+    solve_psd,
+    train_kernel_matrix,
+)
 
 SOLVERS = ("auto", "cholesky", "cg", "nystrom")
 AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
@@ -150,15 +160,17 @@ def cholesky_fits(n: int, itemsize: int, matrices: float) -> tuple[bool, int, in
     return free is None or need <= free, need, free
 
 
-def check_cholesky_memory(n: int, itemsize: int, matrices: float = CHOLESKY_PEAK_MATRICES):
-    """A ``ValueError`` before any work when the exact path cannot fit (module docstring)."""
+def check_cholesky(n: int, itemsize: int, matrices: float = CHOLESKY_PEAK_MATRICES) -> None:
+    """A ``ValueError`` before any work when the exact path cannot run: more than
+    ``CPU_CHOLESKY_MAX_N`` rows on a CPU, or a peak that does not fit the free memory
+    (module docstring)."""
+    check_cpu_size(n)
     fits, need, free = cholesky_fits(n, itemsize, matrices)
     if not fits:
         raise ValueError(
             f"solver='cholesky' at n = {n} needs about {need / 2**30:.1f} GiB ({matrices:g} "
             f"n x n matrices: the kernel matrix and its factorisation) but {free / 2**30:.1f} "
-            "GiB is free; use solver='cg' (memory_budget bounds the kernel rows it holds) or "
-            "centers=m (a Nyström machine).")
+            "GiB is free; " + ADVICE)
 
 
 def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: int = 4,
@@ -265,7 +277,7 @@ def fit_kernel_ridge(
         if mesh is not None and num_shards(mesh) > 1:
             raise ValueError("solver='cholesky' factors the whole n x n matrix on one device; "
                              "with a mesh of several devices use solver='cg' or 'nystrom'.")
-        check_cholesky_memory(n, X.dtype.itemsize)
+        check_cholesky(n, X.dtype.itemsize)
         Xa = X.valid() if isinstance(X, Rows) else X
         Ya = Y.valid() if isinstance(Y, Rows) else Y
         tic = time.perf_counter()
@@ -323,6 +335,7 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
 __all__ = [
     "AUTO_CHOLESKY_MAX_N",
+    "CPU_CHOLESKY_MAX_N",
     "CHOLESKY_AGOP_PEAK_MATRICES",
     "CHOLESKY_PEAK_MATRICES",
     "KernelPredictor",
@@ -330,7 +343,7 @@ __all__ = [
     "SolveInfo",
     "SolverOptions",
     "available_memory",
-    "check_cholesky_memory",
+    "check_cholesky",
     "choose_solver",
     "fit_kernel_predictor",
     "fit_kernel_ridge",

@@ -20,6 +20,20 @@ from dnc_jax.kernels import kernel_matrix
 
 # Jitter added to the diagonal on retry, relative to the mean diagonal of K.
 _JITTER_STEPS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+# The largest factorisation verified on a CPU: the LAPACK jaxlib calls there (scipy's bundled
+# OpenBLAS, 0.3.30 on the development machine) crashed with a segmentation fault in spotrf
+# at n = 40,000, from scipy alone as well, while 33,000 worked.
+CPU_CHOLESKY_MAX_N = 33_000
+ADVICE = ("use solver='cg' (the same solution; memory_budget bounds the kernel rows it holds) "
+          "or centers=m (a Nyström machine).")
+
+
+def check_cpu_size(n: int) -> None:
+    """A ``ValueError`` for a factorisation past ``CPU_CHOLESKY_MAX_N`` on a CPU backend."""
+    if jax.default_backend() == "cpu" and n > CPU_CHOLESKY_MAX_N:
+        raise ValueError(
+            f"solver='cholesky' on a CPU is limited to n <= {CPU_CHOLESKY_MAX_N} (the CPU "
+            f"LAPACK crashed factorising 40,000 rows); got n = {n}: " + ADVICE)
 
 
 @jax.jit
@@ -45,9 +59,11 @@ def solve_psd(
     nearly coincident points, as in deeply collapsed layers, can make a float32 kernel
     matrix indefinite by more than ``reg``) and the solve is repeated there. If that fails
     too, a growing jitter ``eps_k * mean(diag K)`` (``eps_k`` in 1e-7 .. 1e-2) is added with
-    a ``RuntimeWarning``; a ``ValueError`` says what to change when all retries fail.
+    a ``RuntimeWarning``; a ``ValueError`` says what to change when all retries fail, and
+    before any work when ``n`` is past ``CPU_CHOLESKY_MAX_N`` on a CPU.
     The coefficients are returned in ``K``'s dtype.
     """
+    check_cpu_size(K.shape[0])
     if not bool(jnp.isfinite(K).all()):
         raise ValueError(
             "The kernel matrix has non-finite entries; check the inputs' scale and the bandwidth."
