@@ -18,8 +18,9 @@ float32 matrix, a few seconds to a minute to factor; BENCHMARKS.md, "RFM fit at 
 ``n x n`` (the kernel matrix, and the factorisation's copies and output), or
 ``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.2 where ``fit_with_agop`` keeps the gradient weights
 too, as measured by ``benchmarks/cholesky_memory.py`` (3.15-3.31 and 4.15-4.31 at
-n = 8,000-12,000 on the CPU machine). On an 80 GB card that allows Cholesky to about
-69,000 float32 rows, where it was the faster solver (one H100 at n = 50,000: a warm Deep
+n = 8,000-12,000 on the CPU machine; assumed, not measured, on accelerators). On an 80 GB
+card under JAX's default 75% memory fraction that allows Cholesky to about 60,000 float32
+rows, where it was the faster solver (one H100 at n = 50,000: a warm Deep
 RFM layer 2.0 s against CG's 2.3 s, which needed 264-429 iterations; BENCHMARKS.md). An
 explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work, as
 does one on a CPU above ``CPU_CHOLESKY_MAX_N`` = 33,000 rows: the LAPACK that jaxlib calls
