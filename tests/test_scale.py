@@ -372,11 +372,9 @@ def test_solver_choice_and_option_boundaries(monkeypatch):
 def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
     """``"auto"`` factors on one device while the exact path's measured peak fits the free
     memory (and, on a CPU, up to 20,000 rows); ``fit_with_agop`` counts the gradient weights
-    it shares; an explicit Cholesky that cannot fit, or on a CPU is past the size the CPU
-    LAPACK was seen to factor, raises before building any matrix."""
+    it shares; an explicit Cholesky that cannot fit raises before building any matrix."""
     import dnc_jax.rfm
     import dnc_jax.solvers as solvers
-    import dnc_jax.solvers.cholesky
     from dnc_jax.rfm import fit_with_agop
     from dnc_jax.solvers import (
         CHOLESKY_AGOP_PEAK_MATRICES,
@@ -385,7 +383,6 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
         available_memory,
         check_cholesky,
         choose_solver,
-        solve_psd,
     )
 
     class Device:
@@ -437,13 +434,45 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
         with pytest.raises(ValueError, match=f"at n = {n} needs"):
             fit()
     free_bytes(None)
-    monkeypatch.setattr(dnc_jax.solvers.cholesky, "CPU_CHOLESKY_MAX_N", n - 1)  # size guard
-    with pytest.raises(ValueError, match=f"limited to n <= {n - 1} .* got n = {n}"):
-        fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky")
-    with pytest.raises(ValueError, match="limited to"):
-        solve_psd(jnp.eye(n), jnp.ones((n, 1)), 1e-3)
-    monkeypatch.setattr(dnc_jax.solvers.cholesky, "CPU_CHOLESKY_MAX_N", n)
-    check_cholesky(n, 4)  # at the limit, with memory unknown: allowed
+    check_cholesky(n, 4)  # memory unknown: allowed
+
+
+def test_blocked_cholesky_equals_lapack_and_takes_over_past_its_size(monkeypatch, digits):
+    """The blocked factorisation (LAPACK on diagonal blocks only) solves the same system as
+    one LAPACK call, with a block that does not divide ``n``; it flags a failed
+    factorisation; past ``LAPACK_CHOLESKY_MAX_N`` rows on a CPU ``solve_psd`` and the exact
+    fit run through it."""
+    import dnc_jax.solvers.cholesky as cholesky
+    from dnc_jax.solvers import solve_psd, train_kernel_matrix
+
+    X, _, Y = digits  # 402 rows
+    K = train_kernel_matrix(jnp.asarray(X), None, "laplace", 2.0, None)
+    shift = jnp.float32(1e-3)
+    direct, ok = cholesky._cholesky_solve(K, jnp.asarray(Y), shift)
+    for block in (64, 150, 402, 1000):
+        blocked, ok_blocked = cholesky._blocked_cholesky_solve(K, jnp.asarray(Y), shift, block)
+        assert bool(ok) and bool(ok_blocked)
+        assert _rel(blocked, direct) < 1e-4, block
+    indefinite = K - 2.0 * jnp.eye(len(X), dtype=K.dtype)
+    assert not bool(cholesky._blocked_cholesky_solve(indefinite, jnp.asarray(Y), shift, 64)[1])
+
+    calls = []
+
+    def spy(K, Y, shift, block):
+        calls.append((K.shape[0], block))
+        return blocked_solve(K, Y, shift, block)
+
+    blocked_solve = cholesky._blocked_cholesky_solve
+    monkeypatch.setattr(cholesky, "_blocked_cholesky_solve", spy)
+    monkeypatch.setattr(cholesky, "CHOLESKY_BLOCK", 100)
+    monkeypatch.setattr(cholesky, "LAPACK_CHOLESKY_MAX_N", len(X))
+    solve_psd(K, jnp.asarray(Y), 1e-3)
+    assert calls == []  # at the limit: one LAPACK call
+    monkeypatch.setattr(cholesky, "LAPACK_CHOLESKY_MAX_N", len(X) - 1)
+    alpha = solve_psd(K, jnp.asarray(Y), 1e-3)
+    fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky")
+    assert calls == [(len(X), 100)] * 2
+    assert _rel(alpha, direct) < 1e-4 and _rel(fit.coefs, direct) < 1e-4
 
 
 def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits):

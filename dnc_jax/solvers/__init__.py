@@ -14,19 +14,21 @@ several devices, and on one device ``"cholesky"`` while the exact path fits the 
 that is free (``available_memory``: the device's free memory on a GPU or TPU, the host's
 ``MemAvailable`` on a CPU) and, on a CPU, ``n <= AUTO_CHOLESKY_MAX_N`` = 20,000 (a 1.6 GB
 float32 matrix, a few seconds to a minute to factor; BENCHMARKS.md, "RFM fit at scale");
-``"cg"`` otherwise. The exact path's peak is ``CHOLESKY_PEAK_MATRICES`` = 3.2 buffers of
+``"cg"`` otherwise. The exact path's peak is ``CHOLESKY_PEAK_MATRICES`` = 3.4 buffers of
 ``n x n`` (the kernel matrix, and the factorisation's copies and output), or
-``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.2 where ``fit_with_agop`` keeps the gradient weights
+``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.4 where ``fit_with_agop`` keeps the gradient weights
 too, as measured by ``benchmarks/cholesky_memory.py`` (3.15-3.31 and 4.15-4.31 at
-n = 8,000-12,000 on the CPU machine; assumed, not measured, on accelerators). On an 80 GB
+n = 8,000-12,000 on the CPU machine) and for the blocked factorisation below (the kernel
+matrix and 2.36 more at n = 40,000); assumed, not measured, on accelerators. On an 80 GB
 card under JAX's default 75% memory fraction that allows Cholesky to about 60,000 float32
 rows, where it was the faster solver (one H100 at n = 50,000: a warm Deep
 RFM layer 2.0 s against CG's 2.3 s, which needed 264-429 iterations; BENCHMARKS.md). An
-explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work, as
-does one on a CPU above ``CPU_CHOLESKY_MAX_N`` = 33,000 rows: the LAPACK that jaxlib calls
-on a CPU (scipy's bundled OpenBLAS, 0.3.30 on the development machine) crashed the process
-with a segmentation fault in ``spotrf`` at n = 40,000, from scipy alone as well, while
-33,000 worked; CG gives the same solution there.
+explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work.
+Past ``LAPACK_CHOLESKY_MAX_N`` = 33,000 rows a CPU factors in blocks of 2,048 (LAPACK only on
+the diagonal blocks, ``solvers.cholesky``): the LAPACK that jaxlib calls on a CPU (scipy's
+bundled OpenBLAS, 0.3.30 on the development machine) crashed the process with a
+segmentation fault in ``spotrf`` at n = 40,000, from scipy alone as well, while 33,000
+worked.
 """
 
 from __future__ import annotations
@@ -48,9 +50,7 @@ from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh, num_shards, replicate
 from dnc_jax.solvers import cg, nystrom
 from dnc_jax.solvers.cholesky import (
-    ADVICE,
-    CPU_CHOLESKY_MAX_N,
-    check_cpu_size,
+    LAPACK_CHOLESKY_MAX_N,
     solve_kernel_system,
     solve_psd,
     train_kernel_matrix,
@@ -58,8 +58,8 @@ from dnc_jax.solvers.cholesky import (
 
 SOLVERS = ("auto", "cholesky", "cg", "nystrom")
 AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
-CHOLESKY_PEAK_MATRICES = 3.2  # n x n buffers at the exact path's peak (module docstring)
-CHOLESKY_AGOP_PEAK_MATRICES = 4.2  # the same with the AGOP's gradient weights held
+CHOLESKY_PEAK_MATRICES = 3.4  # n x n buffers at the exact path's peak (module docstring)
+CHOLESKY_AGOP_PEAK_MATRICES = 4.4  # the same with the AGOP's gradient weights held
 DEFAULT_RANK = 500
 DEFAULT_BLOCK = 2048
 
@@ -162,16 +162,15 @@ def cholesky_fits(n: int, itemsize: int, matrices: float) -> tuple[bool, int, in
 
 
 def check_cholesky(n: int, itemsize: int, matrices: float = CHOLESKY_PEAK_MATRICES) -> None:
-    """A ``ValueError`` before any work when the exact path cannot run: more than
-    ``CPU_CHOLESKY_MAX_N`` rows on a CPU, or a peak that does not fit the free memory
-    (module docstring)."""
-    check_cpu_size(n)
+    """A ``ValueError`` before any work when the exact path's peak does not fit the free
+    memory (module docstring)."""
     fits, need, free = cholesky_fits(n, itemsize, matrices)
     if not fits:
         raise ValueError(
             f"solver='cholesky' at n = {n} needs about {need / 2**30:.1f} GiB ({matrices:g} "
             f"n x n matrices: the kernel matrix and its factorisation) but {free / 2**30:.1f} "
-            "GiB is free; " + ADVICE)
+            "GiB is free; use solver='cg' (the same solution; memory_budget bounds the kernel "
+            "rows it holds) or centers=m (a Nyström machine).")
 
 
 def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: int = 4,
@@ -336,7 +335,7 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
 __all__ = [
     "AUTO_CHOLESKY_MAX_N",
-    "CPU_CHOLESKY_MAX_N",
+    "LAPACK_CHOLESKY_MAX_N",
     "CHOLESKY_AGOP_PEAK_MATRICES",
     "CHOLESKY_PEAK_MATRICES",
     "KernelPredictor",

@@ -17,23 +17,15 @@ import jax
 import jax.numpy as jnp
 
 from dnc_jax.kernels import kernel_matrix
+from dnc_jax.precision import matmul
 
 # Jitter added to the diagonal on retry, relative to the mean diagonal of K.
 _JITTER_STEPS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-# The largest factorisation verified on a CPU: the LAPACK jaxlib calls there (scipy's bundled
-# OpenBLAS, 0.3.30 on the development machine) crashed with a segmentation fault in spotrf
-# at n = 40,000, from scipy alone as well, while 33,000 worked.
-CPU_CHOLESKY_MAX_N = 33_000
-ADVICE = ("use solver='cg' (the same solution; memory_budget bounds the kernel rows it holds) "
-          "or centers=m (a Nyström machine).")
-
-
-def check_cpu_size(n: int) -> None:
-    """A ``ValueError`` for a factorisation past ``CPU_CHOLESKY_MAX_N`` on a CPU backend."""
-    if jax.default_backend() == "cpu" and n > CPU_CHOLESKY_MAX_N:
-        raise ValueError(
-            f"solver='cholesky' on a CPU is limited to n <= {CPU_CHOLESKY_MAX_N} (the CPU "
-            f"LAPACK crashed factorising 40,000 rows); got n = {n}: " + ADVICE)
+# Above this many rows a CPU factors in blocks (``_blocked_cholesky_solve``): the LAPACK jaxlib
+# calls there (scipy's bundled OpenBLAS, 0.3.30 on the development machine) crashed with a
+# segmentation fault in spotrf at n = 40,000, from scipy alone as well, while 33,000 worked.
+LAPACK_CHOLESKY_MAX_N = 33_000
+CHOLESKY_BLOCK = 2048
 
 
 @jax.jit
@@ -43,6 +35,53 @@ def _cholesky_solve(K: jax.Array, Y: jax.Array, shift: jax.Array) -> tuple[jax.A
     factor = jax.scipy.linalg.cho_factor(A, lower=True)
     alpha = jax.scipy.linalg.cho_solve(factor, Y)
     return alpha, jnp.isfinite(alpha).all() & jnp.isfinite(factor[0]).all()
+
+
+@functools.partial(jax.jit, static_argnames=("block",))
+def _blocked_cholesky_solve(K: jax.Array, Y: jax.Array, shift: jax.Array, block: int
+                            ) -> tuple[jax.Array, jax.Array]:
+    """``_cholesky_solve`` with LAPACK called only on ``block x block`` diagonal blocks.
+
+    Right-looking blocked Cholesky of ``A = K + shift I`` in place on one ``n x n`` working
+    copy: factor the diagonal block, solve the panel below it (``P L_kk^-T``), subtract
+    ``P P^T`` from the trailing lower triangle one column block at a time (temporaries of
+    ``n x block``); then block forward and back substitution. The same ``n^3/3`` FLOPs,
+    mostly in matrix products.
+    """
+    n = K.shape[0]
+    A = K + shift * jnp.eye(n, dtype=K.dtype)
+    starts = list(range(0, n, block))
+    solve = jax.lax.linalg.triangular_solve
+    for k0 in starts:
+        k1 = min(k0 + block, n)
+        L_kk = jax.lax.linalg.cholesky(A[k0:k1, k0:k1], symmetrize_input=False)
+        A = A.at[k0:k1, k0:k1].set(L_kk)
+        if k1 < n:
+            P = solve(L_kk, A[k1:, k0:k1], left_side=False, lower=True, transpose_a=True)
+            A = A.at[k1:, k0:k1].set(P)
+            for j0 in range(k1, n, block):
+                j1 = min(j0 + block, n)
+                A = A.at[j0:, j0:j1].add(-matmul(P[j0 - k1:], P[j0 - k1:j1 - k1].T))
+    y = []  # L y = Y
+    for i0 in starts:
+        i1 = min(i0 + block, n)
+        rhs = Y[i0:i1] - matmul(A[i0:i1, :i0], jnp.concatenate(y)) if i0 else Y[i0:i1]
+        y.append(solve(A[i0:i1, i0:i1], rhs, left_side=True, lower=True))
+    y = jnp.concatenate(y)
+    x = []  # L^T alpha = y, last block first
+    for i0 in reversed(starts):
+        i1 = min(i0 + block, n)
+        rhs = y[i0:i1] - matmul(A[i1:, i0:i1].T, jnp.concatenate(x[::-1])) if x else y[i0:i1]
+        x.append(solve(A[i0:i1, i0:i1], rhs, left_side=True, lower=True, transpose_a=True))
+    alpha = jnp.concatenate(x[::-1])
+    return alpha, jnp.isfinite(alpha).all() & jnp.isfinite(A).all()
+
+
+def _factor_solve(K: jax.Array, Y: jax.Array, shift: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``_cholesky_solve``, in blocks past ``LAPACK_CHOLESKY_MAX_N`` rows on a CPU."""
+    if jax.default_backend() == "cpu" and K.shape[0] > LAPACK_CHOLESKY_MAX_N:
+        return _blocked_cholesky_solve(K, Y, shift, CHOLESKY_BLOCK)
+    return _cholesky_solve(K, Y, shift)
 
 
 def solve_psd(
@@ -59,17 +98,16 @@ def solve_psd(
     nearly coincident points, as in deeply collapsed layers, can make a float32 kernel
     matrix indefinite by more than ``reg``) and the solve is repeated there. If that fails
     too, a growing jitter ``eps_k * mean(diag K)`` (``eps_k`` in 1e-7 .. 1e-2) is added with
-    a ``RuntimeWarning``; a ``ValueError`` says what to change when all retries fail, and
-    before any work when ``n`` is past ``CPU_CHOLESKY_MAX_N`` on a CPU.
-    The coefficients are returned in ``K``'s dtype.
+    a ``RuntimeWarning``; a ``ValueError`` says what to change when all retries fail.
+    Past ``LAPACK_CHOLESKY_MAX_N`` rows on a CPU the factorisation runs in blocks
+    (``_blocked_cholesky_solve``). The coefficients are returned in ``K``'s dtype.
     """
-    check_cpu_size(K.shape[0])
     if not bool(jnp.isfinite(K).all()):
         raise ValueError(
             "The kernel matrix has non-finite entries; check the inputs' scale and the bandwidth."
         )
     dtype = K.dtype
-    alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg, dtype=dtype))
+    alpha, ok = _factor_solve(K, Y, jnp.asarray(reg, dtype=dtype))
     if bool(ok):
         return alpha
     scale = float(jnp.mean(jnp.diagonal(K))) or 1.0
@@ -78,12 +116,12 @@ def solve_psd(
         if kernel64 is not None:
             K = kernel64()
             Y = jnp.asarray(Y, K.dtype)
-            alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg, dtype=K.dtype))
+            alpha, ok = _factor_solve(K, Y, jnp.asarray(reg, dtype=K.dtype))
             if bool(ok):
                 return alpha.astype(dtype)
         for step in _JITTER_STEPS:
             jitter = step * scale
-            alpha, ok = _cholesky_solve(K, Y, jnp.asarray(reg + jitter, dtype=K.dtype))
+            alpha, ok = _factor_solve(K, Y, jnp.asarray(reg + jitter, dtype=K.dtype))
             if bool(ok):
                 warnings.warn(
                     f"Kernel matrix + reg*I (reg={reg:g}) is not numerically positive definite "
