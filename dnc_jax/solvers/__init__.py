@@ -335,10 +335,10 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
 __all__ = [
     "AUTO_CHOLESKY_MAX_N",
-    "LAPACK_CHOLESKY_MAX_N",
     "CHOLESKY_AGOP_PEAK_MATRICES",
     "CHOLESKY_PEAK_MATRICES",
     "KernelPredictor",
+    "LAPACK_CHOLESKY_MAX_N",
     "SOLVERS",
     "SolveInfo",
     "SolverOptions",

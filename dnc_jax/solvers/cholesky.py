@@ -42,11 +42,11 @@ def _blocked_cholesky_solve(K: jax.Array, Y: jax.Array, shift: jax.Array, block:
                             ) -> tuple[jax.Array, jax.Array]:
     """``_cholesky_solve`` with LAPACK called only on ``block x block`` diagonal blocks.
 
-    Right-looking blocked Cholesky of ``A = K + shift I`` in place on one ``n x n`` working
-    copy: factor the diagonal block, solve the panel below it (``P L_kk^-T``), subtract
-    ``P P^T`` from the trailing lower triangle one column block at a time (temporaries of
-    ``n x block``); then block forward and back substitution. The same ``n^3/3`` FLOPs,
-    mostly in matrix products.
+    Right-looking blocked Cholesky of ``A = K + shift I``: factor the diagonal block, solve
+    the panel below it (``P L_kk^-T``), subtract ``P P^T`` from the trailing lower triangle
+    one column block at a time; then block forward and back substitution. The same
+    ``n^3/3`` FLOPs, mostly in matrix products. Memory is not lower than one LAPACK call's:
+    XLA held 2.36 ``n x n`` buffers besides ``K`` at n = 40,000 (LAPACK's path: 2.1).
     """
     n = K.shape[0]
     A = K + shift * jnp.eye(n, dtype=K.dtype)
