@@ -115,31 +115,35 @@ def rfm_mode(n: int, centers: list[int]) -> dict:
     Zt = np.asarray(matmul(jnp.asarray(Xt), T))
     Y64 = Y.astype(np.float64)
 
-    def nystrom_fit(idx, lam, fitc=False):
-        K_nm, K_mm = kernel64(Z, Z[idx], BANDWIDTH), kernel64(Z[idx], Z[idx], BANDWIDTH)
+    def centre_matrices(idx):  # K_nm, K_mm and the test rows' K_tm, once per centre set
+        C = Z[idx]
+        return kernel64(Z, C, BANDWIDTH), kernel64(C, C, BANDWIDTH), kernel64(Zt, C, BANDWIDTH)
+
+    def nystrom_fit(matrices, lam, fitc=False):
+        K_nm, K_mm, K_tm = matrices
         w = np.ones(n)
         if fitc:
-            L = np.linalg.cholesky(K_mm + 1e-7 * np.eye(len(idx)))
+            L = np.linalg.cholesky(K_mm + 1e-7 * np.eye(len(K_mm)))
             V = scipy.linalg.solve_triangular(L, K_nm.T, lower=True)
             w = lam / (lam + np.clip(1.0 - np.sum(V * V, 0), 0, None))
         beta = scipy.linalg.solve((K_nm.T * w) @ K_nm + lam * K_mm, (K_nm.T * w) @ Y64,
                                   assume_a="pos")
-        test = kernel64(Zt, Z[idx], BANDWIDTH) @ beta
-        return {"test acc": float(np.mean(np.argmax(test, 1) == yt)),
+        return {"test acc": float(np.mean(np.argmax(K_tm @ beta, 1) == yt)),
                 "train acc": float(np.mean(np.argmax(K_nm @ beta, 1) == y))}
 
     for m in centers:
-        uniform = np.sort(np.random.default_rng(0).choice(n, m, replace=False))
+        uniform = centre_matrices(np.sort(np.random.default_rng(0).choice(n, m, replace=False)))
         for lam in ((REG, 1e-2, 1e-1, 1.0) if m == centers[0] else (REG,)):
             out[f"exact metric, m={m} uniform, lam={lam:g}"] = nystrom_fit(uniform, lam)
         if m == centers[0]:
             for lam in (REG, 1e-2):
                 out[f"exact metric, m={m} uniform FITC, lam={lam:g}"] = nystrom_fit(
                     uniform, lam, fitc=True)
+        del uniform
         tic = time.perf_counter()
         rpc = rpcholesky_centers(Z, m, BANDWIDTH)
-        out[f"exact metric, m={m} RPCholesky, lam={REG:g}"] = nystrom_fit(rpc, REG) | {
-            "selection s": time.perf_counter() - tic}
+        out[f"exact metric, m={m} RPCholesky, lam={REG:g}"] = nystrom_fit(
+            centre_matrices(rpc), REG) | {"selection s": time.perf_counter() - tic}
         print(json.dumps(out), flush=True)
     return out
 
@@ -155,9 +159,9 @@ def deep_mode(n: int, m: int, depth: int, variant: str, target: str) -> None:
 
     if variant == "rpc":
         def rpc_centers(X, centers, seed):
-            idx = rpcholesky_centers(np.asarray(X.valid()), int(centers), 2.0, seed=seed)
-            return jax.device_put(X.valid()[idx],
-                                  jax.sharding.NamedSharding(X.mesh, REPLICATED))
+            rows = X.valid()
+            idx = rpcholesky_centers(np.asarray(rows), int(centers), 2.0, seed=seed)
+            return jax.device_put(rows[idx], jax.sharding.NamedSharding(X.mesh, REPLICATED))
 
         solvers.choose_centers = rpc_centers  # 2.0: Deep RFM's bandwidth
     else:
