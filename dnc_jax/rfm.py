@@ -36,11 +36,10 @@ from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, num_shards
 from dnc_jax.solvers import (
-    CHOLESKY_AGOP_PEAK_MATRICES,
-    CHOLESKY_PEAK_MATRICES,
     SolveInfo,
     SolverOptions,
     check_cholesky,
+    cholesky_peak_matrices,
     choose_solver,
     fit_kernel_ridge,
     solve_kernel_system,
@@ -108,7 +107,7 @@ def fit_with_agop(
         mesh = Z.mesh
     one_device = mesh is None or num_shards(mesh) == 1
     shared = one_device and agop_samples is None  # K and the gradient weights held together
-    matrices = CHOLESKY_AGOP_PEAK_MATRICES if shared else CHOLESKY_PEAK_MATRICES
+    matrices = cholesky_peak_matrices(agop=shared)
     method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers,
                            itemsize=Z.dtype.itemsize, matrices=matrices)
     T = None if transform is None else jnp.asarray(transform, Z.dtype)

@@ -377,11 +377,13 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
     import dnc_jax.solvers as solvers
     from dnc_jax.rfm import fit_with_agop
     from dnc_jax.solvers import (
+        ACCELERATOR_CHOLESKY_PEAK_MATRICES,
         CHOLESKY_AGOP_PEAK_MATRICES,
         CHOLESKY_PEAK_MATRICES,
         SolverOptions,
         available_memory,
         check_cholesky,
+        cholesky_peak_matrices,
         choose_solver,
     )
 
@@ -408,10 +410,19 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
     assert choose_solver("auto", 20_001, None, None) == "cg"  # the CPU's time rule
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert choose_solver("auto", 60_000, None, None) == "cholesky"
-    free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * 60_000**2))
+    # an accelerator counts its own measured peak, for a fit and for the AGOP's shared path
+    assert cholesky_peak_matrices() == cholesky_peak_matrices(agop=True) == (
+        ACCELERATOR_CHOLESKY_PEAK_MATRICES) > CHOLESKY_PEAK_MATRICES
+    free_bytes(int(ACCELERATOR_CHOLESKY_PEAK_MATRICES * 4 * 60_000**2))
     assert choose_solver("auto", 60_000, None, None) == "cholesky"
     assert choose_solver("auto", 60_001, None, None) == "cg"
+    free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * 64_000**2))  # the CPU's peak would allow it
+    assert choose_solver("auto", 64_000, None, None) == "cg"
+    with pytest.raises(ValueError, match="4.4 n x n matrices"):
+        check_cholesky(64_000, 4)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert cholesky_peak_matrices() == CHOLESKY_PEAK_MATRICES
+    assert cholesky_peak_matrices(agop=True) == CHOLESKY_AGOP_PEAK_MATRICES
 
     X, _, Y = digits  # 402 rows
     n = len(X)

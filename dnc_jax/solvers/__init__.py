@@ -14,16 +14,21 @@ several devices, and on one device ``"cholesky"`` while the exact path fits the 
 that is free (``available_memory``: the device's free memory on a GPU or TPU, the host's
 ``MemAvailable`` on a CPU) and, on a CPU, ``n <= AUTO_CHOLESKY_MAX_N`` = 20,000 (a 1.6 GB
 float32 matrix, a few seconds to a minute to factor; BENCHMARKS.md, "RFM fit at scale");
-``"cg"`` otherwise. The exact path's peak is ``CHOLESKY_PEAK_MATRICES`` = 3.4 buffers of
-``n x n`` (the kernel matrix, and the factorisation's copies and output), or
-``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.4 where ``fit_with_agop`` keeps the gradient weights
-too, as measured by ``benchmarks/cholesky_memory.py`` (3.15-3.31 and 4.15-4.31 at
-n = 8,000-12,000 on the CPU machine) and for the blocked factorisation below (the kernel
-matrix and 2.36 more at n = 40,000); assumed, not measured, on accelerators. On an 80 GB
-card under JAX's default 75% memory fraction that allows Cholesky to about 60,000 float32
-rows, where it was the faster solver (one H100 at n = 50,000: a warm Deep
-RFM layer 2.0 s against CG's 2.3 s, which needed 264-429 iterations; BENCHMARKS.md). An
-explicit ``solver="cholesky"`` that would not fit raises a ``ValueError`` before any work.
+``"cg"`` otherwise. The exact path's peak (``cholesky_peak_matrices``), in ``n x n``
+buffers (the kernel matrix, and the factorisation's copies and output), was measured by
+``benchmarks/cholesky_memory.py``: on a CPU ``CHOLESKY_PEAK_MATRICES`` = 3.4, or
+``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.4 where ``fit_with_agop`` keeps the gradient weights too
+(3.15-3.31 and 4.15-4.31 at n = 8,000-12,000; the blocked factorisation below: the kernel
+matrix and 2.36 more at n = 40,000); on an accelerator ``ACCELERATOR_CHOLESKY_PEAK_MATRICES``
+= 4.4 for both (one H100 under JAX's default 75% memory fraction, 59.4 GiB: a fit held
+4.01-4.04 at n = 20,000-60,000 and ``fit_with_agop`` 5.0 at 20,000-40,000 but 4.0 at 56,000
+and 60,000, where XLA waits for freed buffers; yet a fit at 62,000, which 4.1 let through,
+and one at 64,000, which the CPU's 3.4 let through, ran out of memory: 4.4 accepts 60,000,
+which ran, and refuses 60,500; BENCHMARKS.md, "The exact path's memory on a GPU"). So on
+that card Cholesky reaches about 60,000 float32 rows, where it was the faster solver (at
+n = 50,000 a warm Deep RFM layer took 2.0 s against CG's 2.3 s, which needed 264-429
+iterations; BENCHMARKS.md). An explicit ``solver="cholesky"`` that would not fit raises a
+``ValueError`` before any work.
 Past ``LAPACK_CHOLESKY_MAX_N`` = 33,000 rows a CPU factors in blocks of 2,048 (LAPACK only on
 the diagonal blocks, ``solvers.cholesky``): the LAPACK that jaxlib calls on a CPU (scipy's
 bundled OpenBLAS, 0.3.30 on the development machine) crashed the process with a
@@ -58,8 +63,10 @@ from dnc_jax.solvers.cholesky import (
 
 SOLVERS = ("auto", "cholesky", "cg", "nystrom")
 AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
-CHOLESKY_PEAK_MATRICES = 3.4  # n x n buffers at the exact path's peak (module docstring)
-CHOLESKY_AGOP_PEAK_MATRICES = 4.4  # the same with the AGOP's gradient weights held
+# n x n buffers at the exact path's peak, measured (module docstring)
+CHOLESKY_PEAK_MATRICES = 3.4  # on a CPU
+CHOLESKY_AGOP_PEAK_MATRICES = 4.4  # on a CPU, with the AGOP's gradient weights held too
+ACCELERATOR_CHOLESKY_PEAK_MATRICES = 4.4  # on a GPU (measured) or TPU (assumed), either path
 DEFAULT_RANK = 500
 DEFAULT_BLOCK = 2048
 
@@ -153,6 +160,14 @@ def available_memory() -> int | None:
     return None
 
 
+def cholesky_peak_matrices(agop: bool = False) -> float:
+    """``n x n`` buffers the exact path holds at its peak on the default backend (module
+    docstring); ``agop``: ``fit_with_agop`` holding the AGOP's gradient weights as well."""
+    if jax.default_backend() != "cpu":
+        return ACCELERATOR_CHOLESKY_PEAK_MATRICES
+    return CHOLESKY_AGOP_PEAK_MATRICES if agop else CHOLESKY_PEAK_MATRICES
+
+
 def cholesky_fits(n: int, itemsize: int, matrices: float) -> tuple[bool, int, int | None]:
     """Whether ``matrices`` buffers of ``n x n`` of ``itemsize`` bytes fit the free memory:
     ``(fits, bytes needed, bytes free or None)``; unknown free memory counts as fitting."""
@@ -161,9 +176,10 @@ def cholesky_fits(n: int, itemsize: int, matrices: float) -> tuple[bool, int, in
     return free is None or need <= free, need, free
 
 
-def check_cholesky(n: int, itemsize: int, matrices: float = CHOLESKY_PEAK_MATRICES) -> None:
-    """A ``ValueError`` before any work when the exact path's peak does not fit the free
-    memory (module docstring)."""
+def check_cholesky(n: int, itemsize: int, matrices: float | None = None) -> None:
+    """A ``ValueError`` before any work when the exact path's peak (``matrices`` ``n x n``
+    buffers; ``None``: a fit's, ``cholesky_peak_matrices()``) does not fit the free memory."""
+    matrices = cholesky_peak_matrices() if matrices is None else matrices
     fits, need, free = cholesky_fits(n, itemsize, matrices)
     if not fits:
         raise ValueError(
@@ -174,9 +190,10 @@ def check_cholesky(n: int, itemsize: int, matrices: float = CHOLESKY_PEAK_MATRIC
 
 
 def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: int = 4,
-                  matrices: float = CHOLESKY_PEAK_MATRICES) -> str:
+                  matrices: float | None = None) -> str:
     """The solver ``"auto"`` stands for (module docstring) for ``n`` rows of ``itemsize``
-    bytes, the exact path holding ``matrices`` ``n x n`` buffers; checks the name."""
+    bytes, the exact path holding ``matrices`` ``n x n`` buffers (``None``: a fit's,
+    ``cholesky_peak_matrices()``); checks the name."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
     if solver != "auto":
@@ -189,6 +206,7 @@ def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: 
         return "cg"
     if jax.default_backend() == "cpu" and n > AUTO_CHOLESKY_MAX_N:
         return "cg"
+    matrices = cholesky_peak_matrices() if matrices is None else matrices
     return "cholesky" if cholesky_fits(n, itemsize, matrices)[0] else "cg"
 
 
@@ -334,6 +352,7 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
 
 __all__ = [
+    "ACCELERATOR_CHOLESKY_PEAK_MATRICES",
     "AUTO_CHOLESKY_MAX_N",
     "CHOLESKY_AGOP_PEAK_MATRICES",
     "CHOLESKY_PEAK_MATRICES",
@@ -344,6 +363,7 @@ __all__ = [
     "SolverOptions",
     "available_memory",
     "check_cholesky",
+    "cholesky_peak_matrices",
     "choose_solver",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
