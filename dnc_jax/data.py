@@ -5,6 +5,8 @@ the paper's data preparation.
 pixel values), ``y`` int64 labels in ``0..C-1``. ``prepare`` then applies the Deep RFM
 paper's preparation: the first ``n`` samples (or a class-balanced subsample), per-feature
 standardisation with training statistics, ``{-1, +1}`` one-hot targets.
+``load_dataset_rows`` reads or builds only some rows of a split (one process's share in a
+run of several; ``process_data``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import gzip
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -83,17 +86,27 @@ def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
         raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got {test_statistics!r}.")
 
     def fit(X):
-        X = np.asarray(X, dtype=np.float64)
-        mean, std = X.mean(axis=0), X.std(axis=0)
-        live = std > 0
-        return lambda Z: np.where(
-            live, (np.asarray(Z, dtype=np.float64) - mean) / np.where(live, std, 1.0), 0.0
-        ).astype(np.float32)
+        mean, std = feature_statistics(X)
+        return lambda Z: apply_standardization(Z, mean, std)
 
     apply = fit(X_train)
     if X_test is None:
         return apply(X_train), None
     return apply(X_train), (apply if test_statistics == "train" else fit(X_test))(X_test)
+
+
+def feature_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (``1/n``) of ``X``, float64 ``(d,)`` each."""
+    X = np.asarray(X, dtype=np.float64)
+    return X.mean(axis=0), X.std(axis=0)
+
+
+def apply_standardization(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(X - mean) / std`` per feature in float64, features with ``std = 0`` set to 0;
+    float32."""
+    live = std > 0
+    return np.where(live, (np.asarray(X, dtype=np.float64) - mean) / np.where(live, std, 1.0),
+                    0.0).astype(np.float32)
 
 
 def balanced_indices(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -225,17 +238,20 @@ def shift_image(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def mnist_shifted(split: str, n: int | None, seed: int, max_shift: int = 2):
+def mnist_shifted(split: str, n: int | None, seed: int, max_shift: int = 2,
+                  rows: tuple[int, int] | None = None):
     """The embedded MNIST grown offline by pixel shifts, for scale runs on any machine.
 
     Train: the 4,000 embedded training images and their copies moved by every
     ``(dy, dx)`` with ``|dy|, |dx| <= max_shift`` (zero-filled; ``(2 max_shift + 1)^2``
     variants: 100,000 images at the default 2, 1,156,000 at 8), shuffled with ``seed``
-    and built only as far as the first ``n`` need. Test: the embedded 1,000-image test
-    split, untouched (shifts never leak into it).
+    and built only as far as the first ``n`` need; ``rows=(start, stop)`` builds only those
+    rows of the first ``n`` (clipped to ``n``). Test: the embedded 1,000-image test split,
+    untouched (shifts never leak into it).
     """
     if split != "train":
-        return _embedded("mnist5k", split)
+        X, y = _embedded("mnist5k", split)
+        return (X, y) if rows is None else (X[rows[0]:rows[1]], y[rows[0]:rows[1]])
     X, y = _embedded("mnist5k", "train")
     shifts = [(a, b) for a in range(-max_shift, max_shift + 1)
               for b in range(-max_shift, max_shift + 1)]
@@ -244,14 +260,30 @@ def mnist_shifted(split: str, n: int | None, seed: int, max_shift: int = 2):
         raise ValueError(f"n={n} but mnist_shifted with max_shift={max_shift} has {total} "
                          "training images; raise max_shift.")
     order = np.random.default_rng(seed).permutation(total)[: n or total]
+    if rows is not None:
+        order = order[rows[0]:rows[1]]
     variant, image = np.divmod(order, len(y))
     images = X.reshape(-1, 28, 28)
     out = np.empty((len(order), 784), np.float32)
     for k, (dy, dx) in enumerate(shifts):
-        rows = np.flatnonzero(variant == k)
-        if rows.size:
-            out[rows] = shift_image(images[image[rows]], dy, dx).reshape(-1, 784)
+        chosen = np.flatnonzero(variant == k)
+        if chosen.size:
+            out[chosen] = shift_image(images[image[chosen]], dy, dx).reshape(-1, 784)
     return out, y[image]
+
+
+def mnist_shifted_size(split: str, n: int | None, max_shift: int = 2) -> int:
+    """Rows of ``load_dataset("mnist_shifted", split, n, max_shift=...)``; a ``ValueError``
+    when ``n`` asks for more than there are."""
+    if split == "train":
+        size = (2 * max_shift + 1) ** 2 * len(_embedded("mnist5k", "train")[1])
+        hint = "; raise max_shift"
+    else:
+        size, hint = len(_embedded("mnist5k", split)[1]), ""
+    if n is not None and n > size:
+        raise ValueError(f"n={n} but mnist_shifted {split} with max_shift={max_shift} has "
+                         f"{size} images{hint}.")
+    return n or size
 
 
 # ---------------------------------------------------------------------------- tensorflow-datasets
@@ -272,7 +304,9 @@ def _import_tfds():
     return tfds
 
 
-def _tfds(name: str, split: str, n: int | None, data_dir: str | None, download: bool = False):
+def _tfds_source(name: str, split: str, data_dir: str | None, download: bool):
+    """The random-access ``tfds.data_source`` of a split (``DatasetNotPreparedError`` when it
+    is not prepared)."""
     tfds = _import_tfds()
     tfds_name = TFDS[name]
     tfds_split = "train+test" if split == "all" else split
@@ -280,8 +314,8 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None, download: 
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # tfds warns about every folder it probes
     try:
-        source = tfds.data_source(tfds_name, split=tfds_split, data_dir=data_dir,
-                                  download=download)
+        return tfds.data_source(tfds_name, split=tfds_split, data_dir=data_dir,
+                                download=download)
     except Exception as err:  # tfds raises several types for "not prepared here"
         where = data_dir or "~/tensorflow_datasets"
         raise DatasetNotPreparedError(
@@ -294,11 +328,22 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None, download: 
         ) from err
     finally:
         absl_logger.setLevel(level)
-    count = len(source) if n is None else min(n, len(source))
-    records = [source[i] for i in range(count)]
+
+
+def _tfds_records(source, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Records ``start:stop`` of a data source as ``(X (k, d) float32, y (k,) int64)``."""
+    records = [source[i] for i in range(start, stop)]
+    if not records:  # the width still comes from the data
+        X, _ = _tfds_records(source, 0, 1)
+        return X[:0], np.zeros(0, np.int64)
     X = np.stack([np.asarray(r["image"], dtype=np.float32).reshape(-1) for r in records])
     y = np.asarray([int(r["label"]) for r in records], dtype=np.int64)
     return X, y
+
+
+def _tfds(name: str, split: str, n: int | None, data_dir: str | None, download: bool = False):
+    source = _tfds_source(name, split, data_dir, download)
+    return _tfds_records(source, 0, len(source) if n is None else min(n, len(source)))
 
 
 # ---------------------------------------------------------------------------- .npz files
@@ -500,6 +545,16 @@ def _synthetic(name: str, split: str, n: int | None, seed: int, options: dict):
 # ---------------------------------------------------------------------------- entry point
 
 
+def _check_request(name: str, split: str, n: int | None) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
+                         "or the path of an .npz file.")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+    if n is not None and n < 1:
+        raise ValueError(f"n must be a positive integer; got {n}.")
+
+
 def load_dataset(
     name: str,
     split: str = "train",
@@ -538,13 +593,7 @@ def load_dataset(
                 raise ValueError(f"n={n} but {name} {split} has {len(y)} samples.")
             X, y = X[:n], y[:n]
         return X, y
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
-                         "or the path of an .npz file.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
-    if n is not None and n < 1:
-        raise ValueError(f"n must be a positive integer; got {n}.")
+    _check_request(name, split, n)
     if name in EMBEDDED:
         X, y = _embedded(name, split)
     elif name in AUGMENTED:
@@ -560,3 +609,47 @@ def load_dataset(
             raise ValueError(f"n={n} but {name} {split} has only {len(y)} samples.")
         X, y = X[:n], y[:n]
     return np.ascontiguousarray(X, dtype=np.float32), y.astype(np.int64)
+
+
+def load_dataset_rows(
+    name: str,
+    split: str,
+    n: int | None,
+    row_range: Callable[[int], tuple[int, int]],
+    *,
+    data_dir: str | None = None,
+    seed: int = 0,
+    download: bool = False,
+    **options,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Some rows of ``load_dataset(name, split, n, ...)``, read or built without the others
+    where the source allows it: what one process of a multi-process run loads.
+
+    ``row_range(total)`` gets the number of rows the split has (``n``, or all) and returns
+    the ``(start, stop)`` wanted (``stop`` may pass ``total``: the rows are clipped to it).
+    ``mnist_shifted`` builds only those training images and a tensorflow-datasets split is
+    read by index; the embedded and synthetic datasets (small) and ``.npz`` files (read
+    whole: save large feature sets in one file per process, or as tfds) are loaded and
+    sliced.
+
+    Returns ``(X rows, y rows, total)``: ``load_dataset(...)[0][start:stop]``, the same for
+    ``y``, and the split's row count.
+    """
+    if is_npz_path(name) or name not in AUGMENTED + tuple(TFDS):
+        X, y = load_dataset(name, split, n, data_dir=data_dir, seed=seed, download=download,
+                            **options)
+        start, stop = row_range(len(y))
+        return X[start:stop], y[start:stop], len(y)
+    _check_request(name, split, n)
+    if name in AUGMENTED:
+        total = mnist_shifted_size(split, n, **options)
+        start, stop = row_range(total)
+        X, y = mnist_shifted(split, n, seed, rows=(start, min(stop, total)), **options)
+    else:
+        source = _tfds_source(name, split, data_dir, download)
+        if n is not None and n > len(source):
+            raise ValueError(f"n={n} but {name} {split} has only {len(source)} samples.")
+        total = len(source) if n is None else n
+        start, stop = row_range(total)
+        X, y = _tfds_records(source, start, min(stop, total))
+    return np.ascontiguousarray(X, dtype=np.float32), y.astype(np.int64), total

@@ -5,6 +5,10 @@ A run directory holds ``results.json`` (config, environment, completed steps) an
 name and moved into place (``os.replace`` is atomic), state before results, and the old
 state is removed only after the new results are in place: a kill at any moment leaves a
 consistent pair.
+
+In a run of several processes (``jax.distributed``) each process keeps its own state,
+``state-K.process-I-of-P.npz``, and process 0 writes the results once every process has
+saved its state; ``out_dir`` must be a folder all processes share.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import platform
 import tempfile
 from importlib import metadata
 
+import jax
 import numpy as np
 
 
@@ -118,23 +123,43 @@ class RunDirectory:
             )
         step = len(results[self.steps_key])
         state_path = self._state_path(step)
-        if step == 0 or not os.path.exists(state_path):
+        found = step > 0 and os.path.exists(state_path)
+        if jax.process_count() > 1:  # resume only where every process finds its state
+            from jax.experimental import multihost_utils
+
+            found = bool(np.all(multihost_utils.process_allgather(np.int32(found))))
+        if not found:
             return {**results, self.steps_key: []}, None
         with np.load(state_path) as data:
             return results, {k: data[k] for k in data.files}
 
     def commit(self, results: dict, state: dict | None) -> None:
-        """Persist one more completed step: state first, then results, then clean up."""
+        """Persist one more completed step: state first, then results, then clean up.
+
+        With several processes every process calls this with its own state; process 0
+        writes the results after all states are saved, and the others wait for its clean-up.
+        """
         step = len(results[self.steps_key])
         if state is not None:
             atomic_save_npz(self._state_path(step), **state)
-        atomic_write_json(self.results_path, results)
-        for name in os.listdir(self.out_dir):
-            if name.startswith("state-") and name != f"state-{step}.npz":
-                os.unlink(os.path.join(self.out_dir, name))
+        several = jax.process_count() > 1
+        if several:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"states of step {step} saved")
+        if jax.process_index() == 0:
+            atomic_write_json(self.results_path, results)
+            for name in os.listdir(self.out_dir):
+                if name.startswith("state-") and not name.startswith(f"state-{step}."):
+                    os.unlink(os.path.join(self.out_dir, name))
+        if several:
+            multihost_utils.sync_global_devices(f"step {step} committed")
 
     def _state_path(self, step: int) -> str:
-        return os.path.join(self.out_dir, f"state-{step}.npz")
+        if jax.process_count() == 1:
+            return os.path.join(self.out_dir, f"state-{step}.npz")
+        return os.path.join(self.out_dir, f"state-{step}.process-{jax.process_index()}-of-"
+                                          f"{jax.process_count()}.npz")
 
 
 def flatten_metrics(prefix: str, metrics: dict) -> dict:

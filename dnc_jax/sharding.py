@@ -119,6 +119,13 @@ def local_row_range(n_global: int, mesh: Mesh) -> tuple[int, int]:
     return start, start + rows
 
 
+def local_block(X: jax.Array) -> np.ndarray:
+    """This process's rows of a row-sharded array, in order: the block ``put_local_rows``
+    takes (rows ``local_row_range`` of the padded array)."""
+    shards = {s.index[0].start or 0: s for s in X.addressable_shards}  # one per row block
+    return np.concatenate([np.asarray(shards[start].data) for start in sorted(shards)])
+
+
 def replicate(x, mesh: Mesh) -> jax.Array:
     """``x`` placed whole on every device of ``mesh``."""
     return jax.device_put(x, NamedSharding(mesh, REPLICATED))

@@ -1,7 +1,11 @@
-"""One process of the two-process Deep RFM test (``test_scale.py``): joins the others
-through ``jax.distributed`` on localhost, loads only its own rows, runs one layer, gathers
-the layer's output features, and (process 0) prints the record and the features' shape and
-sum as JSON. Args: coordinator_port process_id num_processes."""
+"""One process of the two-process Deep RFM tests (``test_scale.py``): joins the others
+through ``jax.distributed`` on localhost.
+
+Args ``coordinator_port process_id num_processes``: puts only its own rows on its devices,
+runs one layer, gathers the layer's output features, and (process 0) prints the record and
+the features' shape and sum as JSON. With ``out stop_after`` added: the command's
+``run_deep_rfm`` into ``out`` (resuming; ``stop_after`` 0: to the end), each process
+printing how many training images it built, and process 0 the layers."""
 
 import json
 import sys
@@ -14,7 +18,22 @@ port, pid, nproc = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 jax.distributed.initialize(f"localhost:{port}", num_processes=nproc, process_id=pid)
 
 import numpy as np  # noqa: E402
-from worker_data import layer_config, small_digits  # noqa: E402
+from worker_data import layer_config, run_options, small_digits  # noqa: E402
+
+if len(sys.argv) > 4:
+    import dnc_jax.data  # noqa: E402
+    from dnc_jax.experiments.deep_rfm import run_deep_rfm  # noqa: E402
+
+    built = []
+    shift = dnc_jax.data.shift_image
+    dnc_jax.data.shift_image = lambda images, dy, dx: (built.append(len(images)),
+                                                       shift(images, dy, dx))[1]
+    results = run_deep_rfm(sys.argv[4], stop_after=int(sys.argv[5]) or None, progress=False,
+                           **run_options())
+    print(f"BUILT {pid} {sum(built)}")
+    if pid == 0:
+        print("LAYERS " + json.dumps(results["layers"]))
+    sys.exit(0)
 
 from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers  # noqa: E402
 from dnc_jax.sharding import Rows, data_mesh, local_row_range, padded_rows, put_local_rows  # noqa: E402

@@ -3,6 +3,7 @@
 import numpy as np
 
 from dnc_jax.data import load_dataset, prepare
+from dnc_jax.deep_rfm import DeepRFMConfig
 
 
 def small_digits():
@@ -14,3 +15,10 @@ def small_digits():
 
 def layer_config() -> dict:
     return dict(depth=1, width=64, solver="cg", precond_rank=100, tol=1e-7)
+
+
+def run_options() -> dict:
+    """``run_deep_rfm``'s data and configuration in the two-process run test: 402 shifted
+    MNIST training images (padded to 404 rows, 202 a process) and 101 test images."""
+    return dict(dataset="mnist_shifted", n=402, n_test=101,
+                config=DeepRFMConfig(**{**layer_config(), "depth": 2}))

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
 from dnc_jax.deep_rfm import DeepRFMConfig, LayerState, deep_rfm_layers
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.plots import plot_layer_collapse
+from dnc_jax.precision import matmul
+from dnc_jax.process_data import load_process_data
 from dnc_jax.records import (
     RunDirectory,
     atomic_save_npz,
     atomic_write_csv,
     ensure_writable,
     flatten_metrics,
+)
+from dnc_jax.sharding import (
+    REPLICATED,
+    Rows,
+    as_rows,
+    check_mesh,
+    data_mesh,
+    local_block,
+    put_local_rows,
 )
 
 TABLE_METRICS = ("nc1", "nc2")
@@ -54,14 +68,23 @@ def gram_indices(y, num_classes: int, per_class: int = GRAM_PER_CLASS):
     return np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(num_classes)])
 
 
-def feature_gram(X, idx) -> np.ndarray:
+@functools.partial(jax.jit, static_argnames=("n", "mesh"))
+def _feature_gram(X: jax.Array, idx: jax.Array, n: int, mesh: Mesh) -> jax.Array:
+    U = X / jnp.maximum(jnp.linalg.norm(X, axis=1, keepdims=True), 1e-30)  # padding stays 0
+    Z = U[idx] - jnp.sum(U, axis=0, keepdims=True) / n
+    Z = Z / jnp.maximum(jnp.linalg.norm(Z, axis=1, keepdims=True), 1e-30)
+    return jax.lax.with_sharding_constraint(matmul(Z, Z.T), NamedSharding(mesh, REPLICATED))
+
+
+def feature_gram(X: np.ndarray | Rows, idx, mesh: Mesh | None = None) -> np.ndarray:
     """Gram matrix of rows ``idx`` of ``X`` after scaling rows to unit norm, centring by the
-    mean of all rows and scaling to unit norm again (the paper's first figure); float32."""
-    X = np.asarray(X, dtype=np.float64)
-    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
-    Z = X[idx] - X.mean(axis=0)
-    Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-300)
-    return (Z @ Z.T).astype(np.float32)
+    mean of all rows and scaling to unit norm again (the paper's first figure); float32,
+    ``(len(idx), len(idx))``. ``X``: numpy (placed on ``mesh``) or ``Rows``; computed where
+    the rows live (the mean is reduced across devices and processes), every process gets
+    the result."""
+    rows = X if isinstance(X, Rows) else as_rows(np.asarray(X, np.float32), check_mesh(mesh))
+    gram = _feature_gram(rows.data, jnp.asarray(idx, jnp.int32), rows.n, rows.mesh)
+    return np.asarray(gram.addressable_data(0))
 
 
 def _deep_rfm_csv_rows(layers: list[dict]) -> list[dict]:
@@ -93,15 +116,29 @@ def run_deep_rfm(
     """Deep RFM on ``dataset`` into ``out`` (resuming); returns the results dict.
 
     ``stop_after`` stops after that many layers of this call (to test interruption);
-    ``mesh`` shards the rows over its devices (the results record how many). In a
-    multi-process run every process computes and only process 0 writes.
+    ``mesh`` shards the rows over its devices (the results record how many).
     ``prepare_options`` go to ``prepare`` (``sort_by_class``, ``test_statistics``, ...).
+
+    In a run of several processes (``jax.distributed``) every process calls this with the
+    same arguments; ``mesh`` defaults to all their devices; each process loads, keeps and
+    checkpoints only its own rows (``process_data``; ``balanced`` and ``sort_by_class``
+    cannot be used there); process 0 writes the results, and ``out`` must be a folder
+    they all share.
     """
     config.validate()
     ensure_writable(out)  # before any work
-    data = load_prepared(dataset, n, n_test, data_dir, config.seed, prepare_options, download)
-    run_config = {"experiment": "deep_rfm", "dataset": dataset, "n": int(len(data.y_train)),
-                  "n_test": 0 if data.y_test is None else int(len(data.y_test)),
+    several = jax.process_count() > 1
+    if several:
+        mesh = data_mesh("all") if mesh is None else mesh
+        data = load_process_data(dataset, n, n_test, data_dir, config.seed, prepare_options,
+                                 download, mesh)
+    else:
+        data = load_prepared(dataset, n, n_test, data_dir, config.seed, prepare_options,
+                             download)
+    n_train = int(len(data.y_train))
+    n_test_rows = 0 if data.y_test is None else int(len(data.y_test))
+    run_config = {"experiment": "deep_rfm", "dataset": dataset, "n": n_train,
+                  "n_test": n_test_rows,
                   **dataclasses.asdict(config),
                   "prepare": prepare_options or {},
                   "devices": 1 if mesh is None else int(mesh.devices.size),
@@ -110,7 +147,8 @@ def run_deep_rfm(
     results, state = run.resume()
     start = None
     if state is not None:
-        start = LayerState(len(results["layers"]), state["X_train"], state.get("X_test"))
+        start = LayerState(len(results["layers"]), _saved_rows(state["X_train"], n_train, mesh),
+                           _saved_rows(state.get("X_test"), n_test_rows, mesh))
     layers = results["layers"]
     extras_path = os.path.join(out, "extras.npz")
     grams = []
@@ -118,25 +156,23 @@ def run_deep_rfm(
         with np.load(extras_path) as saved:
             grams = list(saved["grams"][: len(layers)])
     idx = gram_indices(data.y_train, data.num_classes)
-    layer_input = data.X_train if state is None else state["X_train"]
-    bar = tqdm(total=config.depth, initial=len(layers), desc="deep RFM", disable=not progress,
-               file=sys.stderr)
+    layer_input = data.X_train if start is None else start.X_train
+    bar = tqdm(total=config.depth, initial=len(layers), desc="deep RFM",
+               disable=not progress or jax.process_index() != 0, file=sys.stderr)
     done = 0
     for record, next_state in deep_rfm_layers(
         data.X_train, data.y_train, data.X_test, data.y_test, config=config, start=start,
         num_classes=data.num_classes, mesh=mesh,
     ):
         layers.append(record)
-        state = next_state.to_host()
-        grams.append(feature_gram(layer_input, idx))
-        layer_input = state["X_train"]
-        if jax.process_index() != 0:
-            continue
-        run.commit(results, state)
-        atomic_save_npz(extras_path, grams=np.stack(grams), gram_labels=data.y_train[idx])
-        atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
-        plot_layer_collapse(layers, POINTS,
-                            os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")
+        grams.append(feature_gram(layer_input, idx, mesh))
+        layer_input = next_state.X_train
+        run.commit(results, _state_to_save(next_state))
+        if jax.process_index() == 0:
+            atomic_save_npz(extras_path, grams=np.stack(grams), gram_labels=data.y_train[idx])
+            atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
+            plot_layer_collapse(layers, POINTS,
+                                os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")
         bar.update(1)
         bar.set_postfix(layer=record["layer"], nc1=f"{record['output']['nc1']:.3g}")
         done += 1
@@ -144,3 +180,20 @@ def run_deep_rfm(
             break
     bar.close()
     return results
+
+
+def _state_to_save(state: LayerState) -> dict:
+    """What this process checkpoints: every row (numpy) in a one-process run, else its own
+    block of the padded rows."""
+    if jax.process_count() == 1:
+        return state.to_host()
+    return {k: None if X is None else local_block(X.data)
+            for k, X in (("X_train", state.X_train), ("X_test", state.X_test))}
+
+
+def _saved_rows(saved: np.ndarray | None, n: int, mesh: Mesh | None):
+    """A checkpoint's features back: numpy in a one-process run, else ``Rows`` assembled
+    from each process's block."""
+    if saved is None or jax.process_count() == 1:
+        return saved
+    return Rows(put_local_rows(saved, mesh, n), n)

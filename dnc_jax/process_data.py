@@ -1,0 +1,132 @@
+"""Each process's own rows of a dataset, for runs of several processes (DESIGN.md, Scale:
+"each host loading its own rows").
+
+Process ``k`` of ``P`` owns rows ``local_row_range(n, mesh)`` of the zero-padded global
+array (``sharding``): it reads or builds only those (``data.load_dataset_rows``),
+standardises them with the training mean and std that every process computes from the
+per-process float64 sums (reduced across processes, so the statistics equal those of the
+whole split up to the order of summation), and places them on its devices as ``Rows``.
+The labels (8 bytes a row) are gathered to every process: the class statistics, the
+preparation and the per-class Gram rows need them; the features never are.
+
+Byte-exact gathers: ``multihost_utils.process_allgather`` turns numpy arrays into JAX
+arrays, which would round float64 to float32 without ``jax_enable_x64``; ``allgather``
+gathers the bytes instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from dnc_jax.data import (
+    TEST_STATISTICS,
+    apply_standardization,
+    has_test_split,
+    load_dataset_rows,
+)
+from dnc_jax.sharding import Rows, local_row_range, padded_rows, put_local_rows
+
+UNSUPPORTED_OPTIONS = ("balanced", "sort_by_class")
+
+
+class ProcessData(NamedTuple):
+    """``prepare``'s output where each process holds only its feature rows: ``X_train`` /
+    ``X_test`` are ``Rows`` on the mesh, the labels are whole ``(n,)`` int64 arrays."""
+
+    X_train: Rows
+    y_train: np.ndarray
+    X_test: Rows | None
+    y_test: np.ndarray | None
+    num_classes: int
+
+
+def allgather(x: np.ndarray) -> np.ndarray:
+    """Every process's ``x`` (same shape and dtype on each), stacked in process order:
+    ``(P, *x.shape)``, bytes unchanged."""
+    x = np.ascontiguousarray(x)
+    if jax.process_count() == 1:
+        return x[None]
+    from jax.experimental import multihost_utils
+
+    raw = np.frombuffer(x.tobytes(), np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(raw))
+    return np.stack([row.view(x.dtype).reshape(x.shape) for row in gathered])
+
+
+def process_sum(x: np.ndarray) -> np.ndarray:
+    """The sum over processes of each process's ``x``, added in process order."""
+    return allgather(x).sum(axis=0)
+
+
+def global_statistics(X_local: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (``1/n``) of the rows all processes hold together (``n`` of
+    them; ``X_local``: this process's real rows), in float64, by two passes as
+    ``data.feature_statistics`` computes them."""
+    X = np.asarray(X_local, dtype=np.float64)
+    mean = process_sum(X.sum(axis=0)) / n
+    var = process_sum(((X - mean) ** 2).sum(axis=0)) / n
+    return mean, np.sqrt(var)
+
+
+def _labels(y_local: np.ndarray, rows: int, n: int) -> np.ndarray:
+    padded = np.full(rows, -1, np.int64)
+    padded[: len(y_local)] = y_local
+    return allgather(padded).reshape(-1)[:n]
+
+
+def _place(X_local: np.ndarray, rows: int, n: int, mesh: Mesh) -> Rows:
+    block = np.zeros((rows, X_local.shape[1]), np.float32)
+    block[: len(X_local)] = X_local
+    return Rows(put_local_rows(block, mesh, n), n)
+
+
+def load_process_data(dataset: str, n: int | None, n_test: int | None, data_dir: str | None,
+                      seed: int, prepare_options: dict | None, download: bool, mesh: Mesh
+                      ) -> ProcessData:
+    """``experiments.common.load_prepared`` with each process loading only its rows.
+
+    ``prepare_options`` as ``prepare`` takes them, except ``balanced`` and
+    ``sort_by_class``, which choose rows by the labels of all of them (a ``ValueError``).
+    """
+    options = dict(prepare_options or {})
+    asked = [k for k in UNSUPPORTED_OPTIONS if options.pop(k, False)]
+    if asked:
+        raise ValueError(f"{', '.join(asked)} cannot be used when each process loads only its "
+                         "own rows (several processes); prepare the data beforehand.")
+    standardize = options.pop("standardize_features", True)
+    test_statistics = options.pop("test_statistics", "train")
+    num_classes = options.pop("num_classes", None)
+    if options:
+        raise ValueError(f"Unknown preparation options {sorted(options)}.")
+    if test_statistics not in TEST_STATISTICS:
+        raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got "
+                         f"{test_statistics!r}.")
+
+    def split_rows(split, count):
+        def row_range(total):
+            return local_row_range(total, mesh)
+
+        X, y, total = load_dataset_rows(dataset, split, count, row_range, data_dir=data_dir,
+                                        seed=seed, download=download)
+        return X, y, total, padded_rows(total, mesh) // jax.process_count()
+
+    X, y, n_train, rows = split_rows("train", n)
+    test = split_rows("test", n_test) if has_test_split(dataset) else None
+    if standardize:
+        mean, std = global_statistics(X, n_train)
+        X = apply_standardization(X, mean, std)
+        if test is not None:
+            Xt, yt, total, rows_t = test
+            if test_statistics == "own":
+                mean, std = global_statistics(Xt, total)
+            test = (apply_standardization(Xt, mean, std), yt, total, rows_t)
+    y_train = _labels(y, rows, n_train)
+    y_test = None if test is None else _labels(test[1], test[3], test[2])
+    C = int(num_classes or max(y_train.max(), -1 if y_test is None else y_test.max()) + 1)
+    return ProcessData(_place(X, rows, n_train, mesh), y_train,
+                       None if test is None else _place(test[0], test[3], test[2], mesh),
+                       y_test, C)
