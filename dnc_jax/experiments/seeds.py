@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 import numpy as np
 
 from dnc_jax.deep_rfm import DeepRFMConfig
@@ -103,6 +104,8 @@ def run_deep_rfm_seeds(out: str, seeds: tuple[int, ...], *, config: DeepRFMConfi
                                progress=progress, **run_options)
         runs.append(results["layers"])
     summary = aggregate_layers(runs)
+    if jax.process_index() != 0:  # several processes: process 0 writes
+        return summary
     atomic_write_json(os.path.join(out, "summary.json"),
                       {"seeds": list(seeds), "config": dataclasses.asdict(config) | {"seed": None},
                        "layers": summary})
