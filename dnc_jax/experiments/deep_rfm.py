@@ -84,7 +84,7 @@ def feature_gram(X: np.ndarray | Rows, idx, mesh: Mesh | None = None) -> np.ndar
     the result."""
     rows = X if isinstance(X, Rows) else as_rows(np.asarray(X, np.float32), check_mesh(mesh))
     gram = _feature_gram(rows.data, jnp.asarray(idx, jnp.int32), rows.n, rows.mesh)
-    return np.asarray(gram.addressable_data(0))
+    return np.asarray(gram.addressable_data(0), dtype=np.float32)
 
 
 def _deep_rfm_csv_rows(layers: list[dict]) -> list[dict]:
