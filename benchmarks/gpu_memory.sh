@@ -10,8 +10,6 @@ out=${1:-benchmarks/results}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 cd benchmarks
 python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$out/gpu.txt"
-run() { local name=$1 limit=$2; shift 2
-  echo "== $name ($limit s): $*"; timeout "$limit" python3 "$@" 2>&1 | grep -v Warning | tee "$out/$name.log"; }
 run memory 150 cholesky_memory.py --n 20000 40000 --path fit agop
 run memory-auto 180 cholesky_memory.py --n 56000 60000 64000 --path auto
 exit 0

@@ -20,8 +20,6 @@ fi
 echo "XLA_FLAGS=${XLA_FLAGS:-} JAX_COMPILATION_CACHE_DIR=$JAX_COMPILATION_CACHE_DIR" | tee -a "$out/gpu.txt"
 cd benchmarks
 python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$out/gpu.txt"
-run() { local name=$1 limit=$2; shift 2
-  echo "== $name ($limit s): $*"; timeout "$limit" python3 "$@" 2>&1 | grep -v Warning | tee "$out/$name.log"; }
 case "${2:-all}" in
 all)
   run probe 60 gpu_precision_probe.py

@@ -9,8 +9,6 @@ out=${1:-benchmarks/results}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 cd benchmarks
 python3 -c "import jax, torch; print(jax.__version__, jax.devices(), torch.__version__)" | tee -a "$out/gpu.txt"
-run() { local name=$1 limit=$2; shift 2
-  echo "== $name: $*"; timeout "$limit" python3 "$@" 2>&1 | grep -v Warning | tee "$out/$name.log"; }
 run agop 60 agop.py --sizes 10000 20000 --batch 5000 --torch-device cuda
 run rfm 70 rfm.py --sizes 10000 20000 --torch-device cuda
 run deep_rfm_scale 80 deep_rfm_scale.py --n 20000 --depth 3
