@@ -255,11 +255,8 @@ def mnist_shifted(split: str, n: int | None, seed: int, max_shift: int = 2,
     X, y = _embedded("mnist5k", "train")
     shifts = [(a, b) for a in range(-max_shift, max_shift + 1)
               for b in range(-max_shift, max_shift + 1)]
-    total = len(shifts) * len(y)
-    if n is not None and n > total:
-        raise ValueError(f"n={n} but mnist_shifted with max_shift={max_shift} has {total} "
-                         "training images; raise max_shift.")
-    order = np.random.default_rng(seed).permutation(total)[: n or total]
+    count = mnist_shifted_size("train", n, max_shift)  # checks n
+    order = np.random.default_rng(seed).permutation(len(shifts) * len(y))[:count]
     if rows is not None:
         order = order[rows[0]:rows[1]]
     variant, image = np.divmod(order, len(y))
