@@ -72,16 +72,26 @@ def global_statistics(X_local: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     return mean, np.sqrt(var)
 
 
-def _labels(y_local: np.ndarray, rows: int, n: int) -> np.ndarray:
-    padded = np.full(rows, -1, np.int64)
-    padded[: len(y_local)] = y_local
-    return allgather(padded).reshape(-1)[:n]
+class _Share(NamedTuple):
+    """One split as this process holds it: its real rows ``X``, ``y``, the split's ``n``
+    rows and the ``rows`` each process holds once padded."""
+
+    X: np.ndarray
+    y: np.ndarray
+    n: int
+    rows: int
 
 
-def _place(X_local: np.ndarray, rows: int, n: int, mesh: Mesh) -> Rows:
-    block = np.zeros((rows, X_local.shape[1]), np.float32)
-    block[: len(X_local)] = X_local
-    return Rows(put_local_rows(block, mesh, n), n)
+def _labels(share: _Share) -> np.ndarray:
+    padded = np.full(share.rows, -1, np.int64)
+    padded[: len(share.y)] = share.y
+    return allgather(padded).reshape(-1)[: share.n]
+
+
+def _place(share: _Share, mesh: Mesh) -> Rows:
+    block = np.zeros((share.rows, share.X.shape[1]), np.float32)
+    block[: len(share.X)] = share.X
+    return Rows(put_local_rows(block, mesh, share.n), share.n)
 
 
 def load_process_data(dataset: str, n: int | None, n_test: int | None, data_dir: str | None,
@@ -106,27 +116,22 @@ def load_process_data(dataset: str, n: int | None, n_test: int | None, data_dir:
         raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got "
                          f"{test_statistics!r}.")
 
-    def split_rows(split, count):
-        def row_range(total):
-            return local_row_range(total, mesh)
+    def share(split: str, count: int | None) -> _Share:
+        X, y, total = load_dataset_rows(dataset, split, count,
+                                        lambda total: local_row_range(total, mesh),
+                                        data_dir=data_dir, seed=seed, download=download)
+        return _Share(X, y, total, padded_rows(total, mesh) // jax.process_count())
 
-        X, y, total = load_dataset_rows(dataset, split, count, row_range, data_dir=data_dir,
-                                        seed=seed, download=download)
-        return X, y, total, padded_rows(total, mesh) // jax.process_count()
-
-    X, y, n_train, rows = split_rows("train", n)
-    test = split_rows("test", n_test) if has_test_split(dataset) else None
+    train = share("train", n)
+    test = share("test", n_test) if has_test_split(dataset) else None
     if standardize:
-        mean, std = global_statistics(X, n_train)
-        X = apply_standardization(X, mean, std)
+        stats = global_statistics(train.X, train.n)
         if test is not None:
-            Xt, yt, total, rows_t = test
-            if test_statistics == "own":
-                mean, std = global_statistics(Xt, total)
-            test = (apply_standardization(Xt, mean, std), yt, total, rows_t)
-    y_train = _labels(y, rows, n_train)
-    y_test = None if test is None else _labels(test[1], test[3], test[2])
+            own = global_statistics(test.X, test.n) if test_statistics == "own" else stats
+            test = test._replace(X=apply_standardization(test.X, *own))
+        train = train._replace(X=apply_standardization(train.X, *stats))
+    y_train = _labels(train)
+    y_test = None if test is None else _labels(test)
     C = int(num_classes or max(y_train.max(), -1 if y_test is None else y_test.max()) + 1)
-    return ProcessData(_place(X, rows, n_train, mesh), y_train,
-                       None if test is None else _place(test[0], test[3], test[2], mesh),
-                       y_test, C)
+    return ProcessData(_place(train, mesh), y_train,
+                       None if test is None else _place(test, mesh), y_test, C)
