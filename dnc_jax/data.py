@@ -364,8 +364,30 @@ def _existing(path: str) -> str:
     return path
 
 
-def _npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(X float32 (n, d), y int64 (n,))`` of one split of an ``.npz`` dataset, checked."""
+def _npy_rows(member, start: int | None = None, stop: int | None = None):
+    """The header of an ``.npy`` stream (``shape, fortran_order, dtype``) and its rows
+    ``start:stop`` (``None``: no rows), read without the rest: the rows before ``start`` are
+    skipped, the rows after ``stop`` never read."""
+    version = np.lib.format.read_magic(member)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran_order, dtype = read_header(member)
+    if start is None:
+        return (shape, fortran_order, dtype), None
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    member.seek(start * row_bytes, os.SEEK_CUR)
+    raw = member.read((stop - start) * row_bytes)
+    return (shape, fortran_order, dtype), np.frombuffer(raw, dtype).reshape(stop - start,
+                                                                             *shape[1:])
+
+
+def _npz(path: str, split: str, n: int | None = None,
+         row_range: Callable[[int], tuple[int, int]] | None = None
+         ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(X float32 (rows, d), y int64 (rows,), total)`` of one split of an ``.npz``
+    dataset, checked: its first ``n`` rows (all by default), or with ``row_range`` only the
+    rows ``row_range(total)`` of those (``load_dataset_rows``), read from the file without
+    the others. Labels are read whole; features only where asked (and checked there)."""
     with np.load(_existing(path), allow_pickle=False) as f:
         files = set(f.files)
         if not {"X_train", "y_train"} <= files:
@@ -378,22 +400,44 @@ def _npz(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         parts = [p for p in parts if p[0] in files]
         if not parts:
             raise ValueError(f"{path} has no test split (X_test, y_test).")
-        Xs, ys = [], []
+        headers, ys = [], []
         for xk, yk in parts:
-            X = np.asarray(f[xk])
+            with f.zip.open(xk + ".npy") as member:
+                (shape, fortran_order, dtype), _ = _npy_rows(member)
             y = np.asarray(f[yk])
-            if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
+            if len(shape) < 2 or y.ndim != 1 or shape[0] != len(y):
                 raise ValueError(f"{path}: {xk} must be (n, ...) and {yk} (n,) of the same n; "
-                                 f"got {X.shape} and {y.shape}.")
-            y = as_class_labels(f"{path}: {yk}", y)
-            X = X.reshape(len(X), -1).astype(np.float32)
+                                 f"got {shape} and {y.shape}.")
+            if dtype.hasobject:
+                raise ValueError(f"{path}: {xk} holds Python objects, not numbers.")
+            ys.append(as_class_labels(f"{path}: {yk}", y))
+            headers.append((shape, fortran_order))
+        widths = {int(np.prod(shape[1:])) for shape, _ in headers}
+        if len(widths) > 1:
+            raise ValueError(f"{path}: X_train and X_test have different numbers of features.")
+        y = np.concatenate(ys)
+        if n is not None and not 1 <= n <= len(y):
+            raise ValueError(f"n={n} but {path} {split} has {len(y)} samples.")
+        total = len(y) if n is None else n
+        start, stop = (0, total) if row_range is None else row_range(total)
+        stop = min(stop, total)
+        start = min(start, stop)
+        Xs, offset = [np.zeros((0, widths.pop()), np.float32)], 0
+        for (xk, _), (shape, fortran_order) in zip(parts, headers, strict=True):
+            lo, hi = max(start - offset, 0), min(stop - offset, shape[0])
+            offset += shape[0]
+            if lo >= hi:
+                continue
+            if fortran_order:  # column-major: its rows are not contiguous in the file
+                X = np.asarray(f[xk])[lo:hi]
+            else:
+                with f.zip.open(xk + ".npy") as member:
+                    _, X = _npy_rows(member, lo, hi)
+            X = X.reshape(hi - lo, -1).astype(np.float32)
             if not np.isfinite(X).all():
                 raise ValueError(f"{path}: {xk} contains NaN or infinite values.")
             Xs.append(X)
-            ys.append(y)
-    if len({X.shape[1] for X in Xs}) > 1:
-        raise ValueError(f"{path}: X_train and X_test have different numbers of features.")
-    return np.concatenate(Xs), np.concatenate(ys)
+    return np.concatenate(Xs), y[start:stop], total
 
 
 # ---------------------------------------------------------------------------- synthetic
@@ -584,12 +628,7 @@ def load_dataset(
     if is_npz_path(name):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
-        X, y = _npz(name, split)
-        if n is not None:
-            if not 1 <= n <= len(y):
-                raise ValueError(f"n={n} but {name} {split} has {len(y)} samples.")
-            X, y = X[:n], y[:n]
-        return X, y
+        return _npz(name, split, n)[:2]
     _check_request(name, split, n)
     if name in EMBEDDED:
         X, y = _embedded(name, split)
@@ -624,15 +663,18 @@ def load_dataset_rows(
 
     ``row_range(total)`` gets the number of rows the split has (``n``, or all) and returns
     the ``(start, stop)`` wanted (``stop`` may pass ``total``: the rows are clipped to it).
-    ``mnist_shifted`` builds only those training images and a tensorflow-datasets split is
-    read by index; the embedded and synthetic datasets (small) and ``.npz`` files (read
-    whole: save large feature sets in one file per process, or as tfds) are loaded and
-    sliced.
+    ``mnist_shifted`` builds only those training images, a tensorflow-datasets split is
+    read by index, and an ``.npz`` file's features are read at those rows (its labels
+    whole); the embedded and synthetic datasets (small) are loaded and sliced.
 
     Returns ``(X rows, y rows, total)``: ``load_dataset(...)[0][start:stop]``, the same for
     ``y``, and the split's row count.
     """
-    if is_npz_path(name) or name not in AUGMENTED + tuple(TFDS):
+    if is_npz_path(name):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+        return _npz(name, split, n, row_range)
+    if name not in AUGMENTED + tuple(TFDS):
         X, y = load_dataset(name, split, n, data_dir=data_dir, seed=seed, download=download,
                             **options)
         start, stop = row_range(len(y))

@@ -27,6 +27,35 @@ def test_rows_equal_the_slices_of_the_whole_dataset(name, split, n):
         load_dataset_rows(name, split, 10**7, lambda t: (0, 1))
 
 
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_rows_are_read_without_the_rest(tmp_path, monkeypatch, save):
+    """An ``.npz`` file's features are read at the rows asked for (also across the train /
+    test boundary of ``"all"``, from a compressed file, and from a column-major array),
+    equal to the slices of the whole split; the whole feature array is never loaded."""
+    X, y = load_dataset("digits", "train", 120)
+    Xt, yt = load_dataset("digits", "test", 30)
+    path = str(tmp_path / "features.npz")
+    save(path, X_train=X.reshape(120, 8, 8), y_train=y, X_test=np.asfortranarray(Xt),
+         y_test=yt)
+    whole = {"train": (X, y), "test": (Xt, yt), "first": (X[:100], y[:100]),
+             "all": (np.concatenate([X, Xt]), np.concatenate([y, yt]))}
+    loaded = []
+    getitem = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__",
+                        lambda self, key: (loaded.append(key), getitem(self, key))[1])
+    for split, n, (start, stop) in (("train", None, (7, 61)), ("all", None, (110, 140)),
+                                    ("test", None, (3, 12)), ("train", 100, (90, 130)),
+                                    ("all", None, (150, 152))):
+        Xr, yr, total = load_dataset_rows(path, split, n, lambda t, a=start, b=stop: (a, b))
+        Xw, yw = whole["first" if n else split]
+        assert total == len(yw) and Xr.dtype == np.float32
+        np.testing.assert_array_equal(Xr, Xw[start:stop])
+        np.testing.assert_array_equal(yr, yw[start:stop])
+    assert "X_train" not in loaded  # read row by row from the file, never whole
+    with pytest.raises(ValueError, match="has 120 samples"):
+        load_dataset_rows(path, "train", 121, lambda t: (0, 1))
+
+
 def test_shifted_mnist_builds_only_the_rows_asked_for(monkeypatch):
     import dnc_jax.data
 
