@@ -72,6 +72,11 @@ def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
 TEST_STATISTICS = ("train", "own")
 
 
+def check_test_statistics(test_statistics: str) -> None:
+    if test_statistics not in TEST_STATISTICS:
+        raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got {test_statistics!r}.")
+
+
 def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
                 test_statistics: str = "train"):
     """Per-feature ``(x - mean) / std``; zero-variance features become 0.
@@ -82,8 +87,7 @@ def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
 
     Returns ``(X_train, X_test)`` (``X_test`` ``None`` if not given), float32.
     """
-    if test_statistics not in TEST_STATISTICS:
-        raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got {test_statistics!r}.")
+    check_test_statistics(test_statistics)
 
     def fit(X):
         mean, std = feature_statistics(X)
@@ -586,12 +590,16 @@ def _synthetic(name: str, split: str, n: int | None, seed: int, options: dict):
 # ---------------------------------------------------------------------------- entry point
 
 
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+
+
 def _check_request(name: str, split: str, n: int | None) -> None:
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
                          "or the path of an .npz file.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+    _check_split(split)
     if n is not None and n < 1:
         raise ValueError(f"n must be a positive integer; got {n}.")
 
@@ -626,8 +634,7 @@ def load_dataset(
       **options: passed to the synthetic generator (e.g. ``p``, ``op``, ``separation``).
     """
     if is_npz_path(name):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+        _check_split(split)
         return _npz(name, split, n)[:2]
     _check_request(name, split, n)
     if name in EMBEDDED:
@@ -671,8 +678,7 @@ def load_dataset_rows(
     ``y``, and the split's row count.
     """
     if is_npz_path(name):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
+        _check_split(split)
         return _npz(name, split, n, row_range)
     if name not in AUGMENTED + tuple(TFDS):
         X, y = load_dataset(name, split, n, data_dir=data_dir, seed=seed, download=download,

@@ -23,8 +23,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from dnc_jax.data import (
-    TEST_STATISTICS,
     apply_standardization,
+    check_test_statistics,
     has_test_split,
     load_dataset_rows,
 )
@@ -112,9 +112,7 @@ def load_process_data(dataset: str, n: int | None, n_test: int | None, data_dir:
     num_classes = options.pop("num_classes", None)
     if options:
         raise ValueError(f"Unknown preparation options {sorted(options)}.")
-    if test_statistics not in TEST_STATISTICS:
-        raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got "
-                         f"{test_statistics!r}.")
+    check_test_statistics(test_statistics)
 
     def share(split: str, count: int | None) -> _Share:
         X, y, total = load_dataset_rows(dataset, split, count,

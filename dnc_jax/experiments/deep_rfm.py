@@ -127,8 +127,7 @@ def run_deep_rfm(
     """
     config.validate()
     ensure_writable(out)  # before any work
-    several = jax.process_count() > 1
-    if several:
+    if jax.process_count() > 1:
         mesh = data_mesh("all") if mesh is None else mesh
         data = load_process_data(dataset, n, n_test, data_dir, config.seed, prepare_options,
                                  download, mesh)
