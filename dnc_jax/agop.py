@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.blocks import row_chunk_sum
+from dnc_jax.blocks import pad_rows, row_chunk_sum
 from dnc_jax.kernels import kernel_distances, kernel_from_sq_distances, safe_sqrt
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
@@ -32,23 +32,30 @@ Normalize = Literal["max", "trace"] | None
 NORMALIZATIONS = (None, "none", "max", "trace")
 
 
-def jacobian_sums(jac_fn: Callable, arrays: tuple, batch_size: int, centered: bool, diag: bool):
+def jacobian_sums(jac_fn: Callable, arrays: tuple, batch_size: int, centered: bool, diag: bool,
+                  *, pad: bool = True):
     """Sum ``J^T J`` (or its diagonal) and, when ``centered``, ``J`` over row batches.
 
     ``jac_fn`` maps ``batch_size`` rows of each array in ``arrays`` (row-aligned) to the
-    ``(b, C, d)`` Jacobians of those samples; no array is padded or copied.
+    ``(b, C, d)`` Jacobians of those samples. With ``pad`` the last batch is padded to
+    ``batch_size`` rows (``pad_rows``) and its padding weighted out, so that each row's
+    Jacobian comes from the same batch computation whatever rows share its batch; without
+    it (for arrays too large to copy) the remainder is one smaller batch.
 
     Returns:
       ``(outer, total)``: ``(d, d)`` (or ``(d,)``) and ``(C, d)`` (or ``()``).
     """
 
+    arrays, weights = pad_rows(arrays, batch_size if pad else 1)
+
     def sums(*blocks):
-        J = jac_fn(*blocks)
+        *blocks, w = blocks
+        J = jac_fn(*blocks) * w[:, None, None]
         Jflat = J.reshape(-1, J.shape[-1])
         outer = jnp.sum(Jflat * Jflat, axis=0) if diag else matmul(Jflat.T, Jflat)
         return outer, (jnp.sum(J, axis=0) if centered else jnp.zeros((), J.dtype))
 
-    return row_chunk_sum(sums, arrays, batch_size)
+    return row_chunk_sum(sums, (*arrays, weights), batch_size)
 
 
 def finish_agop(outer, total, m, centered, diag, normalize, M=None):
@@ -75,12 +82,16 @@ def finish_agop(outer, total, m, centered, diag, normalize, M=None):
 
 
 def _check_batch_and_normalize(n, batch_size, normalize):
-    """``(batch_size capped at n, normalize with "none" as None)``, or ``ValueError``."""
+    """``(batch_size, normalize with "none" as None)``, or ``ValueError``.
+
+    ``None`` stays ``None`` (every row in one batch); a given ``batch_size`` is kept even
+    above ``n`` (the batch is padded), so that each row's Jacobian comes from the same
+    program whatever the number of rows."""
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-    batch_size = n if batch_size is None else min(int(batch_size), n)
+    batch_size = None if batch_size is None else int(batch_size)
     return batch_size, None if normalize == "none" else normalize
 
 
@@ -100,7 +111,7 @@ def _agop_autodiff(f, X, args, batch_size, centered, diag, normalize, forward):
         J = jax.vmap(jac, in_axes=(0,) + (None,) * len(args))(Xb, *args)
         return J.reshape(Xb.shape[0], -1, Xb.shape[1])
 
-    outer, total = jacobian_sums(jac_fn, (X,), batch_size, centered, diag)
+    outer, total = jacobian_sums(jac_fn, (X,), batch_size or X.shape[0], centered, diag)
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize)
 
 
@@ -205,7 +216,7 @@ def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
         )
 
     diag_sums = diag and predictor.M is None  # with a metric, diag(M A M) needs all of A
-    outer, total = jacobian_sums(jac_fn, (X,), batch_size, centered, diag_sums)
+    outer, total = jacobian_sums(jac_fn, (X,), batch_size or X.shape[0], centered, diag_sums)
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
 
 
@@ -229,7 +240,7 @@ def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, norm
                 centers, coefs, p)
             return G * mb[:, None, None]
 
-        sums = jacobian_sums(jac_fn, (X_local, mask), min(batch_size, rows), centered, diag_sums)
+        sums = jacobian_sums(jac_fn, (X_local, mask), batch_size or rows, centered, diag_sums)
         return jax.lax.psum(sums, DATA)
 
     outer, total = jax.shard_map(

@@ -1,5 +1,11 @@
-"""Row-block helpers: map a function over row blocks, or sum it over row chunks, with
-bounded memory and static shapes (so nothing recompiles per call)."""
+"""Row-block helpers: map a function over fixed-size row blocks, or sum it over row chunks,
+with bounded memory and static shapes (so nothing recompiles per call).
+
+Both pad the last block instead of running a smaller one, so that every row goes through
+the same block computation, with the same shapes and reduction order, whatever else shares
+its batch: a row's output is the same alone, in a batch of 7 or in the whole set (tested
+bit for bit in ``tests/test_batch_invariance.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,31 @@ import jax
 import jax.numpy as jnp
 
 
-def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
-    """Apply ``fn`` to blocks of ``block_size`` rows of ``X`` and stack the results.
+def pad_rows(arrays: tuple, multiple: int) -> tuple[tuple, jax.Array]:
+    """Arrays (equal row counts ``n``) padded by repeating their last row up to a multiple
+    of ``multiple`` rows, and the ``(n_pad,)`` weights that are 1 on real rows, 0 on padding."""
+    n = arrays[0].shape[0]
+    pad = -n % multiple
+    padded = tuple(jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1), mode="edge") if pad else a
+                   for a in arrays)
+    dtype = next((a.dtype for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)), jnp.float32)
+    return padded, (jnp.arange(n + pad) < n).astype(dtype)
 
-    ``fn`` maps a ``(b, d)`` block to a pytree of arrays with leading dimension ``b``.
-    Memory of the intermediates is bounded by one block; the last block is padded by
-    repeating the last row, and the padding is cut off again.
+
+def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
+    """Apply ``fn`` to blocks of exactly ``block_size`` rows of ``X`` and stack the results.
+
+    ``fn`` maps a ``(block_size, d)`` block to a pytree of arrays with leading dimension
+    ``block_size``. Memory of the intermediates is bounded by one block. The last block
+    (or a batch smaller than one block) is padded by repeating the last row, and the padding
+    is cut off again, so a row's output does not depend on which rows share its batch.
+    ``block_size=None`` applies ``fn`` to all of ``X`` at once.
     """
     n = X.shape[0]
-    if block_size is None or block_size >= n:
+    if block_size is None or n == 0:
         return fn(X)
-    num_blocks = -(-n // block_size)
-    padded = jnp.pad(X, ((0, num_blocks * block_size - n), (0, 0)), mode="edge")
+    (padded,), _ = pad_rows((X,), block_size)
+    num_blocks = padded.shape[0] // block_size
     out = jax.lax.map(fn, padded.reshape(num_blocks, block_size, X.shape[1]))
     return jax.tree.map(lambda o: o.reshape(num_blocks * block_size, *o.shape[2:])[:n], out)
 
@@ -29,6 +48,8 @@ def row_chunk_sum(fn, arrays: tuple, chunk: int):
     """``sum_k fn(*chunk_k)`` over row chunks of ``arrays`` (equal row counts), without copies.
 
     Full chunks run in a ``fori_loop`` over ``dynamic_slice``s; the remainder is one more call.
+    For sums of per-row terms that must not depend on the batch, pad first (``pad_rows``)
+    and weight the padding out.
     """
     n = arrays[0].shape[0]
     chunk = min(chunk, n)

@@ -28,7 +28,7 @@ from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
-from dnc_jax.sharding import Rows, as_rows, check_mesh
+from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
 from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
 
 FEATURES = ("relu", "cosine")
@@ -103,28 +103,46 @@ class LayerState:
         return {"X_train": host_rows(self.X_train), "X_test": host_rows(self.X_test)}
 
 
-@jax.jit
-def _unit_rows(X: jax.Array) -> jax.Array:
-    """Rows scaled to unit Euclidean norm (zero rows stay zero)."""
+# Rows per block of the layer maps: every row goes through the same block program, so a
+# row's features do not depend on the other rows of its batch (blocks.map_row_blocks).
+MAP_BLOCK = 512
+
+
+def unit_rows(X: jax.Array) -> jax.Array:
+    """Rows scaled to unit Euclidean norm (zero rows stay zero): ``(b, d) -> (b, d)``."""
     norms = jnp.linalg.norm(X, axis=1, keepdims=True)
     return X / jnp.where(norms > 0, norms, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("features", "n"))
-def _random_map(Xp: jax.Array, W: jax.Array, b: jax.Array, features: str, n: int) -> jax.Array:
-    """``relu(Xp W^T)`` or ``sqrt(2/D) cos(Xp W^T + b)`` for projected features ``Xp``;
-    rows past the first ``n`` (padding) stay zero."""
-    pre = matmul(Xp, W.T)
+def random_features(P: jax.Array, W: jax.Array, b: jax.Array, features: str) -> jax.Array:
+    """``relu(P W^T)`` or ``sqrt(2/D) cos(P W^T + b)`` for projected rows ``P`` (``(b, d)``)."""
+    pre = matmul(P, W.T)
     if features == "relu":
-        out = jax.nn.relu(pre)
-    else:
-        out = jnp.sqrt(2.0 / W.shape[0]) * jnp.cos(pre + b[None, :])
-    return jnp.where((jnp.arange(Xp.shape[0]) < n)[:, None], out, 0.0)
+        return jax.nn.relu(pre)
+    return jnp.sqrt(2.0 / W.shape[0]) * jnp.cos(pre + b[None, :])
 
 
-@jax.jit
-def _project(X: jax.Array, root: jax.Array) -> jax.Array:
-    return matmul(X, root)
+_unit_rows = jax.jit(unit_rows)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh",))
+def _unit_rows_on_mesh(X: jax.Array, mesh: Mesh) -> jax.Array:
+    """``unit_rows`` of row-sharded ``X``, in blocks of ``MAP_BLOCK`` rows on each device."""
+    return map_rows(unit_rows, X, mesh, MAP_BLOCK)
+
+
+@functools.partial(jax.jit, static_argnames=("features", "n", "mesh"))
+def _layer_map(X: jax.Array, root: jax.Array, W: jax.Array, b: jax.Array, features: str,
+               n: int, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
+    """``(X M^(1/2), random_features(X M^(1/2)))`` of row-sharded ``X`` (``root`` is
+    ``M^(1/2)``), in blocks of ``MAP_BLOCK`` rows; rows past the first ``n`` (padding) of
+    the features stay zero."""
+    def block(Xb, root, W, b):
+        P = matmul(Xb, root)
+        return P, random_features(P, W, b, features)
+
+    projected, out = map_rows(block, X, mesh, MAP_BLOCK, root, W, b)
+    return projected, jnp.where((jnp.arange(X.shape[0]) < n)[:, None], out, 0.0)
 
 
 @jax.jit
@@ -191,8 +209,7 @@ def _refit_accuracies(projected, Y, y_rows, Xt, root, yt_rows, config, mesh) -> 
     out = {"refit_train_accuracy": _accuracy(predictor.predict(projected), y_rows),
            "refit_test_accuracy": None}
     if Xt is not None and yt_rows is not None:
-        test = Rows(_project(Xt.data, root), Xt.n)
-        out["refit_test_accuracy"] = _accuracy(predictor.predict(test), yt_rows)
+        out["refit_test_accuracy"] = _accuracy(predictor.predict(Xt, transform=root), yt_rows)
     return out
 
 
@@ -249,7 +266,7 @@ def deep_rfm_layers(
 
     for layer in range(first, config.depth):
         tic = time.perf_counter()
-        X = Rows(_unit_rows(X.data), X.n)
+        X = Rows(_unit_rows_on_mesh(X.data, mesh), X.n)
         predictor, M, info = fit_with_agop(
             X, Y, kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
             batch_size=config.agop_batch, normalize="max", solver=options,
@@ -260,8 +277,7 @@ def deep_rfm_layers(
         evals, evecs = psd_eigh(M)
         root = jnp.asarray(power_from_eigh(evals, evecs, 0.5), dtype)
         W, b = random_weights(jax.random.fold_in(key, layer), X.shape[1], config)
-        projected = _project(X.data, root)
-        X_next = _random_map(projected, W, b, config.features, X.n)
+        projected, X_next = _layer_map(X.data, root, W, b, config.features, X.n, mesh)
         X_next.block_until_ready()
         tic_metrics = time.perf_counter()
         map_seconds = tic_metrics - tic - fit_seconds
@@ -276,7 +292,7 @@ def deep_rfm_layers(
         tic_predict = time.perf_counter()
         record["train_accuracy"] = _accuracy(predictor.predict(X), y_rows)
         record["test_accuracy"] = None
-        Xt = None if Xt is None else Rows(_unit_rows(Xt.data), Xt.n)
+        Xt = None if Xt is None else Rows(_unit_rows_on_mesh(Xt.data, mesh), Xt.n)
         if Xt is not None and yt_rows is not None:
             record["test_accuracy"] = _accuracy(predictor.predict(Xt), yt_rows)
         predict_seconds = time.perf_counter() - tic_predict
@@ -284,7 +300,7 @@ def deep_rfm_layers(
             record.update(_refit_accuracies(Rows(projected, X.n), Y, y_rows, Xt, root, yt_rows,
                                             config, mesh))
         if Xt is not None:
-            Xt = Rows(_random_map(_project(Xt.data, root), W, b, config.features, Xt.n), Xt.n)
+            Xt = Rows(_layer_map(Xt.data, root, W, b, config.features, Xt.n, mesh)[1], Xt.n)
         record["agop"] = spectrum_summary(evals)
         record["solve"] = info.to_dict()
         X = Rows(X_next, X.n)

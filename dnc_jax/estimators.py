@@ -12,7 +12,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from dnc_jax.data import one_hot_pm1
-from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_rfm
 from dnc_jax.sharding import data_mesh
 from dnc_jax.solvers import SolverOptions
@@ -94,8 +93,9 @@ class RFM(BaseEstimator):
         return -float(np.mean((raw - target) ** 2))
 
     def _raw_predict(self, X, transform, predictor):
-        Z = matmul(jnp.asarray(X, jnp.float32), transform)
-        return np.asarray(predictor.predict(Z), dtype=np.float64)
+        # x T is taken inside each fixed-size block: a row's output is batch-invariant
+        return np.asarray(predictor.predict(jnp.asarray(X, jnp.float32), transform=transform),
+                          dtype=np.float64)
 
     # -------------------------------------------------------------- API
 

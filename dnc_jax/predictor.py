@@ -21,6 +21,10 @@ from dnc_jax.kernels import KernelName, kernel_matrix
 from dnc_jax.precision import matmul
 from dnc_jax.sharding import REPLICATED, ROWS, Rows, as_rows, num_shards, replicate, ring_sum
 
+# Rows per prediction block: large enough for efficient matrix products against many
+# centres, small enough that padding one row to a block is cheap (BENCHMARKS.md).
+PREDICT_BLOCK = 512
+
 
 @functools.partial(
     jax.tree_util.register_dataclass,
@@ -54,27 +58,46 @@ class KernelPredictor:
         k = kernel_matrix(x[None, :], self.centers, self.kernel, self.bandwidth, self.M)
         return matmul(k, self.coefs)[0]
 
-    def predict(self, X: ArrayLike | Rows, *, block_size: int | None = 4096,
-                mesh: Mesh | None = None) -> jax.Array:
-        """Predictions for a batch: ``(m, d) -> (m, C)``, ``block_size`` rows at a time.
+    def predict(self, X: ArrayLike | Rows, *, block_size: int = PREDICT_BLOCK,
+                mesh: Mesh | None = None, transform: ArrayLike | None = None) -> jax.Array:
+        """Predictions for a batch: ``(m, d) -> (m, C)``, in blocks of ``block_size`` rows.
 
-        With ``mesh`` (or a predictor fitted on one), the rows are sharded over it and
-        each device predicts its own; ``Rows`` input gives ``Rows`` output.
+        Every block has exactly ``block_size`` rows (the last is padded), so a row's
+        prediction is the same, bit for bit, alone, in any batch, or in the whole set
+        (on one device; with ``mesh``, also whichever device holds the row).
+
+        Args:
+          X: ``(m, d')`` inputs, or ``Rows`` on a mesh (then the output is ``Rows``).
+          block_size: rows per block (the padding costs at most one block per call).
+          mesh: shard the rows over this mesh (default: the predictor's, or that of
+            ``Rows``); each device predicts its own rows.
+          transform: optional ``(d', d)`` ``T``: predict at ``x T``, the product taken
+            inside each block (an RFM's inputs), so that it is batch-invariant too.
         """
         mesh = self.mesh if mesh is None else mesh
         if isinstance(X, Rows):
             mesh = X.mesh
         else:
             X = _checks.as_float_matrix("X", X, dtype=self.centers.dtype)
-        if X.shape[1] != self.centers.shape[1]:
+        if transform is not None:
+            transform = _checks.as_float_matrix("transform", transform, dtype=self.centers.dtype)
+            if transform.shape != (X.shape[1], self.centers.shape[1]):
+                raise ValueError(f"transform must have shape {(X.shape[1], self.centers.shape[1])}; "
+                                 f"got {transform.shape}.")
+        elif X.shape[1] != self.centers.shape[1]:
             raise ValueError(
                 f"X has {X.shape[1]} features but the predictor was fitted on "
                 f"{self.centers.shape[1]}."
             )
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be a positive int; got {block_size!r}.")
         if mesh is None:
-            return _predict(self, X, block_size)
+            return _predict(self, X, transform, block_size)
         rows = as_rows(X, mesh, dtype=self.centers.dtype)
-        out = Rows(_predict_sharded(on_mesh(self, mesh), rows.data, mesh, block_size), rows.n)
+        if transform is not None:
+            transform = replicate(transform, mesh)
+        out = Rows(_predict_sharded(on_mesh(self, mesh), rows.data, transform, mesh, block_size),
+                   rows.n)
         return out if isinstance(X, Rows) else out.valid()
 
 
@@ -83,11 +106,15 @@ def block_outputs(Xb, centers, coefs, kernel, bandwidth, M):
     return matmul(kernel_matrix(Xb, centers, kernel, bandwidth, M), coefs)
 
 
+def _transformed(Xb, transform):
+    return Xb if transform is None else matmul(Xb, transform)
+
+
 @functools.partial(jax.jit, static_argnames=("block_size",))
-def _predict(predictor: KernelPredictor, X: jax.Array, block_size: int | None) -> jax.Array:
+def _predict(predictor: KernelPredictor, X: jax.Array, transform, block_size: int) -> jax.Array:
     def block(Xb):
-        return block_outputs(Xb, predictor.centers, predictor.coefs, predictor.kernel,
-                             predictor.bandwidth, predictor.M)
+        return block_outputs(_transformed(Xb, transform), predictor.centers, predictor.coefs,
+                             predictor.kernel, predictor.bandwidth, predictor.M)
 
     return map_row_blocks(block, X, block_size)
 
@@ -125,19 +152,20 @@ def over_centres(predictor: KernelPredictor, fn, centers, coefs, p: int):
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "block_size"))
-def _predict_sharded(predictor, X, mesh, block_size):
+def _predict_sharded(predictor, X, transform, mesh, block_size):
     p = num_shards(mesh)
     c_spec, a_spec, m_spec = centre_specs(predictor)
 
-    def local(X_local, centers, coefs, M):
+    def local(X_local, centers, coefs, M, transform):
         def block(Xb):
+            Zb = _transformed(Xb, transform)
             return over_centres(
                 predictor,
-                lambda c, a: block_outputs(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
+                lambda c, a: block_outputs(Zb, c, a, predictor.kernel, predictor.bandwidth, M),
                 centers, coefs, p)
 
         return map_row_blocks(block, X_local, block_size)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS, c_spec, a_spec, m_spec),
+    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS, c_spec, a_spec, m_spec, REPLICATED),
                          out_specs=ROWS, check_vma=False)(X, predictor.centers, predictor.coefs,
-                                                          predictor.M)
+                                                          predictor.M, transform)

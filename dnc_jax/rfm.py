@@ -59,7 +59,9 @@ def _training_agop(W, coefs, Z, T, batch_size, centered, diag, normalize):
     def jac_fn(Wb, Zb):
         return gradients_from_weights(Wb, coefs, coef_centers, Zb)
 
-    outer, total = jacobian_sums(jac_fn, (W, Z), batch_size, centered, diag and T is None)
+    # the training rows are the whole batch: W (n x n) is not copied to pad it
+    outer, total = jacobian_sums(jac_fn, (W, Z), batch_size, centered, diag and T is None,
+                                 pad=False)
     return finish_agop(outer, total, Z.shape[0], centered, diag, normalize, T)
 
 

@@ -25,6 +25,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from dnc_jax.blocks import map_row_blocks
+
 DATA = "data"
 ROWS = P(DATA)
 REPLICATED = P()
@@ -157,13 +159,32 @@ def ring_fold(fn: Callable, init, travelling, p: int):
     return acc
 
 
+def map_rows(fn: Callable, X: jax.Array, mesh: Mesh, block_size: int, *args):
+    """``fn(X_block, *args)`` over fixed-size row blocks of each device's rows of the
+    row-sharded ``X`` (``args`` replicated), a pytree of row-sharded outputs. Blocks are
+    padded (``blocks.map_row_blocks``): a row's output does not depend on its batch."""
+    def local(X_local, *args):
+        return map_row_blocks(lambda Xb: fn(Xb, *args), X_local, block_size)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS,) + (REPLICATED,) * len(args),
+                         out_specs=ROWS, check_vma=False)(X, *args)
+
+
 def ring_sum(fn: Callable, travelling, p: int):
     """Inside ``shard_map``: ``sum_j fn(shard_j, j)`` over the shards of ``travelling``
-    (see ``ring_fold``); no device holds more than one shard of it at a time."""
+    (see ``ring_fold``); no device holds more than one shard of it at a time.
+
+    The ``p`` terms are kept by shard index and added in the order ``j = 0 .. p-1`` (at
+    ``p`` times the memory of one term), not in the ring's order, which starts at the
+    device's own shard: so a row's result does not depend on the device it lives on."""
+    if p == 1:
+        return fn(travelling, jax.lax.axis_index(DATA))
     shapes = jax.eval_shape(fn, travelling, jnp.int32(0))
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return ring_fold(lambda acc, shards, j: jax.tree.map(jnp.add, acc, fn(shards, j)),
-                     zeros, travelling, p)
+    zeros = jax.tree.map(lambda s: jnp.zeros((p, *s.shape), s.dtype), shapes)
+    terms = ring_fold(
+        lambda acc, shards, j: jax.tree.map(lambda a, t: a.at[j].set(t), acc, fn(shards, j)),
+        zeros, travelling, p)
+    return jax.tree.map(lambda t: jnp.sum(t, axis=0), terms)
 
 
 @dataclasses.dataclass(frozen=True)

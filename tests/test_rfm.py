@@ -14,27 +14,10 @@ from dnc_jax.data import load_dataset, prepare
 from dnc_jax.estimators import RFMClassifier, RFMRegressor
 from dnc_jax.rfm import fit_with_agop
 
-# scikit-learn checks that do not apply, and why: JAX computes in float32 and XLA blocks
-# its matmuls by batch shape, so outputs for a reordered or sliced batch agree with the full
-# batch to ~1e-6 relative, not to these checks' 1e-7. (The classifier's predicted labels do
-# satisfy them; its real-valued decision_function does not.)
-# The marks are strict (pyproject: xfail_strict), so the list is exact: on CPU the
-# classifier's decision_function passes subset invariance, on GPUs (other blocking) not.
-FLOAT32 = "float32 outputs agree to ~1e-6 across batch shapes, the check asks for 1e-7"
-SKIPPED_CHECKS = {
-    "RFMClassifier": ({} if jax.default_backend() == "cpu"
-                      else {"check_methods_subset_invariance": FLOAT32}),
-    "RFMRegressor": {
-        "check_methods_sample_order_invariance": FLOAT32,
-        "check_methods_subset_invariance": FLOAT32,
-    },
-}
 
-
-@parametrize_with_checks(
-    [RFMClassifier(iters=1), RFMRegressor(iters=1)],
-    expected_failed_checks=lambda est: SKIPPED_CHECKS[type(est).__name__],
-)
+# Every scikit-learn check passes, the subset and sample-order invariance checks included
+# (bit for bit: predictions run in fixed-size padded blocks, tests/test_batch_invariance.py).
+@parametrize_with_checks([RFMClassifier(iters=1), RFMRegressor(iters=1)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -100,26 +83,6 @@ def test_deep_rfm_options(digits):
         deep_rfm(X, y, depth=0)
     with pytest.raises(ValueError, match="rows"):
         deep_rfm(X, y[:-1], depth=1)
-
-
-@pytest.mark.parametrize("Estimator", [RFMClassifier, RFMRegressor])
-def test_outputs_invariant_to_batch_slices_and_order(Estimator):
-    """What the two expected failures check, at a tolerance float32 meets: outputs for a
-    batch's slices and for a reordered batch equal the full batch's to 1e-5 relative."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 5)).astype(np.float32)
-    y = np.arange(60) % 3 if Estimator is RFMClassifier else X[:, 0] - 2 * X[:, 1]
-    est = Estimator(iters=1).fit(X, y)
-    out = est.decision_function if Estimator is RFMClassifier else est.predict
-    full = np.asarray(out(X), np.float64)
-    scale = np.abs(full).max()
-    sliced = np.concatenate([np.asarray(out(X[i:i + 7])) for i in range(0, 60, 7)])
-    np.testing.assert_allclose(sliced, full, rtol=0, atol=1e-5 * scale)
-    order = rng.permutation(60)
-    np.testing.assert_allclose(np.asarray(out(X[order])), full[order], rtol=0,
-                               atol=1e-5 * scale)
-    if Estimator is RFMClassifier:
-        assert np.array_equal(est.predict(X[order]), est.predict(X)[order])
 
 
 @pytest.mark.parametrize("features,weights", [("relu", "uniform"), ("relu", "gaussian"),
@@ -256,16 +219,22 @@ def test_unit_rows_random_map_padding_and_host_rows():
     random map leaves the padding rows past ``n`` at zero; ``host_rows`` passes ``None`` and
     numpy through and gathers ``Rows``' real rows."""
     from dnc_jax import data_mesh
-    from dnc_jax.deep_rfm import _random_map, _unit_rows, host_rows
-    from dnc_jax.sharding import as_rows
+    from dnc_jax.deep_rfm import _layer_map, _unit_rows, _unit_rows_on_mesh, host_rows
+    from dnc_jax.sharding import Rows, as_rows
 
     X = jnp.asarray([[3.0, 4.0], [0.0, 0.0], [0.3, 0.4], [1e-3, 0.0]])
-    np.testing.assert_allclose(np.asarray(_unit_rows(X)),
-                               [[0.6, 0.8], [0.0, 0.0], [0.6, 0.8], [1.0, 0.0]], rtol=1e-6)
-    Xp = jnp.ones((6, 3))
+    unit = [[0.6, 0.8], [0.0, 0.0], [0.6, 0.8], [1.0, 0.0]]
+    np.testing.assert_allclose(np.asarray(_unit_rows(X)), unit, rtol=1e-6)
+    mesh = data_mesh("all")
+    rows = as_rows(X, mesh)
+    np.testing.assert_allclose(host_rows(Rows(_unit_rows_on_mesh(rows.data, mesh), 4)), unit,
+                               rtol=1e-6)
+    Xp = as_rows(jnp.ones((6, 3)), mesh)
     W = jnp.ones((5, 3))
     for features in ("relu", "cosine"):
-        out = np.asarray(_random_map(Xp, W, jnp.zeros(5), features, 4))
+        projected, out = _layer_map(Xp.data, jnp.eye(3), W, jnp.zeros(5), features, 4, mesh)
+        out = np.asarray(out)
+        np.testing.assert_array_equal(np.asarray(projected)[:6], 1.0)
         assert np.all(out[:4] != 0.0) and np.all(out[4:] == 0.0)
     assert host_rows(None) is None
     H = np.arange(14.0).reshape(7, 2)
@@ -317,3 +286,4 @@ def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
     got = np.array(steps[1][0]["agop"]["top_eigenvalues"])
     np.testing.assert_allclose(got, top(6), rtol=1e-4)
     assert not np.allclose(got, top(4), rtol=1e-2)
+
