@@ -21,9 +21,16 @@ from dnc_jax.kernels import KernelName, kernel_matrix
 from dnc_jax.precision import matmul
 from dnc_jax.sharding import REPLICATED, ROWS, Rows, as_rows, num_shards, replicate, ring_sum
 
-# Rows per prediction block: large enough for efficient matrix products against many
-# centres, small enough that padding one row to a block is cheap (BENCHMARKS.md).
-PREDICT_BLOCK = 512
+# Rows per prediction block, by backend: on CPUs small blocks are as fast as large ones
+# and make padding one row to a block cheap; accelerators need larger products
+# (BENCHMARKS.md, "What batch invariance costs").
+CPU_PREDICT_BLOCK = 128
+ACCELERATOR_PREDICT_BLOCK = 1024
+
+
+def predict_block() -> int:
+    """The default rows per prediction block on the default backend."""
+    return CPU_PREDICT_BLOCK if jax.default_backend() == "cpu" else ACCELERATOR_PREDICT_BLOCK
 
 
 @functools.partial(
@@ -58,7 +65,7 @@ class KernelPredictor:
         k = kernel_matrix(x[None, :], self.centers, self.kernel, self.bandwidth, self.M)
         return matmul(k, self.coefs)[0]
 
-    def predict(self, X: ArrayLike | Rows, *, block_size: int = PREDICT_BLOCK,
+    def predict(self, X: ArrayLike | Rows, *, block_size: int | None = None,
                 mesh: Mesh | None = None, transform: ArrayLike | None = None) -> jax.Array:
         """Predictions for a batch: ``(m, d) -> (m, C)``, in blocks of ``block_size`` rows.
 
@@ -68,7 +75,8 @@ class KernelPredictor:
 
         Args:
           X: ``(m, d')`` inputs, or ``Rows`` on a mesh (then the output is ``Rows``).
-          block_size: rows per block (the padding costs at most one block per call).
+          block_size: rows per block (default ``predict_block()``: 128 on CPUs, 1,024
+            on accelerators); the padding costs at most one block per call.
           mesh: shard the rows over this mesh (default: the predictor's, or that of
             ``Rows``); each device predicts its own rows.
           transform: optional ``(d', d)`` ``T``: predict at ``x T``, the product taken
@@ -89,6 +97,7 @@ class KernelPredictor:
                 f"X has {X.shape[1]} features but the predictor was fitted on "
                 f"{self.centers.shape[1]}."
             )
+        block_size = predict_block() if block_size is None else block_size
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size must be a positive int; got {block_size!r}.")
         if mesh is None:

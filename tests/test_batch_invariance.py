@@ -10,9 +10,9 @@ import pytest
 from dnc_jax import data_mesh, fit_kernel_predictor
 from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers, host_rows
 from dnc_jax.estimators import RFMClassifier, RFMRegressor
-from dnc_jax.predictor import PREDICT_BLOCK
+from dnc_jax.predictor import predict_block
 
-N_TEST = PREDICT_BLOCK + 300  # two blocks, the second one padded
+N_TEST = 2 * predict_block() + 37  # three blocks, the last one padded
 
 
 def _assert_batch_invariant(out, X, rng):
