@@ -75,10 +75,15 @@ def test_points_1e3_apart_keep_their_gradient_in_float32(rng, x64, with_metric):
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-3
 
 
-def test_twenty_layers_float32_track_float64():
-    """On 500 embedded MNIST images at width 256, float32 NC1 stays within 2% of the float64
-    run through layer 15 and within 5% through layer 18 (measured: <= 1% and 4.6%); it parts
-    at layer 19 (8.7%). benchmarks/depth_precision.py measures 1,000 images at width 512."""
+def test_float32_tracks_float64_until_the_layers_where_it_parts():
+    """On 500 embedded MNIST images at width 256, the float32 run's NC1 differs from the
+    float64 run's by a rounding error that grows about 2.2-fold per layer from layer 10 on
+    (``eps g^l``: 2e-4 at layer 10, 5e-3 at 14, 1e-2 at 15-16), then chaotically: at layers
+    17-19 it ranges over 3-14% with the machine's thread count alone. Measured under every
+    variation of ``benchmarks/tolerance_spread.py`` (instruction set capped at AVX2 or
+    SSE4.2, XNNPACK off, Eigen on one thread, one core): through layer 13 at most 0.21%,
+    through layer 16 at most 1.07%. The bounds keep about 5x margin over that worst case
+    (TESTING.md); the chaotic layers are not compared, only that the run collapsed."""
     X, y = load_dataset("mnist5k", "train", 500)
     data = prepare(X, y)
     nc1 = {}
@@ -89,8 +94,9 @@ def test_twenty_layers_float32_track_float64():
                                    for r in records])
     rel = np.abs(nc1["float32"] - nc1["float64"]) / nc1["float64"]
     assert nc1["float64"][-1, 2] < 1e-5 * nc1["float64"][0, 2]  # it did collapse
-    assert rel[:16].max() < 0.02
-    assert rel[:19].max() < 0.05
+    assert nc1["float32"][-1, 2] < 1e-5 * nc1["float32"][0, 2]
+    assert rel[:14].max() < 0.01
+    assert rel[:17].max() < 0.05
 
 
 def test_float64_layers_need_x64():
