@@ -249,3 +249,30 @@ def test_classes_sharing_a_mean_warn_at_the_callers_line(rng):
     with pytest.warns(RuntimeWarning, match="share a mean") as caught:
         got = collapse_metrics(H, y)
     assert got.cdnv == np.inf and caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("path", ["streamed", "sharded"])
+def test_unbalanced_classes_match_float64_reference(rng, x64, path):
+    """Class counts 10 / 25 / 45: the global mean is the mean of the class means (not of
+    the samples) and the total scatter is not within + between; every metric equals the
+    float64 reference, streamed in chunks of 13 rows and sharded over 4 devices."""
+    from dnc_jax import data_mesh
+    from dnc_jax.sharding import as_rows
+
+    counts = np.array([10, 25, 45])
+    y = rng.permutation(np.repeat(np.arange(3), counts))
+    d = 7
+    means = rng.standard_normal((3, d)) * 3
+    H = means[y] + rng.standard_normal((len(y), d))
+    W = rng.standard_normal((3, d))
+    preds = rng.integers(0, 3, len(y))
+    ref = reference(H, y, 3, W, preds, rcond=1e-6)
+    # the situation is real: both wrong conventions differ from the reference
+    sample_mean_total = np.mean(np.sum((H - H.mean(axis=0)) ** 2, axis=1))
+    assert abs(sample_mean_total - ref["trace_total"]) > 1e-3 * ref["trace_total"]
+    assert abs(ref["trace_within"] + ref["trace_between"] - ref["trace_total"]) > 1e-3 * ref["trace_total"]
+    features = H if path == "streamed" else as_rows(H, data_mesh("all"))
+    got = collapse_metrics(features, y, classifier=W, predictions=preds, chunk_size=13,
+                           rtol=1e-6)
+    for name, value in ref.items():
+        np.testing.assert_allclose(getattr(got, name), value, rtol=1e-10, atol=1e-14, err_msg=name)

@@ -321,3 +321,45 @@ def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64):
     small = np.diag([1e-3, 1e-17])  # 1e-17 > 2 eps 1e-3: a real eigenvalue at this scale
     np.testing.assert_allclose(np.asarray(matrix_power(small, -1.0)), np.diag([1e3, 1e17]),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1.0, 0.5, 0.0, -0.5, -1.0])
+def test_matrix_power_clips_clearly_negative_eigenvalues(rng, x64, s):
+    """Eigenvalues 3, 1, 0.25, -0.5, -2 (DESIGN.md: negative ones clipped to 0): ``M^s``
+    is ``V diag(max(l, 0)^s) V^T`` with the clipped ones 0 for every power, the zero power
+    the projector onto the positive eigenspace; float64 against numpy."""
+    evals = np.array([3.0, 1.0, 0.25, -0.5, -2.0])
+    V = np.linalg.qr(rng.standard_normal((5, 5)))[0]
+    M = (V * evals) @ V.T
+    powered = np.where(evals > 0, np.abs(evals) ** s, 0.0)
+    expected = (V * powered) @ V.T
+    np.testing.assert_allclose(np.asarray(matrix_power(M, s)), expected, rtol=0, atol=1e-12)
+
+
+def test_float64_rebuild_keeps_the_metric(rng):
+    """The float64 fallback of an indefinite float32 kernel matrix is rebuilt in the same
+    metric ``M`` (here far from the identity): equal to a float64 solve in that metric."""
+    from dnc_jax.solvers import solve_kernel_system, train_kernel_matrix
+    from dnc_jax.solvers.cholesky import _cholesky_solve
+
+    base = rng.standard_normal((1, 5))
+    X = (base + 1e-4 * rng.standard_normal((30, 5))).astype(np.float32)
+    Y = rng.standard_normal((30, 2)).astype(np.float32)
+    A = rng.standard_normal((5, 5))
+    M = (A @ A.T + 0.1 * np.eye(5)).astype(np.float32)
+    reg = 1e-7
+    K = train_kernel_matrix(jnp.asarray(X), jnp.asarray(M), "gaussian", 1.0, None)
+    assert not bool(_cholesky_solve(K, jnp.asarray(Y), jnp.float32(reg))[1])  # float32 fails
+    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg, kernel="gaussian",
+                                bandwidth=1.0, M=jnp.asarray(M))
+    X64, M64 = np.asarray(X, np.float64), np.asarray(M, np.float64)
+
+    def solve64(metric):
+        diff = X64[:, None] - X64[None]
+        K64 = np.exp(-np.einsum("ijk,kl,ijl->ij", diff, metric, diff) / 2) + reg * np.eye(30)
+        return np.linalg.solve(K64, np.asarray(Y, np.float64))
+
+    ref, no_metric = solve64(M64), solve64(np.eye(5))
+    assert np.linalg.norm(no_metric - ref) > 0.1 * np.linalg.norm(ref)  # M matters here
+    # as in the metric-free test: a float64 solve (condition ~1e8-1e9), then the float32 cast
+    assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5

@@ -287,3 +287,24 @@ def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
     np.testing.assert_allclose(got, top(6), rtol=1e-4)
     assert not np.allclose(got, top(4), rtol=1e-2)
 
+
+def test_refit_accuracy_equals_the_layer_rebuilt_by_hand(digits):
+    """``refit_test_accuracy``: a kernel predictor refitted on the projected training rows
+    ``X M^(1/2)``, evaluated on the projected test rows, counted on 400 test rows (one
+    wrong row moves it by 0.0025); the same on unprojected test rows would differ."""
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    Xt, yt = digits.X_test[:400], digits.y_test[:400]
+    (record,) = deep_rfm(X, y, Xt, yt, depth=1, width=48, refit_accuracy=True)
+    Xu = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Xtu = Xt / np.linalg.norm(Xt, axis=1, keepdims=True)
+    Y = np.where(np.arange(10)[None, :] == y[:, None], 1.0, -1.0).astype(np.float32)
+    M = kernel_agop(fit_kernel_predictor(Xu, Y, bandwidth=2.0, reg=1e-3), Xu, normalize="max")
+    root = np.asarray(matrix_power(M, 0.5))
+    refit = fit_kernel_predictor(Xu @ root, Y, bandwidth=2.0, reg=1e-3)
+
+    def accuracy(Z, labels):
+        return float(np.mean(np.argmax(np.asarray(refit.predict(Z)), axis=1) == labels))
+
+    assert record["refit_test_accuracy"] == accuracy(Xtu @ root, yt)
+    assert record["refit_train_accuracy"] == accuracy(Xu @ root, y)
+    assert abs(accuracy(Xtu, yt) - record["refit_test_accuracy"]) > 0.01
