@@ -1,4 +1,9 @@
-"""Input validation shared by the public entry points (host side, before any jit)."""
+"""Input validation shared by the public entry points (host side, before any jit).
+
+Value checks (finite, positive) need concrete values: under ``jax.jit``, ``vmap`` or
+``grad`` an argument is a tracer and they are skipped (shape checks still run), so that
+the public functions compose with JAX's transformations.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,15 @@ def as_float_matrix(name: str, X: ArrayLike, *, dtype=None) -> jax.Array:
     return jax.device_put(np.asarray(arr, dtype=dtype))
 
 
+def is_traced(*values) -> bool:
+    """Whether any of ``values`` (pytrees) holds a tracer (inside a JAX transformation)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
+
+
 def check_finite(name: str, X: jax.Array) -> None:
-    """Raise ``ValueError`` if ``X`` holds a NaN or an infinity."""
+    """Raise ``ValueError`` if ``X`` holds a NaN or an infinity (skipped for tracers)."""
+    if is_traced(X):
+        return
     if not bool(jnp.isfinite(X).all()):
         raise ValueError(
             f"{name} contains NaN or infinite values; clean or impute them before calling."
@@ -46,10 +58,14 @@ def check_same_rows(name_a: str, a, name_b: str, b) -> None:
 
 
 def check_positive(name: str, value: float) -> None:
+    if is_traced(value):
+        return
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
 
 
 def check_nonnegative(name: str, value: float) -> None:
+    if is_traced(value):
+        return
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a non-negative finite number; got {value!r}.")

@@ -11,9 +11,10 @@ memory is ``O(batch * C * d + d^2)``; the options are shared:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -115,6 +116,33 @@ def _agop_autodiff(f, X, args, batch_size, centered, diag, normalize, forward):
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize)
 
 
+@dataclasses.dataclass(frozen=True)
+class _MergedModule:
+    """``x, state -> nnx.merge(graphdef, state)(x)``: a Flax NNX module as a pure function
+    of its state. Equal (and hashed) by the module's graph structure, so one compiled
+    program serves every value of the weights, which are passed as an argument."""
+
+    graphdef: Any
+
+    def __call__(self, x, state, *args):
+        from flax import nnx
+
+        return nnx.merge(self.graphdef, state)(x, *args)
+
+
+def as_pure_function(f: Callable, args: tuple) -> tuple[Callable, tuple]:
+    """``(f, args)``, with a Flax NNX module split into its graph (static) and its current
+    state (the first argument): the module is read at every call, never cached."""
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover - flax is a dependency
+        return f, args
+    if isinstance(f, nnx.Module):
+        graphdef, state = nnx.split(f)
+        return _MergedModule(graphdef), (state, *args)
+    return f, args
+
+
 def agop(
     f: Callable[..., jax.Array],
     X: ArrayLike,
@@ -126,10 +154,15 @@ def agop(
 ) -> jax.Array:
     """AGOP of any function through vmapped per-sample Jacobians.
 
+    Supports ``jax.jit`` and ``nnx.jit`` around it (value checks of ``X`` are then
+    skipped), and ``jax.grad`` / ``jax.vmap`` through ``*args``.
+
     Args:
       f: maps one example ``x`` of shape ``(d,)`` (and ``*args``, e.g. parameters, passed
         unbatched) to ``(C,)`` or a scalar. Module-level functions compile once per shape;
-        a new lambda each call recompiles.
+        a new lambda each call recompiles. A Flax NNX module is read at each call
+        (``nnx.split``: its current weights are an argument, not a constant), so the AGOP
+        follows its training.
       X: ``(m, d)`` evaluation points.
       *args: pytrees passed to ``f`` after ``x``.
       batch_size: rows whose Jacobians are held at once (default: all).
@@ -137,7 +170,15 @@ def agop(
 
     Returns:
       ``(d, d)`` AGOP, or ``(d,)`` when ``diag``. ``jacfwd`` is used when ``C > d``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dnc_jax import agop
+      >>> B = jnp.array([[1.0, 2.0], [0.0, 1.0]])
+      >>> agop(lambda x: B @ x, jnp.ones((3, 2))).tolist()  # B^T B for a linear map
+      [[1.0, 2.0], [2.0, 5.0]]
     """
+    f, args = as_pure_function(f, args)
     X, batch_size, normalize = _check_options(X, batch_size, normalize)
     out_shape = jax.eval_shape(f, X[0], *args).shape
     forward = int(np.prod(out_shape)) > X.shape[1]

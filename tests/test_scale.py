@@ -132,6 +132,20 @@ def test_sampled_agop(digits):
     assert _rel(A_all, full) <= 1e-5
 
 
+def test_sampled_agop_of_sharded_rows_takes_the_same_rows(digits):
+    """The sampled AGOP of ``Rows`` on 4 devices (a path only sharded input reaches) draws
+    the same rows as on one device: equal to float32 summation order (1e-5), and another
+    seed's sample is farther away than that."""
+    from dnc_jax.sharding import as_rows
+
+    X, _, Y = digits
+    fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)
+    rows = as_rows(X, data_mesh("all"))
+    one = kernel_agop(fit, X, samples=200, seed=3)
+    assert _rel(kernel_agop(fit, rows, samples=200, seed=3), one) <= 1e-5
+    assert _rel(kernel_agop(fit, rows, samples=200, seed=4), one) > 1e-3
+
+
 def test_unconverged_cg_warns(digits):
     X, _, Y = digits
     with pytest.warns(RuntimeWarning, match="unconverged after 2 iterations") as caught:
