@@ -32,15 +32,20 @@ def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
     ``fn`` maps a ``(block_size, d)`` block to a pytree of arrays with leading dimension
     ``block_size``. Memory of the intermediates is bounded by one block. The last block
     (or a batch smaller than one block) is padded by repeating the last row, and the padding
-    is cut off again, so a row's output does not depend on which rows share its batch.
-    ``block_size=None`` applies ``fn`` to all of ``X`` at once.
+    is cut off again. The blocks run in a ``scan`` with one more step than blocks (a block
+    of padding): a loop known to run once would be inlined and optimised together with its
+    surroundings (and a loop-invariant block hoisted out), so the scan body, the one
+    program every block goes through, is compiled alike whatever the batch, and a row's
+    output does not depend on its batch. Differentiable (``scan``). ``block_size=None``
+    applies ``fn`` to all of ``X`` at once.
     """
     n = X.shape[0]
     if block_size is None or n == 0:
         return fn(X)
-    (padded,), _ = pad_rows((X,), block_size)
-    num_blocks = padded.shape[0] // block_size
-    out = jax.lax.map(fn, padded.reshape(num_blocks, block_size, X.shape[1]))
+    num_blocks = -(-n // block_size) + 1
+    (padded,), _ = pad_rows((X,), num_blocks * block_size)
+    _, out = jax.lax.scan(lambda carry, Xb: (carry, fn(Xb)), None,
+                          padded.reshape(num_blocks, block_size, *X.shape[1:]))
     return jax.tree.map(lambda o: o.reshape(num_blocks * block_size, *o.shape[2:])[:n], out)
 
 
