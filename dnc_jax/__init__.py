@@ -5,16 +5,18 @@ from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.deep_rfm import deep_rfm
 from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
-from dnc_jax.kernels import gaussian_kernel, kernel_matrix, laplace_kernel
+from dnc_jax.kernels import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel, radial_kernel
 from dnc_jax.nets import MLP, TrainConfig, layer_analysis, train_mlp
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, data_mesh
 from dnc_jax.solvers import SolveInfo, fit_kernel_predictor, fit_kernel_ridge, solve_psd
+from dnc_jax.solvers.core import fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CollapseMetrics",
+    "Kernel",
     "KernelPredictor",
     "MLP",
     "RFM",
@@ -27,6 +29,7 @@ __all__ = [
     "collapse_metrics",
     "data_mesh",
     "deep_rfm",
+    "fit",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
     "gaussian_kernel",
@@ -38,6 +41,7 @@ __all__ = [
     "load_dataset",
     "matrix_power",
     "prepare",
+    "radial_kernel",
     "solve_psd",
     "train_mlp",
 ]

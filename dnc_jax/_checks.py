@@ -42,7 +42,9 @@ def check_finite(name: str, X: jax.Array) -> None:
     """Raise ``ValueError`` if ``X`` holds a NaN or an infinity (skipped for tracers)."""
     if is_traced(X):
         return
-    if not bool(jnp.isfinite(X).all()):
+    with jax.ensure_compile_time_eval():  # a concrete array inside someone's jit
+        finite = bool(jnp.isfinite(X).all())
+    if not finite:
         raise ValueError(
             f"{name} contains NaN or infinite values; clean or impute them before calling."
         )

@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import pad_rows, row_chunk_sum
-from dnc_jax.kernels import kernel_distances, kernel_from_sq_distances, safe_sqrt
+from dnc_jax.kernels import Radial, family_of, kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
@@ -185,17 +185,17 @@ def agop(
     return _agop_autodiff(f, X, tuple(args), batch_size, centered, diag, normalize, forward)
 
 
-def gradient_weights(d2: jax.Array, kernel: str, bandwidth: float):
+def gradient_weights(d2: jax.Array, kernel, bandwidth):
     """Kernel values ``K`` and gradient weights ``W`` from squared distances (``(b, n)`` each).
 
-    ``grad_x k(x, x_j) = W_j M (x_j - x)`` with Laplace ``W = k / (L ||x - x_j||_M)`` (0 at
-    distance 0: the self term) and Gaussian ``W = k / L^2``.
+    ``grad_x k(x, x_j) = W_j M (x_j - x)`` for a radial ``kernel`` (name or family): Laplace
+    ``W = k / (L ||x - x_j||_M)`` (0 at distance 0: the self term), Gaussian ``W = k / L^2``,
+    any profile ``phi``: ``W = -phi'(t) / (t L^2)`` (``kernels.families``).
     """
-    K = kernel_from_sq_distances(d2, kernel, bandwidth)
-    if kernel == "laplace":
-        dist = safe_sqrt(d2)
-        return K, jnp.where(dist > 0, K / jnp.where(dist > 0, dist, 1.0), 0.0) / bandwidth
-    return K, K / bandwidth**2
+    family = family_of(kernel)
+    if not isinstance(family, Radial):
+        raise ValueError(f"the {family.name} kernel has no closed-form AGOP (not radial).")
+    return family.gradient_weights(d2, bandwidth)
 
 
 def coef_outer_centers(coefs: jax.Array, centers: jax.Array) -> jax.Array:
@@ -314,7 +314,8 @@ def kernel_agop(
     seed: int = 0,
     mesh: Mesh | None = None,
 ) -> jax.Array:
-    """Closed-form AGOP of a Laplace or Gaussian ``KernelPredictor`` at ``X``.
+    """Closed-form AGOP of a ``KernelPredictor`` of a radial kernel at ``X`` (autodiff for
+    the others, on one device).
 
     Equal to ``agop(predictor.predict_one, X, ...)`` to rounding, at cost
     ``O(m n d C + m C d^2)`` for ``m`` points and ``n`` centres (see ``kernel_gradients``).
@@ -349,6 +350,12 @@ def kernel_agop(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
         )
     mesh = predictor.mesh if mesh is None else mesh
+    if not isinstance(family_of(predictor.kernel), Radial):  # no closed form: autodiff
+        if mesh is not None:
+            raise ValueError(f"the {family_of(predictor.kernel).name} kernel's AGOP (autodiff) "
+                             "runs on one device; pass a predictor and points without a mesh.")
+        return agop(predictor.predict_one, X.astype(predictor.centers.dtype),
+                    batch_size=batch_size, centered=centered, diag=diag, normalize=normalize)
     if mesh is None:
         X = X.astype(predictor.centers.dtype)
         return _kernel_agop(predictor, X, batch_size, centered, diag, normalize)
@@ -387,6 +394,9 @@ def power_from_eigh(evals: np.ndarray, evecs: np.ndarray, s: float) -> np.ndarra
 def matrix_power(M: ArrayLike, s: float) -> jax.Array:
     """``M^s`` of a symmetric PSD matrix through ``eigh`` in float64 (negative eigenvalues clipped).
 
+    Under ``jax.jit``, ``vmap`` or ``grad`` (a traced ``M`` or ``s``) the same formula runs
+    in JAX in ``M``'s dtype (float64 only with x64 on); eagerly, in numpy float64.
+
     Args:
       M: ``(d, d)``.
       s: any real power.
@@ -394,6 +404,23 @@ def matrix_power(M: ArrayLike, s: float) -> jax.Array:
     Returns:
       ``(d, d)`` in ``M``'s float dtype.
     """
+    if _checks.is_traced(M, s):
+        return _traced_matrix_power(jnp.asarray(M), s)
     dtype = np.asarray(M).dtype
     dtype = jax.dtypes.canonicalize_dtype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
     return jnp.asarray(power_from_eigh(*psd_eigh(M), s), dtype=dtype)
+
+
+def _traced_matrix_power(M: jax.Array, s) -> jax.Array:
+    """``psd_eigh`` and ``power_from_eigh`` in JAX (traceable), in ``M``'s float dtype."""
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"M must be a square matrix; got shape {M.shape}.")
+    if not jnp.issubdtype(M.dtype, jnp.floating):
+        M = M.astype(jnp.float32)
+    evals, evecs = jnp.linalg.eigh((M + M.T) / 2.0)
+    evals = jnp.clip(evals, 0.0, None)
+    eps = jnp.finfo(M.dtype).eps
+    cutoff = jnp.where(jnp.asarray(s) < 0, M.shape[0] * eps * jnp.max(evals), 0.0)
+    positive = evals > cutoff
+    powered = jnp.where(positive, jnp.where(positive, evals, 1.0) ** s, 0.0)
+    return matmul(evecs * powered[None, :], evecs.T)

@@ -17,7 +17,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import map_row_blocks
-from dnc_jax.kernels import KernelName, kernel_matrix
+from dnc_jax.kernels import Family, Kernel, kernel_matrix
 from dnc_jax.precision import matmul
 from dnc_jax.sharding import REPLICATED, ROWS, Rows, as_rows, num_shards, replicate, ring_sum
 
@@ -35,8 +35,8 @@ def predict_block() -> int:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["centers", "coefs", "M"],
-    meta_fields=["kernel", "bandwidth", "mesh"],
+    data_fields=["centers", "coefs", "M", "bandwidth"],
+    meta_fields=["kernel", "mesh"],
 )
 @dataclasses.dataclass(frozen=True, eq=False)
 class KernelPredictor:
@@ -46,8 +46,9 @@ class KernelPredictor:
       centers: ``(n, d)`` centres (training points, or Nyström centres).
       coefs: ``(n, C)`` coefficients ``alpha``.
       M: ``(d, d)`` metric of the kernel, or ``None`` for the identity.
-      kernel: ``"laplace"`` or ``"gaussian"``.
-      bandwidth: ``L``.
+      kernel: a name in ``dnc_jax.kernels.KERNELS`` or a family (static).
+      bandwidth: ``L``, an array leaf: a new value reuses the compiled programs, and
+        ``jax.grad`` reaches it.
       mesh: ``None``, or the mesh whose ``"data"`` axis row-shards ``centers`` and
         ``coefs`` (then ``n`` is padded to a multiple of the device count with zero rows
         and zero coefficients).
@@ -56,9 +57,14 @@ class KernelPredictor:
     centers: jax.Array
     coefs: jax.Array
     M: jax.Array | None
-    kernel: KernelName
-    bandwidth: float
+    kernel: str | Family
+    bandwidth: ArrayLike
     mesh: Mesh | None = None
+
+    @property
+    def kernel_value(self) -> Kernel:
+        """The predictor's kernel as a value: ``Kernel(kernel, bandwidth, M)``."""
+        return Kernel(self.kernel, self.bandwidth, self.M)
 
     def predict_one(self, x: jax.Array) -> jax.Array:
         """Prediction for one example: ``(d,) -> (C,)``. Differentiable; vmap it to batch."""

@@ -31,7 +31,7 @@ from dnc_jax.agop import (
     kernel_agop,
     matrix_power,
 )
-from dnc_jax.kernels import kernel_distances
+from dnc_jax.kernels import Radial, family_of, kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, num_shards
@@ -47,7 +47,7 @@ from dnc_jax.solvers import (
 )
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "bandwidth"))
+@functools.partial(jax.jit, static_argnames=("kernel",))
 def _train_kernel_and_weights(Z, kernel, bandwidth):
     return gradient_weights(kernel_distances(Z, Z, kernel), kernel, bandwidth)
 
@@ -108,7 +108,8 @@ def fit_with_agop(
     if mesh is None and isinstance(Z, Rows):
         mesh = Z.mesh
     one_device = mesh is None or num_shards(mesh) == 1
-    shared = one_device and agop_samples is None  # K and the gradient weights held together
+    # K and the gradient weights held together (a radial kernel's closed form)
+    shared = one_device and agop_samples is None and isinstance(family_of(kernel), Radial)
     matrices = cholesky_peak_matrices(agop=shared)
     method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers,
                            itemsize=Z.dtype.itemsize, matrices=matrices)
@@ -119,7 +120,7 @@ def fit_with_agop(
         Z = Z.valid() if isinstance(Z, Rows) else Z
         Y = Y.valid() if isinstance(Y, Rows) else Y
         tic = time.perf_counter()
-        K, W = _train_kernel_and_weights(Z, kernel, float(bandwidth))
+        K, W = _train_kernel_and_weights(Z, kernel, bandwidth)
         K.block_until_ready()
         kernel_seconds = time.perf_counter() - tic
         coefs = solve_kernel_system(K, Z, Y, reg, kernel=kernel, bandwidth=bandwidth)

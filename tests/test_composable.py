@@ -63,3 +63,163 @@ def test_agop_under_jit_equals_eager(rng):
     eager = agop(f, X, B, batch_size=8, centered=True)
     jitted = jax.jit(lambda X, B: agop(f, X, B, batch_size=8, centered=True))(X, B)
     np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------- kernels as values, fit
+
+import pytest  # noqa: E402
+
+from dnc_jax import Kernel, fit, fit_kernel_predictor, kernel_agop, matrix_power  # noqa: E402
+from dnc_jax.kernels import KERNELS, radial_kernel  # noqa: E402
+
+RADIAL = ("laplace", "gaussian", "matern32", "matern52")
+
+
+def _problem(rng, dtype, n=40, d=4, C=2):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
+    A = rng.standard_normal((d, d)) / np.sqrt(d)
+    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
+    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
+def test_jit_of_fit_predict_and_agops_equals_eager(rng, dtype, tol):
+    with jax.enable_x64(dtype == np.float64):
+        X, Y, M = _problem(rng, dtype)
+        kernel = Kernel("laplace", 2.0, M)
+
+        def run(X, Y, kernel):
+            pred = fit(kernel, X, Y, 0.1)
+            return pred.coefs, pred.predict(X[:7] * 0.9), kernel_agop(pred, X), \
+                agop(pred.predict_one, X[:9])
+
+        eager, jitted = run(X, Y, kernel), jax.jit(run)(X, Y, kernel)
+        for a, b in zip(eager, jitted, strict=True):
+            scale = float(jnp.abs(a).max())
+            np.testing.assert_allclose(b, a, rtol=0, atol=tol * 10 * scale)
+
+
+def test_vmap_over_eight_bandwidths_equals_a_loop(rng):
+    X, Y, _ = _problem(rng, np.float32)
+    bandwidths = jnp.linspace(0.5, 4.0, 8)
+
+    def fitted(L):
+        pred = fit(Kernel("gaussian", L), X, Y, 1e-2)
+        return pred.predict(X[:5] + 0.1), kernel_agop(pred, X)
+
+    batched = jax.vmap(fitted)(bandwidths)
+    for i, L in enumerate(bandwidths):
+        single = fitted(L)
+        for a, b in zip(batched, single, strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_grad_of_validation_error_equals_finite_differences(rng, x64, solver):
+    """d/d log L, d/d log reg and d/dM of a validation MSE (float64, central differences)."""
+    X, Y, M = _problem(rng, np.float64, n=30)
+    Xv, Yv = X[:8] * 0.7 + 0.2, Y[:8]
+
+    def loss(log_L, log_reg, M):
+        pred = fit(Kernel("laplace", jnp.exp(log_L), M), X, Y, jnp.exp(log_reg), solver=solver,
+                   tol=1e-13)
+        return jnp.mean((pred.predict(Xv) - Yv) ** 2)
+
+    args = (jnp.log(2.0), jnp.log(1e-2), M)
+    grads = jax.grad(loss, argnums=(0, 1, 2))(*args)
+    h = 1e-5
+    for i in (0, 1):
+        plus, minus = list(args), list(args)
+        plus[i], minus[i] = args[i] + h, args[i] - h
+        fd = (loss(*plus) - loss(*minus)) / (2 * h)
+        assert abs(float(grads[i]) - float(fd)) <= 1e-6 * abs(float(fd)) + 1e-12
+    E = jnp.zeros_like(M).at[0, 1].set(1.0).at[1, 0].set(1.0)  # a symmetric direction
+    fd = (loss(args[0], args[1], M + h * E) - loss(args[0], args[1], M - h * E)) / (2 * h)
+    directional = float(jnp.sum(grads[2] * E))
+    assert abs(directional - float(fd)) <= 1e-6 * abs(float(fd)) + 1e-12
+
+
+def test_a_bandwidth_sweep_compiles_each_program_once(rng):
+    """Five bandwidths: fit, predict and the kernel AGOP each compile once (the bandwidth
+    is data)."""
+    from dnc_jax.agop import _kernel_agop
+    from dnc_jax.predictor import _predict
+
+    X, Y, _ = _problem(rng, np.float32, n=33)
+    fit_jit = jax.jit(fit, static_argnames=("solver", "tol", "max_iter"))
+    sizes = []
+    for L in (0.5, 1.0, 2.0, 3.0, 5.0):
+        pred = fit_jit(Kernel("laplace", L), X, Y, 1e-2)
+        pred.predict(X[:11])
+        kernel_agop(pred, X, batch_size=16)
+        sizes.append((fit_jit._cache_size(), _predict._cache_size(), _kernel_agop._cache_size()))
+    assert sizes[-1] == sizes[0]
+    # the shell's Cholesky fit compiles its kernel matrix once too
+    from dnc_jax.solvers.cholesky import train_kernel_matrix
+
+    before = None
+    for L in (0.5, 1.0, 2.0):
+        fit_kernel_predictor(X, Y, bandwidth=L, reg=1e-2)
+        before = before or train_kernel_matrix._cache_size()
+    assert train_kernel_matrix._cache_size() == before
+
+
+def _matern32_by_hand(t):
+    return (1.0 + jnp.sqrt(3.0) * t) * jnp.exp(-jnp.sqrt(3.0) * t)
+
+
+@pytest.mark.parametrize("family", [*RADIAL, "user_matern32", "l1_laplace"])
+def test_every_family_closed_form_agop_equals_autodiff(rng, x64, family):
+    X, Y, M = _problem(rng, np.float64, n=25, d=3)
+    metric = None if family == "l1_laplace" else M
+    kind = radial_kernel(_matern32_by_hand) if family == "user_matern32" else family
+    pred = fit(Kernel(kind, 1.5, metric), X, Y, 1e-3)
+    points = jnp.concatenate([X[:10], X[:10] * 0.8 + 0.1])  # training points and fresh ones
+    closed = kernel_agop(pred, points)
+    auto = agop(pred.predict_one, points)
+    np.testing.assert_allclose(closed, auto, rtol=0, atol=1e-10 * float(jnp.abs(auto).max()))
+
+
+def test_user_profile_equals_the_named_family_and_gets_the_closed_form(rng, x64):
+    """A hand-written Matérn 3/2 profile gives the library's Matérn 3/2 kernel matrix and,
+    through the profile's derivative, the same closed-form gradient weights."""
+    from dnc_jax.kernels import MATERN32, squared_distances
+
+    X, _, M = _problem(rng, np.float64, n=12, d=3)
+    user = radial_kernel(_matern32_by_hand)
+    np.testing.assert_allclose(Kernel(user, 1.3, M)(X, X), Kernel("matern32", 1.3, M)(X, X),
+                               rtol=1e-13)
+    d2 = squared_distances(X, X, M)
+    np.testing.assert_allclose(user.gradient_weights(d2, 1.3)[1],
+                               MATERN32.gradient_weights(d2, 1.3)[1], rtol=1e-12)
+    assert not user.steep and radial_kernel(lambda t: jnp.exp(-t)).steep
+
+
+def test_matrix_power_under_jit_equals_eager(rng, x64):
+    A = rng.standard_normal((5, 5))
+    M = jnp.asarray(A @ A.T)
+    for s in (0.5, -0.5, 1.0):
+        np.testing.assert_allclose(jax.jit(matrix_power, static_argnums=1)(M, s),
+                                   matrix_power(M, s), rtol=1e-9, atol=1e-12)
+
+
+def test_bad_kernel_values_raise_clear_errors(rng):
+    X, Y, _ = _problem(rng, np.float32, n=10)
+    with pytest.raises(ValueError, match="Unknown kernel"):
+        Kernel("cosine", 1.0)
+    with pytest.raises(ValueError, match="bandwidth must be a scalar"):
+        fit(Kernel("laplace", jnp.ones(3)), X, Y)
+    with pytest.raises(ValueError, match=r"M must be a square \(4, 4\)"):
+        fit(Kernel("laplace", 1.0, jnp.eye(3)), X, Y)
+    with pytest.raises(ValueError, match="must be an array or a number"):
+        fit(Kernel("laplace", "wide"), X, Y)
+    with pytest.raises(ValueError, match="bandwidth must be a positive"):
+        fit(Kernel("laplace", -1.0), X, Y)
+    with pytest.raises(ValueError, match="must be a dnc_jax.Kernel"):
+        fit("laplace", X, Y)
+    with pytest.raises(ValueError, match="profile must be a callable"):
+        radial_kernel(3.0)
+    with pytest.raises(ValueError, match="takes no metric"):
+        fit(Kernel("l1_laplace", 1.0, jnp.eye(4)), X, Y)
+    assert set(RADIAL) | {"l1_laplace"} == set(KERNELS)

@@ -1,10 +1,10 @@
-"""Laplace and Gaussian kernels in an optional metric ``M``, computed in row blocks.
+"""Squared distances in an optional metric ``M``, as the kernels need them.
 
 Distances follow ``||x - z||_M^2 = x^T M x + z^T M z - 2 x^T M z`` (DESIGN.md, Kernels):
 one matrix product, but its absolute error is about ``eps (x^T M x + z^T M z)``, so that in
 float32 a squared distance between unit rows is only resolved down to ~1e-6 and a point
-against itself gets round-off, not 0. For the Laplace kernel, whose value and gradient
-weight ``k / ||x - z||`` are steepest at 0, each row's ``NEAR_PAIRS`` nearest columns (by
+against itself gets round-off, not 0. For a kernel steep at 0 (the Laplace kernel, whose
+value and gradient weight ``k / ||x - z||`` are steepest there), each row's ``NEAR_PAIRS`` nearest columns (by
 the expansion) are recomputed by direct difference ``(x M - z M) . (x - z)``: exactly 0
 for a point against itself or an exact duplicate, and near distances to relative
 precision. Every other distance keeps the expansion, clamped at 0. Nothing else is
@@ -14,16 +14,10 @@ derivative at 0 is 0 rather than NaN (the Laplace self term).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 
-from dnc_jax.blocks import map_row_blocks
 from dnc_jax.precision import matmul
-
-KernelName = Literal["laplace", "gaussian"]
-KERNELS = ("laplace", "gaussian")
 
 # Columns per row whose squared distance the Laplace kernel recomputes by direct difference.
 NEAR_PAIRS = 8
@@ -59,65 +53,7 @@ def squared_distances(
     return jnp.maximum(d2, 0.0)
 
 
-def kernel_distances(
-    X: jax.Array, Z: jax.Array, kernel: KernelName, M: jax.Array | None = None
-) -> jax.Array:
-    """``squared_distances`` as ``kernel`` needs them: the Laplace kernel's near pairs by
-    direct difference (``NEAR_PAIRS``), the Gaussian's (smooth at 0) by the expansion."""
-    return squared_distances(X, Z, M, near=NEAR_PAIRS if kernel == "laplace" else 0)
-
-
 def safe_sqrt(d2: jax.Array) -> jax.Array:
     """``sqrt(d2)`` with derivative 0 (not NaN) where ``d2 == 0``."""
     positive = d2 > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)
-
-
-def kernel_from_sq_distances(d2: jax.Array, kernel: KernelName, bandwidth: float) -> jax.Array:
-    """Kernel values from squared distances: Laplace ``exp(-r/L)``, Gaussian ``exp(-r^2/(2L^2))``."""
-    if kernel == "laplace":
-        return jnp.exp(-safe_sqrt(d2) / bandwidth)
-    if kernel == "gaussian":
-        return jnp.exp(-d2 / (2.0 * bandwidth**2))
-    raise ValueError(f"Unknown kernel {kernel!r}; choose one of {KERNELS}.")
-
-
-def kernel_matrix(
-    X: jax.Array,
-    Z: jax.Array,
-    kernel: KernelName,
-    bandwidth: float,
-    M: jax.Array | None = None,
-    *,
-    block_size: int | None = None,
-) -> jax.Array:
-    """``(n, m)`` kernel matrix ``k(x_i, z_j)``, computed ``block_size`` rows of ``X`` at a time."""
-    return map_row_blocks(
-        lambda Xb: kernel_from_sq_distances(kernel_distances(Xb, Z, kernel, M), kernel, bandwidth),
-        X,
-        block_size,
-    )
-
-
-def laplace_kernel(
-    X: jax.Array,
-    Z: jax.Array,
-    bandwidth: float,
-    M: jax.Array | None = None,
-    *,
-    block_size: int | None = None,
-) -> jax.Array:
-    """Laplace kernel ``exp(-||x - z||_M / L)``; ``(n, d), (m, d) -> (n, m)``."""
-    return kernel_matrix(X, Z, "laplace", bandwidth, M, block_size=block_size)
-
-
-def gaussian_kernel(
-    X: jax.Array,
-    Z: jax.Array,
-    bandwidth: float,
-    M: jax.Array | None = None,
-    *,
-    block_size: int | None = None,
-) -> jax.Array:
-    """Gaussian kernel ``exp(-||x - z||_M^2 / (2 L^2))``; ``(n, d), (m, d) -> (n, m)``."""
-    return kernel_matrix(X, Z, "gaussian", bandwidth, M, block_size=block_size)

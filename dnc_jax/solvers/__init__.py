@@ -50,10 +50,10 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.kernels import KERNELS, KernelName
+from dnc_jax.kernels import Family, Kernel, family_of
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh, num_shards, replicate
-from dnc_jax.solvers import cg, nystrom
+from dnc_jax.solvers import cg, core, nystrom
 from dnc_jax.solvers.cholesky import (
     LAPACK_CHOLESKY_MAX_N,
     solve_kernel_system,
@@ -111,8 +111,7 @@ class SolveInfo(NamedTuple):
 
 def validate_fit_inputs(X: ArrayLike, Y: ArrayLike, kernel: str, bandwidth: float, reg: float):
     """Checks shared by every fit: returns ``(X, Y)`` as float JAX arrays, ``Y`` 2-D."""
-    if kernel not in KERNELS:
-        raise ValueError(f"Unknown kernel {kernel!r}; choose one of {KERNELS}.")
+    family_of(kernel)  # ValueError for an unknown kernel
     _checks.check_positive("bandwidth", bandwidth)
     _checks.check_nonnegative("reg", reg)
     if isinstance(X, Rows):
@@ -243,7 +242,7 @@ def fit_kernel_ridge(
     X: ArrayLike | Rows,
     Y: ArrayLike | Rows,
     *,
-    kernel: KernelName = "laplace",
+    kernel: str | Family = "laplace",
     bandwidth: float = 1.0,
     reg: float = 1e-3,
     M: ArrayLike | None = None,
@@ -290,7 +289,8 @@ def fit_kernel_ridge(
         _checks.check_finite("M", M)
     method = choose_solver(solver, n, mesh, centers, itemsize=X.dtype.itemsize)
     check_solver_options(tol, max_iter, precond_rank)
-    bandwidth, reg = float(bandwidth), float(reg)
+    reg = float(reg)
+    bandwidth = bandwidth if _checks.is_traced(bandwidth) else float(bandwidth)
     if method == "cholesky":
         if mesh is not None and num_shards(mesh) > 1:
             raise ValueError("solver='cholesky' factors the whole n x n matrix on one device; "
@@ -347,8 +347,26 @@ def fit_kernel_ridge(
 def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) -> KernelPredictor:
     """Fit kernel ridge regression ``alpha = (K(X, X) + reg I)^(-1) Y``; the options are
     those of ``fit_kernel_ridge`` (by default: Laplace, ``L = 1``, ``reg = 1e-3``, the
-    solver chosen by size). Returns the ``KernelPredictor``."""
-    return fit_kernel_ridge(X, Y, **options)[0]
+    solver chosen by size). Returns the ``KernelPredictor``.
+
+    Under ``jax.jit``, ``vmap`` or ``grad`` (any of ``X``, ``Y``, ``bandwidth``, ``reg``,
+    ``M`` traced) it is the traceable ``fit`` (``solvers.core``): Cholesky (``solver``
+    ``"auto"`` or ``"cholesky"``) or CG (``"cg"``), one device, no memory check or retry.
+    """
+    traced = _checks.is_traced(X, Y, *(options.get(k) for k in ("bandwidth", "reg", "M")))
+    if not traced:
+        return fit_kernel_ridge(X, Y, **options)[0]
+    unsupported = set(options) - {"kernel", "bandwidth", "reg", "M", "solver", "tol", "max_iter"}
+    solver = options.get("solver", "auto")
+    if unsupported or solver not in ("auto", "cholesky", "cg") or isinstance(X, Rows):
+        raise ValueError("Under jax.jit/vmap/grad, fit_kernel_predictor takes kernel, "
+                         "bandwidth, reg, M, solver ('auto', 'cholesky' or 'cg'), tol and "
+                         f"max_iter on one device; got {sorted(options)} (solver {solver!r}).")
+    kernel = Kernel(options.get("kernel", "laplace"), options.get("bandwidth", 1.0),
+                    options.get("M"))
+    return core.fit(kernel, X, Y, options.get("reg", 1e-3),
+                    solver="cg" if solver == "cg" else "cholesky", tol=options.get("tol", 1e-6),
+                    max_iter=options.get("max_iter"))
 
 
 __all__ = [

@@ -110,7 +110,7 @@ def nystrom_correction(gram: np.ndarray, reg: float, rtol: float = RANK_RTOL) ->
     return (V * (scale / lam)) @ V.T
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "kernel", "bandwidth", "n"))
+@functools.partial(jax.jit, static_argnames=("mesh", "kernel", "n"))
 def landmark_factor(X, landmarks, inv_sqrt, M, *, mesh, kernel, bandwidth, n):
     """``F = K(X, X_S) K_SS^(-1/2)`` (row-sharded, zero on padding rows) and ``F^T F``."""
     rows = X.shape[0] // num_shards(mesh)
@@ -139,7 +139,7 @@ def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("mesh", "kernel", "bandwidth", "n", "hold", "block_size", "max_iter"),
+    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
 )
 def cg_solve(X, Y, F, Q, M, reg, tol, *, mesh, kernel, bandwidth, n, hold, block_size,
              max_iter):

@@ -138,7 +138,7 @@ def solve_psd(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "bandwidth", "block_size"))
+@functools.partial(jax.jit, static_argnames=("kernel", "block_size"))
 def train_kernel_matrix(X, M, kernel, bandwidth, block_size):
     """``K(X, X)`` (``(n, n)``), jitted once per shape and kernel setting."""
     return kernel_matrix(X, X, kernel, bandwidth, M, block_size=block_size)
@@ -151,4 +151,4 @@ def solve_kernel_system(K: jax.Array, X: jax.Array, Y: jax.Array, reg: float, *,
     of ``K`` from ``X`` (and ``M``) as its fallback."""
     return solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
         X.astype(jnp.float64), None if M is None else M.astype(jnp.float64), kernel,
-        float(bandwidth), block_size))
+        bandwidth, block_size))

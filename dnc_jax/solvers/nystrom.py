@@ -106,7 +106,7 @@ def apply_inverse_factors(L: jax.Array, R: jax.Array, v: jax.Array) -> jax.Array
 
 @functools.partial(
     jax.jit,
-    static_argnames=("mesh", "kernel", "bandwidth", "n", "hold", "block_size", "max_iter"),
+    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
 )
 def nystrom_solve(X, Y, centers, K_mm, L, R, M, reg, tol, *, mesh, kernel, bandwidth, n, hold,
                   block_size, max_iter):

@@ -1,0 +1,45 @@
+"""Kernels: squared distances, kernel families (radial profiles, the L1 Laplace kernel) and
+kernel values (``Kernel``)."""
+
+from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances
+from dnc_jax.kernels.families import (
+    FAMILIES,
+    GAUSSIAN,
+    KERNELS,
+    L1_LAPLACE,
+    LAPLACE,
+    MATERN32,
+    MATERN52,
+    Family,
+    L1Laplace,
+    Radial,
+    family_of,
+    kernel_distances,
+    kernel_name,
+    radial_kernel,
+)
+from dnc_jax.kernels.value import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel
+
+__all__ = [
+    "FAMILIES",
+    "GAUSSIAN",
+    "KERNELS",
+    "L1_LAPLACE",
+    "LAPLACE",
+    "MATERN32",
+    "MATERN52",
+    "NEAR_PAIRS",
+    "Family",
+    "Kernel",
+    "L1Laplace",
+    "Radial",
+    "family_of",
+    "gaussian_kernel",
+    "kernel_distances",
+    "kernel_matrix",
+    "kernel_name",
+    "laplace_kernel",
+    "radial_kernel",
+    "safe_sqrt",
+    "squared_distances",
+]

@@ -1,0 +1,106 @@
+"""Kernels as values: ``Kernel(family, bandwidth, M)``, a pytree whose family is static and
+whose bandwidth and metric are array leaves, so that a new bandwidth is new data for the
+same compiled program and ``jax.grad`` reaches it; and the kernel matrices themselves."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+from jax.typing import ArrayLike
+
+from dnc_jax.blocks import map_row_blocks
+from dnc_jax.kernels.families import Family, L1Laplace, family_of, kernel_distances
+
+
+def kernel_matrix(
+    X: jax.Array,
+    Z: jax.Array,
+    kernel: str | Family,
+    bandwidth: ArrayLike,
+    M: jax.Array | None = None,
+    *,
+    block_size: int | None = None,
+) -> jax.Array:
+    """``(n, m)`` kernel matrix ``k(x_i, z_j)``, ``block_size`` rows of ``X`` at a time.
+
+    ``kernel`` is a name in ``KERNELS`` or a family; ``bandwidth`` a scalar (an array leaf:
+    traceable and differentiable). Supports ``jit``, ``vmap`` and ``grad``.
+    """
+    family = family_of(kernel)
+    if isinstance(family, L1Laplace):
+        if M is not None:
+            raise ValueError("the l1_laplace kernel takes no metric M.")
+        return map_row_blocks(lambda Xb: family.matrix(Xb, Z, bandwidth), X, block_size)
+    return map_row_blocks(
+        lambda Xb: family.kernel_values(kernel_distances(Xb, Z, family, M), bandwidth),
+        X, block_size)
+
+
+def laplace_kernel(X: jax.Array, Z: jax.Array, bandwidth: ArrayLike, M: jax.Array | None = None,
+                   *, block_size: int | None = None) -> jax.Array:
+    """Laplace kernel ``exp(-||x - z||_M / L)``; ``(n, d), (m, d) -> (n, m)``."""
+    return kernel_matrix(X, Z, "laplace", bandwidth, M, block_size=block_size)
+
+
+def gaussian_kernel(X: jax.Array, Z: jax.Array, bandwidth: ArrayLike, M: jax.Array | None = None,
+                    *, block_size: int | None = None) -> jax.Array:
+    """Gaussian kernel ``exp(-||x - z||_M^2 / (2 L^2))``; ``(n, d), (m, d) -> (n, m)``."""
+    return kernel_matrix(X, Z, "gaussian", bandwidth, M, block_size=block_size)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["bandwidth", "M"],
+                   meta_fields=["family"])
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A kernel as a value: ``Kernel("laplace", 2.0)``, ``Kernel(radial_kernel(phi), L, M)``.
+
+    Attributes:
+      family: a name in ``KERNELS`` or a family (static: part of the program).
+      bandwidth: ``L > 0``, a scalar array leaf (data: a sweep reuses one program).
+      M: optional ``(d, d)`` symmetric PSD metric, an array leaf; ``None`` for the identity.
+
+    Calling it gives the kernel matrix: ``Kernel("gaussian", 1.0)(X, Z)`` is ``(n, m)``.
+    Supports ``jit``, ``vmap`` (over bandwidths or metrics) and ``grad``.
+    """
+
+    family: str | Family
+    bandwidth: ArrayLike = 1.0
+    M: ArrayLike | None = None
+
+    def __post_init__(self):
+        # only the static family here: JAX rebuilds the value with other leaves (tracers,
+        # in_axes specs); the leaves are checked where they are used (check_kernel)
+        family_of(self.family)
+
+    def check(self, d: int | None = None) -> Kernel:
+        """``self``, or ``ValueError`` for a bandwidth that is not a scalar or an ``M`` that
+        is not ``(d, d)``; a concrete bandwidth must be positive and finite."""
+        import jax.numpy as jnp
+        import numpy as np
+
+        from dnc_jax import _checks
+
+        for name, leaf in (("bandwidth", self.bandwidth), ("M", self.M)):
+            if leaf is not None and not isinstance(leaf, jax.Array | np.ndarray | float | int):
+                raise ValueError(f"the kernel's {name} must be an array or a number; got "
+                                 f"{type(leaf).__name__}.")
+        if jnp.ndim(self.bandwidth) != 0:
+            raise ValueError(f"bandwidth must be a scalar; got shape {jnp.shape(self.bandwidth)}.")
+        _checks.check_positive("bandwidth", self.bandwidth)
+        if self.M is not None:
+            shape = jnp.shape(self.M)
+            if len(shape) != 2 or shape[0] != shape[1] or (d is not None and shape[0] != d):
+                want = "(d, d)" if d is None else f"({d}, {d})"
+                raise ValueError(f"M must be a square {want} matrix; got shape {shape}.")
+            if isinstance(family_of(self.family), L1Laplace):
+                raise ValueError("the l1_laplace kernel takes no metric M.")
+        return self
+
+    @property
+    def name(self) -> str:
+        return family_of(self.family).name
+
+    def __call__(self, X: jax.Array, Z: jax.Array, *, block_size: int | None = None) -> jax.Array:
+        return kernel_matrix(X, Z, self.family, self.bandwidth, self.M, block_size=block_size)

@@ -1,0 +1,19 @@
+"""The README's "Use it in your own JAX code" examples run as written."""
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_use_it_in_your_own_jax_code_runs():
+    text = README.read_text()
+    section = text.split("### Use it in your own JAX code", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["agops"].shape == (4, 8, 8)
+    assert namespace["d_M"].shape == (8, 8) and namespace["d_log_L"].shape == ()
+    assert namespace["M_epoch"].shape == (8, 8)
