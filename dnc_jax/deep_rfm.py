@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -26,7 +27,9 @@ from dnc_jax import _checks
 from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
+from dnc_jax.kernels import kernel_name
 from dnc_jax.precision import matmul
+from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
 from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
@@ -89,14 +92,117 @@ class DeepRFMConfig:
                              "jax.config.update('jax_enable_x64', True) first.")
 
 
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["predictor", "root", "weights", "phases"], meta_fields=["features"])
+@dataclasses.dataclass(frozen=True)
+class DeepRFMLayer:
+    """One layer of a fitted Deep RFM: the kernel ``predictor`` fitted on its unit-norm
+    inputs, the AGOP's root ``M^(1/2)`` (``(d, d)``), and the random map ``weights``
+    ``W`` (``(D, d)``), ``phases`` ``b`` (``(D,)``) of kind ``features``."""
+
+    predictor: KernelPredictor
+    root: jax.Array
+    weights: jax.Array
+    phases: jax.Array
+    features: str
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["layers"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class DeepRFM:
+    """A fitted Deep RFM as a model (a pytree of its layers) that maps new data.
+
+    ``transform(X, l)`` gives the features ``X_l`` that layer ``l`` takes as input
+    (``X_0 = X``, ``X_{l+1} = map_l(unit(X_l) M_l^(1/2))``); ``predict(X, l)`` the outputs
+    of layer ``l``'s kernel predictor on ``unit(X_l)`` (the record's accuracies). Rows go
+    through the run's fixed-size blocks, so the training rows reproduce the run's features
+    bit for bit. ``X`` is prepared as the training data was (``prepare``).
+    """
+
+    layers: tuple[DeepRFMLayer, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    def transform(self, X: ArrayLike | Rows, layer: int | None = None, *,
+                  mesh: Mesh | None = None) -> jax.Array:
+        """Features after ``layer`` maps (default: all of them), ``(m, d) -> (m, d_layer)``."""
+        layer = self.depth if layer is None else int(layer)
+        if not 0 <= layer <= self.depth:
+            raise ValueError(f"layer must be in 0..{self.depth}; got {layer}.")
+        rows, mesh = self._rows(X, mesh)
+        for spec in self.layers[:layer]:
+            unit = _unit_rows_on_mesh(rows.data, mesh)
+            rows = Rows(_layer_map(unit, spec.root, spec.weights, spec.phases, spec.features,
+                                   rows.n, mesh)[1], rows.n)
+        return rows if isinstance(X, Rows) else rows.valid()
+
+    def predict(self, X: ArrayLike | Rows, layer: int = -1, *,
+                mesh: Mesh | None = None) -> jax.Array:
+        """Outputs ``(m, C)`` of layer ``layer``'s kernel predictor (default: the last)."""
+        layer = range(self.depth)[layer]
+        rows, mesh = self._rows(X, mesh)
+        features = self.transform(rows, layer, mesh=mesh)
+        out = self.layers[layer].predictor.predict(Rows(_unit_rows_on_mesh(features.data, mesh),
+                                                        features.n))
+        return out if isinstance(X, Rows) else out.valid()
+
+    def _rows(self, X, mesh):
+        if isinstance(X, Rows):
+            return X, X.mesh
+        mesh = check_mesh(mesh)
+        dtype = self.layers[0].root.dtype
+        X = _checks.as_float_matrix("X", X, dtype=dtype)
+        if X.shape[1] != self.layers[0].root.shape[0]:
+            raise ValueError(f"X has {X.shape[1]} features; the model takes "
+                             f"{self.layers[0].root.shape[0]}.")
+        return as_rows(X, mesh, dtype=dtype), mesh
+
+    def save(self, path: str) -> None:
+        """Write the model to ``path`` (``.npz``, written atomically)."""
+        arrays = {}
+        for l, spec in enumerate(self.layers):
+            p = spec.predictor
+            # sharded centres keep their zero-coefficient padding rows (they add nothing)
+            arrays |= {f"{l}/centers": host_rows(Rows(p.centers, p.centers.shape[0])),
+                       f"{l}/coefs": host_rows(Rows(p.coefs, p.coefs.shape[0])),
+                       f"{l}/root": np.asarray(spec.root),
+                       f"{l}/weights": np.asarray(spec.weights),
+                       f"{l}/phases": np.asarray(spec.phases),
+                       f"{l}/bandwidth": np.asarray(p.bandwidth),
+                       f"{l}/meta": np.array([kernel_name(p.kernel), spec.features])}
+        tmp = f"{path}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> DeepRFM:
+        """A model written by ``save``."""
+        with np.load(path) as data:
+            depth = len({key.split("/")[0] for key in data.files})
+            layers = []
+            for l in range(depth):
+                kernel, features = (str(v) for v in data[f"{l}/meta"])
+                pred = KernelPredictor(jnp.asarray(data[f"{l}/centers"]),
+                                       jnp.asarray(data[f"{l}/coefs"]), None, kernel,
+                                       float(data[f"{l}/bandwidth"]))
+                layers.append(DeepRFMLayer(pred, jnp.asarray(data[f"{l}/root"]),
+                                           jnp.asarray(data[f"{l}/weights"]),
+                                           jnp.asarray(data[f"{l}/phases"]), features))
+        return cls(tuple(layers))
+
+
 @dataclasses.dataclass
 class LayerState:
     """What the next layer needs: its index and the current train/test features
-    (numpy arrays, or ``Rows`` on the run's mesh)."""
+    (numpy arrays, or ``Rows`` on the run's mesh); ``fitted``, the layer just built (not
+    checkpointed)."""
 
     layer: int
     X_train: np.ndarray | Rows
     X_test: np.ndarray | Rows | None
+    fitted: DeepRFMLayer | None = None
 
     def to_host(self) -> dict:
         """The features as numpy arrays (gathered from every process), for a checkpoint."""
@@ -309,7 +415,8 @@ def deep_rfm_layers(
                                    "agop": fit_seconds - info.kernel_seconds - info.solve_seconds,
                                    "map": map_seconds, "metrics": metric_seconds,
                                    "predict": predict_seconds}
-        yield record, LayerState(layer + 1, X, Xt)
+        fitted = DeepRFMLayer(predictor, root, W, b, config.features)
+        yield record, LayerState(layer + 1, X, Xt, fitted)
 
 
 def deep_rfm(
@@ -339,7 +446,8 @@ def deep_rfm(
     mesh: Mesh | None = None,
     num_classes: int | None = None,
     on_layer: Callable[[dict], None] | None = None,
-) -> list[dict]:
+    return_model: bool = False,
+) -> list[dict] | tuple[list[dict], DeepRFM]:
     """Deep RFM on prepared data (see the module docstring; ``prepare`` does the paper's
     standardisation and subsampling).
 
@@ -366,6 +474,8 @@ def deep_rfm(
         reports); one more kernel solve per layer.
       mesh: shard the rows over this mesh's ``"data"`` axis (``data_mesh("all")``).
       on_layer: called with each layer's record as it completes.
+      return_model: also return the fitted ``DeepRFM`` (it holds each layer's kernel
+        predictor, whose centres are that layer's training features).
 
     Returns:
       One record per layer: ``layer``, ``input_dim``, collapse metrics (``to_dict``) on
@@ -379,10 +489,12 @@ def deep_rfm(
     config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
                            agop_batch, solver, centers, agop_samples, tol, max_iter,
                            precond_rank, dtype, refit_accuracy)
-    records = []
-    for record, _ in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
-                                     num_classes=num_classes, mesh=mesh):
+    records, layers = [], []
+    for record, state in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
+                                         num_classes=num_classes, mesh=mesh):
         records.append(record)
+        if return_model:
+            layers.append(state.fitted)
         if on_layer is not None:
             on_layer(record)
-    return records
+    return (records, DeepRFM(tuple(layers))) if return_model else records
