@@ -206,12 +206,21 @@ def collapse_metrics(
         ``rtol * s_max`` are dropped (default ``max(C, d) * eps`` of the features' dtype).
 
     Returns:
-      ``CollapseMetrics``.
+      ``CollapseMetrics``. Under ``jax.jit``, ``vmap`` or ``grad`` (traced features or
+      labels; ``num_classes`` then required) the metrics come from
+      ``traced_collapse_metrics`` as arrays: the same formulas in JAX, in the features'
+      dtype, without the checks that need values.
 
     Raises:
       ValueError: on mismatched lengths, labels outside ``0..C-1``, an empty class, fewer
         than 2 classes, non-finite features, or class means that all coincide.
     """
+    if _is_traced(features, labels, classifier, predictions):
+        if num_classes is None:
+            raise ValueError("Under jax.jit, vmap or grad, collapse_metrics needs num_classes "
+                             "(the number of classes fixes the shapes).")
+        return traced_collapse_metrics(features, labels, int(num_classes), classifier,
+                                       predictions, rtol)
     chunk = int(chunk_size or DEFAULT_CHUNK)
     if chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
@@ -333,6 +342,95 @@ def collapse_metrics(
         trace_within=trace_within,
         trace_between=trace_between,
         trace_total=trace_within + float(counts @ np.diag(gram)) / n,
+        num_classes=C,
+        num_samples=n,
+    )
+
+
+def _is_traced(*values) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
+
+
+def traced_collapse_metrics(
+    H: jax.Array,
+    y: jax.Array,
+    num_classes: int,
+    classifier: jax.Array | None = None,
+    predictions: jax.Array | None = None,
+    rtol: float | None = None,
+) -> CollapseMetrics:
+    """``collapse_metrics`` as one traceable function of arrays (``jit``, ``vmap``, ``grad``).
+
+    The same definitions (module docstring) from the whole ``(n, d)`` features at once, with
+    the ``C x C`` algebra in the features' dtype (float64 with x64 on; the eager path
+    always uses float64); the rank of ``Sigma_B`` is cut by a mask, so shapes are static.
+    Every class must occur (not checked here: an empty class gives NaN). Fields are arrays
+    (``nc3`` / ``ncc_mismatch`` ``None`` when their inputs are).
+    """
+    H = jnp.asarray(H)
+    if not jnp.issubdtype(H.dtype, jnp.floating):
+        H = H.astype(jnp.float32)
+    n, d = H.shape
+    C = num_classes
+    y = jnp.asarray(y).astype(jnp.int32)
+    dtype = H.dtype
+    shifted = H - H[:1]
+    onehot = jax.nn.one_hot(y, C, dtype=dtype)
+    counts = jnp.sum(onehot, axis=0)
+    means = matmul(onehot.T, shifted) / counts[:, None]
+    centred = means - jnp.mean(means, axis=0, keepdims=True)
+    gram = matmul(centred, centred.T)
+    trace_between = jnp.trace(gram) / C
+    R = shifted - means[y]
+    within = matmul(onehot.T, jnp.sum(R * R, axis=1)[:, None])[:, 0]
+    trace_within = jnp.sum(within) / n
+    _, sing, Vt = jnp.linalg.svd(centred, full_matrices=False)
+    cut = (max(C, d) * float(jnp.finfo(dtype).eps)) if rtol is None else rtol
+    keep = sing > cut * sing[0]
+    inverse = jnp.where(keep, 1.0 / jnp.where(keep, sing, 1.0), 0.0)
+    Q = matmul(R, Vt.T * inverse[None, :])
+    norms = jnp.sqrt(jnp.clip(jnp.diagonal(gram), 0.0, None))
+    cos = gram / (norms[:, None] * norms[None, :])
+    etf = (1.0 + 1.0 / (C - 1)) * jnp.eye(C, dtype=dtype) - jnp.ones((C, C), dtype) / (C - 1)
+    off = ~jnp.eye(C, dtype=bool)
+    off_cos = jnp.where(off, cos, 0.0)
+    n_off = C * (C - 1)
+    mean_off = jnp.sum(off_cos) / n_off
+    simplex = (jnp.eye(C, dtype=dtype) - jnp.ones((C, C), dtype) / C) / jnp.sqrt(C - 1.0)
+    uncentred = means + H[:1]
+    gram_u = matmul(uncentred, uncentred.T)
+    mean_sq = jnp.sum(means * means, axis=1)
+    ncc = jnp.argmin(mean_sq[None, :] - 2.0 * matmul(shifted, means.T), axis=1).astype(jnp.int32)
+    pair_sq = jnp.clip(jnp.diagonal(gram)[:, None] + jnp.diagonal(gram)[None, :] - 2.0 * gram,
+                       0.0, None)
+    var = within / counts
+    upper = jnp.triu(jnp.ones((C, C), dtype=bool), k=1)
+    pairs = (var[:, None] + var[None, :]) / (2.0 * jnp.where(upper, pair_sq, 1.0))
+    nc3 = None
+    if classifier is not None:
+        W = jnp.asarray(classifier, dtype)
+        nc3 = jnp.sum((W / jnp.linalg.norm(W) - centred / jnp.linalg.norm(centred)) ** 2)
+    mismatch = None
+    if predictions is not None:
+        mismatch = jnp.sum(ncc != jnp.asarray(predictions).astype(jnp.int32)).astype(dtype) / n
+    return CollapseMetrics(
+        nc1=trace_within / trace_between,
+        nc1_pinv=jnp.sum(Q * Q) / n,
+        nc1_pinv_rank=jnp.sum(keep),
+        nc2=jnp.mean((cos - etf) ** 2),
+        nc2_etf=jnp.linalg.norm(gram / jnp.linalg.norm(gram) - simplex),
+        nc2_orthogonal=jnp.linalg.norm(gram_u / jnp.linalg.norm(gram_u)
+                                       - jnp.eye(C, dtype=dtype) / jnp.sqrt(float(C))),
+        equinorm=jnp.std(norms) / jnp.mean(norms),
+        equiangularity=jnp.sqrt(jnp.sum(jnp.where(off, (cos - mean_off) ** 2, 0.0)) / n_off),
+        max_angle=jnp.sum(jnp.where(off, jnp.abs(cos + 1.0 / (C - 1)), 0.0)) / n_off,
+        nc3=nc3,
+        ncc_accuracy=jnp.sum(ncc == y).astype(dtype) / n,
+        ncc_mismatch=mismatch,
+        cdnv=jnp.sum(jnp.where(upper, pairs, 0.0)) / (C * (C - 1) / 2),
+        trace_within=trace_within,
+        trace_between=trace_between,
+        trace_total=trace_within + jnp.sum(counts * jnp.diagonal(gram)) / n,
         num_classes=C,
         num_samples=n,
     )

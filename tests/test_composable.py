@@ -267,3 +267,47 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
         model.transform(data.X_train, 4)
     with pytest.raises(ValueError, match="features; the model takes"):
         model.transform(data.X_train[:, :5])
+
+
+# ---------------------------------------------------------------- collapse metrics traced
+
+
+def _features(rng, n=90, d=12, C=4):
+    y = rng.permutation(np.arange(n) % C)
+    return rng.standard_normal((C, d))[y] * 3 + rng.standard_normal((n, d)), y
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_collapse_metrics_under_jit_equal_eager(rng, dtype, tol):
+    """The traced path (jit) against the eager one, whose C x C algebra is float64: in
+    float32 the traced algebra rounds at ~C eps relative, so 1e-5 (C = 4)."""
+    from dnc_jax import collapse_metrics
+
+    with jax.enable_x64(dtype == np.float64):
+        H, y = _features(rng)
+        H = jnp.asarray(H, dtype)
+        W = jnp.asarray(rng.standard_normal((4, 12)), dtype)
+        preds = jnp.asarray(rng.integers(0, 4, len(y)))
+        eager = collapse_metrics(H, y, classifier=W, predictions=preds, rtol=1e-6)
+        jitted = jax.jit(lambda H, y, W, p: collapse_metrics(
+            H, y, num_classes=4, classifier=W, predictions=p, rtol=1e-6))(H, jnp.asarray(y), W,
+                                                                           preds)
+        for name, value in eager._asdict().items():
+            np.testing.assert_allclose(float(getattr(jitted, name)), float(value), rtol=tol,
+                                       atol=tol * 1e-3, err_msg=name)
+
+
+def test_collapse_metrics_vmap_over_five_seeds_equals_a_loop(rng):
+    from dnc_jax import collapse_metrics
+
+    sets = [_features(np.random.default_rng(seed)) for seed in range(5)]
+    H = jnp.asarray(np.stack([h for h, _ in sets]), jnp.float32)
+    y = jnp.asarray(np.stack([labels for _, labels in sets]))
+    batched = jax.vmap(lambda H, y: collapse_metrics(H, y, num_classes=4))(H, y)
+    for i in range(5):
+        single = collapse_metrics(H[i], np.asarray(y[i]))
+        for name in ("nc1", "nc1_pinv", "nc2", "cdnv", "equinorm", "trace_total"):
+            np.testing.assert_allclose(batched._asdict()[name][i], getattr(single, name),
+                                       rtol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="needs num_classes"):
+        jax.jit(lambda H, y: collapse_metrics(H, y))(H[0], y[0])
