@@ -1,6 +1,7 @@
 """Kernels: squared distances, kernel families (radial profiles, the L1 Laplace kernel) and
 kernel values (``Kernel``)."""
 
+from dnc_jax.kernels.arccos import ArcCosine, arccos_kernels
 from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances
 from dnc_jax.kernels.families import (
     FAMILIES,
@@ -21,6 +22,7 @@ from dnc_jax.kernels.families import (
 from dnc_jax.kernels.value import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel
 
 __all__ = [
+    "ArcCosine",
     "FAMILIES",
     "GAUSSIAN",
     "KERNELS",
@@ -33,6 +35,7 @@ __all__ = [
     "Kernel",
     "L1Laplace",
     "Radial",
+    "arccos_kernels",
     "family_of",
     "gaussian_kernel",
     "kernel_distances",

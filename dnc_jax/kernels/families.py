@@ -16,7 +16,9 @@ recomputed by direct difference (``distances.kernel_distances``).
 
 **The L1 Laplace kernel** ``exp(-sum_k |x_k - z_k| / L)`` (xRFM's product Laplace; the
 kernel the official code's Cauchy random features approximate) is not radial in ``M``:
-it takes no metric, and its AGOP comes from autodiff.
+it takes no metric, and its AGOP comes from autodiff. Nor are the **NTK and NNGP of a deep
+ReLU network** (``kernels.arccos``; ``relu_ntk`` / ``relu_nngp`` for one hidden layer,
+``ArcCosine(kind, depth)`` for more).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from dnc_jax.kernels.arccos import ArcCosine
 from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances
 
 
@@ -121,8 +124,9 @@ MATERN52 = Radial("matern52", matern52_profile, False)
 L1_LAPLACE = L1Laplace()
 
 FAMILIES = {f.name: f for f in (LAPLACE, GAUSSIAN, MATERN32, MATERN52, L1_LAPLACE)}
+FAMILIES |= {"relu_ntk": ArcCosine("ntk", 1), "relu_nngp": ArcCosine("nngp", 1)}
 KERNELS = tuple(FAMILIES)
-Family = Radial | L1Laplace
+Family = Radial | L1Laplace | ArcCosine
 
 
 def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
@@ -154,7 +158,7 @@ def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
 def family_of(kernel: str | Family) -> Family:
     """The family named by ``kernel`` (a name in ``KERNELS`` or a family value), or
     ``ValueError``."""
-    if isinstance(kernel, Radial | L1Laplace):
+    if isinstance(kernel, Radial | L1Laplace | ArcCosine):
         return kernel
     if isinstance(kernel, str) and kernel in FAMILIES:
         return FAMILIES[kernel]

@@ -11,7 +11,7 @@ import jax
 from jax.typing import ArrayLike
 
 from dnc_jax.blocks import map_row_blocks
-from dnc_jax.kernels.families import Family, L1Laplace, family_of, kernel_distances
+from dnc_jax.kernels.families import Family, Radial, family_of, kernel_distances
 
 
 def kernel_matrix(
@@ -29,9 +29,9 @@ def kernel_matrix(
     traceable and differentiable). Supports ``jit``, ``vmap`` and ``grad``.
     """
     family = family_of(kernel)
-    if isinstance(family, L1Laplace):
+    if not isinstance(family, Radial):
         if M is not None:
-            raise ValueError("the l1_laplace kernel takes no metric M.")
+            raise ValueError(f"the {family.name} kernel takes no metric M.")
         return map_row_blocks(lambda Xb: family.matrix(Xb, Z, bandwidth), X, block_size)
     return map_row_blocks(
         lambda Xb: family.kernel_values(kernel_distances(Xb, Z, family, M), bandwidth),
@@ -94,8 +94,8 @@ class Kernel:
             if len(shape) != 2 or shape[0] != shape[1] or (d is not None and shape[0] != d):
                 want = "(d, d)" if d is None else f"({d}, {d})"
                 raise ValueError(f"M must be a square {want} matrix; got shape {shape}.")
-            if isinstance(family_of(self.family), L1Laplace):
-                raise ValueError("the l1_laplace kernel takes no metric M.")
+            if not isinstance(family_of(self.family), Radial):
+                raise ValueError(f"the {family_of(self.family).name} kernel takes no metric M.")
         return self
 
     @property
