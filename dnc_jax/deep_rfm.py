@@ -141,6 +141,8 @@ class DeepRFM:
     def predict(self, X: ArrayLike | Rows, layer: int = -1, *,
                 mesh: Mesh | None = None) -> jax.Array:
         """Outputs ``(m, C)`` of layer ``layer``'s kernel predictor (default: the last)."""
+        if not -self.depth <= layer < self.depth:
+            raise ValueError(f"layer must be in -{self.depth}..{self.depth - 1}; got {layer}.")
         layer = range(self.depth)[layer]
         rows, mesh = self._rows(X, mesh)
         features = self.transform(rows, layer, mesh=mesh)

@@ -223,6 +223,7 @@ def test_bad_kernel_values_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="takes no metric"):
         fit(Kernel("l1_laplace", 1.0, jnp.eye(4)), X, Y)
     assert set(RADIAL) | {"l1_laplace", "relu_ntk", "relu_nngp"} == set(KERNELS)
+    assert Kernel("laplace", np.float32(2.0)).check(4).bandwidth == 2.0  # numpy scalars
 
 
 # ---------------------------------------------------------------- Deep RFM as a model
@@ -265,6 +266,8 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
                                rtol=0, atol=1e-5 * np.abs(want).max())
     with pytest.raises(ValueError, match="layer must be in 0..3"):
         model.transform(data.X_train, 4)
+    with pytest.raises(ValueError, match="layer must be in -3..2"):
+        model.predict(data.X_train, 3)
     with pytest.raises(ValueError, match="features; the model takes"):
         model.transform(data.X_train[:, :5])
 

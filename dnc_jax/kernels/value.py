@@ -83,7 +83,8 @@ class Kernel:
         from dnc_jax import _checks
 
         for name, leaf in (("bandwidth", self.bandwidth), ("M", self.M)):
-            if leaf is not None and not isinstance(leaf, jax.Array | np.ndarray | float | int):
+            if leaf is not None and not isinstance(leaf, jax.Array | np.ndarray | np.generic
+                                                   | float | int):
                 raise ValueError(f"the kernel's {name} must be an array or a number; got "
                                  f"{type(leaf).__name__}.")
         if jnp.ndim(self.bandwidth) != 0:
