@@ -12,7 +12,7 @@ from dnc_jax.sharding import Rows, data_mesh
 from dnc_jax.solvers import SolveInfo, fit_kernel_predictor, fit_kernel_ridge, solve_psd
 from dnc_jax.solvers.core import fit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CollapseMetrics",
