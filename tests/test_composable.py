@@ -376,3 +376,45 @@ def test_relu_ntk_equals_a_wide_networks_empirical_ntk(key):
     analytic = np.asarray(Kernel(ArcCosine("ntk", 2))(X, X))
     sem = samples.std(axis=0, ddof=1) / np.sqrt(draws)
     assert np.all(np.abs(samples.mean(axis=0) - analytic) <= 4 * sem + 1e-3 * np.abs(analytic))
+
+
+# ---------------------------------------------------------------- layer_analysis protocol
+
+
+class _UsersNet(nnx.Module):
+    """A user's own module: a ``layers`` list of ``nnx.Linear`` with ReLU between."""
+
+    def __init__(self, rngs):
+        self.layers = nnx.List([nnx.Linear(6, 10, use_bias=False, rngs=rngs),
+                                nnx.Linear(10, 10, use_bias=False, rngs=rngs),
+                                nnx.Linear(10, 3, use_bias=False, rngs=rngs)])
+
+    def __call__(self, x):
+        for layer in self.layers[:-1]:
+            x = jax.nn.relu(layer(x))
+        return self.layers[-1](x)
+
+
+def test_layer_analysis_reads_any_module_that_exposes_its_layers(rng):
+    from dnc_jax import layer_analysis
+
+    model = _UsersNet(nnx.Rngs(0))
+    X = jnp.asarray(rng.standard_normal((60, 6)), jnp.float32)
+    y = np.arange(60) % 3
+    weights = tuple((m.kernel[...].T, None) for m in model.layers)
+    got, ref = layer_analysis(model, X, y), layer_analysis(weights, X, y)
+    assert len(got) == 2
+    for a, b in zip(got, ref, strict=True):
+        assert a["nfa_agop"] == b["nfa_agop"] and a["output"]["nc1"] == b["output"]["nc1"]
+    # the forward pass the protocol assumes is the module's own
+    from dnc_jax.nets import forward_from
+
+    np.testing.assert_allclose(forward_from(X, weights), jax.vmap(model)(X), rtol=1e-5,
+                               atol=1e-6)
+
+    class NoLayers(nnx.Module):
+        def __call__(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="Cannot read the layers of NoLayers"):
+        layer_analysis(NoLayers(), X, y)

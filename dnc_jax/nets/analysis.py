@@ -108,6 +108,31 @@ def layer_agops(
     return [agop(fn, H, tuple(layers[l:]), batch_size=batch_size) for l, H in enumerate(inputs)]
 
 
+def readable_layers(model) -> tuple[Layer, ...]:
+    """The linear layers of ``model`` as ``(W (out, in), bias or None)``, input side first.
+
+    The protocol a module follows to be analysed: a ``weights()`` method returning those
+    pairs (as ``MLP`` does), or a ``layers`` attribute holding ``nnx.Linear`` modules applied
+    in order with the activation between them; a tuple of pairs is taken as it is.
+    """
+    from flax import nnx
+
+    weights = getattr(model, "weights", None)
+    if callable(weights):
+        return tuple(weights())
+    linear = getattr(model, "layers", None)
+    if linear is not None and len(linear) >= 2 and all(isinstance(m, nnx.Linear) for m in linear):
+        return tuple((m.kernel[...].T, None if m.bias is None else m.bias[...]) for m in linear)
+    if isinstance(model, tuple | list) and model and all(
+            isinstance(pair, tuple | list) and len(pair) == 2 for pair in model):
+        return tuple(model)
+    raise ValueError(
+        f"Cannot read the layers of {type(model).__name__}: give it a weights() method "
+        "returning (W (out, in), bias or None) per linear layer, or a 'layers' attribute of "
+        "at least two nnx.Linear applied in order (dnc_jax.nets.readable_layers)."
+    )
+
+
 def layer_analysis(
     model: Network | MLP | tuple[Layer, ...],
     X: ArrayLike,
@@ -121,7 +146,9 @@ def layer_analysis(
 
     Args:
       model: a ``Network`` (``train_mlp``'s; with a backbone its head is measured at the
-        backbone's features of ``X``), an ``MLP`` or its ``weights()``.
+        backbone's features of ``X``), an ``MLP`` or its ``weights()``, or any NNX module
+        that exposes its layers (``readable_layers``: a ``weights()`` method or a
+        ``layers`` list of ``nnx.Linear``; its ``activation`` attribute, if a name, is used).
       X: ``(n, d)`` inputs; y: ``(n,)`` integer labels.
       activation: the model's (taken from an ``MLP``; default ``"relu"`` for raw weights).
       batch_size: samples whose Jacobians are held at once.
@@ -136,11 +163,9 @@ def layer_analysis(
     """
     if isinstance(model, Network):
         X, model = head_inputs(model, jnp.asarray(X)), model.head
-    if isinstance(model, MLP):
+    if isinstance(getattr(model, "activation", None), str):
         activation = activation or model.activation
-        layers = model.weights()
-    else:
-        layers = tuple(model)
+    layers = readable_layers(model)
     activation = activation or "relu"
     act = ACTIVATIONS[activation]
     X = jnp.asarray(X, layers[0][0].dtype)
