@@ -319,6 +319,8 @@ def kernel_agop(
 
     Equal to ``agop(predictor.predict_one, X, ...)`` to rounding, at cost
     ``O(m n d C + m C d^2)`` for ``m`` points and ``n`` centres (see ``kernel_gradients``).
+    Supports ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (one device; ``samples`` draws
+    its rows on the host, so it must be concrete).
 
     Args:
       predictor: a fitted ``KernelPredictor`` (any metric ``M``).

@@ -78,6 +78,8 @@ class KernelPredictor:
         Every block has exactly ``block_size`` rows (the last is padded), so a row's
         prediction is the same, bit for bit, alone, in any batch, or in the whole set
         (on one device; with ``mesh``, also whichever device holds the row).
+        Supports ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (through ``X``, the predictor's
+        leaves and ``transform``).
 
         Args:
           X: ``(m, d')`` inputs, or ``Rows`` on a mesh (then the output is ``Rows``).
