@@ -116,7 +116,10 @@ class DeepRFM:
     (``X_0 = X``, ``X_{l+1} = map_l(unit(X_l) M_l^(1/2))``); ``predict(X, l)`` the outputs
     of layer ``l``'s kernel predictor on ``unit(X_l)`` (the record's accuracies). Rows go
     through the run's fixed-size blocks, so the training rows reproduce the run's features
-    bit for bit. ``X`` is prepared as the training data was (``prepare``).
+    bit for bit. ``X`` is prepared as the training data was (``prepare``). The model is a
+    pytree, but ``transform`` and ``predict`` are shell functions (rows placed on a mesh,
+    host checks): call them outside ``jit``; the pieces they use (``kernel_matrix``,
+    ``KernelPredictor.predict``) compose with the transformations.
     """
 
     layers: tuple[DeepRFMLayer, ...]
