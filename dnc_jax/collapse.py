@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from dnc_jax import _checks
 from dnc_jax.precision import matmul
 from dnc_jax.sharding import Rows, as_rows
 
@@ -215,7 +216,7 @@ def collapse_metrics(
       ValueError: on mismatched lengths, labels outside ``0..C-1``, an empty class, fewer
         than 2 classes, non-finite features, or class means that all coincide.
     """
-    if _is_traced(features, labels, classifier, predictions):
+    if _checks.is_traced(features, labels, classifier, predictions):
         if num_classes is None:
             raise ValueError("Under jax.jit, vmap or grad, collapse_metrics needs num_classes "
                              "(the number of classes fixes the shapes).")
@@ -345,10 +346,6 @@ def collapse_metrics(
         num_classes=C,
         num_samples=n,
     )
-
-
-def _is_traced(*values) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
 
 
 def traced_collapse_metrics(

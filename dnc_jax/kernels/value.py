@@ -8,8 +8,11 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
+from dnc_jax import _checks
 from dnc_jax.blocks import map_row_blocks
 from dnc_jax.kernels.families import Family, Radial, family_of, kernel_distances
 
@@ -77,11 +80,6 @@ class Kernel:
     def check(self, d: int | None = None) -> Kernel:
         """``self``, or ``ValueError`` for a bandwidth that is not a scalar or an ``M`` that
         is not ``(d, d)``; a concrete bandwidth must be positive and finite."""
-        import jax.numpy as jnp
-        import numpy as np
-
-        from dnc_jax import _checks
-
         for name, leaf in (("bandwidth", self.bandwidth), ("M", self.M)):
             if leaf is not None and not isinstance(leaf, jax.Array | np.ndarray | np.generic
                                                    | float | int):
