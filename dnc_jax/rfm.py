@@ -1,6 +1,7 @@
-"""Recursive Feature Machines (DESIGN.md, RFM): the shared "fit, then AGOP at the training
-points" step that RFM and Deep RFM both iterate, and the RFM loop (``fit_rfm``). The
-scikit-learn estimators around the loop are in ``dnc_jax.estimators``.
+"""Recursive Feature Machines (DESIGN.md, RFM): the "fit, then AGOP at the training points"
+step that every loop of the library iterates (``fit_rfm``, Deep RFM, grokking,
+multi-index), as a pure function (``rfm_step``) and in its shell (``fit_with_agop``), and
+the RFM loop (``fit_rfm``). The scikit-learn estimators are in ``dnc_jax.estimators``.
 
 The step builds the training kernel matrix ``K`` and the gradient weights ``W`` once;
 ``K`` serves the Cholesky solve and ``W`` the closed-form AGOP, so no distance is
@@ -31,7 +32,8 @@ from dnc_jax.agop import (
     kernel_agop,
     matrix_power,
 )
-from dnc_jax.kernels import Radial, family_of, kernel_distances
+from dnc_jax import _checks
+from dnc_jax.kernels import Kernel, Radial, family_of, kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.sharding import Rows, num_shards
@@ -45,6 +47,7 @@ from dnc_jax.solvers import (
     solve_kernel_system,
     validate_fit_inputs,
 )
+from dnc_jax.solvers.core import fit
 
 
 @functools.partial(jax.jit, static_argnames=("kernel",))
@@ -65,6 +68,79 @@ def _training_agop(W, coefs, Z, T, batch_size, centered, diag, normalize):
     return finish_agop(outer, total, Z.shape[0], centered, diag, normalize, T)
 
 
+def _radial_step(Z, family, bandwidth, T, solve, batch, centered, diag, normalize):
+    """The step on one device for a radial kernel: ``K`` and the gradient weights ``W``
+    from one distance matrix, ``coefs = solve(K)``, the AGOP from ``W``. ``solve`` is
+    ``jax.scipy``'s Cholesky in the traceable ``rfm_step`` and the checked ``solve_psd``
+    (float64 and jitter retries) in ``fit_with_agop``."""
+    K, W = _train_kernel_and_weights(Z, family, bandwidth)
+    coefs = solve(K)
+    del K
+    return coefs, _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
+
+
+def rfm_step(
+    kernel: Kernel,
+    X: ArrayLike,
+    Y: ArrayLike,
+    reg: ArrayLike = 1e-3,
+    transform: ArrayLike | None = None,
+    *,
+    centered: bool = False,
+    diag: bool = False,
+    normalize: str | None = None,
+    batch_size: int | None = None,
+    solver: str = "cholesky",
+) -> tuple[KernelPredictor, jax.Array]:
+    """One RFM step as a pure function: fit on ``Z = X T``, then the AGOP of that fit with
+    respect to ``x`` at the training rows, ``T A_z T`` (DESIGN.md, RFM).
+
+    Supports ``jax.jit``, ``jax.vmap`` (bandwidths, ridges, transforms, data sets of one
+    shape) and ``jax.grad``. It is the step ``fit_with_agop`` takes on one device, without
+    the shell's memory check, solver choice and retries (see ``solvers.core.fit``).
+
+    Args:
+      kernel: a ``Kernel`` value without a metric (the step's metric is ``T``).
+      X: ``(n, d)``; Y: ``(n, C)`` (or ``(n,)``); reg: the ridge (a leaf).
+      transform: ``T`` (``(d, d)``, symmetric) or ``None`` for the identity.
+      centered, diag, normalize: as in ``agop``; batch_size: rows per AGOP batch.
+      solver: ``"cholesky"`` or ``"cg"``.
+
+    Returns:
+      ``(predictor on Z, AGOP (d, d) or (d,))``.
+    """
+    if not isinstance(kernel, Kernel):
+        raise ValueError("kernel must be a dnc_jax.Kernel value, e.g. Kernel('laplace', 2.0); "
+                         f"got {type(kernel).__name__}.")
+    if kernel.M is not None:
+        raise ValueError("rfm_step's metric is its transform T: pass a Kernel without M.")
+    X = _checks.as_float_matrix("X", X)
+    T = None if transform is None else jnp.asarray(transform, X.dtype)
+    Z = X if T is None else matmul(X, T)
+    if normalize == "none":
+        normalize = None
+    family = family_of(kernel.family)
+    if solver == "cholesky" and isinstance(family, Radial):
+        Y = jnp.asarray(Y, X.dtype)
+        Y = Y[:, None] if Y.ndim == 1 else Y
+        kernel.check(X.shape[1])
+        _checks.check_nonnegative("reg", reg)
+        bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
+        ridge = jnp.asarray(reg, X.dtype) * jnp.eye(X.shape[0], dtype=X.dtype)
+
+        def solve(K):
+            return jax.scipy.linalg.cho_solve(
+                jax.scipy.linalg.cho_factor(K + ridge, lower=True), Y)
+
+        coefs, A = _radial_step(Z, family, bandwidth, T, solve, batch_size or X.shape[0],
+                                centered, diag, normalize)
+        return KernelPredictor(Z, coefs, None, family, bandwidth), A
+    predictor = fit(kernel, Z, Y, reg, solver=solver)
+    A = kernel_agop(predictor, Z, batch_size=batch_size, centered=centered,
+                    diag=diag and T is None)
+    return predictor, finish_agop(A, None, 1, False, diag, normalize, T)
+
+
 def fit_with_agop(
     Z: ArrayLike | Rows,
     Y: ArrayLike | Rows,
@@ -82,7 +158,10 @@ def fit_with_agop(
     seed: int = 0,
     mesh=None,
 ) -> tuple[KernelPredictor, jax.Array, SolveInfo]:
-    """Fit kernel ridge regression on ``Z`` and return it with its AGOP at the training points.
+    """The RFM step of every loop in the library (``fit_rfm``, Deep RFM, grokking,
+    multi-index): fit kernel ridge regression on ``Z`` and return it with its AGOP at the
+    training points. The shell around ``rfm_step``: it checks memory, chooses the solver,
+    shards and retries; call it eagerly.
 
     Args:
       Z: ``(n, d)`` inputs the kernel sees, ``Z = X T`` for a symmetric ``transform`` ``T``
@@ -119,15 +198,17 @@ def fit_with_agop(
         check_cholesky(Z.shape[0], Z.dtype.itemsize, matrices)
         Z = Z.valid() if isinstance(Z, Rows) else Z
         Y = Y.valid() if isinstance(Y, Rows) else Y
-        tic = time.perf_counter()
-        K, W = _train_kernel_and_weights(Z, kernel, bandwidth)
-        K.block_until_ready()
-        kernel_seconds = time.perf_counter() - tic
-        coefs = solve_kernel_system(K, Z, Y, reg, kernel=kernel, bandwidth=bandwidth)
-        del K
-        A = _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
-        info = SolveInfo("cholesky", 0, None, None, kernel_seconds,
-                         time.perf_counter() - tic - kernel_seconds)
+        seconds = {"start": time.perf_counter()}
+
+        def solve(K):
+            K.block_until_ready()
+            seconds["kernel"] = time.perf_counter() - seconds["start"]
+            return solve_kernel_system(K, Z, Y, reg, kernel=kernel, bandwidth=bandwidth)
+
+        coefs, A = _radial_step(Z, kernel, bandwidth, T, solve, batch, centered, diag,
+                                normalize)
+        info = SolveInfo("cholesky", 0, None, None, seconds["kernel"],
+                         time.perf_counter() - seconds["start"] - seconds["kernel"])
         return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A, info
     options = dataclasses.asdict(solver) | {"solver": method}
     predictor, info = fit_kernel_ridge(Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
@@ -150,33 +231,41 @@ class RFMFit(NamedTuple):
 
 
 def fit_rfm(
-    X: jax.Array,
+    X: ArrayLike,
     Y: ArrayLike,
     *,
-    kernel: str,
-    bandwidth: float,
-    reg: float,
-    iters: int,
-    agop_power: float,
-    normalize: str | None,
-    centered: bool,
-    diag: bool,
-    batch_size: int | None,
-    solver: SolverOptions,
-    agop_samples: int | None,
-    seed: int,
+    kernel: str = "laplace",
+    bandwidth: float = 10.0,
+    reg: float = 1e-3,
+    iters: int = 3,
+    agop_power: float = 0.5,
+    normalize: str | None = "max",
+    centered: bool = False,
+    diag: bool = False,
+    batch_size: int | None = 1024,
+    solver: SolverOptions = SolverOptions(),
+    agop_samples: int | None = None,
+    seed: int = 0,
     mesh=None,
     score: Callable[[jax.Array, KernelPredictor], float] | None = None,
 ) -> RFMFit:
-    """The RFM loop (module docstring) on ``X`` (``(n, d)`` float32) and targets ``Y``
-    (``(n, C)``): ``iters`` AGOP updates, then a final fit.
+    """The RFM loop (module docstring) on ``X`` (``(n, d)``) and targets ``Y`` (``(n, C)``):
+    ``iters`` AGOP updates, then a final fit, in ``X``'s float dtype.
 
-    The options are those of ``fit_with_agop`` and have no defaults here: the estimators
-    (``dnc_jax.estimators.RFM``) hold them; ``agop_power`` is ``p`` (``T = AGOP^p``).
-    With ``score`` (``(T, predictor) -> float``, higher is better, e.g. a validation
-    accuracy) every fit is scored and the best one is returned; otherwise the last.
+    The defaults are those of ``dnc_jax.estimators.RFM``; the options are those of
+    ``fit_with_agop``, and ``agop_power`` is ``p`` (``T = AGOP^p``). With ``score``
+    (``(T, predictor) -> float``, higher is better, e.g. a validation accuracy) every fit
+    is scored and the best one is returned; otherwise the last.
+
+    Under ``jax.jit`` / ``vmap`` / ``grad`` (traced ``X``, ``Y``, ``bandwidth`` or
+    ``reg``) every step is ``rfm_step`` (``solver.solver`` ``"cholesky"`` or ``"cg"``,
+    every row in the AGOP, one device, no ``score``) and ``history`` is empty.
     """
-    transform = jnp.eye(X.shape[1], dtype=jnp.float32)
+    if _checks.is_traced(X, Y, bandwidth, reg):
+        return _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize,
+                           centered, diag, batch_size, solver, agop_samples, mesh, score)
+    X = _checks.as_float_matrix("X", X)
+    transform = jnp.eye(X.shape[1], dtype=X.dtype)
     history: list[dict] = []
     best = (-np.inf, None)
     A = None
@@ -203,7 +292,29 @@ def fit_rfm(
         if not last:
             A = np.asarray(A)
             transform = matrix_power(np.diag(A) if diag else A,
-                                     float(agop_power)).astype(jnp.float32)
+                                     float(agop_power)).astype(X.dtype)
     best_iter, transform, predictor = best[1] if score is not None else (
         int(iters), transform, predictor)
     return RFMFit(transform, predictor, A, history, best_iter)
+
+
+def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, centered, diag,
+                batch_size, solver, agop_samples, mesh, score) -> RFMFit:
+    """``fit_rfm`` under a transformation: ``iters`` ``rfm_step``s and a final ``fit``."""
+    if mesh is not None or agop_samples is not None or score is not None:
+        raise ValueError("fit_rfm under jax.jit / vmap / grad runs on one device with every "
+                         "row in the AGOP and no score: pass mesh=None, agop_samples=None, "
+                         "score=None (or call it eagerly).")
+    method = "cholesky" if solver.solver in ("auto", "cholesky") else solver.solver
+    if method not in ("cholesky", "cg") or solver.centers is not None:
+        raise ValueError("fit_rfm under jax.jit / vmap / grad solves by 'cholesky' or 'cg'; "
+                         f"got solver={solver.solver!r}, centers={solver.centers!r}.")
+    X = _checks.as_float_matrix("X", X)
+    value = Kernel(kernel, bandwidth)
+    transform, A = jnp.eye(X.shape[1], dtype=X.dtype), None
+    for it in range(int(iters)):
+        _, A = rfm_step(value, X, Y, reg, None if it == 0 else transform, centered=centered,
+                        diag=diag, normalize=normalize, batch_size=batch_size, solver=method)
+        transform = matrix_power(jnp.diag(A) if diag else A, agop_power).astype(X.dtype)
+    predictor = fit(value, matmul(X, transform), Y, reg, solver=method)
+    return RFMFit(transform, predictor, A, [], int(iters))

@@ -418,3 +418,61 @@ def test_layer_analysis_reads_any_module_that_exposes_its_layers(rng):
 
     with pytest.raises(ValueError, match="Cannot read the layers of NoLayers"):
         layer_analysis(NoLayers(), X, y)
+
+
+# ------------------------------------------------------------------ the RFM step and loop
+
+from dnc_jax.rfm import fit_rfm, fit_with_agop, rfm_step  # noqa: E402
+from dnc_jax.solvers import SolverOptions  # noqa: E402
+
+
+def test_rfm_step_is_the_step_of_every_loop(rng, x64):
+    """The pure step equals the shell's step (``fit_with_agop``, which fit_rfm, Deep RFM,
+    grokking and multi-index call) in float64: the same formulas, rounding apart."""
+    X, Y, M = _problem(rng, np.float64)
+    T = matrix_power(M, 0.5)
+    for kernel, centered in (("laplace", False), ("gaussian", True)):
+        pred, A = rfm_step(Kernel(kernel, 2.0), X, Y, 1e-2, T, centered=centered,
+                           normalize="max")
+        shell, A_shell, _ = fit_with_agop(X @ T, Y, kernel=kernel, bandwidth=2.0, reg=1e-2,
+                                          transform=T, centered=centered, normalize="max",
+                                          solver=SolverOptions("cholesky"))
+        np.testing.assert_allclose(pred.coefs, shell.coefs, rtol=0,
+                                   atol=1e-10 * float(jnp.abs(shell.coefs).max()))
+        np.testing.assert_allclose(A, A_shell, rtol=0, atol=1e-12)
+        jitted = jax.jit(lambda X, Y, T, k=kernel, c=centered: rfm_step(
+            Kernel(k, 2.0), X, Y, 1e-2, T, centered=c, normalize="max")[1])(X, Y, T)
+        np.testing.assert_allclose(jitted, A, rtol=0, atol=1e-12)
+
+
+def test_fit_rfm_under_jit_vmap_and_grad(rng, x64):
+    """The whole loop traced: jit equals the eager loop; vmap over bandwidths equals a
+    Python loop; the gradient of a validation MSE with respect to log L equals central
+    differences (float64; the eigendecompositions are differentiated by JAX's eigh rule)."""
+    X, Y, _ = _problem(rng, np.float64, n=30)
+    Xv, Yv = X[:8] * 0.7 + 0.2, Y[:8]
+    options = dict(kernel="gaussian", reg=1e-2, iters=2, agop_power=0.5)
+    eager = fit_rfm(X, Y, bandwidth=2.0, **options)
+    jitted = jax.jit(lambda X, Y, L: fit_rfm(X, Y, bandwidth=L, **options))(X, Y, 2.0)
+    np.testing.assert_allclose(jitted.transform, eager.transform, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(jitted.predictor.coefs, eager.predictor.coefs, rtol=0,
+                               atol=1e-8 * float(jnp.abs(eager.predictor.coefs).max()))
+
+    def loss(log_L):
+        fitted = fit_rfm(X, Y, bandwidth=jnp.exp(log_L), **options)
+        return jnp.mean((fitted.predictor.predict(Xv, transform=fitted.transform) - Yv) ** 2)
+
+    bandwidths = jnp.log(jnp.array([1.5, 2.0, 3.0]))
+    np.testing.assert_allclose(jax.vmap(loss)(bandwidths),
+                               jnp.stack([loss(b) for b in bandwidths]), rtol=1e-10)
+    h = 1e-5
+    fd = (loss(jnp.log(2.0) + h) - loss(jnp.log(2.0) - h)) / (2 * h)
+    assert abs(float(jax.grad(loss)(jnp.log(2.0))) - float(fd)) <= 1e-6 * abs(float(fd))
+
+
+def test_fit_rfm_under_jit_refuses_what_only_the_shell_does(rng):
+    X, Y, _ = _problem(rng, np.float32)
+    with pytest.raises(ValueError, match="one device"):
+        jax.jit(lambda X: fit_rfm(X, Y, agop_samples=10).transform)(X)
+    with pytest.raises(ValueError, match="solves by"):
+        jax.jit(lambda X: fit_rfm(X, Y, solver=SolverOptions("nystrom", 10)).transform)(X)

@@ -41,9 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.agop import kernel_agop, power_from_eigh, psd_eigh
+from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.data import MODULAR_OPS, modular_arithmetic
-from dnc_jax.solvers import fit_kernel_ridge
+from dnc_jax.precision import matmul
+from dnc_jax.rfm import fit_with_agop
+from dnc_jax.solvers import SolverOptions
 
 OPS = tuple(MODULAR_OPS)
 
@@ -209,13 +211,17 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
                          "jax.config.update('jax_enable_x64', True) first.")
     X, Y, y, Xt, Yt, yt = grokking_data(config)
     M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
-    Xj = jnp.asarray(X)
+    Xj, Xtj = jnp.asarray(X), jnp.asarray(Xt)
+    direct = SolverOptions("cholesky")
     for t in range(start, config.iters):
-        predictor, info = fit_kernel_ridge(Xj, Y, kernel="gaussian", bandwidth=config.bandwidth,
-                                           reg=config.reg, M=M, solver="cholesky")
-        train_acc, train_loss = _scores(np.asarray(predictor.predict(Xj)), Y, y)
-        test_acc, test_loss = _scores(np.asarray(predictor.predict(jnp.asarray(Xt))), Yt, yt)
-        A = kernel_agop(predictor, Xj, centered=config.centered)
+        # the kernel in the metric M is the kernel on x T, T = M^(1/2) (RFM's step); T is
+        # taken from M alone, so that a run resumed from a saved M repeats it to the bit
+        T = power_from_eigh(*psd_eigh(M), 0.5)
+        predictor, A, info = fit_with_agop(
+            matmul(Xj, T), Y, kernel="gaussian", bandwidth=config.bandwidth, reg=config.reg,
+            transform=T, centered=config.centered, solver=direct)
+        train_acc, train_loss = _scores(np.asarray(predictor.predict(Xj, transform=T)), Y, y)
+        test_acc, test_loss = _scores(np.asarray(predictor.predict(Xtj, transform=T)), Yt, yt)
         evals, evecs = psd_eigh(A)
         M = power_from_eigh(evals, evecs, config.metric_power)
         record = {"iter": t, "train_accuracy": train_acc, "train_loss": train_loss,
