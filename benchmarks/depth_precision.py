@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from _common import machine, save  # noqa: E402
 
 from dnc_jax.data import load_dataset, prepare  # noqa: E402
-from dnc_jax.deep_rfm import deep_rfm  # noqa: E402
+from dnc_jax.deep_rfm_model import deep_rfm  # noqa: E402
 
 POINTS = ("input", "projected", "output")
 

@@ -18,7 +18,7 @@ import numpy as np
 from _common import best_time, machine, save, table
 
 from dnc_jax import fit_kernel_predictor
-from dnc_jax.agop import coef_outer_centers, finish_agop, jacobian_sums, kernel_gradients
+from dnc_jax.gradient_outer_product import coef_outer_centers, finish_agop, jacobian_sums, kernel_gradients
 from dnc_jax.predictor import block_outputs, predict_block
 
 D, C = 784, 10

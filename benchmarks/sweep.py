@@ -21,7 +21,7 @@ def programs():
     """The jitted programs a fit, a prediction and a kernel AGOP run."""
     import importlib
 
-    agop = importlib.import_module("dnc_jax.agop")  # dnc_jax.agop the name is the function
+    agop = importlib.import_module("dnc_jax.gradient_outer_product")
     predictor = importlib.import_module("dnc_jax.predictor")
     cholesky = importlib.import_module("dnc_jax.solvers.cholesky")
     return {"kernel matrix": cholesky.train_kernel_matrix, "predict": predictor._predict,

@@ -33,7 +33,7 @@ CHILD = """
 import json, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 from dnc_jax.data import load_dataset, prepare
-from dnc_jax.deep_rfm import deep_rfm
+from dnc_jax.deep_rfm_model import deep_rfm
 X, y = load_dataset("mnist5k", "train", 500)
 data = prepare(X, y)
 nc1 = {}

@@ -1,37 +1,51 @@
 """dnc_jax: deep neural collapse through the average gradient outer product, in JAX."""
 
-from dnc_jax.agop import agop, kernel_agop, kernel_gradients, matrix_power
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import load_dataset, prepare
-from dnc_jax.deep_rfm import deep_rfm
+from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMConfig, deep_rfm
 from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
+from dnc_jax.gradient_outer_product import agop, kernel_agop, kernel_gradients, matrix_power
 from dnc_jax.kernels import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel, radial_kernel
 from dnc_jax.nets import MLP, TrainConfig, layer_analysis, train_mlp
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.sharding import Rows, data_mesh
-from dnc_jax.solvers import SolveInfo, fit_kernel_predictor, fit_kernel_ridge, solve_psd
+from dnc_jax.rfm import RFMFit, fit_rfm, fit_with_agop, rfm_step
+from dnc_jax.sharding import Rows, as_rows, data_mesh
+from dnc_jax.solvers import (
+    SolveInfo,
+    SolverOptions,
+    fit_kernel_predictor,
+    fit_kernel_ridge,
+    solve_psd,
+)
 from dnc_jax.solvers.core import fit
 
 __version__ = "0.2.0"
 
 __all__ = [
     "CollapseMetrics",
+    "DeepRFM",
+    "DeepRFMConfig",
     "Kernel",
     "KernelPredictor",
     "MLP",
     "RFM",
     "RFMClassifier",
+    "RFMFit",
     "RFMRegressor",
     "Rows",
     "SolveInfo",
+    "SolverOptions",
     "TrainConfig",
     "agop",
+    "as_rows",
     "collapse_metrics",
     "data_mesh",
     "deep_rfm",
     "fit",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
+    "fit_rfm",
+    "fit_with_agop",
     "gaussian_kernel",
     "kernel_agop",
     "kernel_gradients",
@@ -42,6 +56,7 @@ __all__ = [
     "matrix_power",
     "prepare",
     "radial_kernel",
+    "rfm_step",
     "solve_psd",
     "train_mlp",
 ]

@@ -260,7 +260,7 @@ def _multi_index_command(args) -> None:
 def _deep_rfm_command(args) -> None:
     import jax
 
-    from dnc_jax.deep_rfm import DeepRFMConfig
+    from dnc_jax.deep_rfm_model import DeepRFMConfig
     from dnc_jax.experiments import deep_rfm_table, run_deep_rfm
     from dnc_jax.experiments.seeds import run_deep_rfm_seeds, summary_table
     from dnc_jax.figures import deep_rfm_figures
@@ -336,6 +336,8 @@ def _mlp_command(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``dnc-jax`` command: parse ``argv`` (default ``sys.argv[1:]``), run, return the exit
+    status (0, or 2 with a one-line message for bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(preset_defaults(argv)).parse_args(argv)
     set_gpu_flags()  # before the first computation starts JAX's backend

@@ -73,6 +73,7 @@ TEST_STATISTICS = ("train", "own")
 
 
 def check_test_statistics(test_statistics: str) -> None:
+    """``ValueError`` unless ``test_statistics`` is one of ``TEST_STATISTICS``."""
     if test_statistics not in TEST_STATISTICS:
         raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got {test_statistics!r}.")
 
@@ -351,6 +352,7 @@ def _tfds(name: str, split: str, n: int | None, data_dir: str | None, download: 
 
 
 def is_npz_path(name: str) -> bool:
+    """Whether a dataset name is a path to an ``.npz`` file."""
     return str(name).endswith(".npz")
 
 

@@ -49,6 +49,7 @@ def _layers(run: str) -> list[dict]:
 
 
 def plot_collapse_bands(summary: list[dict], path: str, title: str) -> None:
+    """NC1 and NC2 per layer, mean and seed band, one line per measurement point."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = [e["layer"] for e in summary]
     for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
@@ -63,6 +64,7 @@ def plot_collapse_bands(summary: list[dict], path: str, title: str) -> None:
 
 
 def plot_grams(grams: np.ndarray, path: str, title: str, shown: int = 6) -> None:
+    """The class-mean Gram matrices of up to ``shown`` evenly spaced layers."""
     layers = sorted({int(round(v)) for v in np.linspace(0, len(grams) - 1, min(shown, len(grams)))})
     fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.8), squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
@@ -75,6 +77,7 @@ def plot_grams(grams: np.ndarray, path: str, title: str, shown: int = 6) -> None
 
 
 def plot_agop_spectra(layers: list[dict], path: str, title: str) -> None:
+    """Each layer's AGOP spectrum, normalised by its largest eigenvalue."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     last = max(len(layers) - 1, 1)
     for rec in layers:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.nets.train import TrainConfig
 
 PRESETS = ("default", "official")

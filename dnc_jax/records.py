@@ -43,6 +43,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def atomic_write_json(path: str, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (``atomic_write_bytes``)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
@@ -59,6 +60,7 @@ def atomic_write_csv(path: str, rows: list[dict]) -> None:
 
 
 def atomic_save_npz(path: str, **arrays) -> None:
+    """Save the non-``None`` ``arrays`` to an ``.npz`` at ``path`` atomically."""
     buf = io.BytesIO()
     np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
     atomic_write_bytes(path, buf.getvalue())

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from dnc_jax.agop import (
+from dnc_jax import _checks
+from dnc_jax.gradient_outer_product import (
     coef_outer_centers,
     finish_agop,
     gradient_weights,
@@ -32,7 +33,6 @@ from dnc_jax.agop import (
     kernel_agop,
     matrix_power,
 )
-from dnc_jax import _checks
 from dnc_jax.kernels import Kernel, Radial, family_of, kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor

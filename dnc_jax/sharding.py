@@ -73,6 +73,7 @@ def check_mesh(mesh: Mesh | None) -> Mesh:
 
 
 def num_shards(mesh: Mesh) -> int:
+    """The number of devices along the mesh's ``"data"`` axis."""
     return int(mesh.shape[DATA])
 
 

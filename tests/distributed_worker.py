@@ -35,7 +35,7 @@ if len(sys.argv) > 4:
         print("LAYERS " + json.dumps(results["layers"]))
     sys.exit(0)
 
-from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers  # noqa: E402
+from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers  # noqa: E402
 from dnc_jax.sharding import Rows, data_mesh, local_row_range, padded_rows, put_local_rows  # noqa: E402
 
 X, y = small_digits()

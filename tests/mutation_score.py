@@ -54,7 +54,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = {
     "kernels": ["dnc_jax/kernels.py"],
-    "agop": ["dnc_jax/agop.py"],
+    "agop": ["dnc_jax/gradient_outer_product.py"],
     "collapse": ["dnc_jax/collapse.py"],
     "solvers": [
         "dnc_jax/solvers/__init__.py",
@@ -62,7 +62,7 @@ MODULES = {
         "dnc_jax/solvers/cg.py",
         "dnc_jax/solvers/nystrom.py",
     ],
-    "deep_rfm": ["dnc_jax/deep_rfm.py"],
+    "deep_rfm": ["dnc_jax/deep_rfm_model.py"],
 }
 EQUIVALENT = ROOT / "tests" / "mutation_equivalent.json"
 # Left out of the map: the notebook test (its code runs in a kernel process) and the
@@ -71,7 +71,7 @@ EXCLUDE = ["tests/test_notebooks.py", "tests/test_backbones.py"]
 
 # Code that only runs in child processes (coverage sees none of it): the tests that run it.
 CHILD_PROCESS_TESTS = {
-    ("dnc_jax/deep_rfm.py", "host_rows"): [
+    ("dnc_jax/deep_rfm_model.py", "host_rows"): [
         "tests/test_scale.py::test_two_processes_compute_the_same_deep_rfm_layer"],
 }
 

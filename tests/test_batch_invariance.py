@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dnc_jax import data_mesh, fit_kernel_predictor
-from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers, host_rows
+from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers, host_rows
 from dnc_jax.estimators import RFMClassifier, RFMRegressor
 from dnc_jax.predictor import predict_block
 

@@ -11,7 +11,7 @@ from helpers import without_time
 
 from dnc_jax.cli import main
 from dnc_jax.compilation import set_gpu_flags
-from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import run_deep_rfm
 
 

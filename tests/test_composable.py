@@ -143,7 +143,7 @@ def test_grad_of_validation_error_equals_finite_differences(rng, x64, solver):
 def test_a_bandwidth_sweep_compiles_each_program_once(rng):
     """Five bandwidths: fit, predict and the kernel AGOP each compile once (the bandwidth
     is data)."""
-    from dnc_jax.agop import _kernel_agop
+    from dnc_jax.gradient_outer_product import _kernel_agop
     from dnc_jax.predictor import _predict
 
     X, Y, _ = _problem(rng, np.float32, n=33)
@@ -236,7 +236,7 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
     loaded model maps new data the same way."""
     from dnc_jax import data_mesh, deep_rfm
     from dnc_jax.data import load_dataset, prepare
-    from dnc_jax.deep_rfm import DeepRFM, DeepRFMConfig, deep_rfm_layers, host_rows
+    from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMConfig, deep_rfm_layers, host_rows
 
     X, y = load_dataset("digits")
     Xt, yt = load_dataset("digits", split="test")

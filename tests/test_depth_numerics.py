@@ -7,7 +7,7 @@ import pytest
 
 from dnc_jax import kernel_agop
 from dnc_jax.data import load_dataset, prepare
-from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm
+from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm
 from dnc_jax.kernels import NEAR_PAIRS, kernel_distances, laplace_kernel, squared_distances
 from dnc_jax.predictor import KernelPredictor
 

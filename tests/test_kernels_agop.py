@@ -285,7 +285,7 @@ def test_solve_psd_retries_a_finite_factor_with_overflowing_coefficients():
 
 
 def test_sample_rows():
-    from dnc_jax.agop import sample_rows
+    from dnc_jax.gradient_outer_product import sample_rows
 
     idx = sample_rows(100, 60, seed=3)
     assert len(np.unique(idx)) == 60 and np.all(np.diff(idx) > 0) and idx.max() < 100

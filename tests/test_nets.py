@@ -279,8 +279,8 @@ def test_optimizers_follow_pytorchs_weight_decay(name):
 
 def test_agop_projection_is_the_agop_square_root_up_to_rotation(rng):
     """``Phi V_a S_a (Phi V_a S_a)^T = Phi A Phi^T``; so NC1 equals that of ``Phi A^(1/2)``."""
-    from dnc_jax.agop import matrix_power
     from dnc_jax.collapse import collapse_metrics
+    from dnc_jax.gradient_outer_product import matrix_power
     from dnc_jax.nets.analysis import agop_projection
 
     G = rng.standard_normal((5, 6))
@@ -298,7 +298,7 @@ def test_agop_projection_is_the_agop_square_root_up_to_rotation(rng):
 def test_agop_eigh_in_the_weights_row_space(rng, x64):
     """For ``A = W^T B W`` with a wide ``W`` (3 x 10), the decomposition in ``W``'s row
     space gives back ``A`` and ``A^(1/2)`` (as the full ``eigh`` does) from 3 pairs."""
-    from dnc_jax.agop import matrix_power
+    from dnc_jax.gradient_outer_product import matrix_power
     from dnc_jax.nets.analysis import agop_eigh, agop_projection
 
     W = rng.standard_normal((3, 10))

@@ -7,7 +7,7 @@ import pytest
 from helpers import without_time
 
 from dnc_jax.cli import main
-from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
 from dnc_jax.figures import deep_rfm_figures
 from dnc_jax.presets import deep_rfm_preset, mlp_preset

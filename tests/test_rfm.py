@@ -171,7 +171,7 @@ def test_defaults_are_the_papers_and_agree_across_entry_points():
     import dataclasses
     import inspect
 
-    from dnc_jax.deep_rfm import DeepRFMConfig
+    from dnc_jax.deep_rfm_model import DeepRFMConfig
     from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
 
     c = DeepRFMConfig()
@@ -199,7 +199,7 @@ def test_deep_rfm_config_boundaries():
     frozen (hashable, safe as a default argument)."""
     import dataclasses
 
-    from dnc_jax.deep_rfm import DeepRFMConfig
+    from dnc_jax.deep_rfm_model import DeepRFMConfig
 
     for ok in (dict(agop_samples=1), dict(width=1), dict(width=None), dict(reg=0.0),
                dict(bandwidth=0.5), dict(depth=1), dict(gamma=0.0),  # gamma: cosine only
@@ -219,7 +219,7 @@ def test_unit_rows_random_map_padding_and_host_rows():
     random map leaves the padding rows past ``n`` at zero; ``host_rows`` passes ``None`` and
     numpy through and gathers ``Rows``' real rows."""
     from dnc_jax import data_mesh
-    from dnc_jax.deep_rfm import _layer_map, _unit_rows, _unit_rows_on_mesh, host_rows
+    from dnc_jax.deep_rfm_model import _layer_map, _unit_rows, _unit_rows_on_mesh, host_rows
     from dnc_jax.sharding import Rows, as_rows
 
     X = jnp.asarray([[3.0, 4.0], [0.0, 0.0], [0.3, 0.4], [1e-3, 0.0]])
@@ -243,7 +243,7 @@ def test_unit_rows_random_map_padding_and_host_rows():
 
 
 def test_spectrum_summary():
-    from dnc_jax.deep_rfm import spectrum_summary
+    from dnc_jax.deep_rfm_model import spectrum_summary
 
     evals = np.arange(13.0)[::-1][np.random.default_rng(0).permutation(13)]
     out = spectrum_summary(evals)
@@ -262,9 +262,9 @@ def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
     with ``seed + l`` (rebuilt by hand for layer 1; ``seed - 1`` would differ)."""
     import time
 
-    from dnc_jax.agop import psd_eigh
     from dnc_jax.data import one_hot_pm1
-    from dnc_jax.deep_rfm import DeepRFMConfig, _unit_rows, deep_rfm_layers, spectrum_summary
+    from dnc_jax.deep_rfm_model import DeepRFMConfig, _unit_rows, deep_rfm_layers, spectrum_summary
+    from dnc_jax.gradient_outer_product import psd_eigh
 
     X, y = digits.X_train[:200], digits.y_train[:200]
     config = DeepRFMConfig(depth=2, width=48, agop_samples=60, seed=5)

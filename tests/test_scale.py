@@ -20,7 +20,7 @@ from worker_data import layer_config, run_options, small_digits
 
 from dnc_jax import collapse_metrics, data_mesh, fit_kernel_ridge, kernel_agop
 from dnc_jax.data import load_dataset, one_hot_pm1, prepare
-from dnc_jax.deep_rfm import DeepRFMConfig, deep_rfm_layers
+from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers
 from dnc_jax.estimators import RFMClassifier
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import DATA, Rows, as_rows

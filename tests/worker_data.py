@@ -3,7 +3,7 @@
 import numpy as np
 
 from dnc_jax.data import load_dataset, prepare
-from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.deep_rfm_model import DeepRFMConfig
 
 
 def small_digits():

@@ -13,7 +13,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
-from dnc_jax.deep_rfm import DeepRFMConfig, LayerState, deep_rfm_layers
+from dnc_jax.deep_rfm_model import DeepRFMConfig, LayerState, deep_rfm_layers
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.plots import plot_layer_collapse
 from dnc_jax.precision import matmul

@@ -13,7 +13,7 @@ import os
 import jax
 import numpy as np
 
-from dnc_jax.deep_rfm import DeepRFMConfig
+from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments.deep_rfm import POINTS, run_deep_rfm
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
@@ -22,6 +22,7 @@ SUMMARY_SCALARS = ("train_accuracy", "test_accuracy")
 
 
 def seed_dir(out: str, seed: int) -> str:
+    """The folder of one seed's run inside ``out``: ``out/seed-<seed>``."""
     return os.path.join(out, f"seed-{seed}")
 
 
@@ -58,6 +59,7 @@ def aggregate_layers(runs: list[list[dict]]) -> list[dict]:
 
 
 def mean_std(values: list) -> dict | None:
+    """``{mean, std}`` (population std) of ``values``; ``None`` if any is ``None``."""
     if any(v is None for v in values):
         return None
     a = np.asarray(values, dtype=np.float64)

@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.data import MODULAR_OPS, modular_arithmetic
+from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions

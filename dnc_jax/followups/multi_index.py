@@ -29,8 +29,8 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.data import MULTI_INDEX_INPUTS, multi_index_regression
+from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
 from dnc_jax.kernels import KERNELS
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop

@@ -54,18 +54,22 @@ SQRT3, SQRT5 = 3.0**0.5, 5.0**0.5
 
 
 def laplace_profile(t):
+    """``exp(-t)``."""
     return jnp.exp(-t)
 
 
 def gaussian_profile(t):
+    """``exp(-t^2 / 2)``."""
     return jnp.exp(-(t**2) / 2.0)
 
 
 def matern32_profile(t):
+    """``(1 + sqrt(3) t) exp(-sqrt(3) t)``."""
     return (1.0 + SQRT3 * t) * jnp.exp(-SQRT3 * t)
 
 
 def matern52_profile(t):
+    """``(1 + sqrt(5) t + 5 t^2 / 3) exp(-sqrt(5) t)``."""
     return (1.0 + SQRT5 * t + 5.0 * t**2 / 3.0) * jnp.exp(-SQRT5 * t)
 
 

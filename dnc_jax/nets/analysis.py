@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from dnc_jax.agop import agop
 from dnc_jax.collapse import collapse_metrics
+from dnc_jax.gradient_outer_product import agop
 from dnc_jax.nets.layer_agop import shared_layer_agops
 from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
 from dnc_jax.nets.network import Network, head_inputs

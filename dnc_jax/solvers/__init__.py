@@ -210,6 +210,7 @@ def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: 
 
 
 def check_solver_options(tol: float, max_iter: int, rank: int) -> None:
+    """``ValueError`` unless ``0 < tol < 1``, ``max_iter >= 1`` and ``rank >= 1``."""
     if not (np.isfinite(tol) and 0 < tol < 1):
         raise ValueError(f"tol must lie in (0, 1); got {tol!r}.")
     if int(max_iter) < 1:

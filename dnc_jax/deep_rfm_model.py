@@ -24,9 +24,9 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.agop import power_from_eigh, psd_eigh
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
+from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
 from dnc_jax.kernels import kernel_name
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor

@@ -1,0 +1,76 @@
+"""The public surface: every exported name is documented, every name the README uses is
+exported, and no public name hides the module it shares a name with."""
+
+import importlib
+import inspect
+import pathlib
+import pkgutil
+import re
+import types
+
+import dnc_jax
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _submodules(package):
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        yield package, info.name, module
+        if info.ispkg:
+            yield from _submodules(module)
+
+
+def test_no_public_name_shadows_its_module():
+    for package, name, module in _submodules(dnc_jax):
+        assert getattr(package, name) is module, (
+            f"{package.__name__}.{name} is {type(getattr(package, name)).__name__}, "
+            "not the module of that name")
+
+
+def test_every_exported_name_exists_and_has_a_docstring():
+    assert len(set(dnc_jax.__all__)) == len(dnc_jax.__all__)
+    for name in dnc_jax.__all__:
+        obj = getattr(dnc_jax, name)
+        assert (inspect.getdoc(obj) or "").strip(), f"dnc_jax.{name} has no docstring"
+
+
+def test_every_public_function_of_the_modules_has_a_docstring():
+    """Module-level functions and classes defined in the package, not starting with ``_``."""
+    missing = []
+    for _, short, module in _submodules(dnc_jax):
+        if short.startswith("_"):
+            continue
+        for name, obj in vars(module).items():
+            if (name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj))
+                    or getattr(obj, "__module__", None) != module.__name__):
+                continue
+            if not (inspect.getdoc(obj) or "").strip():
+                missing.append(f"{module.__name__}.{name}")
+    assert not missing, f"public names without a docstring: {missing}"
+
+
+def _readme_names() -> set[str]:
+    text = README.read_text()
+    names = set(re.findall(r"\bdj\.([A-Za-z_][A-Za-z0-9_]*)", text))
+    library = text.split("## The library", 1)[1].split("\n## ", 1)[0]
+    for row in re.findall(r"^\| (.*?) \| .* \|$", library, flags=re.M):
+        for span in re.findall(r"`([^`]+)`", row):
+            match = re.match(r"([A-Za-z_][A-Za-z0-9_.]*)\(?", span)
+            if match and not match.group(1)[0].isdigit():
+                names.add(match.group(1))
+    return names - {"name"}
+
+
+def test_every_name_the_readme_uses_is_exported():
+    names = _readme_names()
+    assert {"fit_rfm", "fit_with_agop", "as_rows", "SolverOptions", "agop"} <= names
+    for name in sorted(names):
+        head, *rest = name.split(".")
+        if not rest:
+            assert name in dnc_jax.__all__, f"the README uses {name}, not in dnc_jax.__all__"
+            continue
+        obj = importlib.import_module(f"dnc_jax.{head}")
+        for part in rest:
+            obj = getattr(obj, part)
+        assert not isinstance(obj, types.ModuleType) or rest, name
