@@ -7,17 +7,40 @@ the public functions compose with JAX's transformations.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
 
+class Float64Warning(UserWarning):
+    """float64 input computed in float32 because JAX's 64-bit mode is off."""
+
+
+_warned_float64 = False
+
+
+def warn_float64_dropped(dtype) -> None:
+    """Warn once per process when a float64 input will be computed in float32."""
+    global _warned_float64
+    if _warned_float64 or jax.config.jax_enable_x64 or np.dtype(dtype) != np.float64:
+        return
+    _warned_float64 = True
+    warnings.warn(
+        "dnc_jax computes this float64 input in float32: JAX's 64-bit mode is off. For "
+        "float64, call jax.config.update('jax_enable_x64', True) before any computation "
+        "(or set JAX_ENABLE_X64=1). This warning is shown once.", Float64Warning,
+        stacklevel=3)
+
+
 def as_float_matrix(name: str, X: ArrayLike, *, dtype=None) -> jax.Array:
     """Return ``X`` as a 2-D floating JAX array, or raise ``ValueError``.
 
-    Integer inputs become float32 (or ``dtype``); a float64 input stays float64 only
-    when ``jax_enable_x64`` is on, otherwise it becomes float32 without a warning.
+    Integer inputs become float32 (or ``dtype``). A float64 input stays float64 when
+    ``jax_enable_x64`` is on; otherwise it becomes float32, with one ``Float64Warning``
+    per process that says how to turn 64-bit mode on.
     """
     arr = X if isinstance(X, jax.Array) else np.asarray(X)
     if arr.ndim != 2:
@@ -26,6 +49,7 @@ def as_float_matrix(name: str, X: ArrayLike, *, dtype=None) -> jax.Array:
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample and one feature.")
     if dtype is None:
         dtype = arr.dtype if jnp.issubdtype(arr.dtype, jnp.floating) else jnp.float32
+        warn_float64_dropped(dtype)
     dtype = jax.dtypes.canonicalize_dtype(dtype)
     if isinstance(arr, jax.Array):
         return arr if arr.dtype == dtype else arr.astype(dtype)

@@ -100,6 +100,9 @@ def _deep_rfm_args(p, depth):
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float64 layers for depth studies (float32 resolves squared "
                         "distances only to ~1e-7 of the rows' norms)")
+    p.add_argument("--save-model", action="store_true",
+                   help="write each layer of the model to OUT/model/ (DeepRFM.load(OUT) "
+                        "reads it; about n x width numbers per layer)")
 
 
 def _preset_args(p):
@@ -286,7 +289,8 @@ def _deep_rfm_command(args) -> None:
             mesh = data_mesh(args.devices)
         data_options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test,
                             data_dir=args.data_dir, progress=not args.no_progress, mesh=mesh,
-                            prepare_options=prepare_options, download=args.download)
+                            prepare_options=prepare_options, download=args.download,
+                            save_model=args.save_model)
         if args.seeds is not None:
             summary = run_deep_rfm_seeds(out, tuple(args.seeds), config=config, **data_options)
             print(summary_table(summary))

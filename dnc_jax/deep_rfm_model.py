@@ -30,6 +30,7 @@ from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
 from dnc_jax.kernels import kernel_name
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
+from dnc_jax.records import atomic_save_npz
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
 from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
@@ -48,7 +49,7 @@ class DeepRFMConfig:
     kernel: str = "laplace"
     bandwidth: float = 2.0
     reg: float = 1e-3
-    features: str = "relu"
+    features: str | Callable[[jax.Array], jax.Array] = "relu"
     gamma: float = 1.0
     weights: str = "uniform"
     seed: int = 0
@@ -79,8 +80,9 @@ class DeepRFMConfig:
             raise ValueError(f"reg must be >= 0; got {self.reg}.")
         if self.bandwidth <= 0:
             raise ValueError(f"bandwidth must be > 0; got {self.bandwidth}.")
-        if self.features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}; got {self.features!r}.")
+        if not callable(self.features) and self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES} or a function "
+                             f"(pre-activations -> features); got {self.features!r}.")
         if self.weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}; got {self.weights!r}.")
         if self.features == "cosine" and self.gamma <= 0:
@@ -98,13 +100,14 @@ class DeepRFMConfig:
 class DeepRFMLayer:
     """One layer of a fitted Deep RFM: the kernel ``predictor`` fitted on its unit-norm
     inputs, the AGOP's root ``M^(1/2)`` (``(d, d)``), and the random map ``weights``
-    ``W`` (``(D, d)``), ``phases`` ``b`` (``(D,)``) of kind ``features``."""
+    ``W`` (``(D, d)``), ``phases`` ``b`` (``(D,)``) of kind ``features`` (a name in
+    ``FEATURES`` or a function, see ``random_features``)."""
 
     predictor: KernelPredictor
     root: jax.Array
     weights: jax.Array
     phases: jax.Array
-    features: str
+    features: str | Callable[[jax.Array], jax.Array]
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["layers"], meta_fields=[])
@@ -165,37 +168,75 @@ class DeepRFM:
         return as_rows(X, mesh, dtype=dtype), mesh
 
     def save(self, path: str) -> None:
-        """Write the model to ``path`` (``.npz``, written atomically)."""
+        """Write the model to ``path`` (``.npz``, written atomically). A custom feature
+        map is saved by name only: pass the function again to ``load``."""
         arrays = {}
         for l, spec in enumerate(self.layers):
-            p = spec.predictor
-            # sharded centres keep their zero-coefficient padding rows (they add nothing)
-            arrays |= {f"{l}/centers": host_rows(Rows(p.centers, p.centers.shape[0])),
-                       f"{l}/coefs": host_rows(Rows(p.coefs, p.coefs.shape[0])),
-                       f"{l}/root": np.asarray(spec.root),
-                       f"{l}/weights": np.asarray(spec.weights),
-                       f"{l}/phases": np.asarray(spec.phases),
-                       f"{l}/bandwidth": np.asarray(p.bandwidth),
-                       f"{l}/meta": np.array([kernel_name(p.kernel), spec.features])}
-        tmp = f"{path}.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+            arrays |= {f"{l}/{k}": v for k, v in layer_arrays(spec).items()}
+        atomic_save_npz(path, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> DeepRFM:
-        """A model written by ``save``."""
+    def load(cls, path: str, *, features: Callable[[jax.Array], jax.Array] | None = None
+             ) -> DeepRFM:
+        """A model written by ``save``, or the folder a run wrote with ``save_model``
+        (``run_deep_rfm``; ``dnc-jax run --save-model``): its ``model/`` layer files.
+        ``features``: the function of a model built with a custom feature map."""
+        folder = os.path.join(path, MODEL_FOLDER) if os.path.isdir(path) else None
+        if folder is not None:
+            if not os.path.isdir(folder):
+                raise ValueError(f"{path} holds no saved model (no {MODEL_FOLDER}/ folder): "
+                                 "run with save_model (--save-model).")
+            files = sorted(f for f in os.listdir(folder) if f.startswith("layer-"))
+            layers = []
+            for l, name in enumerate(files):
+                if name != layer_file_name(l):
+                    raise ValueError(f"{folder}: layer {l}'s file is missing (found {name}).")
+                with np.load(os.path.join(folder, name)) as data:
+                    layers.append(layer_from_arrays(dict(data), features))
+            return cls(tuple(layers))
         with np.load(path) as data:
             depth = len({key.split("/")[0] for key in data.files})
-            layers = []
-            for l in range(depth):
-                kernel, features = (str(v) for v in data[f"{l}/meta"])
-                pred = KernelPredictor(jnp.asarray(data[f"{l}/centers"]),
-                                       jnp.asarray(data[f"{l}/coefs"]), None, kernel,
-                                       float(data[f"{l}/bandwidth"]))
-                layers.append(DeepRFMLayer(pred, jnp.asarray(data[f"{l}/root"]),
-                                           jnp.asarray(data[f"{l}/weights"]),
-                                           jnp.asarray(data[f"{l}/phases"]), features))
-        return cls(tuple(layers))
+            return cls(tuple(layer_from_arrays(
+                {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
+                features) for l in range(depth)))
+
+
+MODEL_FOLDER = "model"
+CUSTOM = "custom:"
+
+
+def layer_file_name(layer: int) -> str:
+    """The file of layer ``layer`` in a run's ``model/`` folder."""
+    return f"layer-{layer:04d}.npz"
+
+
+def layer_arrays(spec: DeepRFMLayer) -> dict[str, np.ndarray]:
+    """One layer as numpy arrays (gathered from every process when sharded): centres,
+    coefficients, ``M^(1/2)``, the random map, the bandwidth and ``meta`` (kernel name,
+    feature map name; a custom map as ``"custom:<its name>"``)."""
+    p = spec.predictor
+    name = spec.features if isinstance(spec.features, str) else \
+        CUSTOM + getattr(spec.features, "__name__", "function")
+    # sharded centres keep their zero-coefficient padding rows (they add nothing)
+    return {"centers": host_rows(Rows(p.centers, p.centers.shape[0])),
+            "coefs": host_rows(Rows(p.coefs, p.coefs.shape[0])),
+            "root": np.asarray(spec.root), "weights": np.asarray(spec.weights),
+            "phases": np.asarray(spec.phases), "bandwidth": np.asarray(p.bandwidth),
+            "meta": np.array([kernel_name(p.kernel), name])}
+
+
+def layer_from_arrays(data: dict, features: Callable | None = None) -> DeepRFMLayer:
+    """The inverse of ``layer_arrays``; ``features`` replaces a custom map's name."""
+    kernel, name = (str(v) for v in data["meta"])
+    if name.startswith(CUSTOM):
+        if features is None or not callable(features):
+            raise ValueError(f"this model was built with a custom feature map "
+                             f"({name[len(CUSTOM):]}): pass it as load(..., features=fn).")
+        name = features
+    pred = KernelPredictor(jnp.asarray(data["centers"]), jnp.asarray(data["coefs"]), None,
+                           kernel, float(data["bandwidth"]))
+    return DeepRFMLayer(pred, jnp.asarray(data["root"]), jnp.asarray(data["weights"]),
+                        jnp.asarray(data["phases"]), name)
 
 
 @dataclasses.dataclass
@@ -225,9 +266,14 @@ def unit_rows(X: jax.Array) -> jax.Array:
     return X / jnp.where(norms > 0, norms, 1.0)
 
 
-def random_features(P: jax.Array, W: jax.Array, b: jax.Array, features: str) -> jax.Array:
-    """``relu(P W^T)`` or ``sqrt(2/D) cos(P W^T + b)`` for projected rows ``P`` (``(b, d)``)."""
+def random_features(P: jax.Array, W: jax.Array, b: jax.Array,
+                    features: str | Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """``relu(P W^T)``, ``sqrt(2/D) cos(P W^T + b)`` or ``features(P W^T)`` (a function of
+    the ``(b, D)`` pre-activations, e.g. ``jnp.tanh``; its ``W`` is drawn as for ReLU) for
+    projected rows ``P`` (``(b, d)``)."""
     pre = matmul(P, W.T)
+    if callable(features):
+        return features(pre)
     if features == "relu":
         return jax.nn.relu(pre)
     return jnp.sqrt(2.0 / W.shape[0]) * jnp.cos(pre + b[None, :])
@@ -462,7 +508,9 @@ def deep_rfm(
       depth: layers; width: random features per layer (``D``; ``None``: the layer's input
         dimension, as the official random-Fourier-feature variant).
       kernel, bandwidth, reg: the layer's kernel predictor.
-      features: ``"relu"`` or ``"cosine"`` (random Fourier features, Cauchy scale ``gamma``).
+      features: ``"relu"``, ``"cosine"`` (random Fourier features, Cauchy scale ``gamma``)
+        or a function of the ``(b, D)`` pre-activations ``X M^(1/2) W^T`` (``W`` drawn as
+        for ReLU), e.g. ``jnp.tanh``; jit keys on the function, so reuse one object.
       weights: ``"uniform"`` or ``"gaussian"`` for the ReLU map.
       seed: seeds every layer's random map (layer ``l`` uses ``fold_in(key(seed), l)``).
       agop_batch: training rows whose Jacobians are held at once.

@@ -3,7 +3,6 @@ regressor forms, around the RFM loop of ``dnc_jax.rfm.fit_rfm``."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
@@ -37,6 +36,9 @@ class RFM(BaseEstimator):
       agop_samples: AGOP from this many seeded training rows (``None``: all).
       devices: ``None`` (one device), ``"all"`` or a count: rows sharded over a data mesh.
       seed: seeds sampled rows, centres and landmarks.
+
+    Computes in ``X``'s float dtype: float64 input stays float64 when JAX's 64-bit mode is
+    on; with it off, float64 becomes float32 with one ``Float64Warning``.
 
     Fitted attributes: ``transform_`` (``T``, ``(d, d)``), ``agop_`` (the last AGOP),
     ``predictor_`` (``KernelPredictor`` on ``X T``), ``history_`` (per-iteration dicts),
@@ -78,7 +80,7 @@ class RFM(BaseEstimator):
             return one_hot_pm1(self._encoder.transform(y), len(self.classes_))
         y = np.asarray(y, dtype=np.float64)
         self._single_output = y.ndim == 1
-        return (y[:, None] if y.ndim == 1 else y).astype(np.float32)
+        return y[:, None] if y.ndim == 1 else y
 
     def _decode(self, raw: np.ndarray):
         if self.task == "classification":
@@ -94,8 +96,7 @@ class RFM(BaseEstimator):
 
     def _raw_predict(self, X, transform, predictor):
         # x T is taken inside each fixed-size block: a row's output is batch-invariant
-        return np.asarray(predictor.predict(jnp.asarray(X, jnp.float32), transform=transform),
-                          dtype=np.float64)
+        return np.asarray(predictor.predict(X, transform=transform), dtype=np.float64)
 
     # -------------------------------------------------------------- API
 
@@ -123,7 +124,8 @@ class RFM(BaseEstimator):
             def score(transform, predictor):
                 return self._score_raw(self._raw_predict(X_val, transform, predictor), y_val)
 
-        fit = fit_rfm(jnp.asarray(X, jnp.float32), Y, kernel=self.kernel,
+        # X's dtype is kept: float64 with JAX's 64-bit mode on (else one Float64Warning)
+        fit = fit_rfm(X, Y, kernel=self.kernel,
                       bandwidth=self.bandwidth, reg=self.reg, iters=self.iters,
                       agop_power=self.agop_power, normalize=self.normalize,
                       centered=self.centered, diag=self.diag, batch_size=self.batch_size,

@@ -43,8 +43,11 @@ def test_deep_rfm_resume_equals_uninterrupted(tmp_path):
 def test_cli_deep_rfm_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["deep-rfm", "--dataset", "digits", "--n", "300", "--depth", "2", "--width",
-                 "32", "--out", str(out), "--no-progress"])
+                 "32", "--out", str(out), "--no-progress", "--save-model"])
     assert code == 0
+    from dnc_jax import DeepRFM
+
+    assert DeepRFM.load(str(out)).depth == 2  # --save-model: the model beside the records
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"config", "environment", "layers"}
     layer = results["layers"][0]

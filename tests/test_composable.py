@@ -272,6 +272,71 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
         model.transform(data.X_train[:, :5])
 
 
+def test_a_run_saves_its_model_and_resumes_it(tmp_path):
+    """``run_deep_rfm(save_model=True)`` (``--save-model``) writes each layer as it is
+    committed; an interrupted and resumed run's folder loads as the model that
+    ``deep_rfm`` returns, and it reproduces the run's recorded test accuracies."""
+    from dnc_jax import DeepRFM, deep_rfm
+    from dnc_jax.data import load_dataset, prepare
+    from dnc_jax.deep_rfm_model import DeepRFMConfig
+    from dnc_jax.experiments import run_deep_rfm
+
+    config = DeepRFMConfig(depth=3, width=40)
+    out = str(tmp_path / "run")
+    options = dict(dataset="digits", n=250, n_test=150, config=config, progress=False,
+                   save_model=True)
+    run_deep_rfm(out, stop_after=2, **options)
+    assert len(DeepRFM.load(out).layers) == 2
+    results = run_deep_rfm(out, **options)
+    loaded = DeepRFM.load(out)
+    assert loaded.depth == 3
+    X, y = load_dataset("digits")
+    Xt, yt = load_dataset("digits", split="test")
+    data = prepare(X[:250], y[:250], Xt[:150], yt[:150])
+    _, model = deep_rfm(data.X_train, data.y_train, depth=3, width=40, return_model=True)
+    for l, record in enumerate(results["layers"]):
+        out_l = np.asarray(loaded.predict(data.X_test, l))
+        assert float(np.mean(np.argmax(out_l, axis=1) == data.y_test)) == record["test_accuracy"]
+        np.testing.assert_array_equal(loaded.layers[l].root, model.layers[l].root)
+    with pytest.raises(ValueError, match="no saved model"):
+        DeepRFM.load(str(tmp_path))
+
+
+def test_a_custom_feature_map_is_a_function(tmp_path):
+    """ReLU written as a function gives the built-in ReLU run bit for bit; ``tanh`` builds
+    a model that transforms new data, saves, and loads given the function again."""
+    from dnc_jax import DeepRFM, deep_rfm
+    from dnc_jax.data import load_dataset, prepare
+    from dnc_jax.deep_rfm_model import DeepRFMConfig
+    from dnc_jax.experiments import run_deep_rfm
+
+    X, y = load_dataset("digits")
+    data = prepare(X[:200], y[:200])
+
+    def relu_by_hand(pre):
+        return jnp.maximum(pre, 0.0)
+
+    builtin = deep_rfm(data.X_train, data.y_train, depth=2, width=30)
+    custom = deep_rfm(data.X_train, data.y_train, depth=2, width=30, features=relu_by_hand)
+    for a, b in zip(builtin, custom, strict=True):
+        assert a["output"] == b["output"] and a["train_accuracy"] == b["train_accuracy"]
+    _, model = deep_rfm(data.X_train, data.y_train, depth=2, width=30, features=jnp.tanh,
+                        return_model=True)
+    H = np.asarray(model.transform(data.X_train))
+    assert H.shape == (200, 30) and np.abs(H).max() < 1 and (H < 0).any()  # tanh, not relu
+    path = str(tmp_path / "tanh.npz")
+    model.save(path)
+    with pytest.raises(ValueError, match="custom feature map"):
+        DeepRFM.load(path)
+    np.testing.assert_array_equal(DeepRFM.load(path, features=jnp.tanh).transform(data.X_train),
+                                  H)
+    with pytest.raises(ValueError, match="must be a name"):
+        run_deep_rfm(str(tmp_path / "run"), dataset="digits", n=100, progress=False,
+                     config=DeepRFMConfig(depth=1, features=jnp.tanh))
+    with pytest.raises(ValueError, match="or a function"):
+        DeepRFMConfig(features="tanh").validate()
+
+
 # ---------------------------------------------------------------- collapse metrics traced
 
 

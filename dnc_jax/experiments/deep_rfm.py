@@ -13,7 +13,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
-from dnc_jax.deep_rfm_model import DeepRFMConfig, LayerState, deep_rfm_layers
+from dnc_jax.deep_rfm_model import (
+    MODEL_FOLDER,
+    DeepRFMConfig,
+    LayerState,
+    deep_rfm_layers,
+    layer_arrays,
+    layer_file_name,
+)
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.plots import plot_layer_collapse
 from dnc_jax.precision import matmul
@@ -112,8 +119,13 @@ def run_deep_rfm(
     mesh=None,
     prepare_options: dict | None = None,
     download: bool = False,
+    save_model: bool = False,
 ) -> dict:
     """Deep RFM on ``dataset`` into ``out`` (resuming); returns the results dict.
+
+    ``save_model`` writes each layer of the ``DeepRFM`` as it completes to
+    ``out/model/layer-NNNN.npz`` (its centres are the layer's training features: about
+    ``n x width`` numbers per layer); ``DeepRFM.load(out)`` reads the model back.
 
     ``stop_after`` stops after that many layers of this call (to test interruption);
     ``mesh`` shards the rows over its devices (the results record how many).
@@ -126,6 +138,10 @@ def run_deep_rfm(
     they all share.
     """
     config.validate()
+    if callable(config.features):
+        raise ValueError("a run records its configuration in results.json, so its feature "
+                         "map must be a name (relu, cosine); call deep_rfm(..., "
+                         "features=fn) for a custom map.")
     ensure_writable(out)  # before any work
     if jax.process_count() > 1:
         mesh = data_mesh("all") if mesh is None else mesh
@@ -142,6 +158,8 @@ def run_deep_rfm(
                   "prepare": prepare_options or {},
                   "devices": 1 if mesh is None else int(mesh.devices.size),
                   "processes": jax.process_count()}
+    if save_model:  # only when set: runs written before the option resume as they were
+        run_config["save_model"] = True
     run = RunDirectory(out, run_config, "layers")
     results, state = run.resume()
     start = None
@@ -166,6 +184,11 @@ def run_deep_rfm(
         layers.append(record)
         grams.append(feature_gram(layer_input, idx, mesh))
         layer_input = next_state.X_train
+        if save_model:  # before the commit: a committed layer always has its file
+            arrays = layer_arrays(next_state.fitted)  # every process: gathers sharded rows
+            if jax.process_index() == 0:
+                atomic_save_npz(os.path.join(out, MODEL_FOLDER,
+                                             layer_file_name(record["layer"])), **arrays)
         run.commit(results, _state_to_save(next_state))
         if jax.process_index() == 0:
             atomic_save_npz(extras_path, grams=np.stack(grams), gram_labels=data.y_train[idx])
