@@ -345,10 +345,14 @@ def _features(rng, n=90, d=12, C=4):
     return rng.standard_normal((C, d))[y] * 3 + rng.standard_normal((n, d)), y
 
 
-@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
 def test_collapse_metrics_under_jit_equal_eager(rng, dtype, tol):
-    """The traced path (jit) against the eager one, whose C x C algebra is float64: in
-    float32 the traced algebra rounds at ~C eps relative, so 1e-5 (C = 4)."""
+    """The traced path (jit) against the eager one, whose C x C algebra is float64. In
+    float32 a ratio of sums rounds at a few eps (6e-8) times its condition: the worst
+    here is equinorm, std / mean of the C = 4 class-mean norms, whose relative error is
+    about eps * mean / std, ~5e-7 for features like these (measured worst over 20 draws:
+    7.5e-7, equinorm; the other metrics 3e-7 or less). Features whose class means have
+    nearly equal norms (equinorm near 0) need a bound in proportion."""
     from dnc_jax import collapse_metrics
 
     with jax.enable_x64(dtype == np.float64):
