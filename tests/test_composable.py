@@ -545,3 +545,36 @@ def test_fit_rfm_under_jit_refuses_what_only_the_shell_does(rng):
         jax.jit(lambda X: fit_rfm(X, Y, agop_samples=10).transform)(X)
     with pytest.raises(ValueError, match="solves by"):
         jax.jit(lambda X: fit_rfm(X, Y, solver=SolverOptions("nystrom", 10)).transform)(X)
+
+
+def test_nystrom_fit_is_traceable_and_equals_the_shell(rng, x64):
+    """The traced Nyström fit equals the shell's (Falkon PCG) on the same centres to the
+    CG tolerance, its gradient with respect to log L equals central differences, and with
+    every row a centre it is the exact fit."""
+    from dnc_jax import fit_kernel_ridge
+
+    X, Y, _ = _problem(rng, np.float64, n=60)
+    Z = X[::3]
+    Xv, Yv = X[:8] * 0.7 + 0.2, Y[:8]
+    pred = fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom", centers=Z, tol=1e-12)
+    shell, _ = fit_kernel_ridge(X, Y, kernel="laplace", bandwidth=2.0, reg=1e-2,
+                                solver="nystrom", centers=Z, tol=1e-12)
+    np.testing.assert_allclose(pred.predict(Xv), shell.predict(Xv), rtol=0, atol=1e-9)
+    jitted = jax.jit(lambda L: fit_kernel_predictor(X, Y, kernel="laplace", bandwidth=L,
+                                                    reg=1e-2, centers=Z, tol=1e-12).coefs)(2.0)
+    np.testing.assert_allclose(jitted, pred.coefs, rtol=0,
+                               atol=1e-9 * float(jnp.abs(pred.coefs).max()))
+    exact = fit(Kernel("laplace", 2.0), X, Y, 1e-2)
+    full = fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom", centers=X, tol=1e-13)
+    np.testing.assert_allclose(full.predict(Xv), exact.predict(Xv), rtol=0, atol=1e-7)
+
+    def loss(log_L):
+        p = fit(Kernel("gaussian", jnp.exp(log_L)), X, Y, 1e-2, solver="nystrom", centers=Z,
+                tol=1e-13)
+        return jnp.mean((p.predict(Xv) - Yv) ** 2)
+
+    h = 1e-5
+    fd = (loss(jnp.log(2.0) + h) - loss(jnp.log(2.0) - h)) / (2 * h)
+    assert abs(float(jax.grad(loss)(jnp.log(2.0))) - float(fd)) <= 1e-6 * abs(float(fd))
+    with pytest.raises(ValueError, match="needs centers"):
+        fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom")

@@ -352,22 +352,30 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
 
     Under ``jax.jit``, ``vmap`` or ``grad`` (any of ``X``, ``Y``, ``bandwidth``, ``reg``,
     ``M`` traced) it is the traceable ``fit`` (``solvers.core``): Cholesky (``solver``
-    ``"auto"`` or ``"cholesky"``) or CG (``"cg"``), one device, no memory check or retry.
+    ``"auto"`` or ``"cholesky"``), CG (``"cg"``) or Nyström (``"nystrom"`` with an
+    ``(m, d)`` array of ``centers``), one device, no memory check or retry.
     """
     traced = _checks.is_traced(X, Y, *(options.get(k) for k in ("bandwidth", "reg", "M")))
     if not traced:
         return fit_kernel_ridge(X, Y, **options)[0]
-    unsupported = set(options) - {"kernel", "bandwidth", "reg", "M", "solver", "tol", "max_iter"}
+    unsupported = set(options) - {"kernel", "bandwidth", "reg", "M", "solver", "tol", "max_iter",
+                                  "centers"}
     solver = options.get("solver", "auto")
-    if unsupported or solver not in ("auto", "cholesky", "cg") or isinstance(X, Rows):
+    centers = options.get("centers")
+    if centers is not None and jnp.ndim(centers) == 2:
+        solver = "nystrom" if solver == "auto" else solver
+    if (unsupported or solver not in ("auto", "cholesky", "cg", "nystrom") or isinstance(X, Rows)
+            or (solver == "nystrom") != (centers is not None and jnp.ndim(centers) == 2)):
         raise ValueError("Under jax.jit/vmap/grad, fit_kernel_predictor takes kernel, "
-                         "bandwidth, reg, M, solver ('auto', 'cholesky' or 'cg'), tol and "
-                         f"max_iter on one device; got {sorted(options)} (solver {solver!r}).")
+                         "bandwidth, reg, M, solver ('auto', 'cholesky', 'cg', or 'nystrom' "
+                         "with an (m, d) array of centers), tol and max_iter on one device; "
+                         f"got {sorted(options)} (solver {solver!r}).")
     kernel = Kernel(options.get("kernel", "laplace"), options.get("bandwidth", 1.0),
                     options.get("M"))
     return core.fit(kernel, X, Y, options.get("reg", 1e-3),
-                    solver="cg" if solver == "cg" else "cholesky", tol=options.get("tol", 1e-6),
-                    max_iter=options.get("max_iter"))
+                    solver="cholesky" if solver == "auto" else solver,
+                    tol=options.get("tol", 1e-6), max_iter=options.get("max_iter"),
+                    centers=centers)
 
 
 __all__ = [

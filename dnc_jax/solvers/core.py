@@ -9,9 +9,14 @@ decisions (no memory check, no retries, no timing), so it composes with ``jax.ji
   through the factorisation;
 - ``solver="cg"``: ``jax.scipy.sparse.linalg.cg`` on the same system, whose
   ``jax.lax.custom_linear_solve`` differentiates implicitly: the gradient of the solve is
-  another solve with the same operator, never a backward pass through the iterations.
+  another solve with the same operator, never a backward pass through the iterations;
+- ``solver="nystrom"`` with given ``centers`` ``Z`` (``m x d``): the Nyström machine of
+  ``solvers.nystrom``, ``(K_nm^T K_nm + reg K_mm) alpha = K_nm^T Y``, by the same CG with
+  Falkon's preconditioner (its factors from ``K_mm`` with Falkon's jitter, which changes
+  the preconditioner, not the solution); the centres are data (a leaf), drawn by the
+  caller.
 
-It holds ``K`` (``n x n``) in memory. The shell (``fit_kernel_ridge``) chooses the solver
+Cholesky and CG hold ``K`` (``n x n``) in memory; Nyström ``K_nm`` (``n x m``). The shell (``fit_kernel_ridge``) chooses the solver
 by memory, shards, retries an indefinite float32 matrix in float64 and checks the result;
 ``fit`` cannot raise on values: a system that is not positive definite gives NaN
 coefficients under Cholesky, and an unconverged CG gives its last iterate.
@@ -27,8 +32,9 @@ from dnc_jax import _checks
 from dnc_jax.kernels import Kernel
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
+from dnc_jax.solvers.nystrom import apply_inverse_factors, device_factors
 
-CORE_SOLVERS = ("cholesky", "cg")
+CORE_SOLVERS = ("cholesky", "cg", "nystrom")
 
 
 def fit(
@@ -40,6 +46,7 @@ def fit(
     solver: str = "cholesky",
     tol: float = 1e-6,
     max_iter: int | None = None,
+    centers: ArrayLike | None = None,
 ) -> KernelPredictor:
     """Kernel ridge regression ``alpha = (K(X, X) + reg I)^(-1) Y`` (module docstring).
 
@@ -49,11 +56,13 @@ def fit(
       kernel: a ``Kernel`` value (family, bandwidth, optional metric ``M``).
       X: ``(n, d)`` training inputs; Y: ``(n, C)`` targets (or ``(n,)``: ``C = 1``).
       reg: the ridge, ``>= 0`` (a leaf: traceable, differentiable).
-      solver: ``"cholesky"`` or ``"cg"``.
-      tol, max_iter: CG's relative residual and iteration cap (default ``10 n``).
+      solver: ``"cholesky"``, ``"cg"`` or ``"nystrom"``.
+      tol, max_iter: CG's relative residual and iteration cap (default ``10 n``, or ``10 m``).
+      centers: ``(m, d)`` Nyström centres (``solver="nystrom"`` only; e.g. rows of ``X``).
 
     Returns:
-      The ``KernelPredictor`` with centres ``X`` and the kernel's family, bandwidth and ``M``.
+      The ``KernelPredictor`` with centres ``X`` (or ``centers``) and the kernel's family,
+      bandwidth and ``M``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -80,7 +89,25 @@ def fit(
     bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
     M = None if kernel.M is None else jnp.asarray(kernel.M, X.dtype)
     reg = jnp.asarray(reg, X.dtype)
-    K = Kernel(kernel.family, bandwidth, M)(X, X)
+    value = Kernel(kernel.family, bandwidth, M)
+    if solver == "nystrom":
+        if centers is None:
+            raise ValueError("solver='nystrom' needs centers: an (m, d) array, e.g. rows of X.")
+        Z = _checks.as_float_matrix("centers", centers, dtype=X.dtype)
+        if Z.shape[1] != X.shape[1]:
+            raise ValueError(f"centers must have {X.shape[1]} columns; got {Z.shape}.")
+        K_nm, K_mm = value(X, Z), value(Z, Z)
+        jitter = (1e-5 if X.dtype == jnp.float32 else 1e-10) * jnp.mean(jnp.diagonal(K_mm))
+        L, R = device_factors(K_mm + jitter * jnp.eye(Z.shape[0], dtype=X.dtype),
+                              X.shape[0] / Z.shape[0], reg)
+        coefs, _ = jax.scipy.sparse.linalg.cg(
+            lambda v: matmul(K_nm.T, matmul(K_nm, v)) + reg * matmul(K_mm, v),
+            matmul(K_nm.T, Y), tol=tol, M=lambda v: apply_inverse_factors(L, R, v),
+            maxiter=10 * Z.shape[0] if max_iter is None else int(max_iter))
+        return KernelPredictor(Z, coefs, M, kernel.family, bandwidth)
+    if centers is not None:
+        raise ValueError("centers are for solver='nystrom'.")
+    K = value(X, X)
     if solver == "cholesky":
         factor = jax.scipy.linalg.cho_factor(K + reg * jnp.eye(X.shape[0], dtype=X.dtype),
                                              lower=True)

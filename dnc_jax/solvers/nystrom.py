@@ -81,7 +81,7 @@ def falkon_factors_on_device(K_mm: jax.Array, n: int, reg: float) -> tuple[jax.A
     # eps = first * 10^k up to 1e-2, by exponent: repeated *10 from 1e-13 lands on 0.0099999
     # (below the cap) and went on to 0.1
     for k in range(round(np.log10(MAX_DEVICE_JITTER / first)) + 1):
-        L, R = _device_factors(K_mm + (first * 10.0**k * scale) * eye,
+        L, R = device_factors(K_mm + (first * 10.0**k * scale) * eye,
                                jnp.asarray(n / m, K_mm.dtype), jnp.asarray(reg, K_mm.dtype))
         if bool(jnp.isfinite(L).all() & jnp.isfinite(R).all()):
             return L, R
@@ -90,7 +90,9 @@ def falkon_factors_on_device(K_mm: jax.Array, n: int, reg: float) -> tuple[jax.A
 
 
 @jax.jit
-def _device_factors(K_mm, ratio, reg):
+def device_factors(K_mm, ratio, reg):
+    """Falkon's lower ``(L, R)`` in JAX (traceable), ``K_mm = L L^T`` and
+    ``R R^T = ratio L^T L + reg I`` (module docstring; ``ratio = n / m``)."""
     L = jnp.linalg.cholesky(K_mm)
     LtL = matmul(L.T, L)
     R = jnp.linalg.cholesky(ratio * LtL + reg * jnp.eye(K_mm.shape[0], dtype=K_mm.dtype))
