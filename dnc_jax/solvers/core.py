@@ -17,8 +17,8 @@ decisions (no memory check, no retries, no timing), so it composes with ``jax.ji
   caller.
 
 Cholesky and CG hold ``K`` (``n x n``) in memory; Nyström ``K_nm`` (``n x m``). The shell
-(``fit_kernel_ridge``) chooses the solver by memory, shards, retries an indefinite float32 matrix in float64 and checks the result;
-``fit`` cannot raise on values: a system that is not positive definite gives NaN
+(``fit_kernel_ridge``) chooses the solver by memory, shards, retries an indefinite float32
+matrix in float64 and checks the result; ``fit`` cannot raise on values: a system that is not positive definite gives NaN
 coefficients under Cholesky, and an unconverged CG gives its last iterate.
 """
 
