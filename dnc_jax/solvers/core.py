@@ -18,8 +18,9 @@ decisions (no memory check, no retries, no timing), so it composes with ``jax.ji
 
 Cholesky and CG hold ``K`` (``n x n``) in memory; Nyström ``K_nm`` (``n x m``). The shell
 (``fit_kernel_ridge``) chooses the solver by memory, shards, retries an indefinite float32
-matrix in float64 and checks the result; ``fit`` cannot raise on values: a system that is not positive definite gives NaN
-coefficients under Cholesky, and an unconverged CG gives its last iterate.
+matrix in float64 and checks the result; ``fit`` cannot raise on values: a system that is
+not positive definite gives NaN coefficients under Cholesky, and an unconverged CG gives
+its last iterate.
 """
 
 from __future__ import annotations
