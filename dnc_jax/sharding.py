@@ -35,6 +35,8 @@ REPLICATED = P()
 def data_mesh(devices: str | int | list | None = None) -> Mesh:
     """A one-axis mesh named ``"data"``.
 
+    Host-side: call it outside ``jit``.
+
     Args:
       devices: ``None`` or ``1`` for the first device, ``"all"`` for every device of every
         process (``jax.devices()``), an int ``k`` for the first ``k`` devices, or a list
@@ -239,7 +241,10 @@ class Rows:
 
 
 def as_rows(X, mesh: Mesh, *, dtype=None, fill=0) -> Rows:
-    """``X`` as ``Rows`` on ``mesh``: a ``Rows`` already there is returned unchanged."""
+    """``X`` as ``Rows`` on ``mesh``: a ``Rows`` already there is returned unchanged.
+
+    Host-side placement onto devices: call it outside ``jit``.
+    """
     if isinstance(X, Rows):
         if X.mesh != mesh:
             raise ValueError("The rows live on a different mesh from the one passed.")

@@ -136,6 +136,9 @@ Family = Radial | L1Laplace | ArcCosine
 def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
     """A radial family from a user's profile ``phi(t)``, ``t = ||x - z||_M / L``.
 
+    The family it returns is static under ``jit``; kernels built from it support ``jit``,
+    ``vmap`` and ``grad``.
+
     Its AGOP is in closed form from ``phi'`` (autodiff of the profile, elementwise). The
     profile must be a JAX-traceable elementwise function; ``name`` defaults to its
     ``__name__``. Compare families by identity of ``profile``: define it once (not a new

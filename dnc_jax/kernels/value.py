@@ -43,13 +43,19 @@ def kernel_matrix(
 
 def laplace_kernel(X: jax.Array, Z: jax.Array, bandwidth: ArrayLike, M: jax.Array | None = None,
                    *, block_size: int | None = None) -> jax.Array:
-    """Laplace kernel ``exp(-||x - z||_M / L)``; ``(n, d), (m, d) -> (n, m)``."""
+    """Laplace kernel ``exp(-||x - z||_M / L)``; ``(n, d), (m, d) -> (n, m)``.
+
+    Supports ``jit``, ``vmap`` and ``grad``.
+    """
     return kernel_matrix(X, Z, "laplace", bandwidth, M, block_size=block_size)
 
 
 def gaussian_kernel(X: jax.Array, Z: jax.Array, bandwidth: ArrayLike, M: jax.Array | None = None,
                     *, block_size: int | None = None) -> jax.Array:
-    """Gaussian kernel ``exp(-||x - z||_M^2 / (2 L^2))``; ``(n, d), (m, d) -> (n, m)``."""
+    """Gaussian kernel ``exp(-||x - z||_M^2 / (2 L^2))``; ``(n, d), (m, d) -> (n, m)``.
+
+    Supports ``jit``, ``vmap`` and ``grad``.
+    """
     return kernel_matrix(X, Z, "gaussian", bandwidth, M, block_size=block_size)
 
 

@@ -144,6 +144,8 @@ def layer_analysis(
 ) -> list[dict]:
     """Per hidden layer: collapse at input / right-singular step / output, and the NFA.
 
+    Eager (host-side loop over layers and float64 metrics); not for use under ``jit``.
+
     Args:
       model: a ``Network`` (``train_mlp``'s; with a backbone its head is measured at the
         backbone's features of ``X``), an ``MLP`` or its ``weights()``, or any NNX module

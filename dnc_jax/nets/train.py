@@ -322,6 +322,9 @@ def train_mlp(
     """Train a ``Network`` (the MLP, or a backbone with the MLP head) on prepared data;
     return it and one record per epoch.
 
+    A shell function (training loop, checkpoints, progress): call it eagerly; its steps
+    are jitted inside.
+
     Each record: ``epoch``, ``train_loss``, ``train_accuracy``, ``test_accuracy`` and, on
     measurement epochs, ``layers`` (``layer_analysis`` of the head). See ``TrainConfig``
     and ``train_epochs``.

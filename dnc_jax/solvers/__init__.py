@@ -259,6 +259,9 @@ def fit_kernel_ridge(
 ) -> tuple[KernelPredictor, SolveInfo]:
     """Fit kernel ridge regression and say how it was solved.
 
+    A shell function (memory check, solver choice, retries, timing): call it eagerly; under
+    a transformation use ``fit`` or ``fit_kernel_predictor``.
+
     Args:
       X: ``(n, d)`` training inputs (or ``Rows`` already on ``mesh``).
       Y: ``(n, C)`` targets (or ``(n,)``, treated as ``C = 1``).
