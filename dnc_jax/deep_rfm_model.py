@@ -504,19 +504,25 @@ def deep_rfm(
 
     Args:
       X_train: ``(n, d)`` features; y_train: ``(n,)`` integer labels.
-      X_test, y_test: optional held-out data, mapped through the same layers.
-      depth: layers; width: random features per layer (``D``; ``None``: the layer's input
+      X_test: optional held-out features, mapped through the same layers.
+      y_test: their labels.
+      depth: layers.
+      width: random features per layer (``D``; ``None``: the layer's input
         dimension, as the official random-Fourier-feature variant).
-      kernel, bandwidth, reg: the layer's kernel predictor.
+      kernel: the kernel of each layer's predictor.
+      bandwidth: its bandwidth ``L``.
+      reg: its ridge.
       features: ``"relu"``, ``"cosine"`` (random Fourier features, Cauchy scale ``gamma``)
         or a function of the ``(b, D)`` pre-activations ``X M^(1/2) W^T`` (``W`` drawn as
         for ReLU), e.g. ``jnp.tanh``; jit keys on the function, so reuse one object.
       weights: ``"uniform"`` or ``"gaussian"`` for the ReLU map.
       seed: seeds every layer's random map (layer ``l`` uses ``fold_in(key(seed), l)``).
       agop_batch: training rows whose Jacobians are held at once.
-      solver, centers, tol, max_iter, precond_rank: how each layer's kernel is fitted
-        (``fit_kernel_ridge``; ``centers`` makes it a Nyström machine of that many
-        centres).
+      solver: how each layer's kernel is fitted (``fit_kernel_ridge``).
+      centers: makes it a Nyström machine of that many centres.
+      tol: CG's relative residual.
+      max_iter: CG's iteration cap.
+      precond_rank: landmarks of the CG preconditioner.
       agop_samples: each layer's AGOP from this many seeded training rows (``None``: all).
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``) for every layer's
         features, fit, AGOP and metrics. Float32 tracks float64 to within a few percent

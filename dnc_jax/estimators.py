@@ -26,13 +26,16 @@ class RFM(BaseEstimator):
       iters: number of AGOP updates before the final fit.
       agop_power: ``p``; the kernel sees ``x AGOP^p`` (xRFM's naming; 0.5 = metric AGOP).
       normalize: AGOP normalisation before the power: ``"max"``, ``"trace"`` or ``None``.
-      centered, diag: AGOP options (see ``agop``).
+      centered: centre the AGOP's Jacobians (see ``agop``).
+      diag: keep only the AGOP's diagonal (see ``agop``).
       task: ``"classification"`` (``{-1, +1}`` one-hot targets, argmax prediction) or
         ``"regression"``.
       batch_size: training rows whose Jacobians are held at once.
-      solver, centers, tol, cg_max_iter, precond_rank: how each kernel fit is solved
-        (``fit_kernel_ridge``; ``cg_max_iter`` is its ``max_iter``); ``centers`` (an
-        int) makes every fit a Nyström machine.
+      solver: how each kernel fit is solved (``fit_kernel_ridge``).
+      centers: an int makes every fit a Nyström machine of that many centres.
+      tol: CG's relative residual.
+      cg_max_iter: CG's iteration cap (``fit_kernel_ridge``'s ``max_iter``).
+      precond_rank: landmarks of the CG preconditioner.
       agop_samples: AGOP from this many seeded training rows (``None``: all).
       devices: ``None`` (one device), ``"all"`` or a count: rows sharded over a data mesh.
       seed: seeds sampled rows, centres and landmarks.

@@ -166,7 +166,9 @@ def agop(
       X: ``(m, d)`` evaluation points.
       *args: pytrees passed to ``f`` after ``x``.
       batch_size: rows whose Jacobians are held at once (default: all).
-      centered, diag, normalize: see the module docstring.
+      centered: subtract the mean Jacobian (module docstring).
+      diag: return only the diagonal.
+      normalize: ``None``, ``"max"`` or ``"trace"``.
 
     Returns:
       ``(d, d)`` AGOP, or ``(d,)`` when ``diag``. ``jacfwd`` is used when ``C > d``.
@@ -326,7 +328,10 @@ def kernel_agop(
       predictor: a fitted ``KernelPredictor`` (any metric ``M``).
       X: ``(m, d)`` evaluation points (training points allowed: the self term is 0), or
         ``Rows`` on a mesh.
-      batch_size, centered, diag, normalize: as in ``agop``.
+      batch_size: as in ``agop``.
+      centered: as in ``agop``.
+      diag: as in ``agop``.
+      normalize: as in ``agop``.
       samples: estimate the AGOP from this many of the points, drawn uniformly without
         replacement with ``seed`` (xRFM's default is 20,000): an unbiased estimate of the
         mean of ``J^T J`` over all points; ``None`` uses them all.

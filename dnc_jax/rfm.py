@@ -103,7 +103,10 @@ def rfm_step(
       kernel: a ``Kernel`` value without a metric (the step's metric is ``T``).
       X: ``(n, d)``; Y: ``(n, C)`` (or ``(n,)``); reg: the ridge (a leaf).
       transform: ``T`` (``(d, d)``, symmetric) or ``None`` for the identity.
-      centered, diag, normalize: as in ``agop``; batch_size: rows per AGOP batch.
+      centered: as in ``agop``.
+      diag: as in ``agop``.
+      normalize: as in ``agop``.
+      batch_size: rows per AGOP batch.
       solver: ``"cholesky"`` or ``"cg"``.
 
     Returns:
@@ -170,7 +173,9 @@ def fit_with_agop(
       transform: ``T`` (``(d, d)``), or ``None`` for the identity; the AGOP returned is
         with respect to ``x``: ``T A_z T``.
       batch_size: training rows whose Jacobians are held at once.
-      centered, diag, normalize: as in ``agop``.
+      centered: as in ``agop``.
+      diag: as in ``agop``.
+      normalize: as in ``agop``.
       solver: how the fit is solved (``SolverOptions``; the default picks by size).
       agop_samples: estimate the AGOP from this many training rows (seeded by ``seed``),
         as xRFM does (its default is 20,000); ``None`` uses all ``n``.

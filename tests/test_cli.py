@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import without_time
+from helpers import assert_valid_results, without_time
 
 from dnc_jax.cli import main
 from dnc_jax.compilation import set_gpu_flags
@@ -48,7 +48,7 @@ def test_cli_deep_rfm_writes_results(tmp_path, capsys):
     from dnc_jax import DeepRFM
 
     assert DeepRFM.load(str(out)).depth == 2  # --save-model: the model beside the records
-    results = json.loads((out / "results.json").read_text())
+    results = assert_valid_results(out / "results.json")
     assert set(results) == {"config", "environment", "layers"}
     layer = results["layers"][0]
     assert {"input", "projected", "output", "train_accuracy", "test_accuracy", "seconds"} <= set(layer)

@@ -1,12 +1,11 @@
 """Grokking modular arithmetic with RFM, and multi-index subspace recovery (issue 12)."""
 
-import json
 
 import jax
 import numpy as np
 import pytest
 import scipy.linalg
-from helpers import without_time
+from helpers import assert_valid_results, without_time
 
 from dnc_jax.cli import main
 from dnc_jax.data import modular_arithmetic, multi_index_regression
@@ -194,7 +193,7 @@ def test_cli_grokking_and_multi_index(tmp_path, capsys):
     assert main(["grokking", "--p", "5", "--iters", "3", "--train-fraction", "0.6",
                  "--out", str(out), "--no-progress"]) == 0
     assert not jax.config.jax_enable_x64  # the command's float64 does not leak
-    results = json.loads((out / "results.json").read_text())
+    results = assert_valid_results(out / "results.json")
     assert len(results["iterations"]) == 3 and "summary" in results
     for name in ("grokking.png", "agop_heatmaps.png", "agop_fourier.png"):
         assert (out / name).stat().st_size > 1000
@@ -202,7 +201,7 @@ def test_cli_grokking_and_multi_index(tmp_path, capsys):
     out = tmp_path / "mi"
     assert main(["multi-index", "--d", "10", "--n", "100", "200", "--n-test", "50", "--steps",
                  "2", "--out", str(out), "--no-progress"]) == 0
-    results = json.loads((out / "results.json").read_text())
+    results = assert_valid_results(out / "results.json")
     assert [e["n"] for e in results["sizes"]] == [100, 200]
     assert (out / "steps.csv").read_text().count("\n") == 5
     assert (out / "multi_index.png").stat().st_size > 1000

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import without_time
+from helpers import assert_valid_results, without_time
 
 from dnc_jax.cli import main
 from dnc_jax.deep_rfm_model import DeepRFMConfig
@@ -156,7 +156,7 @@ def test_cli_mlp_official_preset(tmp_path):
     assert main(["mlp", "--preset", "official", "--dataset", "digits", "--n", "200",
                  "--n-test", "60", "--epochs", "2", "--measure-every", "2", "--depth", "2",
                  "--out", str(out), "--no-progress"]) == 0
-    config = json.loads((out / "results.json").read_text())["config"]
+    config = assert_valid_results(out / "results.json")["config"]
     assert (config["n"], config["n_test"], config["epochs"], config["depth"]) == (200, 60, 2, 2)
     assert (config["optimizer"], config["lr"], config["classifier_init"], config["bias"],
             config["last_batch"]) == ("sgd", 0.01, "torch", False, "keep")

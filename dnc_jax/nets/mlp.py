@@ -41,13 +41,17 @@ class MLP(nnx.Module):
     """MLP with ``depth`` hidden layers of ``width`` units and a bias-free classifier.
 
     Args:
-      in_dim, width, out_dim, depth: sizes (``depth >= 1`` hidden layers).
+      in_dim: input features.
+      width: units per hidden layer.
+      out_dim: outputs (classes).
+      depth: hidden layers (``>= 1``).
       init_gain: Xavier gain of the hidden weights (and of the classifier's with
         ``classifier_init="xavier"``).
       init: ``"xavier_uniform"`` or ``"xavier_normal"``.
       activation: a key of ``ACTIVATIONS``.
       bias: biases on the hidden layers after the first.
-      classifier_init, input_init: ``"xavier"`` or ``"torch"`` (module docstring).
+      classifier_init: ``"xavier"`` or ``"torch"`` (module docstring).
+      input_init: ``"xavier"`` or ``"torch"`` (module docstring).
       rngs: ``nnx.Rngs``.
 
     ``__call__`` maps ``(..., in_dim)`` to ``(..., out_dim)``.

@@ -265,12 +265,15 @@ def fit_kernel_ridge(
     Args:
       X: ``(n, d)`` training inputs (or ``Rows`` already on ``mesh``).
       Y: ``(n, C)`` targets (or ``(n,)``, treated as ``C = 1``).
-      kernel, bandwidth, reg, M: the kernel ``k`` (metric ``M``), ``L > 0`` and ridge ``>= 0``.
+      kernel: the kernel ``k`` (a name or a family).
+      bandwidth: ``L > 0``.
+      reg: the ridge, ``>= 0``.
+      M: the metric (``(d, d)``) or ``None``.
       block_size: rows of kernel matrices built at a time.
       solver: ``"auto"``, ``"cholesky"``, ``"cg"`` or ``"nystrom"`` (module docstring).
       centers: Nyström centres: an int ``m`` (sampled with ``seed``) or an ``(m, d)`` array.
-      tol, max_iter: CG stops at relative residual ``tol`` or after ``max_iter``
-        iterations, with a ``RuntimeWarning`` if unconverged.
+      tol: CG stops at this relative residual.
+      max_iter: or after this many iterations, with a ``RuntimeWarning``.
       precond_rank: landmarks of the CG preconditioner.
       memory_budget: bytes of kernel rows each device may hold between CG iterations
         (default ``default_memory_budget()``); beyond it they are recomputed per product.

@@ -58,7 +58,8 @@ def fit(
       X: ``(n, d)`` training inputs; Y: ``(n, C)`` targets (or ``(n,)``: ``C = 1``).
       reg: the ridge, ``>= 0`` (a leaf: traceable, differentiable).
       solver: ``"cholesky"``, ``"cg"`` or ``"nystrom"``.
-      tol, max_iter: CG's relative residual and iteration cap (default ``10 n``, or ``10 m``).
+      tol: CG's relative residual.
+      max_iter: CG's iteration cap (default ``10 n``, or ``10 m`` for Nyström).
       centers: ``(m, d)`` Nyström centres (``solver="nystrom"`` only; e.g. rows of ``X``).
 
     Returns:
