@@ -140,11 +140,14 @@ def prepare(
     sort_by_class: bool = False,
     test_statistics: str = "train",
     num_classes: int | None = None,
+    input_scale: float = 1.0,
 ) -> PreparedData:
     """The paper's preparation, step by step (each step optional).
 
     Host-side (numpy); not traceable.
 
+    0. multiply both splits by ``input_scale`` (``1/255``: torchvision's ``ToTensor``,
+       8-bit pixels to ``[0, 1]``);
     1. keep the first ``n`` training samples (or, with ``balanced``, a class-balanced
        random subsample drawn with ``seed``);
     2. standardise each feature with the training mean and std (zero-variance -> 0; the
@@ -158,6 +161,11 @@ def prepare(
         raise ValueError(f"X_train has {X_train.shape[0]} rows but y_train has {y_train.shape[0]}.")
     if (X_test is None) != (y_test is None):
         raise ValueError("Pass both X_test and y_test, or neither.")
+    if not (np.isfinite(input_scale) and input_scale > 0):
+        raise ValueError(f"input_scale must be a positive finite number; got {input_scale!r}.")
+    if input_scale != 1.0:
+        X_train = X_train.astype(np.float64) * input_scale
+        X_test = None if X_test is None else np.asarray(X_test, np.float64) * input_scale
     if n is not None:
         if not 1 <= n <= X_train.shape[0]:
             raise ValueError(f"n={n} must be between 1 and the {X_train.shape[0]} training samples.")

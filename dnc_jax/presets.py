@@ -125,7 +125,9 @@ def mlp_preset(name: str, backbone: str = "none") -> MLPPreset:
     - the first ``n = 5000`` training and the first 5,000 test samples (lines 24,
       115-116), training sorted by class (lines 125-134), targets ``{-1, +1}``
       (lines 138-143), pixels in ``[0, 1]`` with no standardisation (lines 78-83, 95-100:
-      ``ToTensor`` only);
+      ``ToTensor`` only, which divides 8-bit pixels by 255: ``input_scale = 1/255``; the
+      bias-free ReLU network is 1-homogeneous, so raw 0-255 pixels would scale every
+      output and first-layer gradient by 255);
     - depth 6 (line 26), width 512 (line 386), no biases (lines 388, 395, 401), hidden
       weights Xavier-normal with gain 0.1 (lines 391, 399), the classifier at PyTorch's
       default (line 401);
@@ -148,7 +150,8 @@ def mlp_preset(name: str, backbone: str = "none") -> MLPPreset:
                              init="xavier_normal", measure_every=25, bias=False,
                              classifier_init="torch", last_batch="keep", backbone=backbone)
         return MLPPreset(name, config, 5000, 5000,
-                         {"sort_by_class": True, "standardize_features": False})
+                         {"sort_by_class": True, "standardize_features": False,
+                          "input_scale": 1.0 / 255.0})
     config = TrainConfig(depth=3, width=512, epochs=1000, lr=0.01, batch_size=128,
                          optimizer="sgd", momentum=0.0, weight_decay=0.0, loss="mse",
                          init_gain=1.0, measure_every=25, bias=False, classifier_init="torch",

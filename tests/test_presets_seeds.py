@@ -143,7 +143,8 @@ def test_ratio_mlp_preset_equals_the_cited_script_values():
     c = p.config
     assert (p.n, p.n_test) == (5000, 5000)  # -n 5000 (l. 24), first n of each split (115-116)
     # sorted by class (l. 125-134); ToTensor only, no preprocess (l. 78-83, 95-100)
-    assert p.prepare_options == {"sort_by_class": True, "standardize_features": False}
+    assert p.prepare_options == {"sort_by_class": True, "standardize_features": False,
+                                 "input_scale": 1.0 / 255.0}
     assert (c.depth, c.width, c.epochs, c.measure_every) == (6, 512, 2000, 25)  # l. 26-27, 308, 386
     assert (c.optimizer, c.lr, c.weight_decay) == ("adamw", 1e-5, 0.01)  # l. 310, 322; torch default
     assert (c.loss, c.batch_size, c.last_batch) == ("mse", 512, "keep")  # l. 34, 165-166
@@ -200,3 +201,37 @@ def test_cli_mlp_seeds(tmp_path):
     one = json.loads((out / "seed-1" / "results.json").read_text())
     assert one["config"]["seed"] == 1
     assert (out / "training_seeds.png").exists() and (out / "summary.csv").exists()
+
+
+def test_ratio_preset_inputs_and_first_loss_are_the_scripts():
+    """nc_nn_ratio.py's pipeline written out independently: the first n images, ToTensor
+    (8-bit pixels / 255), training sorted by class (a stable sort of the labels). Our
+    prepared inputs equal it, so the first batch lies in [0, 1] (not 0-255); the
+    network's loss at initialisation on the first batch equals a float64 forward pass of
+    the same weights on the script's inputs."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from dnc_jax.data import load_dataset, prepare
+    from dnc_jax.nets import MLP
+
+    p = mlp_preset("ratio")
+    X, y = load_dataset("mnist5k")
+    assert X.max() == 255.0  # the embedded MNIST is raw 8-bit pixels
+    data = prepare(X, y, n=600, **p.prepare_options)
+    order = np.argsort(y[:600], kind="stable")
+    script_X = (X[:600].astype(np.float64) / 255.0)[order]
+    np.testing.assert_allclose(data.X_train, script_X, rtol=0, atol=1e-7)
+    first = data.X_train[:p.config.batch_size]
+    assert first.min() == 0.0 and first.max() == 1.0
+    c = p.config
+    model = MLP(784, 64, 10, c.depth, init_gain=c.init_gain, init=c.init, bias=c.bias,
+                classifier_init=c.classifier_init, rngs=nnx.Rngs(0))
+    h = script_X[:c.batch_size]
+    layers = model.weights()
+    for W, _ in layers[:-1]:
+        h = np.maximum(h @ np.asarray(W, np.float64).T, 0.0)
+    out = h @ np.asarray(layers[-1][0], np.float64).T
+    script_loss = np.mean((out - data.Y_train[:c.batch_size]) ** 2)
+    ours = float(jnp.mean((model(jnp.asarray(first)) - data.Y_train[:c.batch_size]) ** 2))
+    assert abs(ours - script_loss) <= 1e-5 * script_loss
