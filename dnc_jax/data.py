@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dnc_jax.records import load_npz
+
 EMBEDDED = ("mnist5k", "digits")
 AUGMENTED = ("mnist_shifted",)
 TFDS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10", "svhn": "svhn_cropped"}
@@ -370,8 +372,11 @@ def has_test_split(name: str) -> bool:
     """Whether ``load_dataset(name, "test")`` has data (an ``.npz`` may hold none)."""
     if not is_npz_path(name):
         return True
-    with np.load(_existing(name)) as f:
+    with load_npz(_existing(name), _NPZ_LAYOUT) as f:
         return "X_test" in f.files
+
+
+_NPZ_LAYOUT = "a dataset: arrays X_train, y_train (and optionally X_test, y_test)"
 
 
 def _existing(path: str) -> str:
@@ -404,7 +409,7 @@ def _npz(path: str, split: str, n: int | None = None,
     dataset, checked: its first ``n`` rows (all by default), or with ``row_range`` only the
     rows ``row_range(total)`` of those (``load_dataset_rows``), read from the file without
     the others. Labels are read whole; features only where asked (and checked there)."""
-    with np.load(_existing(path), allow_pickle=False) as f:
+    with load_npz(_existing(path), _NPZ_LAYOUT) as f:
         files = set(f.files)
         if not {"X_train", "y_train"} <= files:
             raise ValueError(f"{path} must hold arrays X_train and y_train (it has "

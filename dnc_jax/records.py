@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import tempfile
+import zipfile
 from importlib import metadata
 
 import jax
@@ -40,6 +41,15 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def load_npz(path: str, what: str):
+    """``np.load`` of an ``.npz`` (no pickles), or ``ValueError`` naming ``path`` and
+    ``what`` it should hold when the file is not a zip of ``.npy`` arrays."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not an .npz archive (a zip of .npy arrays, as "
+                         f"numpy.savez writes); expected {what}.")
+    return np.load(path, allow_pickle=False)
 
 
 def atomic_write_json(path: str, obj) -> None:
@@ -116,8 +126,14 @@ class RunDirectory:
         """
         if not os.path.exists(self.results_path):
             return {"config": self.config, "environment": environment(), self.steps_key: []}, None
-        with open(self.results_path) as fh:
-            results = json.load(fh)
+        try:
+            with open(self.results_path) as fh:
+                results = json.load(fh)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{self.results_path} is not valid JSON ({err}); the file is damaged "
+                "(a run writes it atomically, so something else cut it). Delete that folder "
+                "to start the run over, or pass another --out.") from None
         if results.get("config") != json.loads(json.dumps(self.config)):
             raise ValueError(
                 f"{self.out_dir} holds a run with a different configuration; pass another --out "
@@ -132,7 +148,8 @@ class RunDirectory:
             found = bool(np.all(multihost_utils.process_allgather(np.int32(found))))
         if not found:
             return {**results, self.steps_key: []}, None
-        with np.load(state_path) as data:
+        with load_npz(state_path, f"the checkpoint of step {step}: delete it to redo "
+                      "that step") as data:
             return results, {k: data[k] for k in data.files}
 
     def commit(self, results: dict, state: dict | None) -> None:

@@ -61,3 +61,26 @@ def test_row_sharded_inputs_give_the_same_results(rng):
     a = collapse_metrics(jax.device_put(X, rows), labels)
     b = collapse_metrics(X, labels)
     assert a.nc1 == pytest.approx(b.nc1, rel=1e-5) and a.nc1_pinv == pytest.approx(b.nc1_pinv, rel=1e-5)
+
+
+def test_damaged_files_get_messages_a_user_can_act_on(tmp_path):
+    """A truncated results.json names the file and what to do; a .npz that is not a zip
+    (a dataset, a checkpoint) says what it is and what it should hold."""
+    from dnc_jax.data import load_dataset
+    from dnc_jax.records import RunDirectory
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text('{"config": {"a": ')
+    with pytest.raises(ValueError, match=r"results.json is not valid JSON .*another --out"):
+        RunDirectory(str(run), {"a": 1}, "layers").resume()
+    fake = tmp_path / "data.npz"
+    fake.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match=r"data.npz is not an .npz archive.*X_train, y_train"):
+        load_dataset(str(fake))
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    (ok / "results.json").write_text('{"config": {"a": 1}, "environment": {}, "layers": [{}]}')
+    (ok / "state-1.npz").write_bytes(b"\x00" * 10)
+    with pytest.raises(ValueError, match="checkpoint of step 1"):
+        RunDirectory(str(ok), {"a": 1}, "layers").resume()
