@@ -25,7 +25,7 @@ _warned_float64 = False
 def warn_float64_dropped(dtype) -> None:
     """Warn once per process when a float64 input will be computed in float32."""
     global _warned_float64
-    if _warned_float64 or jax.config.jax_enable_x64 or np.dtype(dtype) != np.float64:
+    if _warned_float64 or jax.config.read("jax_enable_x64") or np.dtype(dtype) != np.float64:
         return
     _warned_float64 = True
     warnings.warn(
@@ -83,15 +83,17 @@ def check_same_rows(name_a: str, a, name_b: str, b) -> None:
         )
 
 
-def check_positive(name: str, value: float) -> None:
+def check_positive(name: str, value: ArrayLike) -> None:
     if is_traced(value):
         return
-    if not (np.isfinite(value) and value > 0):
+    number = np.asarray(value)
+    if not (np.isrealobj(number) and np.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
 
 
-def check_nonnegative(name: str, value: float) -> None:
+def check_nonnegative(name: str, value: ArrayLike) -> None:
     if is_traced(value):
         return
-    if not (np.isfinite(value) and value >= 0):
+    number = np.asarray(value)
+    if not (np.isrealobj(number) and np.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be a non-negative finite number; got {value!r}.")

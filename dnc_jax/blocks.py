@@ -44,7 +44,7 @@ def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
         return fn(X)
     num_blocks = -(-n // block_size) + 1
     (padded,), _ = pad_rows((X,), num_blocks * block_size)
-    _, out = jax.lax.scan(lambda carry, Xb: (carry, fn(Xb)), None,
+    _, out = jax.lax.scan(lambda carry, Xb: (carry, fn(Xb)), None,  # type: ignore[arg-type]
                           padded.reshape(num_blocks, block_size, *X.shape[1:]))
     return jax.tree.map(lambda o: o.reshape(num_blocks * block_size, *o.shape[2:])[:n], out)
 

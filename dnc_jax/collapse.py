@@ -40,6 +40,11 @@ from dnc_jax.sharding import Rows, as_rows
 DEFAULT_CHUNK = 4096
 
 
+# a metric: a Python number eagerly, a JAX scalar under jit / vmap / grad
+Number = float | jax.Array
+Count = int | jax.Array
+
+
 class CollapseMetrics(NamedTuple):
     """Collapse metrics of one set of features (a pytree of Python floats).
 
@@ -61,24 +66,24 @@ class CollapseMetrics(NamedTuple):
       num_classes, num_samples: ``C`` and ``n``.
     """
 
-    nc1: float
-    nc1_pinv: float
-    nc1_pinv_rank: int
-    nc2: float
-    nc2_etf: float
-    nc2_orthogonal: float
-    equinorm: float
-    equiangularity: float
-    max_angle: float
-    nc3: float | None
-    ncc_accuracy: float
-    ncc_mismatch: float | None
-    cdnv: float
-    trace_within: float
-    trace_between: float
-    trace_total: float
-    num_classes: int
-    num_samples: int
+    nc1: Number
+    nc1_pinv: Number
+    nc1_pinv_rank: Count
+    nc2: Number
+    nc2_etf: Number
+    nc2_orthogonal: Number
+    equinorm: Number
+    equiangularity: Number
+    max_angle: Number
+    nc3: Number | None
+    ncc_accuracy: Number
+    ncc_mismatch: Number | None
+    cdnv: Number
+    trace_within: Number
+    trace_between: Number
+    trace_total: Number
+    num_classes: Count
+    num_samples: Count
 
     def to_dict(self) -> dict:
         """Plain ``dict`` of Python numbers (``None`` where not computed), ready for JSON."""
@@ -180,8 +185,8 @@ def _cosines(gram: np.ndarray) -> np.ndarray:
 
 
 def collapse_metrics(
-    features: ArrayLike,
-    labels: ArrayLike,
+    features: ArrayLike | Rows,
+    labels: ArrayLike | Rows,
     *,
     num_classes: int | None = None,
     classifier: ArrayLike | None = None,
@@ -220,6 +225,10 @@ def collapse_metrics(
         if num_classes is None:
             raise ValueError("Under jax.jit, vmap or grad, collapse_metrics needs num_classes "
                              "(the number of classes fixes the shapes).")
+        if isinstance(features, Rows) or isinstance(labels, Rows):
+            raise ValueError("Under jax.jit, vmap or grad, collapse_metrics takes arrays of "
+                             "features and labels, not Rows (rows on a mesh are measured "
+                             "eagerly).")
         return traced_collapse_metrics(features, labels, int(num_classes), classifier,
                                        predictions, rtol)
     chunk = int(chunk_size or DEFAULT_CHUNK)
@@ -251,6 +260,9 @@ def collapse_metrics(
         dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else np.float32
         dtype = jax.dtypes.canonicalize_dtype(dtype)
         n, d = H.shape
+        if isinstance(labels, Rows):
+            raise ValueError("labels are Rows but features are not: pass both as Rows on one "
+                             "mesh, or both as arrays.")
         y = _as_labels("labels", labels, n)
         if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
             bad = y[(y < 0) | (y >= (num_classes or np.iinfo(np.int32).max))]
@@ -349,11 +361,11 @@ def collapse_metrics(
 
 
 def traced_collapse_metrics(
-    H: jax.Array,
-    y: jax.Array,
+    H: ArrayLike,
+    y: ArrayLike,
     num_classes: int,
-    classifier: jax.Array | None = None,
-    predictions: jax.Array | None = None,
+    classifier: ArrayLike | None = None,
+    predictions: ArrayLike | None = None,
     rtol: float | None = None,
 ) -> CollapseMetrics:
     """``collapse_metrics`` as one traceable function of arrays (``jit``, ``vmap``, ``grad``).

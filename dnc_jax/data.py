@@ -393,7 +393,7 @@ def _npy_rows(member, start: int | None = None, stop: int | None = None):
     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                    else np.lib.format.read_array_header_2_0)
     shape, fortran_order, dtype = read_header(member)
-    if start is None:
+    if start is None or stop is None:
         return (shape, fortran_order, dtype), None
     row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
     member.seek(start * row_bytes, os.SEEK_CUR)

@@ -16,6 +16,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import overload
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +90,7 @@ class DeepRFMConfig:
             raise ValueError(f"gamma must be > 0; got {self.gamma}.")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}.")
-        if self.dtype == "float64" and not jax.config.jax_enable_x64:
+        if self.dtype == "float64" and not jax.config.read("jax_enable_x64"):
             raise ValueError("dtype='float64' needs 64-bit JAX: call "
                              "jax.config.update('jax_enable_x64', True) first.")
 
@@ -131,8 +132,16 @@ class DeepRFM:
     def depth(self) -> int:
         return len(self.layers)
 
+    @overload
+    def transform(self, X: Rows, layer: int | None = None, *,
+                  mesh: Mesh | None = None) -> Rows: ...
+
+    @overload
+    def transform(self, X: ArrayLike, layer: int | None = None, *,
+                  mesh: Mesh | None = None) -> jax.Array: ...
+
     def transform(self, X: ArrayLike | Rows, layer: int | None = None, *,
-                  mesh: Mesh | None = None) -> jax.Array:
+                  mesh: Mesh | None = None) -> jax.Array | Rows:
         """Features after ``layer`` maps (default: all of them), ``(m, d) -> (m, d_layer)``."""
         layer = self.depth if layer is None else int(layer)
         if not 0 <= layer <= self.depth:
@@ -144,8 +153,15 @@ class DeepRFM:
                                    rows.n, mesh)[1], rows.n)
         return rows if isinstance(X, Rows) else rows.valid()
 
+    @overload
+    def predict(self, X: Rows, layer: int = -1, *, mesh: Mesh | None = None) -> Rows: ...
+
+    @overload
+    def predict(self, X: ArrayLike, layer: int = -1, *,
+                mesh: Mesh | None = None) -> jax.Array: ...
+
     def predict(self, X: ArrayLike | Rows, layer: int = -1, *,
-                mesh: Mesh | None = None) -> jax.Array:
+                mesh: Mesh | None = None) -> jax.Array | Rows:
         """Outputs ``(m, C)`` of layer ``layer``'s kernel predictor (default: the last)."""
         if not -self.depth <= layer < self.depth:
             raise ValueError(f"layer must be in -{self.depth}..{self.depth - 1}; got {layer}.")
@@ -170,7 +186,7 @@ class DeepRFM:
     def save(self, path: str) -> None:
         """Write the model to ``path`` (``.npz``, written atomically). A custom feature
         map is saved by name only: pass the function again to ``load``."""
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for l, spec in enumerate(self.layers):
             arrays |= {f"{l}/{k}": v for k, v in layer_arrays(spec).items()}
         atomic_save_npz(path, **arrays)
@@ -218,8 +234,8 @@ def layer_arrays(spec: DeepRFMLayer) -> dict[str, np.ndarray]:
     name = spec.features if isinstance(spec.features, str) else \
         CUSTOM + getattr(spec.features, "__name__", "function")
     # sharded centres keep their zero-coefficient padding rows (they add nothing)
-    return {"centers": host_rows(Rows(p.centers, p.centers.shape[0])),
-            "coefs": host_rows(Rows(p.coefs, p.coefs.shape[0])),
+    return {"centers": np.asarray(host_rows(Rows(p.centers, p.centers.shape[0]))),
+            "coefs": np.asarray(host_rows(Rows(p.coefs, p.coefs.shape[0]))),
             "root": np.asarray(spec.root), "weights": np.asarray(spec.weights),
             "phases": np.asarray(spec.phases), "bandwidth": np.asarray(p.bandwidth),
             "meta": np.array([kernel_name(p.kernel), name])}
@@ -371,9 +387,9 @@ def _refit_accuracies(projected, Y, y_rows, Xt, root, yt_rows, config, mesh) -> 
 
 
 def deep_rfm_layers(
-    X_train: ArrayLike,
+    X_train: ArrayLike | Rows,
     y_train: ArrayLike,
-    X_test: ArrayLike | None = None,
+    X_test: ArrayLike | Rows | None = None,
     y_test: ArrayLike | None = None,
     *,
     config: DeepRFMConfig,
@@ -418,8 +434,10 @@ def deep_rfm_layers(
     key = jax.random.key(config.seed)
     options = config.solver_options()
 
+    n_train = X.n
+
     def metrics(H: jax.Array) -> dict:
-        return collapse_metrics(Rows(H, X.n), y_rows, num_classes=C).to_dict()
+        return collapse_metrics(Rows(H, n_train), y_rows, num_classes=C).to_dict()
 
     for layer in range(first, config.depth):
         tic = time.perf_counter()
@@ -548,11 +566,12 @@ def deep_rfm(
     config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
                            agop_batch, solver, centers, agop_samples, tol, max_iter,
                            precond_rank, dtype, refit_accuracy)
-    records, layers = [], []
+    records: list[dict] = []
+    layers: list[DeepRFMLayer] = []
     for record, state in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
                                          num_classes=num_classes, mesh=mesh):
         records.append(record)
-        if return_model:
+        if return_model and state.fitted is not None:
             layers.append(state.fitted)
         if on_layer is not None:
             on_layer(record)

@@ -361,9 +361,11 @@ def kernel_agop(
         if mesh is not None:
             raise ValueError(f"the {family_of(predictor.kernel).name} kernel's AGOP (autodiff) "
                              "runs on one device; pass a predictor and points without a mesh.")
+        assert not isinstance(X, Rows)  # Rows carry a mesh, refused above
         return agop(predictor.predict_one, X.astype(predictor.centers.dtype),
                     batch_size=batch_size, centered=centered, diag=diag, normalize=normalize)
     if mesh is None:
+        assert not isinstance(X, Rows)  # Rows set the mesh above
         X = X.astype(predictor.centers.dtype)
         return _kernel_agop(predictor, X, batch_size, centered, diag, normalize)
     rows = as_rows(X, mesh, dtype=predictor.centers.dtype)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import overload
 
 import jax
 from jax.sharding import Mesh
@@ -71,8 +72,17 @@ class KernelPredictor:
         k = kernel_matrix(x[None, :], self.centers, self.kernel, self.bandwidth, self.M)
         return matmul(k, self.coefs)[0]
 
+    @overload
+    def predict(self, X: Rows, *, block_size: int | None = None, mesh: Mesh | None = None,
+                transform: ArrayLike | None = None) -> Rows: ...
+
+    @overload
+    def predict(self, X: ArrayLike, *, block_size: int | None = None, mesh: Mesh | None = None,
+                transform: ArrayLike | None = None) -> jax.Array: ...
+
     def predict(self, X: ArrayLike | Rows, *, block_size: int | None = None,
-                mesh: Mesh | None = None, transform: ArrayLike | None = None) -> jax.Array:
+                mesh: Mesh | None = None, transform: ArrayLike | None = None
+                ) -> jax.Array | Rows:
         """Predictions for a batch: ``(m, d) -> (m, C)``, in blocks of ``block_size`` rows.
 
         Every block has exactly ``block_size`` rows (the last is padded), so a row's

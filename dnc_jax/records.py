@@ -80,7 +80,7 @@ def environment() -> dict:
     """Versions and device of this process, for the run record."""
     import jax
 
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in ("dnc-jax", "jax", "jaxlib", "flax", "optax", "numpy"):
         try:
             versions[package] = metadata.version(package)

@@ -230,7 +230,7 @@ class RFMFit(NamedTuple):
 
     transform: jax.Array
     predictor: KernelPredictor
-    agop: np.ndarray | None
+    agop: jax.Array | np.ndarray | None
     history: list[dict]
     best_iter: int
 
@@ -272,7 +272,7 @@ def fit_rfm(
     X = _checks.as_float_matrix("X", X)
     transform = jnp.eye(X.shape[1], dtype=X.dtype)
     history: list[dict] = []
-    best = (-np.inf, None)
+    best_score, best = -np.inf, (int(iters), transform, None)
     A = None
     for it in range(int(iters) + 1):
         last = it == int(iters)
@@ -290,17 +290,19 @@ def fit_rfm(
             )
         record = {"iter": it, "solve": info.to_dict()}
         if score is not None:
-            record["val_score"] = score(transform, predictor)
-            if record["val_score"] > best[0]:
-                best = (record["val_score"], (it, transform, predictor))
+            value = record["val_score"] = score(transform, predictor)
+            if value > best_score:
+                best_score, best = value, (it, transform, predictor)
         history.append(record)
         if not last:
-            A = np.asarray(A)
-            transform = matrix_power(np.diag(A) if diag else A,
+            A_host = np.asarray(A)
+            transform = matrix_power(np.diag(A_host) if diag else A_host,
                                      float(agop_power)).astype(X.dtype)
-    best_iter, transform, predictor = best[1] if score is not None else (
-        int(iters), transform, predictor)
-    return RFMFit(transform, predictor, A, history, best_iter)
+    if score is not None and best[2] is not None:
+        best_iter, transform, predictor = best
+    else:
+        best_iter = int(iters)
+    return RFMFit(transform, predictor, None if A is None else np.asarray(A), history, best_iter)
 
 
 def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, centered, diag,

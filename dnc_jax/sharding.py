@@ -221,7 +221,7 @@ class Rows:
 
     @property
     def mesh(self) -> Mesh:
-        return self.data.sharding.mesh
+        return self.data.sharding.mesh  # type: ignore[attr-defined]  # a NamedSharding
 
     @property
     def layout(self) -> RowLayout:

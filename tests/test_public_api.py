@@ -6,6 +6,8 @@ import inspect
 import pathlib
 import pkgutil
 import re
+import subprocess
+import sys
 import types
 
 import dnc_jax
@@ -74,3 +76,12 @@ def test_every_name_the_readme_uses_is_exported():
         for part in rest:
             obj = getattr(obj, part)
         assert not isinstance(obj, types.ModuleType) or rest, name
+
+
+def test_the_package_type_checks():
+    """mypy over the whole package (config in pyproject.toml) reports no error: the
+    annotations a user's type checker reads (py.typed) are consistent."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

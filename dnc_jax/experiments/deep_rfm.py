@@ -185,6 +185,7 @@ def run_deep_rfm(
         grams.append(feature_gram(layer_input, idx, mesh))
         layer_input = next_state.X_train
         if save_model:  # before the commit: a committed layer always has its file
+            assert next_state.fitted is not None  # deep_rfm_layers sets it on every layer
             arrays = layer_arrays(next_state.fitted)  # every process: gathers sharded rows
             if jax.process_index() == 0:
                 atomic_save_npz(os.path.join(out, MODEL_FOLDER,
@@ -209,8 +210,11 @@ def _state_to_save(state: LayerState) -> dict:
     block of the padded rows."""
     if jax.process_count() == 1:
         return state.to_host()
-    return {k: None if X is None else local_block(X.data)
-            for k, X in (("X_train", state.X_train), ("X_test", state.X_test))}
+    blocks = {}
+    for key, X in (("X_train", state.X_train), ("X_test", state.X_test)):
+        assert X is None or isinstance(X, Rows)  # a several-process run holds Rows
+        blocks[key] = None if X is None else local_block(X.data)
+    return blocks
 
 
 def _saved_rows(saved: np.ndarray | None, n: int, mesh: Mesh | None):
@@ -218,4 +222,5 @@ def _saved_rows(saved: np.ndarray | None, n: int, mesh: Mesh | None):
     from each process's block."""
     if saved is None or jax.process_count() == 1:
         return saved
+    assert mesh is not None  # run_deep_rfm sets the mesh of a several-process run
     return Rows(put_local_rows(saved, mesh, n), n)

@@ -79,7 +79,7 @@ def run_grokking(out: str, *, config: GrokkingConfig = GrokkingConfig(), progres
     records get their ``alignment`` with the final metric and the results a ``summary``.
     ``stop_after`` stops after that many iterations of this call (to test interruption)."""
     config.validate()
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         raise ValueError("grokking runs in float64: call "
                          "jax.config.update('jax_enable_x64', True) first.")
     ensure_writable(out)

@@ -49,7 +49,7 @@ def aggregate_layers(runs: list[list[dict]]) -> list[dict]:
     out = []
     for layer in range(depth):
         recs = [r[layer] for r in runs]
-        entry = {"layer": layer, "seeds": len(recs)}
+        entry: dict = {"layer": layer, "seeds": len(recs)}
         for point in POINTS:
             entry[point] = {m: mean_std([rec[point][m] for rec in recs]) for m in SUMMARY_METRICS}
         for key in SUMMARY_SCALARS:

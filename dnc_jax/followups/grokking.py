@@ -206,7 +206,7 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
     ``block_deviations`` (all three), ``trace``, ``top_eigenvalues`` (of the AGOP).
     """
     config.validate()
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         raise ValueError("grokking runs in float64, as published: call "
                          "jax.config.update('jax_enable_x64', True) first.")
     X, Y, y, Xt, Yt, yt = grokking_data(config)
@@ -216,7 +216,7 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
     for t in range(start, config.iters):
         # the kernel in the metric M is the kernel on x T, T = M^(1/2) (RFM's step); T is
         # taken from M alone, so that a run resumed from a saved M repeats it to the bit
-        T = power_from_eigh(*psd_eigh(M), 0.5)
+        T = jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
         predictor, A, info = fit_with_agop(
             matmul(Xj, T), Y, kernel="gaussian", bandwidth=config.bandwidth, reg=config.reg,
             transform=T, centered=config.centered, solver=direct)

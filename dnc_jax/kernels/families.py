@@ -127,7 +127,8 @@ MATERN32 = Radial("matern32", matern32_profile, False)
 MATERN52 = Radial("matern52", matern52_profile, False)
 L1_LAPLACE = L1Laplace()
 
-FAMILIES = {f.name: f for f in (LAPLACE, GAUSSIAN, MATERN32, MATERN52, L1_LAPLACE)}
+FAMILIES: dict[str, Radial | L1Laplace | ArcCosine] = {
+    f.name: f for f in (LAPLACE, GAUSSIAN, MATERN32, MATERN52, L1_LAPLACE)}
 FAMILIES |= {"relu_ntk": ArcCosine("ntk", 1), "relu_nngp": ArcCosine("nngp", 1)}
 KERNELS = tuple(FAMILIES)
 Family = Radial | L1Laplace | ArcCosine
@@ -159,7 +160,7 @@ def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
         raise ValueError(f"profile must be a JAX-traceable function of t: {err}") from err
     if jnp.shape(at_zero) != ():
         raise ValueError(f"profile must map a scalar t to a scalar; got shape {jnp.shape(at_zero)}.")
-    return Radial(name or getattr(profile, "__name__", "radial"), profile, bool(slope != 0))
+    return Radial(str(name or getattr(profile, "__name__", "radial")), profile, bool(slope != 0))
 
 
 def family_of(kernel: str | Family) -> Family:
@@ -183,4 +184,6 @@ def kernel_distances(X: jax.Array, Z: jax.Array, kernel: str | Family,
     """``squared_distances`` as a radial ``kernel`` (a name or a family) needs them: the
     near pairs of a kernel steep at 0 (Laplace) by direct difference (``NEAR_PAIRS``),
     the others (smooth at 0) by the expansion."""
-    return squared_distances(X, Z, M, near=NEAR_PAIRS if family_of(kernel).steep else 0)
+    family = family_of(kernel)
+    steep = isinstance(family, Radial) and family.steep
+    return squared_distances(X, Z, M, near=NEAR_PAIRS if steep else 0)

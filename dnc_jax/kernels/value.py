@@ -108,4 +108,5 @@ class Kernel:
         return family_of(self.family).name
 
     def __call__(self, X: jax.Array, Z: jax.Array, *, block_size: int | None = None) -> jax.Array:
-        return kernel_matrix(X, Z, self.family, self.bandwidth, self.M, block_size=block_size)
+        M = None if self.M is None else jnp.asarray(self.M)
+        return kernel_matrix(X, Z, self.family, self.bandwidth, M, block_size=block_size)

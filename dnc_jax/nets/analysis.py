@@ -165,8 +165,9 @@ def layer_analysis(
     """
     if isinstance(model, Network):
         X, model = head_inputs(model, jnp.asarray(X)), model.head
-    if isinstance(getattr(model, "activation", None), str):
-        activation = activation or model.activation
+    named = getattr(model, "activation", None)  # an MLP's, or any module's that names it
+    if isinstance(named, str):
+        activation = activation or named
     layers = readable_layers(model)
     activation = activation or "relu"
     act = ACTIVATIONS[activation]
@@ -180,7 +181,7 @@ def layer_analysis(
         out = act(matmul(H, W.T) + (0.0 if b is None else b[None, :]))
         evals, evecs = agop_eigh(A, W)
         VS = _root_columns(evals, evecs)
-        record = {"layer": l}
+        record: dict = {"layer": l}
         for point, features in (("input", H), ("right", right),
                                 ("agop", matmul(H, jnp.asarray(VS, H.dtype))), ("output", out)):
             record[point] = collapse_metrics(features, y, num_classes=num_classes).to_dict()

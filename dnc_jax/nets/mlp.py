@@ -14,6 +14,8 @@ lines 623-627: only the layers after the first are re-initialised).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -70,8 +72,9 @@ class MLP(nnx.Module):
         for name, value in (("classifier_init", classifier_init), ("input_init", input_init)):
             if value not in CLASSIFIER_INITS:
                 raise ValueError(f"{name} must be one of {CLASSIFIER_INITS}; got {value!r}.")
-        xavier = nnx.initializers.variance_scaling(init_gain**2, "fan_avg",
-                                                   init.removeprefix("xavier_"))
+        distribution: Literal["uniform", "normal"] = (
+            "uniform" if init == "xavier_uniform" else "normal")
+        xavier = nnx.initializers.variance_scaling(init_gain**2, "fan_avg", distribution)
         inits = [TORCH_LINEAR_INIT if input_init == "torch" else xavier] + [xavier] * (depth - 1)
         inits.append(TORCH_LINEAR_INIT if classifier_init == "torch" else xavier)
         sizes = [in_dim] + [width] * depth + [out_dim]

@@ -54,7 +54,7 @@ class Network(nnx.Module):
 
     def features(self, x: jax.Array, train: bool = False) -> jax.Array:
         """The head's inputs: ``(n, in_dim) -> (n, features)``."""
-        if self.backbone is None:
+        if self.backbone is None or self.image_shape is None:
             return x
         return self.backbone(x.reshape(x.shape[0], *self.image_shape), train)
 

@@ -270,12 +270,13 @@ def train_epochs(
         raise ValueError(f"batch_size {config.batch_size} exceeds the {X.shape[0]} samples.")
     model = init_model(config, X.shape[1], C, image_shape)
     tx = make_optimizer(config)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
     opt_state = tx.init(params)
     first = 0
     if resume is not None:
         treedef = jax.tree.structure((params, rest, opt_state))
-        leaves = [jnp.asarray(resume[f"leaf_{i}"]) for i in range(treedef.num_leaves)]
+        count = len(jax.tree.leaves((params, rest, opt_state)))
+        leaves = [jnp.asarray(resume[f"leaf_{i}"]) for i in range(count)]
         params, rest, opt_state = jax.tree.unflatten(treedef, leaves)
         first = int(resume["epoch"])
     measure_X = X if measure_X is None else measure_X
@@ -329,11 +330,13 @@ def train_mlp(
     measurement epochs, ``layers`` (``layer_analysis`` of the head). See ``TrainConfig``
     and ``train_epochs``.
     """
-    history, model = [], None
+    history: list[dict] = []
+    model = None
     for result in train_epochs(X, y, X_test, y_test, config=config, measure_X=measure_X,
                                measure_y=measure_y, image_shape=image_shape):
         model = result.model
         history.append({"epoch": result.epoch, "train_loss": result.train_loss,
                         "train_accuracy": result.train_accuracy,
                         "test_accuracy": result.test_accuracy, "layers": result.layers})
+    assert model is not None  # train_epochs yields at least one epoch (epochs >= 1)
     return model, history

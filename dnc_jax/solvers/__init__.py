@@ -109,7 +109,8 @@ class SolveInfo(NamedTuple):
         return self._asdict()
 
 
-def validate_fit_inputs(X: ArrayLike, Y: ArrayLike, kernel: str, bandwidth: float, reg: float):
+def validate_fit_inputs(X: ArrayLike | Rows, Y: ArrayLike | Rows, kernel: str | Family,
+                        bandwidth: ArrayLike, reg: ArrayLike):
     """Checks shared by every fit: returns ``(X, Y)`` as float JAX arrays, ``Y`` 2-D."""
     family_of(kernel)  # ValueError for an unknown kernel
     _checks.check_positive("bandwidth", bandwidth)
@@ -183,7 +184,7 @@ def check_cholesky(n: int, itemsize: int, matrices: float | None = None) -> None
     if not fits:
         raise ValueError(
             f"solver='cholesky' at n = {n} needs about {need / 2**30:.1f} GiB ({matrices:g} "
-            f"n x n matrices: the kernel matrix and its factorisation) but {free / 2**30:.1f} "
+            f"n x n matrices: the kernel matrix and its factorisation) but {(free or 0) / 2**30:.1f} "
             "GiB is free; use solver='cg' (the same solution; memory_budget bounds the kernel "
             "rows it holds) or centers=m (a Nyström machine).")
 
@@ -378,6 +379,7 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
                          f"got {sorted(options)} (solver {solver!r}).")
     kernel = Kernel(options.get("kernel", "laplace"), options.get("bandwidth", 1.0),
                     options.get("M"))
+    assert not isinstance(Y, Rows)  # Rows are refused above (with X)
     return core.fit(kernel, X, Y, options.get("reg", 1e-3),
                     solver="cholesky" if solver == "auto" else solver,
                     tol=options.get("tol", 1e-6), max_iter=options.get("max_iter"),

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from dnc_jax.kernels import kernel_matrix
+from dnc_jax.kernels import Family, kernel_matrix
 from dnc_jax.precision import matmul
 
 # Jitter added to the diagonal on retry, relative to the mean diagonal of K.
@@ -62,13 +62,13 @@ def _blocked_cholesky_solve(K: jax.Array, Y: jax.Array, shift: jax.Array, block:
             for j0 in range(k1, n, block):
                 j1 = min(j0 + block, n)
                 A = A.at[j0:, j0:j1].add(-matmul(P[j0 - k1:], P[j0 - k1:j1 - k1].T))
-    y = []  # L y = Y
+    parts: list[jax.Array] = []  # L y = Y
     for i0 in starts:
         i1 = min(i0 + block, n)
-        rhs = Y[i0:i1] - matmul(A[i0:i1, :i0], jnp.concatenate(y)) if i0 else Y[i0:i1]
-        y.append(solve(A[i0:i1, i0:i1], rhs, left_side=True, lower=True))
-    y = jnp.concatenate(y)
-    x = []  # L^T alpha = y, last block first
+        rhs = Y[i0:i1] - matmul(A[i0:i1, :i0], jnp.concatenate(parts)) if i0 else Y[i0:i1]
+        parts.append(solve(A[i0:i1, i0:i1], rhs, left_side=True, lower=True))
+    y = jnp.concatenate(parts)
+    x: list[jax.Array] = []  # L^T alpha = y, last block first
     for i0 in reversed(starts):
         i1 = min(i0 + block, n)
         rhs = y[i0:i1] - matmul(A[i1:, i0:i1].T, jnp.concatenate(x[::-1])) if x else y[i0:i1]
@@ -144,8 +144,8 @@ def train_kernel_matrix(X, M, kernel, bandwidth, block_size):
     return kernel_matrix(X, X, kernel, bandwidth, M, block_size=block_size)
 
 
-def solve_kernel_system(K: jax.Array, X: jax.Array, Y: jax.Array, reg: float, *, kernel: str,
-                        bandwidth: float, M: jax.Array | None = None,
+def solve_kernel_system(K: jax.Array, X: jax.Array, Y: jax.Array, reg: float, *,
+                        kernel: str | Family, bandwidth: float, M: jax.Array | None = None,
                         block_size: int | None = None) -> jax.Array:
     """``(K + reg I)^(-1) Y`` for ``K = K(X, X)``, by ``solve_psd`` with the float64 rebuild
     of ``K`` from ``X`` (and ``M``) as its fallback."""
