@@ -85,3 +85,19 @@ def test_the_package_type_checks():
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+def test_fit_rfm_has_the_defaults_of_the_rfm_estimator():
+    """``fit_rfm`` and ``RFM`` declare their defaults separately (a function and a
+    scikit-learn constructor): they must not drift."""
+    loop = inspect.signature(dnc_jax.fit_rfm).parameters
+    estimator = inspect.signature(dnc_jax.RFM).parameters
+    shared = (set(loop) & set(estimator)) - {"solver"}  # an option object in fit_rfm
+    assert {"kernel", "bandwidth", "reg", "iters", "agop_power", "normalize", "batch_size",
+            "agop_samples", "seed"} <= shared
+    for name in shared:
+        assert loop[name].default == estimator[name].default, name
+    options = loop["solver"].default
+    assert (options.solver, options.centers, options.tol, options.max_iter,
+            options.precond_rank) == tuple(estimator[k].default for k in (
+                "solver", "centers", "tol", "cg_max_iter", "precond_rank"))
