@@ -25,6 +25,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.gradient_outer_product import (
+    NORMALIZATIONS,
     coef_outer_centers,
     finish_agop,
     gradient_weights,
@@ -120,12 +121,15 @@ def rfm_step(
     X = _checks.as_float_matrix("X", X)
     T = None if transform is None else jnp.asarray(transform, X.dtype)
     Z = X if T is None else matmul(X, T)
-    if normalize == "none":
-        normalize = None
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
+    normalize = None if normalize == "none" else normalize
     family = family_of(kernel.family)
     if solver == "cholesky" and isinstance(family, Radial):
         Y = jnp.asarray(Y, X.dtype)
         Y = Y[:, None] if Y.ndim == 1 else Y
+        if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"Y must be (n,) or (n, C) with n = {X.shape[0]}; got {Y.shape}.")
         kernel.check(X.shape[1])
         _checks.check_nonnegative("reg", reg)
         bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)

@@ -539,6 +539,18 @@ def test_fit_rfm_under_jit_vmap_and_grad(rng, x64):
     assert abs(float(jax.grad(loss)(jnp.log(2.0))) - float(fd)) <= 1e-6 * abs(float(fd))
 
 
+def test_rfm_step_refuses_bad_input(rng):
+    X, Y, M = _problem(rng, np.float32)
+    with pytest.raises(ValueError, match="Y must be"):
+        rfm_step(Kernel("laplace", 2.0), X, Y[:5])
+    with pytest.raises(ValueError, match="normalize must be"):
+        rfm_step(Kernel("laplace", 2.0), X, Y, normalize="l2")
+    with pytest.raises(ValueError, match="without M"):
+        rfm_step(Kernel("laplace", 2.0, M), X, Y)
+    with pytest.raises(ValueError, match="Kernel value"):
+        rfm_step("laplace", X, Y)
+
+
 def test_fit_rfm_under_jit_refuses_what_only_the_shell_does(rng):
     X, Y, _ = _problem(rng, np.float32)
     with pytest.raises(ValueError, match="one device"):
