@@ -31,7 +31,7 @@ from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
 from dnc_jax.kernels import kernel_name
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.records import atomic_save_npz
+from dnc_jax.records import atomic_save_npz, load_npz
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
 from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
@@ -207,10 +207,10 @@ class DeepRFM:
             for l, name in enumerate(files):
                 if name != layer_file_name(l):
                     raise ValueError(f"{folder}: layer {l}'s file is missing (found {name}).")
-                with np.load(os.path.join(folder, name)) as data:
+                with load_npz(os.path.join(folder, name), f"layer {l} of a DeepRFM") as data:
                     layers.append(layer_from_arrays(dict(data), features))
             return cls(tuple(layers))
-        with np.load(path) as data:
+        with load_npz(path, "a DeepRFM model (DeepRFM.save)") as data:
             depth = len({key.split("/")[0] for key in data.files})
             return cls(tuple(layer_from_arrays(
                 {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
