@@ -7,7 +7,7 @@ chunk at a time, so peak memory is the features plus a chunk.
 
 Numerics: every feature row is first shifted by the first row ``h_0`` (exact in floating
 point for nearby values, Sterbenz), so a large common offset costs no precision: float32
-features carrying an offset of 1e4 give the float64 answers to ~1e-6 (issue 3).
+features carrying an offset of 1e4 give the float64 answers to ~1e-6.
 
 Conventions, against the codebases people compare with:
 

@@ -3,7 +3,7 @@
 XLA's GPU autotuner times many Triton tilings for every matrix product of every program it
 compiles. A Deep RFM layer compiles dozens of programs of different shapes, so with XLA's
 defaults the first layer at n = 50,000 spent ~100 s compiling on an H100 against 2 s of
-warm work (BENCHMARKS.md, issue 9). With Triton GEMMs off, XLA still autotunes cuBLAS,
+warm work (BENCHMARKS.md, "Deep RFM at scale"). With Triton GEMMs off, XLA still autotunes cuBLAS,
 whose float32 products ran at the same ~50 TFLOP/s there, and the first layer took 10 s.
 Autotuning off altogether (``--xla_gpu_autotune_level=0``) compiles fast too but left the
 products at 8 TFLOP/s. The flag is a no-op on CPUs and TPUs.

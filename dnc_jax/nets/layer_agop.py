@@ -1,4 +1,4 @@
-"""Every hidden layer's AGOP of an MLP from one shared backward pass (issue 11).
+"""Every hidden layer's AGOP of an MLP from one shared backward pass.
 
 For ``z_l = W_l h_l + b_l``, ``h_{l+1} = act(z_l)`` and output ``z_L = W_L h_L``, the
 sub-network from layer ``l`` up has Jacobian ``J_l = G_l W_l`` with respect to its input
