@@ -27,6 +27,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _agop_samples(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _nonnegative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -72,8 +76,9 @@ def _scale_args(p):
                    help="kernel solve: auto picks Cholesky on one device up to n=20,000, CG above")
     p.add_argument("--centers", type=_positive_int, default=None,
                    help="Nyström centres (implies --solver nystrom under auto)")
-    p.add_argument("--agop-samples", type=_positive_int, default=None,
-                   help="AGOP from this many seeded training rows (default all)")
+    p.add_argument("--agop-samples", type=_agop_samples, default=None,
+                   help="AGOP from this many seeded training rows, or 'auto': doubling "
+                        "rounds until it settles (default all)")
     p.add_argument("--tol", type=_positive_float, default=1e-6, help="CG relative residual")
     p.add_argument("--max-iter", type=_positive_int, default=1000, help="CG iteration cap")
     p.add_argument("--precond-rank", type=_positive_int, default=500,
@@ -218,7 +223,7 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
     multi.add_argument("--reg", type=_nonnegative_float, default=1e-3)
     multi.add_argument("--solver", choices=("auto", "cholesky", "cg", "nystrom"), default="auto")
     multi.add_argument("--centers", type=_positive_int, default=None)
-    multi.add_argument("--agop-samples", type=_positive_int, default=None)
+    multi.add_argument("--agop-samples", type=_agop_samples, default=None)
     multi.add_argument("--seed", type=int, default=0)
     multi.add_argument("--out", default=None, help="output folder (default runs/multi-index)")
     multi.add_argument("--no-progress", action="store_true")

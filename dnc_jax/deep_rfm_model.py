@@ -27,7 +27,7 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
-from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
+from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import kernel_name
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
@@ -57,7 +57,7 @@ class DeepRFMConfig:
     agop_batch: int = 1024
     solver: str = "auto"
     centers: int | None = None
-    agop_samples: int | None = None
+    agop_samples: int | str | None = None
     tol: float = 1e-6
     max_iter: int = 1000
     precond_rank: int = 500
@@ -70,8 +70,7 @@ class DeepRFMConfig:
 
     def validate(self) -> None:
         self.solver_options().validate()
-        if self.agop_samples is not None and self.agop_samples < 1:
-            raise ValueError(f"agop_samples must be >= 1; got {self.agop_samples}.")
+        check_agop_samples(self.agop_samples)
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1; got {self.depth}.")
         if self.width is not None and self.width < 1:
@@ -506,7 +505,7 @@ def deep_rfm(
     agop_batch: int = 1024,
     solver: str = "auto",
     centers: int | None = None,
-    agop_samples: int | None = None,
+    agop_samples: int | str | None = None,
     tol: float = 1e-6,
     max_iter: int = 1000,
     precond_rank: int = 500,
@@ -541,7 +540,8 @@ def deep_rfm(
       tol: CG's relative residual.
       max_iter: CG's iteration cap.
       precond_rank: landmarks of the CG preconditioner.
-      agop_samples: each layer's AGOP from this many seeded training rows (``None``: all).
+      agop_samples: each layer's AGOP from this many seeded training rows (``None``: all;
+        ``"auto"``: as many as it needs, recorded as ``solve.agop_rows``).
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``) for every layer's
         features, fit, AGOP and metrics. Float32 tracks float64 to within a few percent
         in NC1 for the first layers only (README, "Numerics at depth"): use float64 for

@@ -36,7 +36,8 @@ class RFM(BaseEstimator):
       tol: CG's relative residual.
       cg_max_iter: CG's iteration cap (``fit_kernel_ridge``'s ``max_iter``).
       precond_rank: landmarks of the CG preconditioner.
-      agop_samples: AGOP from this many seeded training rows (``None``: all).
+      agop_samples: AGOP from this many seeded training rows (``None``: all; ``"auto"``:
+        as many as it needs, recorded per iteration in ``history_``).
       devices: ``None`` (one device), ``"all"`` or a count: rows sharded over a data mesh.
       seed: seeds sampled rows, centres and landmarks.
 
@@ -62,7 +63,7 @@ class RFM(BaseEstimator):
         batch_size: int | None = 1024,
         solver: str = "auto",
         centers: int | None = None,
-        agop_samples: int | None = None,
+        agop_samples: int | str | None = None,
         tol: float = 1e-6,
         cg_max_iter: int = 1000,
         precond_rank: int = 500,

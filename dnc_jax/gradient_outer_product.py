@@ -292,16 +292,92 @@ def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, norm
     return finish_agop(outer, total, n, centered, diag, normalize, predictor.M)
 
 
+def check_agop_samples(samples) -> None:
+    """``ValueError`` unless ``samples`` is ``None``, ``"auto"`` or a positive int."""
+    if samples is None or samples == "auto":
+        return
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
+        raise ValueError(f"agop_samples must be a positive int, 'auto' or None; got "
+                         f"{samples!r}.")
+
+
+def row_order(n: int, seed: int) -> np.ndarray:
+    """The seeded random order in which sampled AGOPs draw rows: a sample of ``m`` rows is
+    the first ``m`` of it, so that a larger sample contains every smaller one."""
+    return np.random.default_rng(seed).permutation(n)
+
+
 def sample_rows(n: int, samples: int | None, seed: int) -> np.ndarray | None:
     """Sorted indices of ``samples`` rows out of ``n``, drawn without replacement with
-    ``seed`` (``None`` when ``samples`` is ``None`` or ``>= n``: use every row)."""
-    if samples is None:
+    ``seed`` (the first ``samples`` of ``row_order``; ``None`` when ``samples`` is ``None``
+    or ``>= n``: use every row)."""
+    check_agop_samples(samples)
+    if samples is None or samples == "auto":
         return None
-    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
-        raise ValueError(f"agop_samples must be a positive int or None; got {samples!r}.")
     if samples >= n:
         return None
-    return np.sort(np.random.default_rng(seed).choice(n, int(samples), replace=False))
+    return np.sort(row_order(n, seed)[: int(samples)])
+
+
+# adaptive AGOP sample (agop_samples="auto"): the first round's rows and the tolerance on
+# the relative change of the trace-normalised AGOP between rounds
+AUTO_FIRST_ROWS = 1000
+AUTO_TOL = 1e-2
+
+
+def adaptive_kernel_agop(
+    predictor: KernelPredictor,
+    X: ArrayLike | Rows,
+    *,
+    tol: float = AUTO_TOL,
+    first: int = AUTO_FIRST_ROWS,
+    seed: int = 0,
+    batch_size: int | None = None,
+    diag: bool = False,
+    mesh: Mesh | None = None,
+) -> tuple[jax.Array, int]:
+    """The kernel AGOP from as many rows as it needs: ``(AGOP, rows used)``.
+
+    Rows are drawn in ``row_order(n, seed)``: ``first`` rows, then doubling rounds
+    (``2 first``, ``4 first``, ... up to ``n``). Each round adds the new rows' AGOP to the
+    running mean (the uncentred AGOP is a mean over rows) and stops when the trace-normalised
+    AGOP moved less than ``tol`` in Frobenius norm relative to itself,
+    ``||A_m / tr A_m - A_h / tr A_h||_F <= tol ||A_m / tr A_m||_F`` (``h = m / 2``): RFM and
+    Deep RFM use the AGOP only up to scale (normalised, then powered), so its direction is
+    what must have settled. ``tol = 0`` runs to all ``n`` rows. The result equals
+    ``kernel_agop(..., samples=rows used, seed=seed)`` (the same rows) up to summation
+    order. Uncentred only; eager (the rounds are decided on the host).
+    """
+    n = X.n if isinstance(X, Rows) else int(np.shape(X)[0])
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
+    if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 1:
+        raise ValueError(f"first must be a positive int; got {first!r}.")
+    order = row_order(n, seed)
+    A, done, m = None, 0, min(int(first), n)
+    while True:
+        new = np.sort(order[done:m])
+        rows = Rows(X.data[new], len(new)) if isinstance(X, Rows) else jnp.asarray(X)[new]
+        part = kernel_agop(predictor, rows, batch_size=batch_size, diag=diag, mesh=mesh)
+        previous = A
+        A = part if previous is None else (done * previous + (m - done) * part) / m
+        if previous is not None and _relative_change(previous, A) <= tol:
+            return A, m
+        if m == n:
+            return A, m
+        done, m = m, min(2 * m, n)
+
+
+def _relative_change(old: jax.Array, new: jax.Array) -> float:
+    """``||new / tr(new) - old / tr(old)||_F / ||new / tr(new)||_F`` (traces of the
+    diagonal when the AGOPs are diagonals)."""
+    def unit(A):
+        trace = jnp.sum(A) if A.ndim == 1 else jnp.trace(A)
+        return A / jnp.where(trace > 0, trace, 1.0)
+
+    a, b = unit(old), unit(new)
+    scale = float(jnp.linalg.norm(b))
+    return float(jnp.linalg.norm(b - a)) / scale if scale > 0 else 0.0
 
 
 def kernel_agop(

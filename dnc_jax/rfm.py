@@ -26,6 +26,8 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.gradient_outer_product import (
     NORMALIZATIONS,
+    adaptive_kernel_agop,
+    check_agop_samples,
     coef_outer_centers,
     finish_agop,
     gradient_weights,
@@ -161,7 +163,7 @@ def fit_with_agop(
     diag: bool = False,
     normalize: str | None = None,
     solver: SolverOptions = SolverOptions(),
-    agop_samples: int | None = None,
+    agop_samples: int | str | None = None,
     seed: int = 0,
     mesh=None,
 ) -> tuple[KernelPredictor, jax.Array, SolveInfo]:
@@ -182,7 +184,9 @@ def fit_with_agop(
       normalize: as in ``agop``.
       solver: how the fit is solved (``SolverOptions``; the default picks by size).
       agop_samples: estimate the AGOP from this many training rows (seeded by ``seed``),
-        as xRFM does (its default is 20,000); ``None`` uses all ``n``.
+        as xRFM does (its default is 20,000); ``"auto"``: as many as it needs
+        (``adaptive_kernel_agop``: doubling rounds until the normalised AGOP settles);
+        ``None`` uses all ``n``. ``SolveInfo.agop_rows`` says how many were used.
       seed: seeds the sampled rows, Nyström centres and CG landmarks.
       mesh: shard the rows over this mesh (``dnc_jax.sharding.data_mesh``).
 
@@ -193,6 +197,10 @@ def fit_with_agop(
     """
     Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
     solver.validate()
+    check_agop_samples(agop_samples)
+    if agop_samples == "auto" and centered:
+        raise ValueError("agop_samples='auto' estimates the uncentred AGOP (a mean over rows, "
+                         "grown round by round); use a fixed count or None with centered.")
     if mesh is None and isinstance(Z, Rows):
         mesh = Z.mesh
     one_device = mesh is None or num_shards(mesh) == 1
@@ -217,14 +225,22 @@ def fit_with_agop(
         coefs, A = _radial_step(Z, kernel, bandwidth, T, solve, batch, centered, diag,
                                 normalize)
         info = SolveInfo("cholesky", 0, None, None, seconds["kernel"],
-                         time.perf_counter() - seconds["start"] - seconds["kernel"])
+                         time.perf_counter() - seconds["start"] - seconds["kernel"],
+                         Z.shape[0])
         return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A, info
     options = dataclasses.asdict(solver) | {"solver": method}
     predictor, info = fit_kernel_ridge(Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
                                        mesh=mesh, seed=seed, **options)
-    A = kernel_agop(predictor, Z, batch_size=batch, centered=centered,
-                    diag=diag and T is None, samples=agop_samples, seed=seed, mesh=mesh)
-    return predictor, finish_agop(A, None, 1, False, diag, normalize, T), info
+    if agop_samples == "auto":
+        A, used = adaptive_kernel_agop(predictor, Z, seed=seed, batch_size=batch,
+                                       diag=diag and T is None, mesh=mesh)
+    else:
+        count = None if agop_samples is None else int(agop_samples)
+        A = kernel_agop(predictor, Z, batch_size=batch, centered=centered,
+                        diag=diag and T is None, samples=count, seed=seed, mesh=mesh)
+        used = Z.shape[0] if count is None else min(count, Z.shape[0])
+    return (predictor, finish_agop(A, None, 1, False, diag, normalize, T),
+            info._replace(agop_rows=used))
 
 
 class RFMFit(NamedTuple):
@@ -253,7 +269,7 @@ def fit_rfm(
     diag: bool = False,
     batch_size: int | None = 1024,
     solver: SolverOptions = SolverOptions(),
-    agop_samples: int | None = None,
+    agop_samples: int | str | None = None,
     seed: int = 0,
     mesh=None,
     score: Callable[[jax.Array, KernelPredictor], float] | None = None,

@@ -363,3 +363,58 @@ def test_float64_rebuild_keeps_the_metric(rng):
     assert np.linalg.norm(no_metric - ref) > 0.1 * np.linalg.norm(ref)  # M matters here
     # as in the metric-free test: a float64 solve (condition ~1e8-1e9), then the float32 cast
     assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5
+
+
+# ------------------------------------------------------------- adaptive AGOP sample
+
+
+def _adaptive_problem(rng, n=3000, d=6):
+    from dnc_jax import Kernel, fit
+
+    X = jnp.asarray(rng.standard_normal((n, d)), jnp.float32)
+    Y = jnp.tanh(X[:, :2] @ jnp.asarray(rng.standard_normal((2, 2)), jnp.float32))
+    return fit(Kernel("laplace", 3.0), X[:400], Y[:400], 1e-2), X
+
+
+def test_adaptive_agop_is_seeded_and_equals_the_fixed_sample_of_its_rows(rng):
+    """Doubling rounds from 250 rows: the same seed gives the same rows and the same AGOP
+    (bit for bit); the result equals the fixed-sample AGOP of the rows it used (the first
+    m of the seed's row order) up to float32 summation order; a larger tolerance stops no
+    later."""
+    from dnc_jax.gradient_outer_product import adaptive_kernel_agop
+
+    pred, X = _adaptive_problem(rng)
+    A, used = adaptive_kernel_agop(pred, X, tol=0.05, first=250, seed=3)
+    A2, used2 = adaptive_kernel_agop(pred, X, tol=0.05, first=250, seed=3)
+    assert used == used2 and used in (500, 1000, 2000) and np.array_equal(A, A2)
+    fixed = kernel_agop(pred, X, samples=used, seed=3)
+    np.testing.assert_allclose(A, fixed, rtol=0, atol=1e-5 * float(jnp.abs(fixed).max()))
+    _, looser = adaptive_kernel_agop(pred, X, tol=0.5, first=250, seed=3)
+    assert looser <= used
+
+
+def test_adaptive_agop_with_zero_tolerance_uses_every_row(rng):
+    from dnc_jax.gradient_outer_product import adaptive_kernel_agop
+
+    pred, X = _adaptive_problem(rng, n=1100)
+    A, used = adaptive_kernel_agop(pred, X, tol=0.0, first=200, seed=0)
+    assert used == 1100  # 200, 400, 800, 1100
+    full = kernel_agop(pred, X)
+    np.testing.assert_allclose(A, full, rtol=0, atol=1e-5 * float(jnp.abs(full).max()))
+
+
+def test_fit_with_agop_auto_records_the_rows_it_used(rng):
+    from dnc_jax import fit_with_agop
+    from dnc_jax.solvers import SolverOptions
+
+    X = rng.standard_normal((1500, 5)).astype(np.float32)
+    Y = np.tanh(X[:, :2])
+    _, A, info = fit_with_agop(X, Y, bandwidth=3.0, agop_samples="auto", normalize="max",
+                               solver=SolverOptions("cg"))
+    assert info.agop_rows in (1000, 1500) and A.shape == (5, 5)
+    _, _, exact = fit_with_agop(X[:300], Y[:300], bandwidth=3.0)
+    assert exact.agop_rows == 300
+    with pytest.raises(ValueError, match="uncentred"):
+        fit_with_agop(X, Y, agop_samples="auto", centered=True)
+    with pytest.raises(ValueError, match="positive int, 'auto' or None"):
+        fit_with_agop(X, Y, agop_samples="some")

@@ -55,7 +55,7 @@ class MultiIndexConfig:
     reg: float = 1e-3
     solver: str = "auto"
     centers: int | None = None
-    agop_samples: int | None = None
+    agop_samples: int | str | None = None
     seed: int = 0
 
     def validate(self) -> None:

@@ -96,7 +96,8 @@ class SolverOptions:
 class SolveInfo(NamedTuple):
     """How a kernel fit was solved: the solver, its iterations and final relative residual
     (``0`` and ``None`` for Cholesky), the preconditioner rank or number of centres, and
-    seconds building the preconditioner (``kernel``) and solving (``solve``)."""
+    seconds building the preconditioner (``kernel``) and solving (``solve``); with the
+    fit's AGOP (``fit_with_agop``), ``agop_rows``: the training rows it was taken from."""
 
     solver: str
     iterations: int
@@ -104,6 +105,7 @@ class SolveInfo(NamedTuple):
     rank: int | None
     kernel_seconds: float
     solve_seconds: float
+    agop_rows: int | None = None
 
     def to_dict(self) -> dict:
         return self._asdict()
