@@ -64,6 +64,13 @@ class CollapseMetrics(NamedTuple):
       trace_within, trace_between: ``tr(Sigma_W)``, ``tr(Sigma_B)``.
       trace_total: ``(1/n) sum_i ||h_i - mu_G||^2`` (= ``tr(Sigma_W) + tr(Sigma_B)`` when balanced).
       num_classes, num_samples: ``C`` and ``n``.
+
+    In the official scripts' convention (``dmbeaglehole/neural_collapse_rfm`` at eee0604:
+    ``Sigma_B /= C`` and ``Sigma_W``, ``Sigma_T /= C n``, ``deep_rfm.py`` lines 171-173,
+    ``nc_nn.py`` lines 373-374, ``nc_nn_ratio.py`` lines 277-279), the properties
+    ``nc1_official`` (``nc1 / C``), ``within_total_official`` (``tr(Sigma_W)/tr(Sigma_T)``,
+    the same in both) and ``between_total_official`` (``C tr(Sigma_B)/tr(Sigma_T)``, the
+    ratio ``nc_nn_ratio.py`` plots, line 431); ``to_dict`` includes them.
     """
 
     nc1: Number
@@ -85,10 +92,32 @@ class CollapseMetrics(NamedTuple):
     num_classes: Count
     num_samples: Count
 
+    @property
+    def nc1_official(self) -> Number:
+        """NC1 as the official scripts compute it: ``nc1 / C`` (class docstring)."""
+        return self.nc1 / self.num_classes
+
+    @property
+    def within_total_official(self) -> Number:
+        """``tr(Sigma_W) / tr(Sigma_T)``: the official value equals ours (class docstring)."""
+        return self.trace_within / self.trace_total
+
+    @property
+    def between_total_official(self) -> Number:
+        """``tr(Sigma_B) / tr(Sigma_T)`` as ``nc_nn_ratio.py`` computes it:
+        ``C trace_between / trace_total`` (class docstring)."""
+        return self.num_classes * self.trace_between / self.trace_total
+
     def to_dict(self) -> dict:
-        """Plain ``dict`` of Python numbers (``None`` where not computed), ready for JSON."""
+        """Plain ``dict`` of Python numbers (``None`` where not computed), ready for JSON:
+        the fields, then ``OFFICIAL_METRICS`` (the official scripts' convention)."""
+        values = self._asdict() | {k: getattr(self, k) for k in OFFICIAL_METRICS}
         return {k: (None if v is None else (int(v) if isinstance(v, int) else float(v)))
-                for k, v in self._asdict().items()}
+                for k, v in values.items()}
+
+
+# the properties of CollapseMetrics in the official scripts' convention, recorded by to_dict
+OFFICIAL_METRICS = ("nc1_official", "within_total_official", "between_total_official")
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))

@@ -276,3 +276,32 @@ def test_unbalanced_classes_match_float64_reference(rng, x64, path):
                            rtol=1e-6)
     for name, value in ref.items():
         np.testing.assert_allclose(getattr(got, name), value, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_official_convention_equals_the_scripts_formulas(rng, x64):
+    """``nc1_official`` and the trace ratios equal get_class_variance of the official
+    scripts (nc_nn_ratio.py lines 249-285 at eee0604), written out in float64 here:
+    Sigma_B over C, Sigma_W and Sigma_T over C n, mu_G the mean of the class means; on
+    unbalanced classes too. A Deep RFM record carries them."""
+    H, y = _features(rng, 90, 7, 3)
+    y = np.concatenate([y, np.zeros(12, y.dtype)])  # unbalanced
+    H = np.concatenate([H, rng.standard_normal((12, 7)) + 1.0])
+    C, n = 3, len(y)
+    means = np.stack([H[y == c].mean(0) for c in range(C)])
+    mu_g = means.mean(0)
+    cov_b = np.sum((means - mu_g) ** 2) / C
+    cov_w = sum(np.sum((H[y == c] - means[c]) ** 2) for c in range(C)) / (C * n)
+    cov_t = sum(np.sum((H[y == c] - mu_g) ** 2) for c in range(C)) / (C * n)
+    m = collapse_metrics(H, y)
+    d = m.to_dict()
+    np.testing.assert_allclose(d["nc1_official"], cov_w / cov_b, rtol=1e-12)
+    np.testing.assert_allclose(d["within_total_official"], cov_w / cov_t, rtol=1e-12)
+    np.testing.assert_allclose(d["between_total_official"], cov_b / cov_t, rtol=1e-12)
+    np.testing.assert_allclose(d["nc1_official"], d["nc1"] / C, rtol=1e-12)
+
+    from dnc_jax import deep_rfm
+
+    records = deep_rfm(H.astype(np.float32), y, depth=1, width=8)
+    for point in ("input", "projected", "output"):
+        rec = records[0][point]
+        np.testing.assert_allclose(rec["nc1_official"], rec["nc1"] / C, rtol=1e-12)

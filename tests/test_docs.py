@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 
-from dnc_jax.collapse import CollapseMetrics
+from dnc_jax.collapse import OFFICIAL_METRICS, CollapseMetrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,8 @@ def test_the_commands_page_is_generated_from_the_parser():
 def test_the_results_schema_is_valid_and_strict_where_it_matters():
     schema = _schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["$defs"]["metrics"]["required"] == list(CollapseMetrics._fields)
+    assert schema["$defs"]["metrics"]["required"] == [*CollapseMetrics._fields,
+                                                      *OFFICIAL_METRICS]
     environment = {"versions": {"python": "3.11", "dnc-jax": "0.2.0", "jax": "0.10",
                                 "jaxlib": "0.10", "numpy": "2"},
                    "device": {"platform": "cpu", "kind": "cpu", "count": 1}, "machine": "x"}
