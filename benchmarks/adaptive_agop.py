@@ -54,7 +54,7 @@ def main():
     summary = {}
     for label, rs in runs.items():
         nc1 = np.array([r["nc1"] for r in rs])
-        summary[label] = {"nc1_mean": nc1.mean(0).tolist(), "nc1_std": nc1.std(0).tolist(),
+        summary[label] = {"nc1_mean": nc1.mean(0).tolist(), "nc1_std": nc1.std(0, ddof=1).tolist(),
                           "rows_mean": np.mean([r["agop_rows"] for r in rs], 0).tolist(),
                           "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
                           "final_test_accuracy_mean": float(np.mean(

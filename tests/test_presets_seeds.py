@@ -63,10 +63,14 @@ def test_aggregate_layers_mean_and_std():
     runs = [[rec(1.0), rec(2.0)], [rec(3.0), rec(5.0)], [rec(2.0)]]
     summary = aggregate_layers(runs)
     assert len(summary) == 1  # only layers every run completed
-    assert summary[0]["projected"]["nc2"] == {"mean": 4.0, "std": pytest.approx(np.std([2, 6, 4]))}
+    # seed bands use n - 1, as torch.std in the official plots
+    assert summary[0]["projected"]["nc2"] == {"mean": 4.0,
+                                              "std": pytest.approx(np.std([2, 6, 4], ddof=1))}
     assert summary[0]["test_accuracy"]["mean"] == pytest.approx(0.2)
     two = aggregate_layers(runs[:2])
-    assert two[1]["output"]["nc1"]["mean"] == 3.5 and two[1]["output"]["nc1"]["std"] == 1.5
+    assert two[1]["output"]["nc1"]["mean"] == 3.5
+    assert two[1]["output"]["nc1"]["std"] == pytest.approx(1.5 * np.sqrt(2))
+    assert aggregate_layers(runs[2:])[0]["output"]["nc1"]["std"] == 0.0  # one seed
 
 
 def test_seeds_run_aggregates_resumes_and_draws(tmp_path):
@@ -80,7 +84,7 @@ def test_seeds_run_aggregates_resumes_and_draws(tmp_path):
     values = [r["layers"][1]["output"]["nc1"] for r in runs]
     assert values[0] != values[1]  # the seed changes the random maps
     assert summary[1]["output"]["nc1"]["mean"] == pytest.approx(np.mean(values))
-    assert summary[1]["output"]["nc1"]["std"] == pytest.approx(np.std(values))
+    assert summary[1]["output"]["nc1"]["std"] == pytest.approx(np.std(values, ddof=1))
     saved = json.loads((tmp_path / "seeds" / "summary.json").read_text())
     assert saved["seeds"] == [0, 3] and saved["layers"] == summary
     # a single seed's run equals the same seed run alone
@@ -179,16 +183,18 @@ def test_mlp_seeds_aggregate_mean_and_std():
             [_measurement(5, 4.0, 0.8, 0.5)]]  # the second run has one measurement so far
     (entry,) = aggregate_measurements(runs)
     assert entry["epoch"] == 5 and entry["seeds"] == 2
-    assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": 1.0}
+    root2 = pytest.approx(np.sqrt(2))  # the n - 1 std of two values 2 apart
+    assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": root2}
     assert entry["layers"][0]["nfa_sqrt_agop"]["mean"] == pytest.approx(0.7)
     assert entry["layers"][0]["within_total"] == {"mean": 0.25, "std": 0.0}
-    assert entry["train_loss"] == {"mean": pytest.approx(0.4), "std": pytest.approx(0.1)}
+    assert entry["train_loss"] == {"mean": pytest.approx(0.4),
+                                   "std": pytest.approx(0.1 * np.sqrt(2))}
     assert entry["test_accuracy"] is None
     with pytest.raises(ValueError, match="different epochs"):
         aggregate_measurements([[_measurement(5, 1.0, 0.5, 0.1)], [_measurement(6, 1.0, 0.5, 0.1)]])
     losses = aggregate_losses([[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}],
                                [{"epoch": 1, "train_loss": 3.0}]])
-    assert losses == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": 1.0}}]
+    assert losses == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": root2}}]
 
 
 def test_cli_mlp_seeds(tmp_path):

@@ -59,11 +59,13 @@ def aggregate_layers(runs: list[list[dict]]) -> list[dict]:
 
 
 def mean_std(values: list) -> dict | None:
-    """``{mean, std}`` (population std) of ``values``; ``None`` if any is ``None``."""
+    """``{mean, std}`` of ``values`` over seeds; ``None`` if any is ``None``. The std is
+    the unbiased one (``n - 1``), as ``torch.std`` gives the official plots' bands
+    (``gen_nn_plots.py``); 0 for one seed."""
     if any(v is None for v in values):
         return None
     a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std())}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0}
 
 
 def summary_table(summary: list[dict]) -> str:
