@@ -11,7 +11,7 @@ from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.data import DATASETS
 from dnc_jax.nets.backbones import BACKBONES
 from dnc_jax.nets.mlp import CLASSIFIER_INITS, INITS
-from dnc_jax.nets.train import OPTIMIZERS
+from dnc_jax.nets.train import OPTIMIZERS, SCHEDULES
 from dnc_jax.presets import MLP_PRESETS
 
 
@@ -180,6 +180,10 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
                      help="the first head layer's init (torch: PyTorch's default)")
     mlp.add_argument("--last-batch", choices=("drop", "keep"), default="drop",
                      help="the n %% batch-size samples left over each epoch")
+    mlp.add_argument("--schedule", choices=SCHEDULES, default="end",
+                     help="when to measure: after every --measure-every-th epoch and the last "
+                          "(end), or as the official scripts, after epochs 1, m+1, 2m+1, ... "
+                          "of epochs+1 (official)")
     mlp.add_argument("--backbone", choices=BACKBONES, default="none",
                      help="ResNet-18 or VGG-11 features under the MLP head, as the paper's "
                           "nc_nn.py builds them (dnc_jax/nets/backbones.py)")
@@ -195,7 +199,7 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
         mlp.set_defaults(**{k: getattr(c, k) for k in (
             "depth", "width", "epochs", "lr", "batch_size", "optimizer", "momentum",
             "weight_decay", "loss", "init_gain", "measure_every", "bias", "classifier_init",
-            "last_batch", "init", "input_init")}, n=preset.n, n_test=preset.n_test)
+            "last_batch", "init", "input_init", "schedule")}, n=preset.n, n_test=preset.n_test)
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
@@ -327,7 +331,7 @@ def _mlp_command(args) -> None:
                          init_gain=args.init_gain, measure_every=args.measure_every,
                          seed=args.seed, bias=args.bias, classifier_init=args.classifier_init,
                          last_batch=args.last_batch, init=args.init, input_init=args.input_init,
-                         backbone=args.backbone)
+                         backbone=args.backbone, schedule=args.schedule)
     out = args.out or "runs/mlp"
     options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test, data_dir=args.data_dir,
                    measure_n=args.measure_n, progress=not args.no_progress,

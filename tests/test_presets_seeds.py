@@ -131,6 +131,8 @@ def test_official_mlp_preset_equals_the_cited_script_values():
     assert (c.loss, c.batch_size, c.last_batch) == ("mse", 128, "keep")  # l. 62, 241-242
     assert (c.init_gain, c.bias, c.classifier_init) == (1.0, False, "torch")  # l. 29, 591-611
     assert (c.init, c.input_init, c.backbone) == ("xavier_uniform", "xavier", "none")  # l. 600
+    # for i in range(num_epochs + 1) ... if i % 25 == 0 (l. 455, 484): 1,001 epochs
+    assert c.schedule == "official" and c.total_epochs == 1001
     resnet = mlp_preset("official", "resnet18").config  # -model resnet18 (l. 32, 617-650)
     assert (resnet.backbone, resnet.input_init) == ("resnet18", "torch")  # no init, l. 623-627
     assert mlp_preset("official", "vgg11").config.input_init == "torch"  # l. 657-661
@@ -154,6 +156,7 @@ def test_ratio_mlp_preset_equals_the_cited_script_values():
     assert (c.loss, c.batch_size, c.last_batch) == ("mse", 512, "keep")  # l. 34, 165-166
     assert (c.init, c.init_gain, c.bias, c.classifier_init) == (
         "xavier_normal", 0.1, False, "torch")  # l. 388-401
+    assert c.schedule == "official" and c.total_epochs == 2001  # l. 334, 351
 
 
 def test_cli_mlp_official_preset(tmp_path):
@@ -241,3 +244,23 @@ def test_ratio_preset_inputs_and_first_loss_are_the_scripts():
     script_loss = np.mean((out - data.Y_train[:c.batch_size]) ** 2)
     ours = float(jnp.mean((model(jnp.asarray(first)) - data.Y_train[:c.batch_size]) ** 2))
     assert abs(ours - script_loss) <= 1e-5 * script_loss
+
+
+def test_the_official_schedule_measures_after_epoch_one_and_every_m_after():
+    """``schedule="official"``: the scripts' ``for i in range(epochs + 1)`` with
+    ``i % m == 0``: epochs + 1 trained, measured after epochs 1, m + 1, ...; the default
+    measures after every m-th epoch and the last."""
+    from dnc_jax.data import load_dataset, prepare
+    from dnc_jax.nets.train import TrainConfig, train_epochs
+
+    def measured(config):
+        X, y = load_dataset("digits")
+        data = prepare(X[:120], y[:120])
+        return [r.epoch for r in train_epochs(data.X_train, data.y_train, config=config)
+                if r.layers is not None]
+
+    small = dict(depth=1, width=16, batch_size=40, optimizer="sgd", lr=0.01, measure_every=2)
+    assert measured(TrainConfig(epochs=4, schedule="official", **small)) == [1, 3, 5]
+    assert measured(TrainConfig(epochs=5, **small)) == [2, 4, 5]
+    with pytest.raises(ValueError, match="schedule must be"):
+        TrainConfig(schedule="paper").validate()

@@ -101,7 +101,7 @@ def run_mlp(
     results, state = run.resume()
     last_epoch = 0 if state is None else int(state["epoch"])
     results["history"] = [h for h in results.get("history", []) if h["epoch"] <= last_epoch]
-    bar = tqdm(total=config.epochs, initial=last_epoch,
+    bar = tqdm(total=config.total_epochs, initial=last_epoch,
                desc="MLP", disable=not progress, file=sys.stderr)
     done = 0
     for result in train_epochs(data.X_train, data.y_train, data.X_test, data.y_test,

@@ -31,6 +31,10 @@ from dnc_jax.nets.network import Network
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+# when the model is measured: TrainConfig.measures
+SCHEDULES = ("end", "official")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of ``train_mlp``: by default depth 5, width 512, Xavier gain 0.1,
@@ -60,6 +64,21 @@ class TrainConfig:
     init: str = "xavier_uniform"
     input_init: str = "xavier"
     backbone: str = "none"
+    schedule: str = "end"
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs trained: ``epochs``, or ``epochs + 1`` under the official schedule."""
+        return self.epochs + (self.schedule == "official")
+
+    def measures(self, epoch: int) -> bool:
+        """Whether the model is measured after ``epoch`` (1-based) epochs: every
+        ``measure_every``-th and the last (``"end"``), or, as the official scripts' loop
+        ``for i in range(epochs + 1): ... if i % measure_every == 0`` (``"official"``), after
+        epochs 1, ``m + 1``, ``2 m + 1``, ... (their plots' 0, ``m``, ``2 m``) and the last."""
+        if self.schedule == "official":
+            return (epoch - 1) % self.measure_every == 0 or epoch == self.total_epochs
+        return epoch % self.measure_every == 0 or epoch == self.total_epochs
 
     def validate(self) -> None:
         for name in ("depth", "width", "epochs", "batch_size", "measure_every"):
@@ -83,6 +102,8 @@ class TrainConfig:
                              f"{self.classifier_init!r}.")
         if self.last_batch not in ("drop", "keep"):
             raise ValueError(f"last_batch must be 'drop' or 'keep'; got {self.last_batch!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}.")
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -282,7 +303,7 @@ def train_epochs(
     measure_X = X if measure_X is None else measure_X
     measure_y = y if measure_y is None else measure_y
     key = jax.random.key(config.seed)
-    for epoch in range(first + 1, config.epochs + 1):
+    for epoch in range(first + 1, config.total_epochs + 1):
         # optax's Adam bias correction mixes float and int32 scalars, which a caller's
         # jax_numpy_dtype_promotion="strict" would reject: trace the step under "standard".
         with jax.numpy_dtype_promotion("standard"):
@@ -292,7 +313,7 @@ def train_epochs(
                 jax.random.fold_in(key, epoch), config.batch_size, config.loss,
                 config.last_batch == "keep")
         model = nnx.merge(graphdef, params, rest)
-        measure = epoch % config.measure_every == 0 or epoch == config.epochs
+        measure = config.measures(epoch)
         leaves = jax.tree.leaves((params, rest, opt_state))
         yield EpochResult(
             epoch=epoch,
