@@ -78,11 +78,23 @@ def test_bad_arguments_one_line_exit_2(args, message, tmp_path):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
 
 
-def test_unwritable_output_fails_before_any_work(capsys):
-    """One line, exit 2, and no layer computed first (issue 10)."""
-    assert main(["deep-rfm", "--out", "/dev/null/x", "--n", "200", "--no-progress"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["dnc-jax: error: cannot write to the output folder '/dev/null/x': Not a directory."]
+def test_unwritable_output_fails_before_any_work(capsys, monkeypatch):
+    """One line, exit 2, and no layer computed (no data loaded) first: every command."""
+    import importlib
+
+    deep = importlib.import_module("dnc_jax.experiments.deep_rfm")
+    mlp = importlib.import_module("dnc_jax.experiments.mlp")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data loaded before the output folder was checked")
+
+    monkeypatch.setattr(deep, "load_prepared", no_data)
+    monkeypatch.setattr(mlp, "load_prepared", no_data)
+    for command in ("deep-rfm", "mlp"):
+        assert main([command, "--out", "/dev/null/x", "--n", "200", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["dnc-jax: error: cannot write to the output folder '/dev/null/x': "
+                       "Not a directory."], command
 
 
 def test_cli_run_and_mlp_write_their_files(tmp_path, capsys):

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.nets.analysis import POINTS
 from dnc_jax.plots import plot_training
-from dnc_jax.records import RunDirectory, atomic_write_csv, flatten_metrics
+from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable, flatten_metrics
 
 
 def _share(value) -> str:
@@ -89,6 +89,7 @@ def run_mlp(
 
     config = config or TrainConfig()
     config.validate()
+    ensure_writable(out)  # before any work, as the other commands
     data = load_prepared(dataset, n, n_test, data_dir, config.seed, prepare_options, download)
     m = len(data.y_train) if measure_n is None else min(measure_n, len(data.y_train))
     image_shape = (None if config.backbone == "none"
