@@ -84,7 +84,8 @@ def _band(ax, x, stats, label, log=False, **style):
 
 def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str) -> None:
     """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log),
-    ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` of the output (log), the NFA
+    ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` at the layer's input, the
+    latter in the official scripts' convention (``C`` times ours; log), the NFA
     correlations; and a last column with the train loss of every epoch (``losses``, log)
     and the accuracies at the measurements."""
     epochs = [e["epoch"] for e in summary]
@@ -96,12 +97,12 @@ def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, titl
         for point in POINTS:
             _band(axes[0, layer], epochs, [r["nc1_" + point] for r in recs], point, log=True)
         for key, label in (("within_total", "tr(S_W)/tr(S_T)"),
-                           ("between_total", "tr(S_B)/tr(S_T)")):
+                           ("between_total_official", "tr(S_B)/tr(S_T), official")):
             _band(axes[1, layer], epochs, [r[key] for r in recs], label, log=True)
         for key in ("nfa_sqrt_agop", "nfa_agop"):
             _band(axes[2, layer], epochs, [r[key] for r in recs], key)
         axes[0, layer].set_title(f"layer {layer}: NC1")
-        axes[1, layer].set_title(f"layer {layer}: output traces")
+        axes[1, layer].set_title(f"layer {layer}: input traces")
         axes[2, layer].set_title(f"layer {layer}: NFA corr.")
         axes[0, layer].set_yscale("log")
         axes[1, layer].set_yscale("log")

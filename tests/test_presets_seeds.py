@@ -172,8 +172,10 @@ def test_cli_mlp_official_preset(tmp_path):
 
 
 def _measurement(epoch, nc1_in, nfa, loss):
-    point = {"nc1": nc1_in, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0}
-    layer = {p: point for p in ("input", "right", "agop", "output")}
+    point = {"nc1": nc1_in, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0,
+             "num_classes": 10}
+    deeper = {**point, "trace_within": 2.0}  # the traces are read at the input, not here
+    layer = {"input": point, "right": deeper, "agop": deeper, "output": deeper}
     layer.update(nfa_sqrt_agop=nfa, nfa_agop=nfa / 2)
     return {"epoch": epoch, "train_loss": loss, "train_accuracy": 1.0, "test_accuracy": None,
             "layers": [layer]}
@@ -190,6 +192,8 @@ def test_mlp_seeds_aggregate_mean_and_std():
     assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": root2}
     assert entry["layers"][0]["nfa_sqrt_agop"]["mean"] == pytest.approx(0.7)
     assert entry["layers"][0]["within_total"] == {"mean": 0.25, "std": 0.0}
+    # the script's convention: C tr(S_B) / tr(S_T)
+    assert entry["layers"][0]["between_total_official"] == {"mean": 7.5, "std": 0.0}
     assert entry["train_loss"] == {"mean": pytest.approx(0.4),
                                    "std": pytest.approx(0.1 * np.sqrt(2))}
     assert entry["test_accuracy"] is None

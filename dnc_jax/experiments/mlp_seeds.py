@@ -3,10 +3,14 @@ per measurement epoch, and the paper's training-curve figures with bands (mean +
 seeds, as ``gen_nn_plots.py`` of ``dmbeaglehole/neural_collapse_rfm`` draws them).
 
 ``OUT/seed-K/`` holds seed ``K``'s run; ``OUT/summary.json`` / ``summary.csv`` hold, per
-measurement epoch and head layer, the mean and standard deviation (``ddof = 0``) over the
-seeds of: NC1 at input / right-singular step / AGOP projection / output, the output's
-``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)``, the NFA correlations, and the
-train loss and accuracies; ``OUT/training_seeds.png`` draws them.
+measurement epoch and head layer, the mean and standard deviation (``n - 1``, as
+``torch.std``) over the seeds of: NC1 at input / right-singular step / AGOP projection /
+output, the trace ratios at the layer's **input**, where ``nc_nn_ratio.py`` takes them
+(``phiX = fmap(train_X)`` for layer ``l``, lines 355-361 at eee0604):
+``within_total`` = ``tr(Sigma_W)/tr(Sigma_T)`` (the same in both conventions) and
+``between_total_official`` = ``C tr(Sigma_B)/tr(Sigma_T)`` (the script's convention,
+``CollapseMetrics.between_total_official``), the NFA correlations, and the train loss and
+accuracies; ``OUT/training_seeds.png`` draws them.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ SCALARS = ("train_loss", "train_accuracy", "test_accuracy")
 
 
 def _layer_values(rec: dict) -> dict:
-    out = rec["output"]
     values = {f"nc1_{p}": rec[p]["nc1"] for p in POINTS}
-    values["within_total"] = out["trace_within"] / out["trace_total"]
-    values["between_total"] = out["trace_between"] / out["trace_total"]
+    inputs = rec["input"]  # where nc_nn_ratio.py takes its traces (module docstring)
+    values["within_total"] = inputs["trace_within"] / inputs["trace_total"]
+    values["between_total_official"] = (inputs["num_classes"] * inputs["trace_between"]
+                                        / inputs["trace_total"])
     values["nfa_sqrt_agop"] = rec["nfa_sqrt_agop"]
     values["nfa_agop"] = rec["nfa_agop"]
     return values
