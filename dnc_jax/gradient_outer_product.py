@@ -354,10 +354,11 @@ def adaptive_kernel_agop(
     if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 1:
         raise ValueError(f"first must be a positive int; got {first!r}.")
     order = row_order(n, seed)
+    data = X.data if isinstance(X, Rows) else jnp.asarray(X)  # placed once, not per round
     A, done, m = None, 0, min(int(first), n)
     while True:
         new = np.sort(order[done:m])
-        rows = Rows(X.data[new], len(new)) if isinstance(X, Rows) else jnp.asarray(X)[new]
+        rows = Rows(data[new], len(new)) if isinstance(X, Rows) else data[new]
         part = kernel_agop(predictor, rows, batch_size=batch_size, diag=diag, mesh=mesh)
         previous = A
         A = part if previous is None else (done * previous + (m - done) * part) / m

@@ -50,7 +50,7 @@ from dnc_jax.solvers import (
     solve_kernel_system,
     validate_fit_inputs,
 )
-from dnc_jax.solvers.core import fit
+from dnc_jax.solvers.core import checked_inputs, fit
 
 
 @functools.partial(jax.jit, static_argnames=("kernel",))
@@ -115,12 +115,9 @@ def rfm_step(
     Returns:
       ``(predictor on Z, AGOP (d, d) or (d,))``.
     """
-    if not isinstance(kernel, Kernel):
-        raise ValueError("kernel must be a dnc_jax.Kernel value, e.g. Kernel('laplace', 2.0); "
-                         f"got {type(kernel).__name__}.")
+    X, Y = checked_inputs(kernel, X, Y, reg)
     if kernel.M is not None:
         raise ValueError("rfm_step's metric is its transform T: pass a Kernel without M.")
-    X = _checks.as_float_matrix("X", X)
     T = None if transform is None else jnp.asarray(transform, X.dtype)
     Z = X if T is None else matmul(X, T)
     if normalize not in NORMALIZATIONS:
@@ -128,12 +125,6 @@ def rfm_step(
     normalize = None if normalize == "none" else normalize
     family = family_of(kernel.family)
     if solver == "cholesky" and isinstance(family, Radial):
-        Y = jnp.asarray(Y, X.dtype)
-        Y = Y[:, None] if Y.ndim == 1 else Y
-        if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
-            raise ValueError(f"Y must be (n,) or (n, C) with n = {X.shape[0]}; got {Y.shape}.")
-        kernel.check(X.shape[1])
-        _checks.check_nonnegative("reg", reg)
         bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
         ridge = jnp.asarray(reg, X.dtype) * jnp.eye(X.shape[0], dtype=X.dtype)
 

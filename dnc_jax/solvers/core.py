@@ -38,6 +38,26 @@ from dnc_jax.solvers.nystrom import apply_inverse_factors, device_factors
 CORE_SOLVERS = ("cholesky", "cg", "nystrom")
 
 
+def checked_inputs(kernel: Kernel, X: ArrayLike, Y: ArrayLike, reg: ArrayLike
+                   ) -> tuple[jax.Array, jax.Array]:
+    """The checks of a traceable fit (``fit``, ``rfm_step``): ``(X, Y)`` as float arrays
+    with ``Y`` 2-D, or ``ValueError`` for a kernel that is not a ``Kernel`` value, a ``Y``
+    whose rows differ from ``X``'s, a bad kernel leaf or a negative ridge (value checks
+    are skipped for tracers)."""
+    if not isinstance(kernel, Kernel):
+        raise ValueError("kernel must be a dnc_jax.Kernel value, e.g. Kernel('laplace', 2.0); "
+                         f"got {type(kernel).__name__}.")
+    X = _checks.as_float_matrix("X", X)
+    Y = jnp.asarray(Y, X.dtype)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"Y must be (n,) or (n, C) with n = {X.shape[0]}; got {Y.shape}.")
+    kernel.check(X.shape[1])
+    _checks.check_nonnegative("reg", reg)
+    return X, Y
+
+
 def fit(
     kernel: Kernel,
     X: ArrayLike,
@@ -75,19 +95,9 @@ def fit(
       >>> fits.coefs.shape
       (2, 20, 1)
     """
-    if not isinstance(kernel, Kernel):
-        raise ValueError("kernel must be a dnc_jax.Kernel value, e.g. Kernel('laplace', 2.0); "
-                         f"got {type(kernel).__name__}.")
+    X, Y = checked_inputs(kernel, X, Y, reg)
     if solver not in CORE_SOLVERS:
         raise ValueError(f"solver must be one of {CORE_SOLVERS}; got {solver!r}.")
-    X = _checks.as_float_matrix("X", X)
-    Y = jnp.asarray(Y, X.dtype)
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"Y must be (n,) or (n, C) with n = {X.shape[0]}; got {Y.shape}.")
-    kernel.check(X.shape[1])
-    _checks.check_nonnegative("reg", reg)
     bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
     M = None if kernel.M is None else jnp.asarray(kernel.M, X.dtype)
     reg = jnp.asarray(reg, X.dtype)
