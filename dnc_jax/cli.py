@@ -5,14 +5,36 @@ stderr and exit code 2."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.data import DATASETS
+from dnc_jax.deep_rfm_model import FEATURES, DeepRFMConfig
+from dnc_jax.followups.grokking import GrokkingConfig
+from dnc_jax.followups.multi_index import MultiIndexConfig
 from dnc_jax.nets.backbones import BACKBONES
-from dnc_jax.nets.mlp import CLASSIFIER_INITS, INITS
-from dnc_jax.nets.train import OPTIMIZERS, SCHEDULES
-from dnc_jax.presets import MLP_PRESETS
+from dnc_jax.nets.train import TrainConfig
+from dnc_jax.options import add_flags, from_args
+from dnc_jax.presets import (
+    MLP_PRESETS,
+    PRESETS,
+    DeepRFMPreset,
+    MLPPreset,
+    deep_rfm_preset,
+    mlp_preset,
+)
+
+
+class _DefaultsInHelp(argparse.HelpFormatter):
+    """Each option's help ends with its default, when it has one (not None, not off)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if action.option_strings and not any(default is v for v in (None, False, argparse.SUPPRESS)):
+            text += f" (default: {action.default})"
+        return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,24 +49,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _agop_samples(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
-
-
-def _nonnegative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def _dataset(text: str) -> str:
     if text in DATASETS or text.endswith(".npz"):
         return text
@@ -52,17 +56,22 @@ def _dataset(text: str) -> str:
         f"invalid choice: {text!r} (choose from {', '.join(DATASETS)}, or a PATH.npz)")
 
 
-def _data_args(p, default_n=None):
+def _output_args(p, command: str) -> None:
+    p.add_argument("--out", default=f"runs/{command}", help="output folder")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _data_args(p, command: str) -> None:
     p.add_argument("--dataset", default="mnist5k", type=_dataset,
                    help="a dataset name, or PATH.npz with X_train, y_train[, X_test, y_test]")
     p.add_argument("--download", action="store_true",
                    help="let tensorflow-datasets download a dataset missing from --data-dir")
-    p.add_argument("--n", type=_positive_int, default=default_n, help="training samples (first n)")
-    p.add_argument("--n-test", type=_positive_int, default=None, help="test samples (first n)")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help="training samples, the first n (all when not given)")
+    p.add_argument("--n-test", type=_positive_int, default=None,
+                   help="test samples, the first n (all when not given)")
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default runs/<command>)")
-    p.add_argument("--no-progress", action="store_true")
+    _output_args(p, command)
 
 
 def _devices(text: str):
@@ -71,47 +80,20 @@ def _devices(text: str):
     return _positive_int(text)
 
 
-def _scale_args(p):
-    p.add_argument("--solver", choices=("auto", "cholesky", "cg", "nystrom"), default="auto",
-                   help="kernel solve: auto picks Cholesky on one device up to n=20,000, CG above")
-    p.add_argument("--centers", type=_positive_int, default=None,
-                   help="Nyström centres (implies --solver nystrom under auto)")
-    p.add_argument("--agop-samples", type=_agop_samples, default=None,
-                   help="AGOP from this many seeded training rows, or 'auto': doubling "
-                        "rounds until it settles (default all)")
-    p.add_argument("--tol", type=_positive_float, default=1e-6, help="CG relative residual")
-    p.add_argument("--max-iter", type=_positive_int, default=1000, help="CG iteration cap")
-    p.add_argument("--precond-rank", type=_positive_int, default=500,
-                   help="landmarks of the CG preconditioner")
+def _run_args(p) -> None:
+    """``run`` / ``deep-rfm``'s options beside the configuration's."""
     p.add_argument("--devices", type=_devices, default=None,
                    help="shard rows over 'all' devices (of every process) or the first k")
     p.add_argument("--distributed", action="store_true",
                    help="join the other processes first (jax.distributed.initialize from the "
                         "cluster launcher's environment)")
-
-
-def _deep_rfm_args(p, depth):
-    p.add_argument("--depth", type=_positive_int, default=depth)
-    p.add_argument("--width", type=_positive_int, default=512)
-    p.add_argument("--kernel", choices=("laplace", "gaussian"), default="laplace")
-    p.add_argument("--bandwidth", type=_positive_float, default=2.0)
-    p.add_argument("--reg", type=_nonnegative_float, default=1e-3)
-    p.add_argument("--features", choices=("relu", "cosine"), default="relu")
-    p.add_argument("--weights", choices=("uniform", "gaussian"), default="uniform")
-    p.add_argument("--gamma", type=_positive_float, default=1.0)
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run once per seed (OUT/seed-K, each resumable) and report mean and "
                         "std per layer (overrides --seed)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="float64 layers for depth studies (float32 resolves squared "
-                        "distances only to ~1e-7 of the rows' norms)")
     p.add_argument("--save-model", action="store_true",
                    help="write each layer of the model to OUT/model/ (DeepRFM.load(OUT) "
                         "reads it; about n x width numbers per layer)")
-
-
-def _preset_args(p):
-    p.add_argument("--preset", choices=("default", "official"), default="default",
+    p.add_argument("--preset", choices=PRESETS, default="default",
                    help="official: the paper script's configuration (dnc_jax/presets.py); "
                         "other flags still override its values")
 
@@ -121,8 +103,6 @@ def preset_defaults(argv: list[str]):
     command line asks for, or ``None``."""
     if not argv or argv[0] not in ("run", "deep-rfm", "mlp"):
         return None
-    from dnc_jax.presets import MLP_PRESETS, PRESETS, deep_rfm_preset, mlp_preset
-
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="default")
     pre.add_argument("--dataset", default="mnist5k")
@@ -133,60 +113,36 @@ def preset_defaults(argv: list[str]):
         if known.preset not in MLP_PRESETS or known.backbone not in BACKBONES:
             return None  # the full parser reports it
         return mlp_preset(known.preset, known.backbone)
-    if known.preset not in PRESETS:
+    if known.preset not in PRESETS or known.features not in FEATURES:
         return None  # the full parser reports it
     return deep_rfm_preset(known.preset, known.dataset, known.features)
 
 
 def build_parser(preset=None) -> argparse.ArgumentParser:
-    """The command's parser; ``preset`` (a ``DeepRFMPreset``) supplies the defaults of
-    ``run`` and ``deep-rfm``."""
+    """The command's parser. Each command's configuration (``DeepRFMConfig``,
+    ``TrainConfig``, ``GrokkingConfig``, ``MultiIndexConfig``) gives one flag per field
+    (``dnc_jax.options``); ``preset`` (a ``DeepRFMPreset`` or ``MLPPreset``) supplies the
+    defaults of its command."""
     parser = _Parser(prog="dnc-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # each option's default in its help, for every subcommand
+    sub.add_parser = functools.partial(  # type: ignore[method-assign]
+        sub.add_parser, formatter_class=_DefaultsInHelp)
     run = sub.add_parser("run", help="Deep RFM, paper settings, embedded MNIST, depth 10")
     deep = sub.add_parser("deep-rfm", help="Deep RFM on any dataset")
-    for p in (run, deep):
-        _data_args(p)
-        _deep_rfm_args(p, depth=10)
-        _scale_args(p)
-        _preset_args(p)
-        if preset is not None and preset.name != "default" and hasattr(preset.config, "kernel"):
-            c = preset.config
-            p.set_defaults(depth=c.depth, width=c.width, kernel=c.kernel, bandwidth=c.bandwidth,
-                           reg=c.reg, gamma=c.gamma, weights=c.weights, n=preset.n,
-                           n_test=preset.n_test)
+    deep_preset = preset if isinstance(preset, DeepRFMPreset) else None
+    for command, p in (("run", run), ("deep-rfm", deep)):
+        _data_args(p, command)
+        add_flags(p, DeepRFMConfig, deep_preset and deep_preset.config)
+        _run_args(p)
+        if deep_preset is not None:
+            p.set_defaults(n=deep_preset.n, n_test=deep_preset.n_test)
     mlp = sub.add_parser("mlp", help="train an MLP; per-layer collapse and NFA during training")
-    _data_args(mlp)
-    mlp.add_argument("--depth", type=_positive_int, default=5)
-    mlp.add_argument("--width", type=_positive_int, default=512)
-    mlp.add_argument("--epochs", type=_positive_int, default=20)
-    mlp.add_argument("--lr", type=_positive_float, default=1e-4)
-    mlp.add_argument("--batch-size", type=_positive_int, default=128)
-    mlp.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                     help="adam and sgd add the weight decay to the gradient (as PyTorch's); "
-                          "adamw decouples it")
-    mlp.add_argument("--momentum", type=_nonnegative_float, default=0.9)
-    mlp.add_argument("--weight-decay", type=_nonnegative_float, default=0.0)
-    mlp.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse")
-    mlp.add_argument("--init-gain", type=_positive_float, default=0.1)
-    mlp.add_argument("--measure-every", type=_positive_int, default=5)
+    mlp_defaults = preset if isinstance(preset, MLPPreset) else None
+    _data_args(mlp, "mlp")
+    add_flags(mlp, TrainConfig, mlp_defaults and mlp_defaults.config)
     mlp.add_argument("--measure-n", type=_positive_int, default=None,
                      help="training samples used for the layer analysis (default all)")
-    mlp.add_argument("--bias", action="store_true", help="biases on hidden layers 2..depth")
-    mlp.add_argument("--init", choices=INITS, default="xavier_uniform",
-                     help="hidden weights' Xavier distribution")
-    mlp.add_argument("--classifier-init", choices=CLASSIFIER_INITS, default="xavier")
-    mlp.add_argument("--input-init", choices=CLASSIFIER_INITS, default="xavier",
-                     help="the first head layer's init (torch: PyTorch's default)")
-    mlp.add_argument("--last-batch", choices=("drop", "keep"), default="drop",
-                     help="the n %% batch-size samples left over each epoch")
-    mlp.add_argument("--schedule", choices=SCHEDULES, default="end",
-                     help="when to measure: after every --measure-every-th epoch and the last "
-                          "(end), or as the official scripts, after epochs 1, m+1, 2m+1, ... "
-                          "of epochs+1 (official)")
-    mlp.add_argument("--backbone", choices=BACKBONES, default="none",
-                     help="ResNet-18 or VGG-11 features under the MLP head, as the paper's "
-                          "nc_nn.py builds them (dnc_jax/nets/backbones.py)")
     mlp.add_argument("--seeds", type=int, nargs="+", default=None,
                      help="train once per seed (OUT/seed-K, each resumable); mean and std per "
                           "measurement and figures with bands (overrides --seed)")
@@ -194,43 +150,18 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
                      help="fast: the README's quick CPU run; official: the paper's nc_nn.py; "
                           "ratio: its nc_nn_ratio.py (dnc_jax/presets.py); other flags still "
                           "override its values")
-    if preset is not None and preset.name != "default" and hasattr(preset.config, "optimizer"):
-        c = preset.config
-        mlp.set_defaults(**{k: getattr(c, k) for k in (
-            "depth", "width", "epochs", "lr", "batch_size", "optimizer", "momentum",
-            "weight_decay", "loss", "init_gain", "measure_every", "bias", "classifier_init",
-            "last_batch", "init", "input_init", "schedule")}, n=preset.n, n_test=preset.n_test)
+    if mlp_defaults is not None:
+        mlp.set_defaults(n=mlp_defaults.n, n_test=mlp_defaults.n_test)
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
     fig.add_argument("--format", choices=("png", "pdf", "svg"), default="png")
     grok = sub.add_parser("grokking", help="RFM on modular arithmetic (published settings)")
-    grok.add_argument("--p", type=_positive_int, default=61, help="prime modulus")
-    grok.add_argument("--op", choices=("+", "-", "*", "/"), default="+")
-    grok.add_argument("--train-fraction", type=_positive_float, default=0.5)
-    grok.add_argument("--iters", type=_positive_int, default=50)
-    grok.add_argument("--bandwidth", type=_positive_float, default=2.5)
-    grok.add_argument("--reg", type=_nonnegative_float, default=0.0)
-    grok.add_argument("--seed", type=int, default=0, help="seeds the train/test split")
-    grok.add_argument("--out", default=None, help="output folder (default runs/grokking)")
-    grok.add_argument("--no-progress", action="store_true")
+    add_flags(grok, GrokkingConfig)
+    _output_args(grok, "grokking")
     multi = sub.add_parser("multi-index", help="AGOP recovery of a multi-index subspace")
-    multi.add_argument("--d", type=_positive_int, default=200)
-    multi.add_argument("--r", type=_positive_int, default=3, help="rank of the hidden U")
-    multi.add_argument("--n", type=_positive_int, nargs="+", default=[2000],
-                       help="training samples; several values make a sweep")
-    multi.add_argument("--n-test", type=_positive_int, default=2000)
-    multi.add_argument("--inputs", choices=("hypercube", "gaussian"), default="hypercube")
-    multi.add_argument("--noise", type=_nonnegative_float, default=0.1)
-    multi.add_argument("--steps", type=_positive_int, default=5, help="RFM (AGOP) steps")
-    multi.add_argument("--bandwidth", type=_positive_float, default=10.0)
-    multi.add_argument("--reg", type=_nonnegative_float, default=1e-3)
-    multi.add_argument("--solver", choices=("auto", "cholesky", "cg", "nystrom"), default="auto")
-    multi.add_argument("--centers", type=_positive_int, default=None)
-    multi.add_argument("--agop-samples", type=_agop_samples, default=None)
-    multi.add_argument("--seed", type=int, default=0)
-    multi.add_argument("--out", default=None, help="output folder (default runs/multi-index)")
-    multi.add_argument("--no-progress", action="store_true")
+    add_flags(multi, MultiIndexConfig)
+    _output_args(multi, "multi-index")
     return parser
 
 
@@ -238,13 +169,9 @@ def _grokking_command(args) -> None:
     import jax
 
     from dnc_jax.experiments import grokking_table, run_grokking
-    from dnc_jax.followups.grokking import GrokkingConfig
 
-    config = GrokkingConfig(p=args.p, op=args.op, train_fraction=args.train_fraction,
-                            iters=args.iters, bandwidth=args.bandwidth, reg=args.reg,
-                            seed=args.seed)
-    config.validate()
-    out = args.out or "runs/grokking"
+    config = from_args(GrokkingConfig, args)
+    out = args.out
     with jax.enable_x64(True):  # the published runs are float64
         results = run_grokking(out, config=config, progress=not args.no_progress)
     print(grokking_table(results["iterations"]))
@@ -254,15 +181,9 @@ def _grokking_command(args) -> None:
 
 def _multi_index_command(args) -> None:
     from dnc_jax.experiments import multi_index_table, run_multi_index
-    from dnc_jax.followups.multi_index import MultiIndexConfig
 
-    config = MultiIndexConfig(d=args.d, r=args.r, n=args.n[0], n_test=args.n_test,
-                              inputs=args.inputs, noise=args.noise, steps=args.steps,
-                              bandwidth=args.bandwidth, reg=args.reg, solver=args.solver,
-                              centers=args.centers, agop_samples=args.agop_samples,
-                              seed=args.seed)
-    config.validate()
-    out = args.out or "runs/multi-index"
+    config = from_args(MultiIndexConfig, args)
+    out = args.out
     results = run_multi_index(out, config=config, sizes=tuple(args.n),
                               progress=not args.no_progress)
     print(multi_index_table(results["sizes"]))
@@ -272,24 +193,15 @@ def _multi_index_command(args) -> None:
 def _deep_rfm_command(args) -> None:
     import jax
 
-    from dnc_jax.deep_rfm_model import DeepRFMConfig
     from dnc_jax.experiments import deep_rfm_table, run_deep_rfm
     from dnc_jax.experiments.seeds import run_deep_rfm_seeds, summary_table
     from dnc_jax.figures import deep_rfm_figures
-    from dnc_jax.presets import deep_rfm_preset
 
-    config = DeepRFMConfig(depth=args.depth, width=args.width, kernel=args.kernel,
-                           bandwidth=args.bandwidth, reg=args.reg, features=args.features,
-                           gamma=args.gamma, weights=args.weights, seed=args.seed,
-                           solver=args.solver, centers=args.centers,
-                           agop_samples=args.agop_samples, tol=args.tol, max_iter=args.max_iter,
-                           precond_rank=args.precond_rank, dtype=args.dtype,
-                           refit_accuracy=args.preset == "official")
+    config = from_args(DeepRFMConfig, args)
     prepare_options = deep_rfm_preset(args.preset, args.dataset, args.features).prepare_options
-    out = args.out or f"runs/{args.command}"
+    out = args.out
     mesh = None
     with jax.enable_x64(args.dtype == "float64"):
-        config.validate()
         if args.distributed:
             jax.distributed.initialize()
         if args.devices is not None:
@@ -322,17 +234,9 @@ def _figures_command(args) -> None:
 def _mlp_command(args) -> None:
     from dnc_jax.experiments import mlp_table, run_mlp
     from dnc_jax.experiments.mlp_seeds import mlp_summary_table, run_mlp_seeds
-    from dnc_jax.nets.train import TrainConfig
-    from dnc_jax.presets import mlp_preset
 
-    config = TrainConfig(depth=args.depth, width=args.width, epochs=args.epochs, lr=args.lr,
-                         batch_size=args.batch_size, optimizer=args.optimizer,
-                         momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss,
-                         init_gain=args.init_gain, measure_every=args.measure_every,
-                         seed=args.seed, bias=args.bias, classifier_init=args.classifier_init,
-                         last_batch=args.last_batch, init=args.init, input_init=args.input_init,
-                         backbone=args.backbone, schedule=args.schedule)
-    out = args.out or "runs/mlp"
+    config = from_args(TrainConfig, args)
+    out = args.out
     options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test, data_dir=args.data_dir,
                    measure_n=args.measure_n, progress=not args.no_progress,
                    download=args.download,

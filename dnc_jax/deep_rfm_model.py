@@ -16,7 +16,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import overload
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +29,13 @@ from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import kernel_name
+from dnc_jax.options import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.records import atomic_save_npz, load_npz
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
-from dnc_jax.solvers import SolverOptions, fit_kernel_ridge
+from dnc_jax.solvers import DEFAULT_RANK, SOLVERS, SolverOptions, fit_kernel_ridge
 
 FEATURES = ("relu", "cosine")
 WEIGHTS = ("uniform", "gaussian")
@@ -43,43 +44,67 @@ DTYPES = ("float32", "float64")
 
 @dataclasses.dataclass(frozen=True)
 class DeepRFMConfig:
-    """Hyperparameters of ``deep_rfm`` (the paper's defaults)."""
+    """Hyperparameters of ``deep_rfm`` (the paper's defaults), checked when built (a
+    ``ValueError`` names the field). Each field's help is its documentation; the command
+    line has one flag per field (``dnc-jax deep-rfm --help``)."""
 
-    depth: int = 10
-    width: int | None = 512
-    kernel: str = "laplace"
-    bandwidth: float = 2.0
-    reg: float = 1e-3
-    features: str | Callable[[jax.Array], jax.Array] = "relu"
-    gamma: float = 1.0
-    weights: str = "uniform"
-    seed: int = 0
-    agop_batch: int = 1024
-    solver: str = "auto"
-    centers: int | None = None
-    agop_samples: int | str | None = None
-    tol: float = 1e-6
-    max_iter: int = 1000
-    precond_rank: int = 500
-    dtype: str = "float32"
-    refit_accuracy: bool = False
+    depth: int = option(10, "layers")
+    width: int | None = option(512, "random features per layer (None: the layer's input "
+                                     "dimension, as the official random-Fourier variant)")
+    kernel: str = option("laplace", "each layer's kernel", choices=("laplace", "gaussian"))
+    bandwidth: float = option(2.0, "its bandwidth L")
+    reg: float = option(1e-3, "its ridge")
+    features: str | Callable[[jax.Array], jax.Array] = option(
+        "relu", "the random map: relu, cosine (random Fourier features, Cauchy scale gamma), "
+                "or (Python) a function of the pre-activations X M^(1/2) W^T", choices=FEATURES)
+    gamma: float = option(1.0, "Cauchy scale of the cosine features")
+    weights: str = option("uniform", "distribution of the ReLU map's W", choices=WEIGHTS)
+    seed: int = option(0, "seeds every layer's random map (layer l: fold_in(key(seed), l)) "
+                          "and any subsampling")
+    agop_batch: int = option(1024, "training rows whose Jacobians are held at once")
+    solver: str = option("auto", "kernel solve (fit_kernel_ridge): auto picks Cholesky on one "
+                                 "device up to n=20,000, CG above", choices=SOLVERS)
+    centers: int | None = option(None, "Nyström centres (implies solver nystrom under auto)")
+    agop_samples: int | str | None = option(
+        None, "each layer's AGOP from this many seeded training rows, or 'auto': doubling "
+              "rounds until it settles (default all)", parse=parse_agop_samples)
+    tol: float = option(1e-6, "CG relative residual")
+    max_iter: int = option(1000, "CG iteration cap")
+    precond_rank: int = option(DEFAULT_RANK, "landmarks of the CG preconditioner")
+    memory_budget: int | None = option(None, "bytes of kernel rows each device may hold "
+                                             "between CG iterations (default: from free memory)")
+    dtype: str = option("float32", "float64 layers for depth studies (needs 64-bit JAX; "
+                                   "float32 resolves squared distances only to ~1e-7 of the "
+                                   "rows' norms)", choices=DTYPES)
+    refit_accuracy: bool = option(False, "also record the accuracy of a kernel machine "
+                                         "refitted on the projected features (the official "
+                                         "script's number; one more solve per layer)")
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def solver_options(self) -> SolverOptions:
-        return SolverOptions(self.solver, self.centers, self.tol, self.max_iter,
-                             self.precond_rank)
+        """The fields shared with ``SolverOptions``, as one."""
+        return SolverOptions(**{f.name: getattr(self, f.name)
+                                for f in dataclasses.fields(SolverOptions)})
 
     def validate(self) -> None:
-        self.solver_options().validate()
+        """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
+        self.solver_options()
         check_agop_samples(self.agop_samples)
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1; got {self.depth}.")
         if self.width is not None and self.width < 1:
             raise ValueError(f"width must be >= 1 (or None: the layer's input dimension); "
                              f"got {self.width}.")
+        if self.agop_batch < 1:
+            raise ValueError(f"agop_batch must be >= 1; got {self.agop_batch}.")
         if self.reg < 0:
             raise ValueError(f"reg must be >= 0; got {self.reg}.")
         if self.bandwidth <= 0:
             raise ValueError(f"bandwidth must be > 0; got {self.bandwidth}.")
+        if self.kernel not in ("laplace", "gaussian"):
+            raise ValueError(f"kernel must be 'laplace' or 'gaussian'; got {self.kernel!r}.")
         if not callable(self.features) and self.features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES} or a function "
                              f"(pre-activations -> features); got {self.features!r}.")
@@ -89,9 +114,6 @@ class DeepRFMConfig:
             raise ValueError(f"gamma must be > 0; got {self.gamma}.")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}.")
-        if self.dtype == "float64" and not jax.config.read("jax_enable_x64"):
-            raise ValueError("dtype='float64' needs 64-bit JAX: call "
-                             "jax.config.update('jax_enable_x64', True) first.")
 
 
 @functools.partial(jax.tree_util.register_dataclass,
@@ -402,7 +424,9 @@ def deep_rfm_layers(
     only on ``(seed, l)``, a resumed run equals an uninterrupted one. Arguments as in
     ``deep_rfm``; the states hold ``Rows`` on ``mesh`` (one device when ``None``).
     """
-    config.validate()
+    if config.dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        raise ValueError("dtype='float64' needs 64-bit JAX: call "
+                         "jax.config.update('jax_enable_x64', True) first.")
     dtype = jnp.dtype(config.dtype)
     mesh = check_mesh(mesh)
     y_train = np.asarray(y_train).astype(np.int64)
@@ -493,28 +517,12 @@ def deep_rfm(
     X_test: ArrayLike | None = None,
     y_test: ArrayLike | None = None,
     *,
-    depth: int = 10,
-    width: int | None = 512,
-    kernel: str = "laplace",
-    bandwidth: float = 2.0,
-    reg: float = 1e-3,
-    features: str = "relu",
-    gamma: float = 1.0,
-    weights: str = "uniform",
-    seed: int = 0,
-    agop_batch: int = 1024,
-    solver: str = "auto",
-    centers: int | None = None,
-    agop_samples: int | str | None = None,
-    tol: float = 1e-6,
-    max_iter: int = 1000,
-    precond_rank: int = 500,
-    dtype: str = "float32",
-    refit_accuracy: bool = False,
+    config: DeepRFMConfig | None = None,
     mesh: Mesh | None = None,
     num_classes: int | None = None,
     on_layer: Callable[[dict], None] | None = None,
     return_model: bool = False,
+    **options: Any,
 ) -> list[dict] | tuple[list[dict], DeepRFM]:
     """Deep RFM on prepared data (see the module docstring; ``prepare`` does the paper's
     standardisation and subsampling).
@@ -523,32 +531,9 @@ def deep_rfm(
       X_train: ``(n, d)`` features; y_train: ``(n,)`` integer labels.
       X_test: optional held-out features, mapped through the same layers.
       y_test: their labels.
-      depth: layers.
-      width: random features per layer (``D``; ``None``: the layer's input
-        dimension, as the official random-Fourier-feature variant).
-      kernel: the kernel of each layer's predictor.
-      bandwidth: its bandwidth ``L``.
-      reg: its ridge.
-      features: ``"relu"``, ``"cosine"`` (random Fourier features, Cauchy scale ``gamma``)
-        or a function of the ``(b, D)`` pre-activations ``X M^(1/2) W^T`` (``W`` drawn as
-        for ReLU), e.g. ``jnp.tanh``; jit keys on the function, so reuse one object.
-      weights: ``"uniform"`` or ``"gaussian"`` for the ReLU map.
-      seed: seeds every layer's random map (layer ``l`` uses ``fold_in(key(seed), l)``).
-      agop_batch: training rows whose Jacobians are held at once.
-      solver: how each layer's kernel is fitted (``fit_kernel_ridge``).
-      centers: makes it a Nyström machine of that many centres.
-      tol: CG's relative residual.
-      max_iter: CG's iteration cap.
-      precond_rank: landmarks of the CG preconditioner.
-      agop_samples: each layer's AGOP from this many seeded training rows (``None``: all;
-        ``"auto"``: as many as it needs, recorded as ``solve.agop_rows``).
-      dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``) for every layer's
-        features, fit, AGOP and metrics. Float32 tracks float64 to within a few percent
-        in NC1 for the first layers only (README, "Numerics at depth"): use float64 for
-        depth studies.
-      refit_accuracy: also record ``refit_train_accuracy`` / ``refit_test_accuracy``, of a
-        kernel predictor refitted on the projected features (what the official code
-        reports); one more kernel solve per layer.
+      config: the hyperparameters (``DeepRFMConfig``; default ``DeepRFMConfig()``).
+      **options: fields of ``DeepRFMConfig`` replacing the config's
+        (``deep_rfm(X, y, depth=3, dtype="float64")``).
       mesh: shard the rows over this mesh's ``"data"`` axis (``data_mesh("all")``).
       on_layer: called with each layer's record as it completes.
       return_model: also return the fitted ``DeepRFM`` (it holds each layer's kernel
@@ -563,9 +548,7 @@ def deep_rfm(
       ``map``: the AGOP's root, projection and random map; ``metrics``; ``predict``: the
       train and test accuracies).
     """
-    config = DeepRFMConfig(depth, width, kernel, bandwidth, reg, features, gamma, weights, seed,
-                           agop_batch, solver, centers, agop_samples, tol, max_iter,
-                           precond_rank, dtype, refit_accuracy)
+    config = dataclasses.replace(config or DeepRFMConfig(), **options)
     records: list[dict] = []
     layers: list[DeepRFMLayer] = []
     for record, state in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,

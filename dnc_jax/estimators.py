@@ -40,6 +40,8 @@ class RFM(BaseEstimator):
         as many as it needs, recorded per iteration in ``history_``).
       devices: ``None`` (one device), ``"all"`` or a count: rows sharded over a data mesh.
       seed: seeds sampled rows, centres and landmarks.
+      memory_budget: bytes of kernel rows each device may hold between CG iterations
+        (``fit_kernel_ridge``; default from the free memory).
 
     Computes in ``X``'s float dtype: float64 input stays float64 when JAX's 64-bit mode is
     on; with it off, float64 becomes float32 with one ``Float64Warning``.
@@ -69,10 +71,11 @@ class RFM(BaseEstimator):
         precond_rank: int = 500,
         devices: str | int | None = None,
         seed: int = 0,
+        memory_budget: int | None = None,
     ):
         _fixed_task_init(self, kernel, bandwidth, reg, iters, agop_power, normalize, centered,
                          diag, batch_size, solver, centers, agop_samples, tol, cg_max_iter,
-                         precond_rank, devices, seed)
+                         precond_rank, devices, seed, memory_budget)
         self.task = task
 
     # -------------------------------------------------------------- helpers
@@ -118,8 +121,7 @@ class RFM(BaseEstimator):
                 raise ValueError("RFM classification needs at least 2 classes in y; got 1 class.")
         Y = self._targets(y)
         options = SolverOptions(self.solver, self.centers, self.tol, self.cg_max_iter,
-                                self.precond_rank)
-        options.validate()
+                                self.precond_rank, self.memory_budget)
         mesh = None if self.devices is None else data_mesh(self.devices)
         score = None
         if X_val is not None and y_val is not None:
@@ -171,7 +173,7 @@ class RFM(BaseEstimator):
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
                      normalize="max", centered=False, diag=False, batch_size=1024,
                      solver="auto", centers=None, agop_samples=None, tol=1e-6, cg_max_iter=1000,
-                     precond_rank=500, devices=None, seed=0):
+                     precond_rank=500, devices=None, seed=0, memory_budget=None):
     """Set every hyperparameter but ``task`` (the subclasses fix it as a class attribute)."""
     self.kernel = kernel
     self.bandwidth = bandwidth
@@ -190,6 +192,7 @@ def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, 
     self.precond_rank = precond_rank
     self.devices = devices
     self.seed = seed
+    self.memory_budget = memory_budget
 
 
 class RFMClassifier(ClassifierMixin, RFM):

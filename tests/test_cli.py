@@ -1,5 +1,7 @@
-"""The dnc-jax command: results files, resume after interruption, bad arguments (issue 5)."""
+"""The dnc-jax command: results files, resume after interruption, bad arguments, and the
+flags generated from each command's configuration."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,10 +11,58 @@ import numpy as np
 import pytest
 from helpers import assert_valid_results, without_time
 
-from dnc_jax.cli import main
+from dnc_jax.cli import build_parser, main, preset_defaults
 from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import run_deep_rfm
+from dnc_jax.followups import GrokkingConfig, MultiIndexConfig
+from dnc_jax.nets.train import TrainConfig
+from dnc_jax.options import flag_name, from_args
+from dnc_jax.presets import deep_rfm_preset, mlp_preset
+
+COMMAND_CONFIGS = [("run", DeepRFMConfig), ("deep-rfm", DeepRFMConfig), ("mlp", TrainConfig),
+                   ("grokking", GrokkingConfig), ("multi-index", MultiIndexConfig)]
+
+
+def _subparser(parser, command):
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return sub.choices[command]
+
+
+@pytest.mark.parametrize("command,config", COMMAND_CONFIGS)
+def test_every_configuration_field_has_its_generated_flag(command, config):
+    """One flag per field, named after it; parsing no flag gives the configuration's own
+    defaults, and a flag's value reaches its field."""
+    parser = build_parser()
+    options = {s: a for a in _subparser(parser, command)._actions for s in a.option_strings}
+    for field in dataclasses.fields(config):
+        assert flag_name(field.name) in options, (command, field.name)
+        assert options[flag_name(field.name)].dest == field.name
+    assert from_args(config, parser.parse_args([command])) == config()
+    args = parser.parse_args([command, "--seed", "7"])
+    assert from_args(config, args).seed == 7
+
+
+def test_presets_and_every_solver_option_reach_the_configuration():
+    """A preset's configuration is the flags' default (other flags still override it), and
+    every solver option, memory_budget included, is reachable from the command line."""
+    argv = ["deep-rfm", "--preset", "official", "--features", "cosine", "--dataset", "svhn"]
+    args = build_parser(preset_defaults(argv)).parse_args(argv)
+    assert from_args(DeepRFMConfig, args) == deep_rfm_preset("official", "svhn", "cosine").config
+    assert (args.n, args.n_test) == (500, 100)
+    argv = ["mlp", "--preset", "ratio", "--epochs", "3"]
+    args = build_parser(preset_defaults(argv)).parse_args(argv)
+    assert from_args(TrainConfig, args) == dataclasses.replace(mlp_preset("ratio").config,
+                                                               epochs=3)
+    argv = ["deep-rfm", "--solver", "cg", "--tol", "1e-4", "--max-iter", "9", "--precond-rank",
+            "7", "--memory-budget", "1000000", "--centers", "5", "--agop-samples", "auto"]
+    config = from_args(DeepRFMConfig, build_parser().parse_args(argv))
+    options = config.solver_options()
+    assert (options.solver, options.tol, options.max_iter, options.precond_rank,
+            options.memory_budget, options.centers) == ("cg", 1e-4, 9, 7, 1_000_000, 5)
+    assert config.agop_samples == "auto"
+    argv = ["mlp", "--bias", "--no-bias"]  # booleans both ways; the last one wins
+    assert from_args(TrainConfig, build_parser().parse_args(argv)).bias is False
 
 
 def _layers_without_time(path):

@@ -1,4 +1,4 @@
-"""Distances near zero and Deep RFM at depth in float32 against float64 (issue 10)."""
+"""Distances near zero and Deep RFM at depth in float32 against float64."""
 
 import jax
 import jax.numpy as jnp
@@ -100,8 +100,11 @@ def test_float32_tracks_float64_until_the_layers_where_it_parts():
 
 
 def test_float64_layers_need_x64():
+    """A float64 configuration is valid anywhere; running it with 64-bit JAX off is not."""
+    X, y = np.ones((6, 3), np.float32), np.array([0, 1] * 3)
     with jax.enable_x64(False):
+        config = DeepRFMConfig(dtype="float64", depth=1, width=4)
         with pytest.raises(ValueError, match="64-bit"):
-            DeepRFMConfig(dtype="float64").validate()
+            deep_rfm(X, y, config=config)
     with pytest.raises(ValueError, match="dtype"):
         DeepRFMConfig(dtype="float16").validate()

@@ -137,7 +137,6 @@ def run_deep_rfm(
     cannot be used there); process 0 writes the results, and ``out`` must be a folder
     they all share.
     """
-    config.validate()
     if callable(config.features):
         raise ValueError("a run records its configuration in results.json, so its feature "
                          "map must be a name (relu, cosine); call deep_rfm(..., "
@@ -152,9 +151,11 @@ def run_deep_rfm(
                              download)
     n_train = int(len(data.y_train))
     n_test_rows = 0 if data.y_test is None else int(len(data.y_test))
+    # memory_budget changes where kernel rows live, not the numbers: a run resumes under
+    # another budget, so it is not part of the recorded configuration
+    recorded = {k: v for k, v in dataclasses.asdict(config).items() if k != "memory_budget"}
     run_config = {"experiment": "deep_rfm", "dataset": dataset, "n": n_train,
-                  "n_test": n_test_rows,
-                  **dataclasses.asdict(config),
+                  "n_test": n_test_rows, **recorded,
                   "prepare": prepare_options or {},
                   "devices": 1 if mesh is None else int(mesh.devices.size),
                   "processes": jax.process_count()}

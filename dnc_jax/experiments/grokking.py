@@ -78,7 +78,6 @@ def run_grokking(out: str, *, config: GrokkingConfig = GrokkingConfig(), progres
     """RFM grokking into ``out`` (resuming); returns the results dict. At the end the
     records get their ``alignment`` with the final metric and the results a ``summary``.
     ``stop_after`` stops after that many iterations of this call (to test interruption)."""
-    config.validate()
     if not jax.config.read("jax_enable_x64"):
         raise ValueError("grokking runs in float64: call "
                          "jax.config.update('jax_enable_x64', True) first.")

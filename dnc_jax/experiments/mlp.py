@@ -88,7 +88,6 @@ def run_mlp(
     from dnc_jax.nets.train import TrainConfig, train_epochs
 
     config = config or TrainConfig()
-    config.validate()
     ensure_writable(out)  # before any work, as the other commands
     data = load_prepared(dataset, n, n_test, data_dir, config.seed, prepare_options, download)
     m = len(data.y_train) if measure_n is None else min(measure_n, len(data.y_train))

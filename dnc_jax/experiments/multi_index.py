@@ -34,7 +34,6 @@ def run_multi_index(out: str, *, config: MultiIndexConfig = MultiIndexConfig(),
     """RFM on the multi-index task for each ``n`` in ``sizes`` (default ``(config.n,)``),
     into ``out`` (resuming by size); returns the results dict (``sizes``: one
     ``{"n", "records"}`` per completed size)."""
-    config.validate()
     sizes = tuple(int(n) for n in (sizes or (config.n,)))
     if any(n < 1 for n in sizes):
         raise ValueError(f"every n must be >= 1; got {sizes}.")

@@ -100,7 +100,6 @@ def run_deep_rfm_seeds(out: str, seeds: tuple[int, ...], *, config: DeepRFMConfi
     """``run_deep_rfm`` once per seed into ``OUT/seed-K`` (each resuming on its own), then
     the aggregate; returns the summary (also written to ``summary.json`` / ``.csv``)."""
     seeds = checked_seeds(seeds)
-    config.validate()
     ensure_writable(out)
     runs = []
     for seed in seeds:

@@ -43,6 +43,7 @@ import numpy as np
 
 from dnc_jax.data import MODULAR_OPS, modular_arithmetic
 from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
+from dnc_jax.options import option
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions
@@ -73,17 +74,22 @@ class GrokkingConfig:
       ``RFM``'s naming (the kernel sees ``x AGOP^p``) this is ``agop_power = 1/4``.
     """
 
-    p: int = 61
-    op: str = "+"
-    train_fraction: float = 0.5
-    iters: int = 50
-    bandwidth: float = 2.5
-    reg: float = 0.0
-    metric_power: float = 0.5
-    centered: bool = True
-    seed: int = 0
+    p: int = option(61, "prime modulus")
+    op: str = option("+", "the operation mod p", choices=OPS)
+    train_fraction: float = option(0.5, "share of the p^2 pairs trained on")
+    iters: int = option(50, "RFM iterations")
+    bandwidth: float = option(2.5, "Gaussian kernel bandwidth L")
+    reg: float = option(0.0, "ridge")
+    metric_power: float = option(0.5, "next metric M = AGOP^metric_power (the published "
+                                      "--agop_power)")
+    centered: bool = option(True, "centre the gradients (subtract their mean Jacobian)")
+    seed: int = option(0, "seeds the train/test split")
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
+        """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
         if self.op not in OPS:
             raise ValueError(f"op must be one of {OPS}; got {self.op!r}.")
         if not _is_prime(int(self.p)):
@@ -205,7 +211,6 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
     ``M_t``, and the structure of ``M_{t+1}``: ``circulant_deviation`` (its ``ab`` block),
     ``block_deviations`` (all three), ``trace``, ``top_eigenvalues`` (of the AGOP).
     """
-    config.validate()
     if not jax.config.read("jax_enable_x64"):
         raise ValueError("grokking runs in float64, as published: call "
                          "jax.config.update('jax_enable_x64', True) first.")

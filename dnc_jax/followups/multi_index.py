@@ -30,11 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dnc_jax.data import MULTI_INDEX_INPUTS, multi_index_regression
-from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
+from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import KERNELS
+from dnc_jax.options import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
-from dnc_jax.solvers import SolverOptions
+from dnc_jax.solvers import SOLVERS, SolverOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,22 +44,28 @@ class MultiIndexConfig:
     and the RFM (``steps`` AGOP steps, Laplace kernel ``L = bandwidth``, ridge ``reg``,
     the solver options of ``fit_kernel_ridge``)."""
 
-    d: int = 200
-    r: int = 3
-    n: int = 2000
-    n_test: int = 2000
-    inputs: str = "hypercube"
-    noise: float = 0.1
-    steps: int = 5
-    kernel: str = "laplace"
-    bandwidth: float = 10.0
-    reg: float = 1e-3
-    solver: str = "auto"
-    centers: int | None = None
-    agop_samples: int | str | None = None
-    seed: int = 0
+    d: int = option(200, "input dimension")
+    r: int = option(3, "rank of the hidden U")
+    n: int = option(2000, "training samples; several values make a sweep", nargs="+")
+    n_test: int = option(2000, "test samples")
+    inputs: str = option("hypercube", "input distribution", choices=MULTI_INDEX_INPUTS)
+    noise: float = option(0.1, "label noise std")
+    steps: int = option(5, "RFM (AGOP) steps")
+    kernel: str = option("laplace", "the kernel", choices=KERNELS)
+    bandwidth: float = option(10.0, "its bandwidth L")
+    reg: float = option(1e-3, "ridge")
+    solver: str = option("auto", "kernel solve (fit_kernel_ridge)", choices=SOLVERS)
+    centers: int | None = option(None, "Nyström centres")
+    agop_samples: int | str | None = option(None, "AGOP from this many seeded training rows, "
+                                                  "or 'auto' (default all)",
+                                            parse=parse_agop_samples)
+    seed: int = option(0, "seeds the task and the solver's samples")
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
+        """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
         for name in ("d", "r", "n", "n_test", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
@@ -70,7 +77,12 @@ class MultiIndexConfig:
             raise ValueError(f"kernel must be one of {KERNELS}; got {self.kernel!r}.")
         if not self.noise >= 0:
             raise ValueError(f"noise must be >= 0; got {self.noise}.")
-        self.solver_options().validate()
+        self.solver_options()
+        check_agop_samples(self.agop_samples)
+        if not self.bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0; got {self.bandwidth}.")
+        if not self.reg >= 0:
+            raise ValueError(f"reg must be >= 0; got {self.reg}.")
 
     def solver_options(self) -> SolverOptions:
         return SolverOptions(self.solver, self.centers)
@@ -102,7 +114,6 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]
     ``captured`` of its AGOP (module docstring), ``random_baseline`` (``sqrt(1 - r/d)``,
     where a random subspace would be), ``agop_top`` (its leading eigenvalues, largest
     first)."""
-    config.validate()
     X, y, U = multi_index_regression(config.n, config.d, config.r, inputs=config.inputs,
                                      noise=config.noise, seed=config.seed)
     Xt, yt, _ = multi_index_regression(config.n_test, config.d, config.r, inputs=config.inputs,

@@ -25,14 +25,17 @@ from dnc_jax.blocks import map_row_blocks
 from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.backbones import BACKBONES
-from dnc_jax.nets.mlp import CLASSIFIER_INITS, INITS
+from dnc_jax.nets.mlp import ACTIVATIONS, CLASSIFIER_INITS, INITS
 from dnc_jax.nets.network import Network
+from dnc_jax.options import option
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 # when the model is measured: TrainConfig.measures
 SCHEDULES = ("end", "official")
+LOSSES = ("mse", "cross_entropy")
+LAST_BATCH = ("drop", "keep")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,26 +48,39 @@ class TrainConfig:
     ``torch.optim.Adam``), ``"adamw"`` (decoupled, as ``torch.optim.AdamW``) or ``"sgd"``.
     ``presets.mlp_preset`` names the paper scripts' configurations."""
 
-    depth: int = 5
-    width: int = 512
-    epochs: int = 20
-    lr: float = 1e-4
-    batch_size: int = 128
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    loss: str = "mse"
-    init_gain: float = 0.1
-    activation: str = "relu"
-    measure_every: int = 5
-    seed: int = 0
-    bias: bool = False
-    classifier_init: str = "xavier"
-    last_batch: str = "drop"
-    init: str = "xavier_uniform"
-    input_init: str = "xavier"
-    backbone: str = "none"
-    schedule: str = "end"
+    depth: int = option(5, "hidden layers")
+    width: int = option(512, "hidden width")
+    epochs: int = option(20, "training epochs")
+    lr: float = option(1e-4, "learning rate")
+    batch_size: int = option(128, "samples per step, reshuffled every epoch")
+    optimizer: str = option("adam", "adam and sgd add the weight decay to the gradient (as "
+                                    "PyTorch's); adamw decouples it", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(0.0, "weight decay")
+    loss: str = option("mse", "training loss", choices=LOSSES)
+    init_gain: float = option(0.1, "Xavier gain of the hidden weights")
+    activation: str = option("relu", "hidden activation (a key of nets.ACTIVATIONS)",
+                             choices=tuple(ACTIVATIONS))
+    measure_every: int = option(5, "measure every this many epochs (and after the last)")
+    seed: int = option(0, "seeds the initialisation and the batch order")
+    bias: bool = option(False, "biases on hidden layers 2..depth")
+    classifier_init: str = option("xavier", "the classifier's init (torch: PyTorch's default)",
+                                  choices=CLASSIFIER_INITS)
+    last_batch: str = option("drop", "the samples left over each epoch (n mod batch_size): "
+                                     "drop them, or keep them as a last smaller step (PyTorch's "
+                                     "default)", choices=LAST_BATCH)
+    init: str = option("xavier_uniform", "hidden weights' Xavier distribution", choices=INITS)
+    input_init: str = option("xavier", "the first head layer's init (torch: PyTorch's default)",
+                             choices=CLASSIFIER_INITS)
+    backbone: str = option("none", "ResNet-18 or VGG-11 features under the MLP head, as the "
+                                   "paper's nc_nn.py builds them (dnc_jax/nets/backbones.py)",
+                           choices=BACKBONES)
+    schedule: str = option("end", "when to measure: after every measure-every-th epoch and "
+                                  "the last (end), or as the official scripts, after epochs "
+                                  "1, m+1, 2m+1, ... of epochs+1 (official)", choices=SCHEDULES)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     @property
     def total_epochs(self) -> int:
@@ -81,6 +97,7 @@ class TrainConfig:
         return epoch % self.measure_every == 0 or epoch == self.total_epochs
 
     def validate(self) -> None:
+        """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
         for name in ("depth", "width", "epochs", "batch_size", "measure_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
@@ -95,13 +112,21 @@ class TrainConfig:
                              f"{self.input_init!r}.")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}.")
-        if self.loss not in ("mse", "cross_entropy"):
-            raise ValueError(f"loss must be 'mse' or 'cross_entropy'; got {self.loss!r}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}; got "
+                             f"{self.activation!r}.")
         if self.classifier_init not in CLASSIFIER_INITS:
             raise ValueError(f"classifier_init must be one of {CLASSIFIER_INITS}; got "
                              f"{self.classifier_init!r}.")
-        if self.last_batch not in ("drop", "keep"):
-            raise ValueError(f"last_batch must be 'drop' or 'keep'; got {self.last_batch!r}.")
+        if self.last_batch not in LAST_BATCH:
+            raise ValueError(f"last_batch must be one of {LAST_BATCH}; got {self.last_batch!r}.")
+        for name in ("momentum", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
+        if not self.init_gain > 0:
+            raise ValueError(f"init_gain must be > 0; got {self.init_gain}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}.")
 
@@ -205,8 +230,8 @@ _jit_batches = jax.jit(_batches, static_argnums=(1, 2))
 def _epoch_by_steps(graphdef, tx, params, rest, opt_state, X, Y, labels, key, batch_size,
                     kind, keep_last):
     """``_epoch`` with one compiled step per minibatch, for the convolutional backbones:
-    XLA's CPU backend ran a ResNet-18 step 4.5x slower inside a scan's loop than alone
-    (17.2 s against 3.7 s for two steps of 128 MNIST images)."""
+    XLA's CPU backend runs a ResNet-18 step several times slower inside a scan's loop than
+    alone (BENCHMARKS.md, "Measurements the code's choices rest on")."""
     n = X.shape[0]
     order, rest_rows = _jit_batches(key, n, batch_size)
     carry, losses = (params, rest, opt_state), []
@@ -271,7 +296,6 @@ def train_epochs(
     after that epoch. ``image_shape`` (``(H, W, C)`` of the flattened rows) is needed with
     a ``config.backbone``.
     """
-    config.validate()
     X, y = _checked_data("X", X, "y", y)
     if (X_test is None) != (y_test is None):
         raise ValueError("Pass both X_test and y_test, or neither.")

@@ -1,0 +1,96 @@
+"""One declaration per option: configuration dataclasses whose fields carry their command
+line help, and the ``argparse`` flags generated from them.
+
+A configuration declares each field once with ``option(default, help, ...)``; the command
+line gets one flag per field (``--field-name``), with the field's default (or a preset's
+value), its choices and its help; ``from_args`` builds the configuration back, and the
+configuration's own ``__post_init__`` checks it (a ``ValueError`` the command prints as one
+line). Nothing here is numerical; it is the shell around the configurations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+
+def option(default: Any, help: str = "", *, choices: tuple | None = None,
+           parse: Callable[[str], Any] | None = None, nargs: str | None = None,
+           metavar: str | None = None) -> Any:
+    """A dataclass field with its command line: ``help`` (also the field's documentation),
+    ``choices`` (the values a flag accepts; the configuration may accept more, such as a
+    function), ``parse`` (text to value, when the field's type is not one ``int`` / ``float``
+    / ``str`` / ``bool``), ``nargs="+"`` (several values: the command runs each)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "parse": parse, "nargs": nargs, "metavar": metavar})
+
+
+def flag_name(field_name: str) -> str:
+    """``"--" + field_name`` with dashes for underscores."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _scalar_type(annotation) -> type | None:
+    """The one scalar type of ``int``, ``float``, ``str``, ``bool`` in ``annotation``
+    (``X | None`` allowed), else ``None``."""
+    if annotation in (int, float, str, bool):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        scalars = [a for a in typing.get_args(annotation) if a in (int, float, str, bool)]
+        if len(scalars) == 1:
+            return scalars[0]
+    return None
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, defaults: Any = None,
+              skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of the dataclass ``cls`` (but ``skip``), its default taken from
+    the instance ``defaults`` (default ``cls()``): booleans as ``--name`` / ``--no-name``."""
+    defaults = cls() if defaults is None else defaults
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        meta, default = field.metadata, getattr(defaults, field.name)
+        kind = _scalar_type(hints[field.name])
+        kwargs: dict[str, Any] = {"help": meta.get("help") or None, "dest": field.name}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            parse = meta.get("parse") or kind
+            if parse is None:
+                raise TypeError(f"{cls.__name__}.{field.name}: give option(parse=...) for "
+                                f"type {hints[field.name]}")
+            kwargs["type"] = parse
+            if meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+            if meta.get("nargs"):
+                kwargs["nargs"] = meta["nargs"]
+                default = [default]
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
+        if not callable(default) or isinstance(default, type):
+            kwargs["default"] = default
+        else:  # a function-valued field (a custom feature map): the flag's own default
+            kwargs["default"] = field.default
+        parser.add_argument(flag_name(field.name), **kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """The ``cls`` instance of the parsed ``args`` (one value of a ``nargs="+"`` field: the
+    first), ``overrides`` replacing fields; the configuration checks itself."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        if hasattr(args, field.name):
+            value = getattr(args, field.name)
+            values[field.name] = value[0] if field.metadata.get("nargs") else value
+    return cls(**(values | overrides))
+
+
+def parse_agop_samples(text: str) -> int | str:
+    """``"auto"``, or a count of rows."""
+    return "auto" if text == "auto" else int(text)
