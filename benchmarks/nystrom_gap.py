@@ -153,7 +153,7 @@ def deep_mode(n: int, m: int, depth: int, variant: str, target: str) -> None:
     import tempfile
 
     import dnc_jax.rfm as rfm
-    import dnc_jax.solvers as solvers
+    import dnc_jax.solvers.ridge as solvers  # where fit_kernel_ridge looks up choose_centers
     from dnc_jax import cli
     from dnc_jax.sharding import REPLICATED
 

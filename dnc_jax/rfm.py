@@ -39,7 +39,7 @@ from dnc_jax.gradient_outer_product import (
 from dnc_jax.kernels import Kernel, Radial, family_of, kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.sharding import Rows, num_shards
+from dnc_jax.sharding import Rows, check_mesh, num_shards
 from dnc_jax.solvers import (
     SolveInfo,
     SolverOptions,
@@ -51,6 +51,7 @@ from dnc_jax.solvers import (
     validate_fit_inputs,
 )
 from dnc_jax.solvers.core import checked_inputs, fit
+from dnc_jax.solvers.ridge import solve_checked
 
 
 @functools.partial(jax.jit, static_argnames=("kernel",))
@@ -187,13 +188,13 @@ def fit_with_agop(
       and every row in the AGOP, the distances are computed once for both.
     """
     Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
-    solver.validate()
     check_agop_samples(agop_samples)
     if agop_samples == "auto" and centered:
         raise ValueError("agop_samples='auto' estimates the uncentred AGOP (a mean over rows, "
                          "grown round by round); use a fixed count or None with centered.")
     if mesh is None and isinstance(Z, Rows):
         mesh = Z.mesh
+    mesh = None if mesh is None else check_mesh(mesh)
     one_device = mesh is None or num_shards(mesh) == 1
     # K and the gradient weights held together (a radial kernel's closed form)
     shared = one_device and agop_samples is None and isinstance(family_of(kernel), Radial)
@@ -219,9 +220,12 @@ def fit_with_agop(
                          time.perf_counter() - seconds["start"] - seconds["kernel"],
                          Z.shape[0])
         return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A, info
-    options = dataclasses.asdict(solver) | {"solver": method}
-    predictor, info = fit_kernel_ridge(Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
-                                       mesh=mesh, seed=seed, **options)
+    # inputs and options are checked above (SolverOptions checks itself when built)
+    predictor, info = solve_checked(
+        Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, M=None, block_size=None,
+        method=method, centers=solver.centers, tol=solver.tol, max_iter=solver.max_iter,
+        precond_rank=solver.precond_rank, memory_budget=solver.memory_budget, mesh=mesh,
+        seed=seed)
     if agop_samples == "auto":
         A, used = adaptive_kernel_agop(predictor, Z, seed=seed, batch_size=batch,
                                        diag=diag and T is None, mesh=mesh)

@@ -1,4 +1,4 @@
-"""Scale-out (issue 9): CG and Nyström solves against Cholesky, sampled AGOPs, and the
+"""Scale-out: CG and Nyström solves against Cholesky, sampled AGOPs, and the
 same answers on the suite's 4 CPU devices as on one."""
 
 import dataclasses
@@ -274,7 +274,8 @@ def test_rows_survive_a_round_trip(digits):
 
 
 def test_unlabelled_test_data_is_normalised_and_mapped(digits):
-    """X_test without y_test follows the same layers as with it (issue 10's bug)."""
+    """X_test without y_test follows the same layers as with it (a bug once: the test rows
+    took another path)."""
     X, y, _ = digits
     config = DeepRFMConfig(depth=2, width=32)
     with_labels = list(deep_rfm_layers(X[:300], y[:300], X[300:], y[300:], config=config))
@@ -404,10 +405,10 @@ def test_default_memory_budget_is_half_the_reported_memory(monkeypatch):
 def test_solver_choice_and_option_boundaries(monkeypatch):
     """``choose_solver``'s documented rule at its edges, and each option's boundary value
     accepted while the value past it raises."""
-    import dnc_jax.solvers
+    import dnc_jax.solvers.choice
     from dnc_jax.solvers import AUTO_CHOLESKY_MAX_N, SolverOptions, check_solver_options, choose_solver
 
-    monkeypatch.setattr(dnc_jax.solvers, "available_memory", lambda: None)  # not this host's
+    monkeypatch.setattr(dnc_jax.solvers.choice, "available_memory", lambda: None)  # not this host's
 
     assert AUTO_CHOLESKY_MAX_N == 20_000
     assert choose_solver("auto", 20_000, None, None) == "cholesky"
@@ -434,7 +435,8 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
     memory (and, on a CPU, up to 20,000 rows); ``fit_with_agop`` counts the gradient weights
     it shares; an explicit Cholesky that cannot fit raises before building any matrix."""
     import dnc_jax.rfm
-    import dnc_jax.solvers as solvers
+    import dnc_jax.solvers.choice as choice
+    import dnc_jax.solvers.ridge as ridge
     from dnc_jax.rfm import fit_with_agop
     from dnc_jax.solvers import (
         ACCELERATOR_CHOLESKY_PEAK_MATRICES,
@@ -458,7 +460,7 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
     assert isinstance(free, int) and free > 0
 
     def free_bytes(value):
-        monkeypatch.setattr(solvers, "available_memory", lambda: value)
+        monkeypatch.setattr(choice, "available_memory", lambda: value)
 
     free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * 1000**2))
     assert choose_solver("auto", 1000, None, None) == "cholesky"
@@ -498,7 +500,7 @@ def test_auto_rule_and_the_memory_check_of_the_exact_path(monkeypatch, digits):
         raise AssertionError("the kernel matrix was built before the memory check")
 
     free_bytes(int(CHOLESKY_PEAK_MATRICES * 4 * n * n) - 1)
-    monkeypatch.setattr(solvers, "train_kernel_matrix", no_work)
+    monkeypatch.setattr(ridge, "train_kernel_matrix", no_work)
     monkeypatch.setattr(dnc_jax.rfm, "_train_kernel_and_weights", no_work)
     for fit in (lambda: fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky"),
                 lambda: fit_with_agop(X, Y, bandwidth=2.0, solver=SolverOptions("cholesky"))):

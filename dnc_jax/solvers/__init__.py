@@ -9,403 +9,67 @@ Solvers (DESIGN.md, Scale):
 - ``"nystrom"`` (``solvers.nystrom``): ridge regression restricted to ``centers`` (Falkon),
   ``O(n m)`` per iteration; an estimator, not the exact fit (equal to it when ``m = n``).
 
-``solver="auto"`` takes ``"nystrom"`` when ``centers`` is given, ``"cg"`` on a mesh of
-several devices, and on one device ``"cholesky"`` while the exact path fits the memory
-that is free (``available_memory``: the device's free memory on a GPU or TPU, the host's
-``MemAvailable`` on a CPU) and, on a CPU, ``n <= AUTO_CHOLESKY_MAX_N`` = 20,000 (a 1.6 GB
-float32 matrix, a few seconds to a minute to factor; BENCHMARKS.md, "RFM fit at scale");
-``"cg"`` otherwise. The exact path's peak (``cholesky_peak_matrices``), in ``n x n``
-buffers (the kernel matrix, and the factorisation's copies and output), was measured by
-``benchmarks/cholesky_memory.py``: on a CPU ``CHOLESKY_PEAK_MATRICES`` = 3.4, or
-``CHOLESKY_AGOP_PEAK_MATRICES`` = 4.4 where ``fit_with_agop`` keeps the gradient weights too
-(3.15-3.31 and 4.15-4.31 at n = 8,000-12,000; the blocked factorisation below: the kernel
-matrix and 2.36 more at n = 40,000); on an accelerator ``ACCELERATOR_CHOLESKY_PEAK_MATRICES``
-= 4.4 for both (one H100 under JAX's default 75% memory fraction, 59.4 GiB: a fit held
-4.01-4.04 at n = 20,000-60,000 and ``fit_with_agop`` 5.0 at 20,000-40,000 but 4.0 at 56,000
-and 60,000, where XLA waits for freed buffers; yet a fit at 62,000, which 4.1 let through,
-and one at 64,000, which the CPU's 3.4 let through, ran out of memory: 4.4 accepts 60,000,
-which ran, and refuses 60,500; BENCHMARKS.md, "The exact path's memory on a GPU"). So on
-that card Cholesky reaches about 60,000 float32 rows, where it was the faster solver (at
-n = 50,000 a warm Deep RFM layer took 2.0 s against CG's 2.3 s, which needed 264-429
-iterations; BENCHMARKS.md). An explicit ``solver="cholesky"`` that would not fit raises a
-``ValueError`` before any work.
-Past ``LAPACK_CHOLESKY_MAX_N`` = 33,000 rows a CPU factors in blocks of 2,048 (LAPACK only on
-the diagonal blocks, ``solvers.cholesky``): the LAPACK that jaxlib calls on a CPU (scipy's
-bundled OpenBLAS, 0.3.30 on the development machine) crashed the process with a
-segmentation fault in ``spotrf`` at n = 40,000, from scipy alone as well, while 33,000
-worked.
+``solvers.choice`` decides which one ``solver="auto"`` stands for and whether the exact
+path fits the memory; ``solvers.ridge`` runs the fit (``fit_kernel_ridge``, the shell;
+``solvers.core.fit``, the traceable one). This package re-exports their public names.
 """
 
-from __future__ import annotations
-
-import dataclasses
-import time
-import warnings
-from typing import NamedTuple
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh
-from jax.typing import ArrayLike
-
-from dnc_jax import _checks
-from dnc_jax.kernels import Family, Kernel, family_of
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh, num_shards, replicate
-from dnc_jax.solvers import cg, core, nystrom
+from dnc_jax.solvers.choice import (
+    ACCELERATOR_CHOLESKY_PEAK_MATRICES,
+    AUTO_CHOLESKY_MAX_N,
+    CHOLESKY_AGOP_PEAK_MATRICES,
+    CHOLESKY_PEAK_MATRICES,
+    SOLVERS,
+    available_memory,
+    check_cholesky,
+    cholesky_fits,
+    cholesky_peak_matrices,
+    choose_solver,
+    default_memory_budget,
+)
 from dnc_jax.solvers.cholesky import (
     LAPACK_CHOLESKY_MAX_N,
     solve_kernel_system,
     solve_psd,
     train_kernel_matrix,
 )
-
-SOLVERS = ("auto", "cholesky", "cg", "nystrom")
-AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
-# n x n buffers at the exact path's peak, measured (module docstring)
-CHOLESKY_PEAK_MATRICES = 3.4  # on a CPU
-CHOLESKY_AGOP_PEAK_MATRICES = 4.4  # on a CPU, with the AGOP's gradient weights held too
-ACCELERATOR_CHOLESKY_PEAK_MATRICES = 4.4  # on a GPU (measured) or TPU (assumed), either path
-DEFAULT_RANK = 500
-DEFAULT_BLOCK = 2048
-
-
-@dataclasses.dataclass(frozen=True)
-class SolverOptions:
-    """How RFM and Deep RFM solve each kernel fit (the arguments of ``fit_kernel_ridge``
-    of the same names). ``centers`` is a count here (JSON-able run configurations)."""
-
-    solver: str = "auto"
-    centers: int | None = None
-    tol: float = 1e-6
-    max_iter: int = 1000
-    precond_rank: int = DEFAULT_RANK
-    memory_budget: int | None = None
-
-    def validate(self) -> None:
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}.")
-        if self.centers is not None and (isinstance(self.centers, bool) or int(self.centers) < 1):
-            raise ValueError(f"centers must be a positive int or None; got {self.centers!r}.")
-        if self.solver == "nystrom" and self.centers is None:
-            raise ValueError("solver='nystrom' needs centers (the number of Nyström centres).")
-        check_solver_options(self.tol, self.max_iter, self.precond_rank)
-
-
-class SolveInfo(NamedTuple):
-    """How a kernel fit was solved: the solver, its iterations and final relative residual
-    (``0`` and ``None`` for Cholesky), the preconditioner rank or number of centres, and
-    seconds building the preconditioner (``kernel``) and solving (``solve``); with the
-    fit's AGOP (``fit_with_agop``), ``agop_rows``: the training rows it was taken from."""
-
-    solver: str
-    iterations: int
-    residual: float | None
-    rank: int | None
-    kernel_seconds: float
-    solve_seconds: float
-    agop_rows: int | None = None
-
-    def to_dict(self) -> dict:
-        return self._asdict()
-
-
-def validate_fit_inputs(X: ArrayLike | Rows, Y: ArrayLike | Rows, kernel: str | Family,
-                        bandwidth: ArrayLike, reg: ArrayLike):
-    """Checks shared by every fit: returns ``(X, Y)`` as float JAX arrays, ``Y`` 2-D."""
-    family_of(kernel)  # ValueError for an unknown kernel
-    _checks.check_positive("bandwidth", bandwidth)
-    _checks.check_nonnegative("reg", reg)
-    if isinstance(X, Rows):
-        X_arr = X.data
-    else:
-        X_arr = X = _checks.as_float_matrix("X", X)
-    Y_arr = Y.data if isinstance(Y, Rows) else (Y if isinstance(Y, jax.Array) else np.asarray(Y))
-    if Y_arr.ndim == 1:
-        Y_arr = Y_arr[:, None]
-    Y_arr = _checks.as_float_matrix("Y", Y_arr, dtype=X_arr.dtype)
-    if isinstance(X, Rows):
-        if not isinstance(Y, Rows) or Y.n != X.n:
-            raise ValueError("With X given as Rows, Y must be Rows of the same rows.")
-        Y = Rows(Y_arr, X.n)
-    else:
-        Y = Y_arr
-    _checks.check_same_rows("X", X, "Y", Y)
-    _checks.check_finite("X", X_arr)
-    _checks.check_finite("Y", Y_arr)
-    return X, Y
-
-
-def default_memory_budget() -> int:
-    """Bytes of kernel rows a device may hold: half of its memory where JAX reports it
-    (GPUs, TPUs), else 4 GiB."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    limit = stats.get("bytes_limit")
-    return int(limit) // 2 if limit else 4 * 2**30
-
-
-def available_memory() -> int | None:
-    """Bytes free for new arrays on the default device: its limit less what is in use where
-    JAX reports them (GPUs, TPUs), else the host's ``MemAvailable`` (Linux); ``None`` when
-    neither is known."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def cholesky_peak_matrices(agop: bool = False) -> float:
-    """``n x n`` buffers the exact path holds at its peak on the default backend (module
-    docstring); ``agop``: ``fit_with_agop`` holding the AGOP's gradient weights as well."""
-    if jax.default_backend() != "cpu":
-        return ACCELERATOR_CHOLESKY_PEAK_MATRICES
-    return CHOLESKY_AGOP_PEAK_MATRICES if agop else CHOLESKY_PEAK_MATRICES
-
-
-def cholesky_fits(n: int, itemsize: int, matrices: float) -> tuple[bool, int, int | None]:
-    """Whether ``matrices`` buffers of ``n x n`` of ``itemsize`` bytes fit the free memory:
-    ``(fits, bytes needed, bytes free or None)``; unknown free memory counts as fitting."""
-    need = int(matrices * n * n * itemsize)
-    free = available_memory()
-    return free is None or need <= free, need, free
-
-
-def check_cholesky(n: int, itemsize: int, matrices: float | None = None) -> None:
-    """A ``ValueError`` before any work when the exact path's peak (``matrices`` ``n x n``
-    buffers; ``None``: a fit's, ``cholesky_peak_matrices()``) does not fit the free memory."""
-    matrices = cholesky_peak_matrices() if matrices is None else matrices
-    fits, need, free = cholesky_fits(n, itemsize, matrices)
-    if not fits:
-        raise ValueError(
-            f"solver='cholesky' at n = {n} needs about {need / 2**30:.1f} GiB ({matrices:g} "
-            f"n x n matrices: the kernel matrix and its factorisation) but {(free or 0) / 2**30:.1f} "
-            "GiB is free; use solver='cg' (the same solution; memory_budget bounds the kernel "
-            "rows it holds) or centers=m (a Nyström machine).")
-
-
-def choose_solver(solver: str, n: int, mesh: Mesh | None, centers, *, itemsize: int = 4,
-                  matrices: float | None = None) -> str:
-    """The solver ``"auto"`` stands for (module docstring) for ``n`` rows of ``itemsize``
-    bytes, the exact path holding ``matrices`` ``n x n`` buffers (``None``: a fit's,
-    ``cholesky_peak_matrices()``); checks the name."""
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
-    if solver != "auto":
-        if solver == "nystrom" and centers is None:
-            raise ValueError("solver='nystrom' needs centers (an int m, or an (m, d) array).")
-        return solver
-    if centers is not None:
-        return "nystrom"
-    if mesh is not None and num_shards(mesh) > 1:
-        return "cg"
-    if jax.default_backend() == "cpu" and n > AUTO_CHOLESKY_MAX_N:
-        return "cg"
-    matrices = cholesky_peak_matrices() if matrices is None else matrices
-    return "cholesky" if cholesky_fits(n, itemsize, matrices)[0] else "cg"
-
-
-def check_solver_options(tol: float, max_iter: int, rank: int) -> None:
-    """``ValueError`` unless ``0 < tol < 1``, ``max_iter >= 1`` and ``rank >= 1``."""
-    if not (np.isfinite(tol) and 0 < tol < 1):
-        raise ValueError(f"tol must lie in (0, 1); got {tol!r}.")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be >= 1; got {max_iter!r}.")
-    if int(rank) < 1:
-        raise ValueError(f"precond_rank must be >= 1; got {rank!r}.")
-
-
-def choose_centers(X: Rows, centers, seed: int) -> jax.Array:
-    """``(m, d)`` replicated centres: ``centers`` rows drawn uniformly without replacement
-    (seeded) from ``X``'s rows, or the given array."""
-    mesh = X.mesh
-    if isinstance(centers, int | np.integer) and not isinstance(centers, bool):
-        m = int(centers)
-        if not 1 <= m <= X.n:
-            raise ValueError(f"centers must lie in 1..n = {X.n}; got {m}.")
-        idx = np.sort(np.random.default_rng(seed).choice(X.n, m, replace=False))
-        return jax.device_put(X.data[idx], jax.sharding.NamedSharding(mesh, REPLICATED))
-    try:
-        Z = _checks.as_float_matrix("centers", centers, dtype=X.dtype)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"centers must be a positive int or an (m, d) array; {err}") from None
-    if Z.shape[1] != X.shape[1]:
-        raise ValueError(f"centers has {Z.shape[1]} features but X has {X.shape[1]}.")
-    _checks.check_finite("centers", Z)
-    return replicate(Z, mesh)
-
-
-def fit_kernel_ridge(
-    X: ArrayLike | Rows,
-    Y: ArrayLike | Rows,
-    *,
-    kernel: str | Family = "laplace",
-    bandwidth: float = 1.0,
-    reg: float = 1e-3,
-    M: ArrayLike | None = None,
-    block_size: int | None = None,
-    solver: str = "auto",
-    centers: int | ArrayLike | None = None,
-    tol: float = 1e-6,
-    max_iter: int = 1000,
-    precond_rank: int = DEFAULT_RANK,
-    memory_budget: int | None = None,
-    mesh: Mesh | None = None,
-    seed: int = 0,
-) -> tuple[KernelPredictor, SolveInfo]:
-    """Fit kernel ridge regression and say how it was solved.
-
-    A shell function (memory check, solver choice, retries, timing): call it eagerly; under
-    a transformation use ``fit`` or ``fit_kernel_predictor``.
-
-    Args:
-      X: ``(n, d)`` training inputs (or ``Rows`` already on ``mesh``).
-      Y: ``(n, C)`` targets (or ``(n,)``, treated as ``C = 1``).
-      kernel: the kernel ``k`` (a name or a family).
-      bandwidth: ``L > 0``.
-      reg: the ridge, ``>= 0``.
-      M: the metric (``(d, d)``) or ``None``.
-      block_size: rows of kernel matrices built at a time.
-      solver: ``"auto"``, ``"cholesky"``, ``"cg"`` or ``"nystrom"`` (module docstring).
-      centers: Nyström centres: an int ``m`` (sampled with ``seed``) or an ``(m, d)`` array.
-      tol: CG stops at this relative residual.
-      max_iter: or after this many iterations, with a ``RuntimeWarning``.
-      precond_rank: landmarks of the CG preconditioner.
-      memory_budget: bytes of kernel rows each device may hold between CG iterations
-        (default ``default_memory_budget()``); beyond it they are recomputed per product.
-      mesh: a mesh with a ``"data"`` axis (``dnc_jax.sharding.data_mesh``); the rows are
-        sharded over it. ``None``: one device.
-      seed: seeds the landmarks and the sampled centres.
-
-    Returns:
-      ``(KernelPredictor, SolveInfo)``. An exact solve on a mesh returns a predictor whose
-      centres stay sharded on it (``KernelPredictor.mesh``).
-    """
-    if mesh is not None or isinstance(X, Rows):
-        mesh = check_mesh(X.mesh if isinstance(X, Rows) and mesh is None else mesh)
-    X, Y = validate_fit_inputs(X, Y, kernel, bandwidth, reg)
-    n, d = X.shape
-    if M is not None:
-        M = jnp.asarray(M, dtype=X.dtype)
-        if M.shape != (d, d):
-            raise ValueError(f"M must be ({d}, {d}); got {M.shape}.")
-        _checks.check_finite("M", M)
-    method = choose_solver(solver, n, mesh, centers, itemsize=X.dtype.itemsize)
-    check_solver_options(tol, max_iter, precond_rank)
-    reg = float(reg)
-    bandwidth = bandwidth if _checks.is_traced(bandwidth) else float(bandwidth)
-    if method == "cholesky":
-        if mesh is not None and num_shards(mesh) > 1:
-            raise ValueError("solver='cholesky' factors the whole n x n matrix on one device; "
-                             "with a mesh of several devices use solver='cg' or 'nystrom'.")
-        check_cholesky(n, X.dtype.itemsize)
-        Xa = X.valid() if isinstance(X, Rows) else X
-        Ya = Y.valid() if isinstance(Y, Rows) else Y
-        tic = time.perf_counter()
-        K = train_kernel_matrix(Xa, M, kernel, bandwidth, block_size).block_until_ready()
-        kernel_seconds = time.perf_counter() - tic
-        coefs = solve_kernel_system(K, Xa, Ya, reg, kernel=kernel, bandwidth=bandwidth, M=M,
-                                    block_size=block_size).block_until_ready()
-        info = SolveInfo("cholesky", 0, None, None, kernel_seconds,
-                         time.perf_counter() - tic - kernel_seconds)
-        return KernelPredictor(Xa, coefs, M, kernel, bandwidth), info
-
-    mesh = check_mesh(mesh)
-    X_rows, Y_rows = as_rows(X, mesh), as_rows(Y, mesh)
-    M_rep = None if M is None else replicate(M, mesh)
-    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
-    block = DEFAULT_BLOCK if block_size is None else int(block_size)
-    tic = time.perf_counter()
-    if method == "cg":
-        rows = X_rows.layout.rows_per_shard
-        hold = rows * X_rows.layout.n_padded * X.dtype.itemsize <= budget
-        result, kernel_seconds = cg.solve(
-            X_rows, Y_rows, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M_rep, tol=tol,
-            max_iter=int(max_iter), rank=int(precond_rank), hold=hold, block_size=block,
-            seed=seed)
-        # on one device there is no padding and nothing to shard: a plain predictor
-        sharded = num_shards(mesh) > 1
-        predictor = KernelPredictor(X_rows.data, result.solution.data, M_rep, kernel, bandwidth,
-                                    mesh if sharded else None)
-        rank = min(int(precond_rank), n)
-    else:
-        Z = choose_centers(X_rows, centers, seed)
-        hold = X_rows.layout.rows_per_shard * Z.shape[0] * X.dtype.itemsize <= budget
-        result, kernel_seconds = nystrom.solve(
-            X_rows, Y_rows, Z, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M_rep, tol=tol,
-            max_iter=int(max_iter), hold=hold, block_size=block)
-        predictor = KernelPredictor(Z, result.solution, M_rep, kernel, bandwidth)
-        rank = int(Z.shape[0])
-    iters, res = int(result.iterations), float(result.residual)
-    info = SolveInfo(method, iters, res, rank, kernel_seconds,
-                     time.perf_counter() - tic - kernel_seconds)
-    if not bool(result.converged):
-        warnings.warn(
-            f"{method} stopped unconverged after {iters} iterations (max_iter={max_iter}), "
-            f"relative residual {res:.3g} > tol={tol:g}; raise max_iter or precond_rank, or "
-            "loosen tol.", RuntimeWarning, stacklevel=2)
-    return predictor, info
-
-
-def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) -> KernelPredictor:
-    """Fit kernel ridge regression ``alpha = (K(X, X) + reg I)^(-1) Y``; the options are
-    those of ``fit_kernel_ridge`` (by default: Laplace, ``L = 1``, ``reg = 1e-3``, the
-    solver chosen by size). Returns the ``KernelPredictor``.
-
-    Under ``jax.jit``, ``vmap`` or ``grad`` (any of ``X``, ``Y``, ``bandwidth``, ``reg``,
-    ``M`` traced) it is the traceable ``fit`` (``solvers.core``): Cholesky (``solver``
-    ``"auto"`` or ``"cholesky"``), CG (``"cg"``) or Nyström (``"nystrom"`` with an
-    ``(m, d)`` array of ``centers``), one device, no memory check or retry.
-    """
-    traced = _checks.is_traced(X, Y, *(options.get(k) for k in ("bandwidth", "reg", "M")))
-    if not traced:
-        return fit_kernel_ridge(X, Y, **options)[0]
-    unsupported = set(options) - {"kernel", "bandwidth", "reg", "M", "solver", "tol", "max_iter",
-                                  "centers"}
-    solver = options.get("solver", "auto")
-    centers = options.get("centers")
-    if centers is not None and jnp.ndim(centers) == 2:
-        solver = "nystrom" if solver == "auto" else solver
-    if (unsupported or solver not in ("auto", "cholesky", "cg", "nystrom") or isinstance(X, Rows)
-            or (solver == "nystrom") != (centers is not None and jnp.ndim(centers) == 2)):
-        raise ValueError("Under jax.jit/vmap/grad, fit_kernel_predictor takes kernel, "
-                         "bandwidth, reg, M, solver ('auto', 'cholesky', 'cg', or 'nystrom' "
-                         "with an (m, d) array of centers), tol and max_iter on one device; "
-                         f"got {sorted(options)} (solver {solver!r}).")
-    kernel = Kernel(options.get("kernel", "laplace"), options.get("bandwidth", 1.0),
-                    options.get("M"))
-    assert not isinstance(Y, Rows)  # Rows are refused above (with X)
-    return core.fit(kernel, X, Y, options.get("reg", 1e-3),
-                    solver="cholesky" if solver == "auto" else solver,
-                    tol=options.get("tol", 1e-6), max_iter=options.get("max_iter"),
-                    centers=centers)
-
+from dnc_jax.solvers.ridge import (
+    DEFAULT_BLOCK,
+    DEFAULT_RANK,
+    SolveInfo,
+    SolverOptions,
+    check_solver_options,
+    choose_centers,
+    fit_kernel_predictor,
+    fit_kernel_ridge,
+    validate_fit_inputs,
+)
 
 __all__ = [
     "ACCELERATOR_CHOLESKY_PEAK_MATRICES",
     "AUTO_CHOLESKY_MAX_N",
     "CHOLESKY_AGOP_PEAK_MATRICES",
     "CHOLESKY_PEAK_MATRICES",
-    "KernelPredictor",
+    "DEFAULT_BLOCK",
+    "DEFAULT_RANK",
     "LAPACK_CHOLESKY_MAX_N",
     "SOLVERS",
-    "SolveInfo",
-    "SolverOptions",
     "available_memory",
     "check_cholesky",
+    "check_solver_options",
+    "cholesky_fits",
     "cholesky_peak_matrices",
+    "choose_centers",
     "choose_solver",
+    "default_memory_budget",
     "fit_kernel_predictor",
     "fit_kernel_ridge",
+    "KernelPredictor",
     "solve_kernel_system",
     "solve_psd",
+    "SolveInfo",
+    "SolverOptions",
     "train_kernel_matrix",
     "validate_fit_inputs",
 ]

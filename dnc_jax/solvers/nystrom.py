@@ -14,8 +14,8 @@ Carratino and Rosasco, NeurIPS 2017, section 3; Meanti et al., NeurIPS 2020):
 triangular solves (``O(m^2 C)`` per iteration). The two Cholesky factorisations and the
 symmetric product ``L^T L`` (``m^3`` FLOPs in all; no inverse is formed) run in float64
 numpy on a CPU backend, and on the accelerator in the data's dtype elsewhere
-(``falkon_factors_on_device``: on an H100 the host's float64 factors took 2.0 s of a
-4.1 s layer at n = 10^6, m = 5,000), with Falkon's float32 jitter ``1e-5`` on ``K_mm``'s
+(``falkon_factors_on_device``: the host's float64 factors would dominate an accelerator's
+layer; BENCHMARKS.md, "Deep RFM at scale"), with Falkon's float32 jitter ``1e-5`` on ``K_mm``'s
 diagonal (its ``pc_epsilon_32``). The preconditioner changes how fast CG converges, not
 what it converges to. Each iteration costs ``O(n m C)``; the
 rows of ``K_nm`` are sharded with the data and held when they fit ``memory_budget``,
