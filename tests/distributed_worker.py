@@ -21,13 +21,13 @@ import numpy as np  # noqa: E402
 from worker_data import layer_config, run_options, small_digits  # noqa: E402
 
 if len(sys.argv) > 4:
-    import dnc_jax.data  # noqa: E402
+    import dnc_jax.data.augmented  # noqa: E402
     from dnc_jax.experiments.deep_rfm import run_deep_rfm  # noqa: E402
 
     built = []
-    shift = dnc_jax.data.shift_image
-    dnc_jax.data.shift_image = lambda images, dy, dx: (built.append(len(images)),
-                                                       shift(images, dy, dx))[1]
+    shift = dnc_jax.data.augmented.shift_image
+    dnc_jax.data.augmented.shift_image = lambda images, dy, dx: (built.append(len(images)),
+                                                                 shift(images, dy, dx))[1]
     results = run_deep_rfm(sys.argv[4], stop_after=int(sys.argv[5]) or None, progress=False,
                            **run_options())
     print(f"BUILT {pid} {sum(built)}")

@@ -1,4 +1,4 @@
-"""Each hardened test against the bug it exists for (issue 13): put the bug into the source
+"""Each hardened test against the bug it exists for: put the bug into the source
 by hand, run the test, expect it to fail; then restore the source.
 
     python tests/hand_mutations.py [--only NAME ...]
@@ -47,11 +47,11 @@ MUTATIONS = [
      "    positive = evals > cutoff", "    positive = evals > 0.0",
      "tests/test_kernels_agop.py::test_negative_matrix_power_is_the_pseudo_inverse_power",
      "a negative power of round-off eigenvalues (the bug issue 13's tests found)"),
-    ("modular-inverse", "dnc_jax/data.py",
+    ("modular-inverse", "dnc_jax/data/synthetic.py",
      "pow(int(v), p - 2, p)", "pow(int(v), p - 1, p)",
      "tests/test_data.py::test_modular_division_against_known_inverses",
      "division by b^(p-1) = 1 instead of b's inverse"),
-    ("balanced-quota", "dnc_jax/data.py",
+    ("balanced-quota", "dnc_jax/data/preparation.py",
      "    quota[: n % len(classes)] += 1\n", "",
      "tests/test_data.py::test_prepare_balanced_subsample",
      "a balanced subsample short of n when C does not divide it"),

@@ -1,4 +1,4 @@
-"""Datasets and the paper's preparation (issue 4). No test touches the network."""
+"""Datasets and the paper's preparation. No test touches the network."""
 
 import sys
 
@@ -172,7 +172,7 @@ def test_download_is_passed_to_tfds_only_when_asked(monkeypatch):
             calls.append((name, split, download))
             return [{"image": np.full((2, 2, 1), i, np.uint8), "label": i % 3} for i in range(5)]
 
-    monkeypatch.setattr("dnc_jax.data._import_tfds", lambda: FakeTfds)
+    monkeypatch.setattr("dnc_jax.data.tfds_reader._import_tfds", lambda: FakeTfds)
     X, y = load_dataset("svhn", "train", 4, download=True)
     assert calls == [("svhn_cropped", "train", True)]
     assert X.shape == (4, 4) and y.tolist() == [0, 1, 2, 0]

@@ -57,11 +57,11 @@ def test_npz_rows_are_read_without_the_rest(tmp_path, monkeypatch, save):
 
 
 def test_shifted_mnist_builds_only_the_rows_asked_for(monkeypatch):
-    import dnc_jax.data
+    import dnc_jax.data.augmented as augmented
 
     built = []
-    shift = dnc_jax.data.shift_image
-    monkeypatch.setattr(dnc_jax.data, "shift_image",
+    shift = augmented.shift_image
+    monkeypatch.setattr(augmented, "shift_image",
                         lambda images, dy, dx: (built.append(len(images)), shift(images, dy, dx))[1])
     load_dataset_rows("mnist_shifted", "train", 50_000, lambda total: (1000, 1250))
     assert sum(built) == 250
@@ -84,7 +84,7 @@ def test_tfds_rows_are_read_by_index(monkeypatch):
         def data_source(name, split, data_dir, download):
             return Source()
 
-    monkeypatch.setattr("dnc_jax.data._import_tfds", lambda: FakeTfds)
+    monkeypatch.setattr("dnc_jax.data.tfds_reader._import_tfds", lambda: FakeTfds)
     X, y, total = load_dataset_rows("mnist", "train", 20, lambda t: (8, 14))
     assert total == 20 and read == list(range(8, 14))
     np.testing.assert_array_equal(X[:, 0], np.arange(8, 14))

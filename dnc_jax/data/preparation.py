@@ -1,0 +1,161 @@
+"""The Deep RFM paper's data preparation: the first ``n`` samples (or a class-balanced
+subsample), per-feature standardisation, ``{-1, +1}`` one-hot targets (``prepare``)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class PreparedData(NamedTuple):
+    """Output of ``prepare``: standardised features, ``{-1,+1}`` targets, integer labels."""
+
+    X_train: np.ndarray  # (n, d) float32
+    Y_train: np.ndarray  # (n, C) float32 in {-1, +1}
+    y_train: np.ndarray  # (n,) int64
+    X_test: np.ndarray | None
+    Y_test: np.ndarray | None
+    y_test: np.ndarray | None
+    num_classes: int
+
+
+def as_class_labels(name: str, y) -> np.ndarray:
+    """``y`` as 1-D int64 class labels ``0..C-1``, or one ``ValueError`` naming ``name``
+    (integral floats are accepted; negative, fractional or non-finite labels are not)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer class labels; got shape {y.shape}.")
+    if y.size and not (np.issubdtype(y.dtype, np.integer)
+                       or (np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
+                           and np.all(y == np.round(y)))):
+        raise ValueError(f"{name} must hold integer class labels 0..C-1; got {y.dtype} values.")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{name} must hold class labels 0..C-1 (>= 0); got {int(y.min())}.")
+    return y.astype(np.int64)
+
+
+def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(n,)`` labels to ``(n, C)`` float32 targets: ``+1`` for the class, ``-1`` elsewhere."""
+    return np.where(np.arange(num_classes)[None, :] == np.asarray(y)[:, None], 1.0, -1.0).astype(
+        np.float32
+    )
+
+
+TEST_STATISTICS = ("train", "own")
+
+
+def check_test_statistics(test_statistics: str) -> None:
+    """``ValueError`` unless ``test_statistics`` is one of ``TEST_STATISTICS``."""
+    if test_statistics not in TEST_STATISTICS:
+        raise ValueError(f"test_statistics must be one of {TEST_STATISTICS}; got {test_statistics!r}.")
+
+
+def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
+                test_statistics: str = "train"):
+    """Per-feature ``(x - mean) / std``; zero-variance features become 0.
+
+    ``test_statistics="train"`` standardises ``X_test`` with the training mean and std (the
+    default); ``"own"`` with its own, as the official Deep RFM script does (its
+    ``preprocess`` is applied to each split separately).
+
+    Returns ``(X_train, X_test)`` (``X_test`` ``None`` if not given), float32.
+    """
+    check_test_statistics(test_statistics)
+
+    def fit(X):
+        mean, std = feature_statistics(X)
+        return lambda Z: apply_standardization(Z, mean, std)
+
+    apply = fit(X_train)
+    if X_test is None:
+        return apply(X_train), None
+    return apply(X_train), (apply if test_statistics == "train" else fit(X_test))(X_test)
+
+
+def feature_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (``1/n``) of ``X``, float64 ``(d,)`` each."""
+    X = np.asarray(X, dtype=np.float64)
+    return X.mean(axis=0), X.std(axis=0)
+
+
+def apply_standardization(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(X - mean) / std`` per feature in float64, features with ``std = 0`` set to 0;
+    float32."""
+    live = std > 0
+    return np.where(live, (np.asarray(X, dtype=np.float64) - mean) / np.where(live, std, 1.0),
+                    0.0).astype(np.float32)
+
+
+def balanced_indices(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` indices with (as nearly as possible) equal counts per class, random per ``seed``."""
+    y = np.asarray(y)
+    classes = np.unique(y)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+    quota = np.full(len(classes), n // len(classes))
+    quota[: n % len(classes)] += 1
+    if any(q > len(idx) for q, idx in zip(quota, per_class, strict=True)):
+        raise ValueError(f"Cannot draw a class-balanced subsample of {n}: a class is too small.")
+    return np.sort(np.concatenate([idx[:q] for q, idx in zip(quota, per_class, strict=True)]))
+
+
+def prepare(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    *,
+    n: int | None = None,
+    balanced: bool = False,
+    seed: int = 0,
+    standardize_features: bool = True,
+    sort_by_class: bool = False,
+    test_statistics: str = "train",
+    num_classes: int | None = None,
+    input_scale: float = 1.0,
+) -> PreparedData:
+    """The paper's preparation, step by step (each step optional).
+
+    Host-side (numpy); not traceable.
+
+    0. multiply both splits by ``input_scale`` (``1/255``: torchvision's ``ToTensor``,
+       8-bit pixels to ``[0, 1]``);
+    1. keep the first ``n`` training samples (or, with ``balanced``, a class-balanced
+       random subsample drawn with ``seed``);
+    2. standardise each feature with the training mean and std (zero-variance -> 0; the
+       test split with its own statistics when ``test_statistics="own"``);
+    3. optionally sort the training samples by class;
+    4. labels to ``{-1, +1}`` one-hot targets.
+    """
+    X_train = np.asarray(X_train)
+    y_train = np.asarray(y_train)
+    if X_train.shape[0] != y_train.shape[0]:
+        raise ValueError(f"X_train has {X_train.shape[0]} rows but y_train has {y_train.shape[0]}.")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("Pass both X_test and y_test, or neither.")
+    if not (np.isfinite(input_scale) and input_scale > 0):
+        raise ValueError(f"input_scale must be a positive finite number; got {input_scale!r}.")
+    if input_scale != 1.0:
+        X_train = X_train.astype(np.float64) * input_scale
+        X_test = None if X_test is None else np.asarray(X_test, np.float64) * input_scale
+    if n is not None:
+        if not 1 <= n <= X_train.shape[0]:
+            raise ValueError(f"n={n} must be between 1 and the {X_train.shape[0]} training samples.")
+        keep = balanced_indices(y_train, n, seed) if balanced else np.arange(n)
+        X_train, y_train = X_train[keep], y_train[keep]
+    if standardize_features:
+        X_train, X_test = standardize(X_train, X_test, test_statistics=test_statistics)
+    if sort_by_class:
+        order = np.argsort(y_train, kind="stable")
+        X_train, y_train = X_train[order], y_train[order]
+    C = int(num_classes or max(y_train.max(), -1 if y_test is None else np.max(y_test)) + 1)
+    return PreparedData(
+        np.asarray(X_train, dtype=np.float32),
+        one_hot_pm1(y_train, C),
+        y_train.astype(np.int64),
+        None if X_test is None else np.asarray(X_test, dtype=np.float32),
+        None if y_test is None else one_hot_pm1(y_test, C),
+        None if y_test is None else np.asarray(y_test).astype(np.int64),
+        C,
+    )
