@@ -1,15 +1,15 @@
 """How XLA compiles dnc_jax's programs on GPUs: the one flag the command line sets.
 
 XLA's GPU autotuner times many Triton tilings for every matrix product of every program it
-compiles. A Deep RFM layer compiles dozens of programs of different shapes, so with XLA's
-defaults the first layer at n = 50,000 spent ~100 s compiling on an H100 against 2 s of
-warm work (BENCHMARKS.md, "Deep RFM at scale"). With Triton GEMMs off, XLA still autotunes cuBLAS,
-whose float32 products ran at the same ~50 TFLOP/s there, and the first layer took 10 s.
-Autotuning off altogether (``--xla_gpu_autotune_level=0``) compiles fast too but left the
-products at 8 TFLOP/s. The flag is a no-op on CPUs and TPUs.
+compiles, and a Deep RFM layer compiles dozens of programs of different shapes. With Triton
+GEMMs off (``GPU_FLAGS``) XLA still autotunes cuBLAS, whose float32 products run at the
+same rate, and compiling stops dominating the first layer; turning autotuning off
+altogether compiles fast too but leaves the products several times slower. The
+measurements behind this choice are in BENCHMARKS.md ("Measurements the code's choices
+rest on"). The flag is a no-op on CPUs and TPUs.
 
 Compiled programs persist across runs when ``JAX_COMPILATION_CACHE_DIR`` names a folder
-(JAX's own setting); on the H100 it cut the first layer from 10.0 s to 7.0 s.
+(JAX's own setting).
 """
 
 from __future__ import annotations
