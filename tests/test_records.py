@@ -84,3 +84,29 @@ def test_damaged_files_get_messages_a_user_can_act_on(tmp_path):
     (ok / "state-1.npz").write_bytes(b"\x00" * 10)
     with pytest.raises(ValueError, match="checkpoint of step 1"):
         RunDirectory(str(ok), {"a": 1}, "layers").resume()
+    # a real checkpoint cut short (a copy interrupted, a full disk): same message, and
+    # nothing in the folder is rewritten
+    np.savez(ok / "state-1.npz", X_train=np.ones((50, 40)))
+    whole = (ok / "state-1.npz").read_bytes()
+    (ok / "state-1.npz").write_bytes(whole[: len(whole) // 2])
+    before = {f.name: f.read_bytes() for f in ok.iterdir()}
+    with pytest.raises(ValueError, match=r"state-1.npz.*checkpoint of step 1"):
+        RunDirectory(str(ok), {"a": 1}, "layers").resume()
+    assert {f.name: f.read_bytes() for f in ok.iterdir()} == before
+
+
+def test_a_damaged_run_folder_is_one_line_from_the_command(tmp_path, capsys):
+    """Resuming into a folder whose results.json was cut short: exit 2, one line naming the
+    file and what to do, the file left as it was."""
+    from dnc_jax.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text('{"config": {"experiment": "deep_rfm", "n": ')
+    args = ["deep-rfm", "--dataset", "digits", "--n", "100", "--depth", "1", "--width", "8",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results.json" in err[0] and "--out" in err[0]
+    assert (out / "results.json").read_text() == '{"config": {"experiment": "deep_rfm", "n": '
+
