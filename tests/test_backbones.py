@@ -1,4 +1,4 @@
-"""ResNet-18 / VGG-11 backbones with the MLP head (issue 11)."""
+"""ResNet-18 / VGG-11 backbones with the MLP head."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Collapse metrics against a plain float64 reference, their invariances, bad input (issue 3)."""
+"""Collapse metrics against a plain float64 reference, their invariances, bad input."""
 
 import jax
 import numpy as np

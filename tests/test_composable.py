@@ -1,5 +1,5 @@
 """The public functions compose with JAX's transformations: ``jit``, ``vmap``, ``grad``,
-and Flax NNX modules read at call time (issue 22)."""
+and Flax NNX modules read at call time."""
 
 import jax
 import jax.numpy as jnp

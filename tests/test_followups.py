@@ -1,4 +1,4 @@
-"""Grokking modular arithmetic with RFM, and multi-index subspace recovery (issue 12)."""
+"""Grokking modular arithmetic with RFM, and multi-index subspace recovery."""
 
 
 import jax

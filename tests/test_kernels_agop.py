@@ -1,4 +1,4 @@
-"""Kernels, kernel ridge solves and the two AGOP routes (issue 2)."""
+"""Kernels, kernel ridge solves and the two AGOP routes."""
 
 import warnings
 

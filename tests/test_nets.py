@@ -1,4 +1,4 @@
-"""The MLP, its training, and the per-layer analysis (issue 6)."""
+"""The MLP, its training, and the per-layer analysis."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """Every notebook in notebooks/ runs, at a small size set through its parameters cell
-(the cell tagged ``parameters``); a failing cell fails the suite (issue 10)."""
+(the cell tagged ``parameters``); a failing cell fails the suite."""
 
 import glob
 import os

@@ -1,4 +1,4 @@
-"""Deep RFM as the paper ran it: the official preset, seeds, figures (issue 10)."""
+"""Deep RFM as the paper ran it: the official preset, seeds, figures."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""RFM and Deep RFM (issue 5)."""
+"""RFM and Deep RFM."""
 
 import json
 
