@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
-from tqdm.auto import tqdm
 
 from dnc_jax.deep_rfm_model import (
     MODEL_FOLDER,
@@ -32,6 +30,7 @@ from dnc_jax.records import (
     ensure_writable,
     flatten_metrics,
 )
+from dnc_jax.run_loop import resumable_steps
 from dnc_jax.sharding import (
     REPLICATED,
     Rows,
@@ -175,13 +174,13 @@ def run_deep_rfm(
             grams = list(saved["grams"][: len(layers)])
     idx = gram_indices(data.y_train, data.num_classes)
     layer_input = data.X_train if start is None else start.X_train
-    bar = tqdm(total=config.depth, initial=len(layers), desc="deep RFM",
-               disable=not progress or jax.process_index() != 0, file=sys.stderr)
-    done = 0
-    for record, next_state in deep_rfm_layers(
-        data.X_train, data.y_train, data.X_test, data.y_test, config=config, start=start,
-        num_classes=data.num_classes, mesh=mesh,
-    ):
+    steps = deep_rfm_layers(data.X_train, data.y_train, data.X_test, data.y_test,
+                            config=config, start=start, num_classes=data.num_classes, mesh=mesh)
+    for record, next_state in resumable_steps(
+            steps, total=config.depth, initial=len(layers), desc="deep RFM",
+            progress=progress and jax.process_index() == 0, stop_after=stop_after,
+            postfix=lambda step: {"layer": step[0]["layer"],
+                                  "nc1": f"{step[0]['output']['nc1']:.3g}"}):
         layers.append(record)
         grams.append(feature_gram(layer_input, idx, mesh))
         layer_input = next_state.X_train
@@ -197,12 +196,6 @@ def run_deep_rfm(
             atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
             plot_layer_collapse(layers, POINTS,
                                 os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")
-        bar.update(1)
-        bar.set_postfix(layer=record["layer"], nc1=f"{record['output']['nc1']:.3g}")
-        done += 1
-        if stop_after is not None and done >= stop_after:
-            break
-    bar.close()
     return results
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from dnc_jax.followups.grokking import (
     GrokkingConfig,
@@ -21,6 +19,7 @@ from dnc_jax.followups.grokking import (
 )
 from dnc_jax.plots import plot_grokking, plot_matrices, plot_spectra
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
+from dnc_jax.run_loop import resumable_steps
 
 CSV_KEYS = ("iter", "train_accuracy", "test_accuracy", "train_loss", "test_loss",
             "circulant_deviation", "alignment", "trace")
@@ -86,11 +85,11 @@ def run_grokking(out: str, *, config: GrokkingConfig = GrokkingConfig(), progres
     results, state = run.resume()
     records = results["iterations"]
     metrics = [] if state is None else list(state["metrics"])
-    bar = tqdm(total=config.iters, initial=len(records), desc="grokking RFM",
-               disable=not progress, file=sys.stderr)
-    done = 0
-    for record, M in grokking_steps(config, start=len(records),
-                                    M=metrics[-1] if metrics else None):
+    steps = grokking_steps(config, start=len(records), M=metrics[-1] if metrics else None)
+    for record, M in resumable_steps(
+            steps, total=config.iters, initial=len(records), desc="grokking RFM",
+            progress=progress, stop_after=stop_after,
+            postfix=lambda step: {"test_acc": f"{step[0]['test_accuracy']:.3f}"}):
         records.append(record)
         metrics.append(M)
         if len(records) == config.iters:
@@ -99,12 +98,6 @@ def run_grokking(out: str, *, config: GrokkingConfig = GrokkingConfig(), progres
         run.commit(results, {"metrics": np.stack(metrics)})
         atomic_write_csv(os.path.join(out, "iterations.csv"),
                          [{k: r.get(k) for k in CSV_KEYS} for r in records])
-        bar.update(1)
-        bar.set_postfix(test_acc=f"{record['test_accuracy']:.3f}")
-        done += 1
-        if stop_after is not None and done >= stop_after:
-            break
-    bar.close()
     if records:
         _figures(out, config, records, metrics)
     return results

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-
-from tqdm.auto import tqdm
 
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.nets.analysis import POINTS
 from dnc_jax.plots import plot_training
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable, flatten_metrics
+from dnc_jax.run_loop import resumable_steps
 
 
 def _share(value) -> str:
@@ -101,18 +99,18 @@ def run_mlp(
     results, state = run.resume()
     last_epoch = 0 if state is None else int(state["epoch"])
     results["history"] = [h for h in results.get("history", []) if h["epoch"] <= last_epoch]
-    bar = tqdm(total=config.total_epochs, initial=last_epoch,
-               desc="MLP", disable=not progress, file=sys.stderr)
-    done = 0
-    for result in train_epochs(data.X_train, data.y_train, data.X_test, data.y_test,
-                               config=config, measure_X=data.X_train[:m],
-                               measure_y=data.y_train[:m], resume=state,
-                               image_shape=image_shape):
+    epochs = train_epochs(data.X_train, data.y_train, data.X_test, data.y_test, config=config,
+                          measure_X=data.X_train[:m], measure_y=data.y_train[:m], resume=state,
+                          image_shape=image_shape)
+    for result in resumable_steps(
+            epochs, total=config.total_epochs, initial=last_epoch, desc="MLP",
+            progress=progress, stop_after=stop_after,
+            counts=lambda result: result.layers is not None,  # stop_after counts measurements
+            postfix=lambda result: {"loss": f"{result.train_loss:.4f}",
+                                    "acc": f"{result.train_accuracy:.3f}"}):
         summary = {"epoch": result.epoch, "train_loss": result.train_loss,
                    "train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy}
         results["history"].append(summary)
-        bar.update(1)
-        bar.set_postfix(loss=f"{result.train_loss:.4f}", acc=f"{result.train_accuracy:.3f}")
         if result.layers is None:
             continue
         results["measurements"].append({**summary, "layers": result.layers})
@@ -122,8 +120,4 @@ def run_mlp(
         head = "MLP" if config.backbone == "none" else f"{config.backbone} + MLP head"
         plot_training(results["measurements"], os.path.join(out, "training.png"),
                       f"{head} on {dataset}")
-        done += 1
-        if stop_after is not None and done >= stop_after:
-            break
-    bar.close()
     return results

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-
-from tqdm.auto import tqdm
 
 from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm
 from dnc_jax.plots import plot_multi_index
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
+from dnc_jax.run_loop import resumable_steps
 
 CSV_KEYS = ("step", "relative_error", "test_mse", "subspace_distance", "leading_distance",
             "captured", "random_baseline")
@@ -42,8 +40,9 @@ def run_multi_index(out: str, *, config: MultiIndexConfig = MultiIndexConfig(),
     run = RunDirectory(out, run_config, "sizes")
     results, _ = run.resume()
     done = {entry["n"] for entry in results["sizes"]}
-    for n in tqdm([n for n in sizes if n not in done], desc="multi-index RFM",
-                  disable=not progress, file=sys.stderr):
+    for n in resumable_steps([n for n in sizes if n not in done], total=len(sizes),
+                             initial=len(done & set(sizes)), desc="multi-index RFM",
+                             progress=progress):
         records = multi_index_rfm(dataclasses.replace(config, n=n))
         results["sizes"].append({"n": n, "records": records})
         run.commit(results, None)
