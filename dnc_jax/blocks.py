@@ -4,7 +4,7 @@ with bounded memory and static shapes (so nothing recompiles per call).
 Both pad the last block instead of running a smaller one, so that every row goes through
 the same block computation, with the same shapes and reduction order, whatever else shares
 its batch: a row's output is the same alone, in a batch of 7 or in the whole set (tested
-bit for bit in ``tests/test_batch_invariance.py``).
+bit for bit in ``tests/test_predictor.py``).
 """
 
 from __future__ import annotations

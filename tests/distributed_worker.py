@@ -1,4 +1,4 @@
-"""One process of the two-process Deep RFM tests (``test_scale.py``): joins the others
+"""One process of the two-process Deep RFM tests (``test_distributed.py``): joins the others
 through ``jax.distributed`` on localhost.
 
 Args ``coordinator_port process_id num_processes``: puts only its own rows on its devices,

@@ -74,12 +74,12 @@ MODULES = {
 EQUIVALENT = ROOT / "tests" / "mutation_equivalent.json"
 # Left out of the map: the notebook test (its code runs in a kernel process) and the
 # backbones (they use none of the five modules, and are slow).
-EXCLUDE = ["tests/test_notebooks.py", "tests/test_backbones.py"]
+EXCLUDE = ["tests/test_notebooks.py", "tests/nets/test_backbones.py"]
 
 # Code that only runs in child processes (coverage sees none of it): the tests that run it.
 CHILD_PROCESS_TESTS = {
     ("dnc_jax/deep_rfm_model.py", "host_rows"): [
-        "tests/test_scale.py::test_two_processes_compute_the_same_deep_rfm_layer"],
+        "tests/test_distributed.py::test_two_processes_compute_the_same_deep_rfm_layer"],
 }
 
 # Tests that read default values from signatures and dataclass fields (they run no line
@@ -271,7 +271,7 @@ def coverage_map(out_dir: Path, workers: int) -> dict:
     merged = json.loads(target.read_text()) if target.exists() else {"durations": {}, "lines": {}}
     # a test file edited since it was mapped is mapped again, all of it
     hashes = {str(f.relative_to(ROOT)): hashlib.sha1(f.read_bytes()).hexdigest()
-              for f in sorted((ROOT / "tests").glob("test_*.py"))}
+              for f in sorted((ROOT / "tests").rglob("test_*.py"))}
     stale = {f for f, h in hashes.items() if merged.get("files", {}).get(f) != h}
     if stale:
         merged["durations"] = {t: v for t, v in merged["durations"].items()

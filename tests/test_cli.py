@@ -1,5 +1,5 @@
-"""The dnc-jax command: results files, resume after interruption, bad arguments, and the
-flags generated from each command's configuration."""
+"""The dnc-jax command: results files, resume, bad arguments, presets, seeds, and the
+flags generated from each configuration."""
 
 import dataclasses
 import json
@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from helpers import assert_valid_results, without_time
@@ -15,10 +16,96 @@ from dnc_jax.cli import build_parser, main, preset_defaults
 from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import run_deep_rfm
-from dnc_jax.followups import GrokkingConfig, MultiIndexConfig
+from dnc_jax.followups import (
+    GrokkingConfig,
+    MultiIndexConfig,
+)
 from dnc_jax.nets.train import TrainConfig
 from dnc_jax.options import flag_name, from_args
 from dnc_jax.presets import deep_rfm_preset, mlp_preset
+
+
+@pytest.mark.slow
+def test_cli_grokking_and_multi_index(tmp_path, capsys):
+    out = tmp_path / "grok"
+    assert main(["grokking", "--p", "5", "--iters", "3", "--train-fraction", "0.6",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert not jax.config.jax_enable_x64  # the command's float64 does not leak
+    results = assert_valid_results(out / "results.json")
+    assert len(results["iterations"]) == 3 and "summary" in results
+    for name in ("grokking.png", "agop_heatmaps.png", "agop_fourier.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "circ. dev." in capsys.readouterr().out
+    out = tmp_path / "mi"
+    assert main(["multi-index", "--d", "10", "--n", "100", "200", "--n-test", "50", "--steps",
+                 "2", "--out", str(out), "--no-progress"]) == 0
+    results = assert_valid_results(out / "results.json")
+    assert [e["n"] for e in results["sizes"]] == [100, 200]
+    assert (out / "steps.csv").read_text().count("\n") == 5
+    assert (out / "multi_index.png").stat().st_size > 1000
+    assert main(["grokking", "--p", "12", "--out", str(tmp_path / "bad")]) == 2
+    assert "prime" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_official_preset_with_override(tmp_path, capsys):
+    out = tmp_path / "off"
+    assert main(["deep-rfm", "--preset", "official", "--dataset", "digits", "--depth", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    config = results["config"]
+    assert (config["n"], config["n_test"], config["depth"]) == (500, 100, 2)  # depth overridden
+    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+    assert config["refit_accuracy"] and config["width"] == 512 and config["bandwidth"] == 2.0
+    for layer in results["layers"]:
+        assert 0.5 < layer["refit_test_accuracy"] <= 1.0 and layer["refit_train_accuracy"] == 1.0
+    assert "refit test" in capsys.readouterr().out
+    # the cosine variant takes the layer's input dimension as its width
+    out = tmp_path / "rff"
+    assert main(["deep-rfm", "--preset", "official", "--features", "cosine", "--dataset",
+                 "digits", "--depth", "2", "--out", str(out), "--no-progress"]) == 0
+    layers = json.loads((out / "results.json").read_text())["layers"]
+    assert [layer["input_dim"] for layer in layers] == [64, 64]
+
+
+@pytest.mark.slow
+def test_cli_seeds_and_figures(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["deep-rfm", "--dataset", "digits", "--n", "150", "--depth", "2", "--width",
+                 "16", "--seeds", "0", "1", "--out", str(out), "--no-progress"]) == 0
+    assert "+-" in capsys.readouterr().out
+    assert (out / "figures" / "collapse.png").stat().st_size > 1000
+    assert main(["figures", "deep-rfm", "--run", str(out), "--format", "pdf"]) == 0
+    assert (out / "figures" / "grams.pdf").read_bytes()[:4] == b"%PDF"
+    assert main(["figures", "deep-rfm", "--run", str(tmp_path / "empty")]) == 2
+    assert "no Deep RFM run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_mlp_official_preset(tmp_path):
+    out = tmp_path / "mlp"
+    assert main(["mlp", "--preset", "official", "--dataset", "digits", "--n", "200",
+                 "--n-test", "60", "--epochs", "2", "--measure-every", "2", "--depth", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    config = assert_valid_results(out / "results.json")["config"]
+    assert (config["n"], config["n_test"], config["epochs"], config["depth"]) == (200, 60, 2, 2)
+    assert (config["optimizer"], config["lr"], config["classifier_init"], config["bias"],
+            config["last_batch"]) == ("sgd", 0.01, "torch", False, "keep")
+    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+
+
+@pytest.mark.slow
+def test_cli_mlp_seeds(tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["mlp", "--dataset", "digits", "--n", "200", "--n-test", "50", "--epochs", "2",
+                 "--measure-every", "1", "--depth", "1", "--width", "16", "--batch-size", "50",
+                 "--seeds", "0", "1", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and [m["epoch"] for m in summary["measurements"]] == [1, 2]
+    one = json.loads((out / "seed-1" / "results.json").read_text())
+    assert one["config"]["seed"] == 1
+    assert (out / "training_seeds.png").exists() and (out / "summary.csv").exists()
+
 
 COMMAND_CONFIGS = [("run", DeepRFMConfig), ("deep-rfm", DeepRFMConfig), ("mlp", TrainConfig),
                    ("grokking", GrokkingConfig), ("multi-index", MultiIndexConfig)]
@@ -71,6 +158,7 @@ def _layers_without_time(path):
     return [without_time(rec) for rec in results["layers"]]
 
 
+@pytest.mark.slow
 def test_deep_rfm_resume_equals_uninterrupted(tmp_path):
     config = DeepRFMConfig(depth=4, width=64, seed=1)
     kw = dict(dataset="digits", n=400, n_test=100, config=config, progress=False)
@@ -90,6 +178,7 @@ def test_deep_rfm_resume_equals_uninterrupted(tmp_path):
         run_deep_rfm(str(part), **{**kw, "config": DeepRFMConfig(depth=4, width=32)})
 
 
+@pytest.mark.slow
 def test_cli_deep_rfm_writes_results(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["deep-rfm", "--dataset", "digits", "--n", "300", "--depth", "2", "--width",
@@ -108,6 +197,7 @@ def test_cli_deep_rfm_writes_results(tmp_path, capsys):
     assert "train acc" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -147,6 +237,7 @@ def test_unwritable_output_fails_before_any_work(capsys, monkeypatch):
                        "Not a directory."], command
 
 
+@pytest.mark.slow
 def test_cli_run_and_mlp_write_their_files(tmp_path, capsys):
     """The README's main command (``run``, on the embedded MNIST) and ``mlp`` at small
     sizes: exit 0, the files, the CSV rows; ``mlp`` refuses a folder of another config."""

@@ -1,14 +1,89 @@
-"""Collapse metrics against a plain float64 reference, their invariances, bad input."""
+"""Collapse metrics against a plain float64 reference, their invariances, bad input, sharded and traced."""
+
+import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from dnc_jax import collapse_metrics
+from dnc_jax import (
+    collapse_metrics,
+    data_mesh,
+)
+from dnc_jax.sharding import DATA, as_rows
 
-METRICS = ("nc1", "nc1_pinv", "nc2", "nc2_etf", "equinorm", "equiangularity", "max_angle", "cdnv")
+# ---------------------------------------------------------------- collapse metrics traced
+
+
+def _blobs(rng, n=90, d=12, C=4):
+    y = rng.permutation(np.arange(n) % C)
+    return rng.standard_normal((C, d))[y] * 3 + rng.standard_normal((n, d)), y
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
+def test_collapse_metrics_under_jit_equal_eager(rng, dtype, tol):
+    """The traced path (jit) against the eager one, whose C x C algebra is float64. In
+    float32 a ratio of sums rounds at a few eps (6e-8) times its condition: the worst
+    here is equinorm, std / mean of the C = 4 class-mean norms, whose relative error is
+    about eps * mean / std, ~5e-7 for features like these (measured worst over 20 draws:
+    7.5e-7, equinorm; the other metrics 3e-7 or less). Features whose class means have
+    nearly equal norms (equinorm near 0) need a bound in proportion."""
+    from dnc_jax import collapse_metrics
+
+    with jax.enable_x64(dtype == np.float64):
+        H, y = _blobs(rng)
+        H = jnp.asarray(H, dtype)
+        W = jnp.asarray(rng.standard_normal((4, 12)), dtype)
+        preds = jnp.asarray(rng.integers(0, 4, len(y)))
+        eager = collapse_metrics(H, y, classifier=W, predictions=preds, rtol=1e-6)
+        jitted = jax.jit(lambda H, y, W, p: collapse_metrics(
+            H, y, num_classes=4, classifier=W, predictions=p, rtol=1e-6))(H, jnp.asarray(y), W,
+                                                                           preds)
+        for name, value in eager._asdict().items():
+            np.testing.assert_allclose(float(getattr(jitted, name)), float(value), rtol=tol,
+                                       atol=tol * 1e-3, err_msg=name)
+
+
+@pytest.mark.slow
+def test_collapse_metrics_vmap_over_five_seeds_equals_a_loop(rng):
+    from dnc_jax import collapse_metrics
+
+    sets = [_blobs(np.random.default_rng(seed)) for seed in range(5)]
+    H = jnp.asarray(np.stack([h for h, _ in sets]), jnp.float32)
+    y = jnp.asarray(np.stack([labels for _, labels in sets]))
+    batched = jax.vmap(lambda H, y: collapse_metrics(H, y, num_classes=4))(H, y)
+    for i in range(5):
+        single = collapse_metrics(H[i], np.asarray(y[i]))
+        for name in ("nc1", "nc1_pinv", "nc2", "cdnv", "equinorm", "trace_total"):
+            np.testing.assert_allclose(batched._asdict()[name][i], getattr(single, name),
+                                       rtol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="needs num_classes"):
+        jax.jit(lambda H, y: collapse_metrics(H, y))(H[0], y[0])
+
+
+def _assert_row_sharded(array, mesh):
+    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
+    assert len(array.addressable_shards) == 4
+    assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
+
+
+def test_sharded_collapse_metrics_equal_one_device(digits_rows):
+    X, y, _ = digits_rows
+    mesh = data_mesh("all")
+    rows = as_rows(X + 3.0, mesh)
+    _assert_row_sharded(rows.data, mesh)
+    assert rows.data.shape[0] == 404 and rows.n == 402
+    a = collapse_metrics(rows, y, predictions=(y + 1) % 10)
+    b = collapse_metrics(X + 3.0, y, predictions=(y + 1) % 10)
+    for field in ("nc1", "nc1_pinv", "nc2", "nc2_etf", "cdnv", "trace_within", "trace_total"):
+        assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-5), field
+    assert a.ncc_accuracy == b.ncc_accuracy and a.ncc_mismatch == b.ncc_mismatch
+    assert a.num_samples == 402
 
 
 def reference(H, y, C, W=None, preds=None, rcond=None):
@@ -66,6 +141,7 @@ def _features(rng, n, d, C, spread=1.0, mean_rank=None):
     return means[y] + noise, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "n,d,C,mean_rank,spread",
     [(300, 20, 5, None, 1.0), (60, 200, 6, None, 1.0), (200, 30, 8, 3, 1.0),
@@ -106,6 +182,9 @@ def test_float32_large_offset_nc1_pinv(rng):
     assert abs(exact.nc1 - ref["nc1"]) <= 1e-12 * ref["nc1"]
 
 
+METRICS = ("nc1", "nc1_pinv", "nc2", "nc2_etf", "equinorm", "equiangularity", "max_angle", "cdnv")
+
+
 @st.composite
 def _problem(draw):
     seed = draw(st.integers(0, 2**31 - 1))
@@ -115,6 +194,7 @@ def _problem(draw):
     return np.random.default_rng(seed), n, d, C
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_problem())
 def test_invariances(x64, problem):
@@ -193,7 +273,6 @@ def test_bad_input(rng):
 
 
 def test_jax_input_and_to_dict(rng):
-    import json
 
     import jax.numpy as jnp
 
@@ -278,6 +357,7 @@ def test_unbalanced_classes_match_float64_reference(rng, x64, path):
         np.testing.assert_allclose(getattr(got, name), value, rtol=1e-10, atol=1e-14, err_msg=name)
 
 
+@pytest.mark.slow
 def test_official_convention_equals_the_scripts_formulas(rng, x64):
     """``nc1_official`` and the trace ratios equal get_class_variance of the official
     scripts (nc_nn_ratio.py lines 249-285 at eee0604), written out in float64 here:

@@ -20,6 +20,7 @@ def _schema() -> dict:
         "schemas/results.schema.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_site_builds_strictly(tmp_path):
     """``mkdocs build --strict``: a griffe warning (a documented parameter that does not
     exist, an unparsable section), a broken link or a missing page fails the build."""

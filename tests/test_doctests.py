@@ -11,6 +11,7 @@ import dnc_jax
 MODULES = sorted(m.name for m in pkgutil.walk_packages(dnc_jax.__path__, "dnc_jax."))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [m for m in MODULES if not m.endswith("__main__")])
 def test_docstring_examples(name):
     module = importlib.import_module(name)

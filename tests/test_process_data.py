@@ -1,5 +1,4 @@
-"""Each process's own rows (``dnc_jax.process_data``, ``data.load_dataset_rows``): in one
-process here; two processes on localhost run the same code in ``test_scale.py``."""
+"""One process's rows of a dataset, read without the rest."""
 
 import numpy as np
 import pytest

@@ -3,9 +3,12 @@
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_use_it_in_your_own_jax_code_runs():
     text = README.read_text()
     section = text.split("### Use it in your own JAX code", 1)[1].split("\n### ", 1)[0]

@@ -1,4 +1,4 @@
-"""Atomic files and resumable run directories (the guarantees behind resume)."""
+"""Run folders: atomic writes, resume, damaged files."""
 
 import json
 import os
@@ -45,6 +45,7 @@ def test_run_directory_resume_and_config_guard(tmp_path):
         RunDirectory(str(tmp_path), {"depth": 4}, "layers").resume()
 
 
+@pytest.mark.slow
 def test_row_sharded_inputs_give_the_same_results(rng):
     """The scale-out plan: rows split over devices (4 CPU devices in tests) change nothing."""
     devices = jax.devices()
@@ -109,4 +110,3 @@ def test_a_damaged_run_folder_is_one_line_from_the_command(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "results.json" in err[0] and "--out" in err[0]
     assert (out / "results.json").read_text() == '{"config": {"experiment": "deep_rfm", "n": '
-

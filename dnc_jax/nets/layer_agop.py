@@ -13,7 +13,7 @@ so one backward pass per sample gives every ``G_l``, and
 Per sample and layer this costs ``2 C w_{l+1} w_l`` for the recursion and ``2 C w_l^2`` for
 ``S_l``; the per-layer ``vmap(jacrev)`` of the sub-network above ``l`` (``layer_agops``, the
 reference approach) repeats the forward and backward passes of every layer above, and
-forms ``J_l^T J_l`` at the input width. The two agree to rounding (``tests/test_nets.py``).
+forms ``J_l^T J_l`` at the input width. The two agree to rounding (``tests/nets/test_layer_agop.py``).
 """
 
 from __future__ import annotations

@@ -1,26 +1,21 @@
-"""Grokking modular arithmetic with RFM, and multi-index subspace recovery."""
-
+"""Grokking modular arithmetic with RFM."""
 
 import jax
 import numpy as np
 import pytest
 import scipy.linalg
-from helpers import assert_valid_results, without_time
+from helpers import without_time
 
-from dnc_jax.cli import main
-from dnc_jax.data import modular_arithmetic, multi_index_regression
+from dnc_jax.data import modular_arithmetic
 from dnc_jax.experiments import run_grokking
 from dnc_jax.followups import (
     GrokkingConfig,
-    MultiIndexConfig,
     alignment,
     block_deviations,
     circulant_deviation,
     discrete_log_order,
     grokking_rfm,
-    multi_index_rfm,
     primitive_root,
-    subspace_distance,
 )
 from dnc_jax.followups.grokking import circulant_projection
 
@@ -146,64 +141,3 @@ def test_grokking_resume_equals_uninterrupted(tmp_path):
     assert [without_time(r) for r in part["iterations"]] == strip
     assert part["summary"] == full["summary"]
     assert all("alignment" in r for r in part["iterations"])
-
-
-def test_subspace_distance():
-    rng = np.random.default_rng(0)
-    U = np.linalg.qr(rng.standard_normal((10, 3)))[0]
-    assert subspace_distance(U, U) < 1e-7
-    assert subspace_distance(U @ rng.standard_normal((3, 3)), U) < 1e-7  # basis invariant
-    E = np.eye(10)
-    assert subspace_distance(E[:, :3], E[:, 3:6]) == pytest.approx(1.0)
-    assert subspace_distance(E[:, :1] + E[:, 1:2], E[:, :3]) < 1e-7  # a line inside
-    half = (E[:, 0] + E[:, 5])[:, None]  # 45 degrees from span(e0, e1, e2)
-    assert subspace_distance(half, E[:, :3]) == pytest.approx(np.sqrt(0.5))
-    with pytest.raises(ValueError, match="k <= r"):
-        subspace_distance(E[:, :4], E[:, :3])
-
-
-@pytest.mark.parametrize("inputs", ["hypercube", "gaussian"])
-def test_multi_index_agop_finds_the_subspace(inputs):
-    """d = 20, r = 3, n = 1500, two steps: the AGOP's leading eigenvector lies close to
-    span(U) (measured at the last step: 0.006 hypercube / 0.044 Gaussian, against 0.92 for
-    a random direction) and 99.7% / 98.7% of its trace is inside span(U) (random: 15%)."""
-    config = MultiIndexConfig(d=20, r=3, n=1500, n_test=500, inputs=inputs, steps=2)
-    records = multi_index_rfm(config)
-    last = records[-1]
-    assert last["random_baseline"] == pytest.approx(np.sqrt(1 - 3 / 20))
-    assert last["leading_distance"] < 0.3 * last["random_baseline"]
-    assert last["captured"] > 0.9
-    assert last["relative_error"] < records[0]["relative_error"] < 1.0
-
-
-def test_multi_index_data():
-    X, y, U = multi_index_regression(50, 8, 3, noise=0.0)
-    assert set(np.unique(X)) == {-1.0, 1.0}
-    np.testing.assert_allclose(y, X[:, :3].sum(1) + X[:, :3].prod(1), rtol=1e-6)
-    Xg, yg, Ug = multi_index_regression(50, 8, 3, inputs="gaussian", noise=0.0)
-    np.testing.assert_allclose(Ug @ Ug.T, np.eye(3), atol=1e-12)
-    Z = Xg.astype(np.float64) @ Ug.T
-    np.testing.assert_allclose(yg, Z.sum(1) + Z.prod(1), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="inputs"):
-        multi_index_regression(5, 4, inputs="sphere")
-
-
-def test_cli_grokking_and_multi_index(tmp_path, capsys):
-    out = tmp_path / "grok"
-    assert main(["grokking", "--p", "5", "--iters", "3", "--train-fraction", "0.6",
-                 "--out", str(out), "--no-progress"]) == 0
-    assert not jax.config.jax_enable_x64  # the command's float64 does not leak
-    results = assert_valid_results(out / "results.json")
-    assert len(results["iterations"]) == 3 and "summary" in results
-    for name in ("grokking.png", "agop_heatmaps.png", "agop_fourier.png"):
-        assert (out / name).stat().st_size > 1000
-    assert "circ. dev." in capsys.readouterr().out
-    out = tmp_path / "mi"
-    assert main(["multi-index", "--d", "10", "--n", "100", "200", "--n-test", "50", "--steps",
-                 "2", "--out", str(out), "--no-progress"]) == 0
-    results = assert_valid_results(out / "results.json")
-    assert [e["n"] for e in results["sizes"]] == [100, 200]
-    assert (out / "steps.csv").read_text().count("\n") == 5
-    assert (out / "multi_index.png").stat().st_size > 1000
-    assert main(["grokking", "--p", "12", "--out", str(tmp_path / "bad")]) == 2
-    assert "prime" in capsys.readouterr().err

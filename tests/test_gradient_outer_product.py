@@ -1,21 +1,26 @@
-"""Kernels, kernel ridge solves and the two AGOP routes."""
+"""The AGOP: closed form against autodiff, options, sampled and adaptive rows, matrix powers, NNX modules."""
 
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import RTOL
+from flax import nnx
 
 from dnc_jax import (
+    Kernel,
     agop,
+    data_mesh,
+    fit,
     fit_kernel_predictor,
-    gaussian_kernel,
+    fit_kernel_ridge,
     kernel_agop,
-    laplace_kernel,
     matrix_power,
 )
+from dnc_jax.rfm import fit_with_agop
+from dnc_jax.sharding import as_rows
 
 
 def _rel(a, b):
@@ -30,20 +35,7 @@ def _data(rng, dtype, n=40, d=6, C=3):
     return X, Y, M
 
 
-def test_kernels_match_direct_formula(rng, x64):
-    X, _, M = _data(rng, np.float64)
-    Z = rng.standard_normal((7, X.shape[1]))
-    diff = X[:, None, :] - Z[None, :, :]
-    dist_m = np.sqrt(np.einsum("nmd,de,nme->nm", diff, M, diff))
-    np.testing.assert_allclose(laplace_kernel(X, Z, 2.0, M), np.exp(-dist_m / 2.0), rtol=1e-12)
-    dist = np.linalg.norm(diff, axis=-1)
-    np.testing.assert_allclose(
-        gaussian_kernel(X, Z, 1.5, block_size=3), np.exp(-(dist**2) / (2 * 1.5**2)), rtol=1e-12
-    )
-    # a point against itself is at distance exactly 0
-    np.testing.assert_array_equal(np.diag(laplace_kernel(X, X, 1.0)), 1.0)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
 @pytest.mark.parametrize("with_metric", [False, True])
@@ -96,6 +88,7 @@ def test_agop_of_linear_map_is_gram(rng, x64):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 4, 7, 30, None])
 def test_agop_does_not_depend_on_batch_size(rng, batch_size):
     X, Y, _ = _data(rng, np.float32, n=30)
@@ -118,49 +111,6 @@ def test_matrix_power(rng):
     assert np.isfinite(np.asarray(matrix_power(bad, 0.5))).all()
 
 
-def test_interpolation_on_duplicates_never_nan(rng):
-    X, Y, _ = _data(rng, np.float32, n=20)
-    X = np.concatenate([X, X[:5]])
-    Y = np.concatenate([Y, Y[:5]])
-    with pytest.warns(RuntimeWarning, match="jitter"):
-        pred = fit_kernel_predictor(X, Y, bandwidth=1.0, reg=0.0)
-    assert np.isfinite(np.asarray(pred.coefs)).all()
-
-
-def test_interpolation_reproduces_targets(rng, x64):
-    X, Y, _ = _data(rng, np.float64, n=25)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        pred = fit_kernel_predictor(X, Y, kernel="laplace", bandwidth=1.0, reg=0.0)
-    np.testing.assert_allclose(pred.predict(X, block_size=7), Y, atol=1e-8)
-    np.testing.assert_allclose(jax.vmap(pred.predict_one)(jnp.asarray(X)), Y, atol=1e-8)
-
-
-def test_bad_inputs_raise(rng):
-    X, Y, _ = _data(rng, np.float32)
-    with pytest.raises(ValueError, match="rows"):
-        fit_kernel_predictor(X, Y[:-1], bandwidth=1.0)
-    bad = X.copy()
-    bad[3, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        fit_kernel_predictor(bad, Y, bandwidth=1.0)
-    with pytest.raises(ValueError, match="NaN"):
-        agop(lambda x: x, bad)
-    with pytest.raises(ValueError, match="bandwidth"):
-        fit_kernel_predictor(X, Y, bandwidth=0.0)
-    with pytest.raises(ValueError, match="reg"):
-        fit_kernel_predictor(X, Y, bandwidth=1.0, reg=-1.0)
-    with pytest.raises(ValueError, match="kernel"):
-        fit_kernel_predictor(X, Y, kernel="cosine", bandwidth=1.0)
-    with pytest.raises(ValueError, match="2-D"):
-        fit_kernel_predictor(X[0], Y, bandwidth=1.0)
-    pred = fit_kernel_predictor(X, Y, bandwidth=1.0)
-    with pytest.raises(ValueError, match="features"):
-        kernel_agop(pred, X[:, :3])
-    with pytest.raises(ValueError, match="normalize"):
-        kernel_agop(pred, X, normalize="sum")
-
-
 def test_negative_matrix_power_is_the_pseudo_inverse_power(rng, x64):
     A = rng.standard_normal((6, 4))
     M = A @ A.T  # rank 4
@@ -169,54 +119,6 @@ def test_negative_matrix_power_is_the_pseudo_inverse_power(rng, x64):
     P = M @ np.linalg.pinv(M)  # projector onto the range
     np.testing.assert_allclose(inv_root @ root, P, atol=1e-10)
     np.testing.assert_allclose(np.asarray(matrix_power(M, -1.0)), np.linalg.pinv(M), atol=1e-8)
-
-
-def test_solve_psd_rebuilds_in_float64_and_solves_to_its_precision(rng):
-    """A float32 kernel matrix of nearly coincident points is indefinite past a small ridge
-    (its float32 factorisation fails); the float64 rebuild then gives the float64 solve."""
-    from dnc_jax.solvers import solve_kernel_system, train_kernel_matrix
-    from dnc_jax.solvers.cholesky import _cholesky_solve
-
-    base = rng.standard_normal((1, 5))
-    X = (base + 1e-4 * rng.standard_normal((30, 5))).astype(np.float32)
-    Y = rng.standard_normal((30, 2)).astype(np.float32)
-    reg = 1e-7
-    K = train_kernel_matrix(jnp.asarray(X), None, "gaussian", 1.0, None)
-    assert not bool(_cholesky_solve(K, jnp.asarray(Y), jnp.float32(reg))[1])  # float32 fails
-    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg, kernel="gaussian",
-                                bandwidth=1.0)
-    assert alpha.dtype == jnp.float32
-    X64 = np.asarray(X, np.float64)
-    K64 = np.exp(-((X64[:, None] - X64[None]) ** 2).sum(-1) / 2) + reg * np.eye(30)
-    ref = np.linalg.solve(K64, np.asarray(Y, np.float64))
-    # condition ~3e8: float64 solves agree to ~1e-7, then the float32 cast
-    assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5
-
-
-def test_near_pairs_are_recomputed_by_difference_and_only_they(rng):
-    """``near=k`` replaces each row's ``k`` nearest squared distances by the direct
-    difference and leaves the rest to the expansion; the default is ``k = 0``; the Laplace
-    kernel takes ``NEAR_PAIRS`` of them, the Gaussian none. A common offset of 30 makes the
-    float32 expansion err by ~1e-3 on distances of ~1e-3, so every choice is visible."""
-    from dnc_jax.kernels import NEAR_PAIRS, kernel_distances, squared_distances
-
-    X = (30.0 + rng.standard_normal((6, 16))).astype(np.float32)
-    Z = np.concatenate([X[:, :] + 1e-2 * rng.standard_normal((6, 16)), X[:3] + 1.0]).astype(np.float32)
-    Z = Z[rng.permutation(len(Z))]
-    exact = ((X[:, None, :].astype(np.float64) - Z[None, :, :]) ** 2).sum(-1)
-    order = np.argsort(exact, axis=1)
-    plain = np.asarray(squared_distances(X, Z, near=0))
-    np.testing.assert_array_equal(np.asarray(squared_distances(X, Z)), plain)
-    for k in (1, 3):
-        out = np.asarray(squared_distances(X, Z, near=k))
-        rows = np.arange(len(X))[:, None]
-        near, far = order[:, :k], order[:, k:]
-        np.testing.assert_allclose(out[rows, near], exact[rows, near], rtol=1e-4)
-        np.testing.assert_array_equal(out[rows, far], plain[rows, far])
-        assert np.abs(plain[rows, near] / exact[rows, near] - 1).max() > 1e-2  # visible
-    np.testing.assert_array_equal(np.asarray(kernel_distances(X, Z, "gaussian")), plain)
-    np.testing.assert_array_equal(np.asarray(kernel_distances(X, Z, "laplace")),
-                                  np.asarray(squared_distances(X, Z, near=NEAR_PAIRS)))
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1e3])
@@ -242,46 +144,6 @@ def test_normalize_small_and_large_agops_and_leave_a_zero_one(rng, x64, scale):
     for normalize in ("max", "trace"):
         zero = agop(lambda x: jnp.zeros(3) * jnp.sum(x), X, normalize=normalize)
         np.testing.assert_array_equal(zero, 0.0)
-
-
-@pytest.mark.parametrize("step", range(7))
-def test_solve_psd_jitter_ladder(rng, x64, step):
-    """``K - delta I`` with ``K`` PSD of rank 4 and ``reg = 0`` is indefinite by ``delta``:
-    the retry adds ``eps_k * mean(diag K)`` for ``eps_k`` = 1e-7, 1e-6, ... and the first
-    that exceeds ``delta`` succeeds, with a warning that names it; past 1e-2, a
-    ``ValueError``. ``step`` 6 is an all-zero ``K`` (mean diagonal 0: the jitter is
-    relative to 1)."""
-    from dnc_jax.solvers import solve_psd
-
-    steps = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-    B = rng.standard_normal((20, 4))
-    K = B @ B.T if step < 6 else np.zeros((20, 20))
-    scale = float(np.mean(np.diag(K))) or 1.0
-    Y = rng.standard_normal((20, 2))
-    if step < 6:  # between the previous rung and this one
-        K = K - (0.5 if step == 0 else 2.0) * steps[step - 1 if step else 0] * scale * np.eye(20)
-        scale = float(np.mean(np.diag(K)))  # what the jitter is relative to
-    target = steps[min(step, 5)] if step < 6 else steps[0]
-    with pytest.warns(RuntimeWarning, match=f"added jitter {target * scale:.3g} to"):
-        alpha = solve_psd(jnp.asarray(K), jnp.asarray(Y), 0.0)
-    residual = (K + target * scale * np.eye(20)) @ np.asarray(alpha) - Y
-    assert np.linalg.norm(residual) <= 1e-8 * np.linalg.norm(Y)  # solved with that jitter
-    if step < 6:
-        worse = K - 0.1 * scale * np.eye(20)
-        with pytest.raises(ValueError, match=f"jitter up to {1e-2 * np.mean(np.diag(worse)):.3g}"):
-            solve_psd(jnp.asarray(worse), jnp.asarray(Y), 0.0)
-
-
-def test_solve_psd_retries_a_finite_factor_with_overflowing_coefficients():
-    """``diag(1, 1e-37)`` in float32 factors (finite, pivot 3e-19) but its solve overflows:
-    that counts as a failure too, and the jitter retry returns finite coefficients."""
-    from dnc_jax.solvers import solve_psd
-
-    K = jnp.asarray(np.diag([1.0, 1e-37]).astype(np.float32))
-    Y = jnp.asarray([[1.0], [1e3]], jnp.float32)
-    with pytest.warns(RuntimeWarning, match="added jitter"):
-        alpha = solve_psd(K, Y, 0.0)
-    assert np.isfinite(np.asarray(alpha)).all()
 
 
 def test_sample_rows():
@@ -336,46 +198,17 @@ def test_matrix_power_clips_clearly_negative_eigenvalues(rng, x64, s):
     np.testing.assert_allclose(np.asarray(matrix_power(M, s)), expected, rtol=0, atol=1e-12)
 
 
-def test_float64_rebuild_keeps_the_metric(rng):
-    """The float64 fallback of an indefinite float32 kernel matrix is rebuilt in the same
-    metric ``M`` (here far from the identity): equal to a float64 solve in that metric."""
-    from dnc_jax.solvers import solve_kernel_system, train_kernel_matrix
-    from dnc_jax.solvers.cholesky import _cholesky_solve
-
-    base = rng.standard_normal((1, 5))
-    X = (base + 1e-4 * rng.standard_normal((30, 5))).astype(np.float32)
-    Y = rng.standard_normal((30, 2)).astype(np.float32)
-    A = rng.standard_normal((5, 5))
-    M = (A @ A.T + 0.1 * np.eye(5)).astype(np.float32)
-    reg = 1e-7
-    K = train_kernel_matrix(jnp.asarray(X), jnp.asarray(M), "gaussian", 1.0, None)
-    assert not bool(_cholesky_solve(K, jnp.asarray(Y), jnp.float32(reg))[1])  # float32 fails
-    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg, kernel="gaussian",
-                                bandwidth=1.0, M=jnp.asarray(M))
-    X64, M64 = np.asarray(X, np.float64), np.asarray(M, np.float64)
-
-    def solve64(metric):
-        diff = X64[:, None] - X64[None]
-        K64 = np.exp(-np.einsum("ijk,kl,ijl->ij", diff, metric, diff) / 2) + reg * np.eye(30)
-        return np.linalg.solve(K64, np.asarray(Y, np.float64))
-
-    ref, no_metric = solve64(M64), solve64(np.eye(5))
-    assert np.linalg.norm(no_metric - ref) > 0.1 * np.linalg.norm(ref)  # M matters here
-    # as in the metric-free test: a float64 solve (condition ~1e8-1e9), then the float32 cast
-    assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5
-
-
 # ------------------------------------------------------------- adaptive AGOP sample
 
 
 def _adaptive_problem(rng, n=3000, d=6):
-    from dnc_jax import Kernel, fit
 
     X = jnp.asarray(rng.standard_normal((n, d)), jnp.float32)
     Y = jnp.tanh(X[:, :2] @ jnp.asarray(rng.standard_normal((2, 2)), jnp.float32))
     return fit(Kernel("laplace", 3.0), X[:400], Y[:400], 1e-2), X
 
 
+@pytest.mark.slow
 def test_adaptive_agop_is_seeded_and_equals_the_fixed_sample_of_its_rows(rng):
     """Doubling rounds from 250 rows: the same seed gives the same rows and the same AGOP
     (bit for bit); the result equals the fixed-sample AGOP of the rows it used (the first
@@ -403,18 +236,109 @@ def test_adaptive_agop_with_zero_tolerance_uses_every_row(rng):
     np.testing.assert_allclose(A, full, rtol=0, atol=1e-5 * float(jnp.abs(full).max()))
 
 
-def test_fit_with_agop_auto_records_the_rows_it_used(rng):
-    from dnc_jax import fit_with_agop
-    from dnc_jax.solvers import SolverOptions
+class _TwoLayer(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(5, 16, rngs=rngs)
+        self.out = nnx.Linear(16, 3, rngs=rngs)
 
-    X = rng.standard_normal((1500, 5)).astype(np.float32)
-    Y = np.tanh(X[:, :2])
-    _, A, info = fit_with_agop(X, Y, bandwidth=3.0, agop_samples="auto", normalize="max",
-                               solver=SolverOptions("cg"))
-    assert info.agop_rows in (1000, 1500) and A.shape == (5, 5)
-    _, _, exact = fit_with_agop(X[:300], Y[:300], bandwidth=3.0)
-    assert exact.agop_rows == 300
-    with pytest.raises(ValueError, match="uncentred"):
-        fit_with_agop(X, Y, agop_samples="auto", centered=True)
-    with pytest.raises(ValueError, match="positive int, 'auto' or None"):
-        fit_with_agop(X, Y, agop_samples="some")
+    def __call__(self, x):
+        return self.out(jax.nn.relu(self.hidden(x)))
+
+
+def _jacobian_agop(model, X):
+    """Plain ``vmap(jacrev)`` of the module as it is now: ``mean J^T J``."""
+    J = jax.vmap(jax.jacrev(model))(X)
+    return jnp.einsum("ncd,nce->de", J, J) / X.shape[0]
+
+
+@pytest.mark.slow
+def test_agop_of_an_nnx_module_follows_its_training(key):
+    """After each of 3 optimiser steps the AGOP is that of the current weights, eagerly and
+    under ``nnx.jit`` (a module cached by identity would keep its first weights)."""
+    k_x, k_y = jax.random.split(key)
+    X = jax.random.normal(k_x, (32, 5))
+    Y = jax.random.normal(k_y, (32, 3))
+    model = _TwoLayer(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer):
+        grads = nnx.grad(lambda m: jnp.mean((jax.vmap(m)(X) - Y) ** 2))(model)
+        optimizer.update(model, grads)
+
+    @nnx.jit
+    def jitted(model, X):
+        return agop(model, X)
+
+    traces = []
+    for _ in range(3):
+        step(model, optimizer)
+        ref = _jacobian_agop(model, X)
+        for got in (agop(model, X), jitted(model, X)):
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * float(jnp.abs(ref).max()))
+        traces.append(float(jnp.trace(ref)))
+    assert len(set(traces)) == 3  # the weights did move
+
+
+def test_agop_under_jit_equals_eager(rng):
+    X = jnp.asarray(rng.standard_normal((20, 4)), jnp.float32)
+    B = jnp.asarray(rng.standard_normal((3, 4)), jnp.float32)
+
+    def f(x, B):
+        return jnp.tanh(B @ x)
+
+    eager = agop(f, X, B, batch_size=8, centered=True)
+    jitted = jax.jit(lambda X, B: agop(f, X, B, batch_size=8, centered=True))(X, B)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-7)
+
+
+def test_matrix_power_under_jit_equals_eager(rng, x64):
+    A = rng.standard_normal((5, 5))
+    M = jnp.asarray(A @ A.T)
+    for s in (0.5, -0.5, 1.0):
+        np.testing.assert_allclose(jax.jit(matrix_power, static_argnums=1)(M, s),
+                                   matrix_power(M, s), rtol=1e-9, atol=1e-12)
+
+
+def _rel64(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def test_sampled_agop(digits_rows):
+    X, _, Y = digits_rows
+    fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)
+    full = kernel_agop(fit, X)
+    np.testing.assert_array_equal(kernel_agop(fit, X, samples=len(X)), full)
+    half = kernel_agop(fit, X, samples=200, seed=3)
+    assert 0 < _rel64(half, full) < 0.3  # an estimate: close, not equal
+    np.testing.assert_array_equal(half, kernel_agop(fit, X, samples=200, seed=3))
+    np.testing.assert_array_equal(kernel_agop(fit, X, samples=200),  # the default seed is 0
+                                  kernel_agop(fit, X, samples=200, seed=0))
+    _, A_all, _ = fit_with_agop(X, Y, bandwidth=2.0, reg=1e-3, agop_samples=len(X))
+    assert _rel64(A_all, full) <= 1e-5
+
+
+def test_sampled_agop_of_sharded_rows_takes_the_same_rows(digits_rows):
+    """The sampled AGOP of ``Rows`` on 4 devices (a path only sharded input reaches) draws
+    the same rows as on one device: equal to float32 summation order (1e-5), and another
+    seed's sample is farther away than that."""
+
+    X, _, Y = digits_rows
+    fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)
+    rows = as_rows(X, data_mesh("all"))
+    one = kernel_agop(fit, X, samples=200, seed=3)
+    assert _rel64(kernel_agop(fit, rows, samples=200, seed=3), one) <= 1e-5
+    assert _rel64(kernel_agop(fit, rows, samples=200, seed=4), one) > 1e-3
+
+
+def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
+    X, _, Y = digits_rows
+    B = rng.standard_normal((X.shape[1], X.shape[1]))
+    M = (B @ B.T / X.shape[1] + 0.5 * np.eye(X.shape[1])).astype(np.float32)  # not diagonal
+    mesh = data_mesh("all")
+    for metric in (None, M):
+        fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, M=metric)
+        one = kernel_agop(fit, X, diag=True)
+        four = kernel_agop(fit, X, diag=True, mesh=mesh)
+        assert one.shape == four.shape == (X.shape[1],) and _rel64(four, one) <= 1e-5

@@ -1,6 +1,4 @@
-"""A row's prediction and features do not depend on which other rows share its batch:
-bit for bit, alone, in a batch of 7, in a reordered batch or in the whole set (every row
-goes through the same fixed-size block program; ``dnc_jax.blocks``)."""
+"""Kernel predictions do not depend on the batch or the device."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +6,6 @@ import numpy as np
 import pytest
 
 from dnc_jax import data_mesh, fit_kernel_predictor
-from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers, host_rows
-from dnc_jax.estimators import RFMClassifier, RFMRegressor
 from dnc_jax.predictor import predict_block
 
 N_TEST = 2 * predict_block() + 37  # three blocks, the last one padded
@@ -28,6 +24,7 @@ def _assert_batch_invariant(out, X, rng):
     np.testing.assert_array_equal(np.asarray(out(X[tail])), full[tail])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
 @pytest.mark.parametrize("with_metric", [False, True])
 def test_kernel_predictions_are_batch_invariant(rng, kernel, with_metric):
@@ -49,6 +46,7 @@ def test_kernel_predictions_are_batch_invariant(rng, kernel, with_metric):
     assert inside <= 2 * outside + 1e-6 * np.abs(ref).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharded_centres", [False, True])
 def test_sharded_predictions_do_not_depend_on_the_device(rng, sharded_centres):
     """On 4 devices a row's prediction is the same whichever device holds it: the ring
@@ -73,36 +71,3 @@ def test_sharded_predictions_do_not_depend_on_the_device(rng, sharded_centres):
         return got.valid()
 
     _assert_batch_invariant(out, T, rng)
-
-
-@pytest.mark.parametrize("Estimator", [RFMClassifier, RFMRegressor])
-def test_estimator_outputs_are_batch_invariant(Estimator, rng):
-    """What scikit-learn's subset and sample-order invariance checks ask, exactly."""
-    X = rng.standard_normal((60, 5)).astype(np.float32)
-    y = np.arange(60) % 3 if Estimator is RFMClassifier else X[:, 0] - 2 * X[:, 1]
-    est = Estimator(iters=1).fit(X, y)
-    out = est.decision_function if Estimator is RFMClassifier else est.predict
-    Xtest = rng.standard_normal((N_TEST, 5)).astype(np.float32)
-    _assert_batch_invariant(out, Xtest, rng)
-    _assert_batch_invariant(est.predict, Xtest, rng)
-
-
-@pytest.mark.parametrize("devices", [None, "all"])
-def test_deep_rfm_features_are_batch_invariant(digits_small, devices):
-    """Test rows that are copies of training rows get, after every layer, exactly the
-    training rows' features, though they travel in a batch of 7 (on 1 or 4 devices)."""
-    X, y = digits_small
-    mesh = None if devices is None else data_mesh(devices)
-    pick = np.array([0, 5, 17, 100, 255, 256, 299])
-    config = DeepRFMConfig(depth=2, width=40)
-    for _, state in deep_rfm_layers(X, y, X[pick], y[pick], config=config, mesh=mesh):
-        np.testing.assert_array_equal(host_rows(state.X_test), host_rows(state.X_train)[pick])
-
-
-@pytest.fixture(scope="module")
-def digits_small():
-    from dnc_jax.data import load_dataset, prepare
-
-    X, y = load_dataset("digits")
-    data = prepare(X[:300], y[:300])
-    return jnp.asarray(data.X_train, jnp.float32), np.asarray(data.y_train)

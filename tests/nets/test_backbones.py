@@ -16,6 +16,7 @@ def _params(module) -> int:
     return sum(int(v.size) for v in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels,side", [(1, 28), (3, 32)])
 def test_backbone_shapes_and_torchvision_parameter_counts(channels, side):
     """Output widths 512 and 8192; parameter counts equal torchvision's: resnet18 has
@@ -52,6 +53,7 @@ def test_network_checks_the_image_shape():
         TrainConfig(backbone="resnet50").validate()
 
 
+@pytest.mark.slow
 def test_resnet_run_lowers_the_loss_and_resumes_identically(tmp_path):
     """A ResNet-18 + head run on 40 MNIST images (every class present): the loss falls, the
     head is bias-free, every batch norm carries running statistics, and a run stopped after its first
@@ -82,6 +84,7 @@ def test_resnet_run_lowers_the_loss_and_resumes_identically(tmp_path):
     assert len(jax.tree.leaves(stats)) == 2 * (1 + 8 * 2 + 3)  # mean, var per batch norm
 
 
+@pytest.mark.slow
 def test_vgg_training_steps_lower_the_loss():
     """Three epochs of full-batch Adam on 40 MNIST images (every class present) through
     VGG-11 and the head."""

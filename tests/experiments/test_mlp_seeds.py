@@ -1,0 +1,37 @@
+"""MLP training over seeds: aggregation."""
+
+import numpy as np
+import pytest
+
+
+def _measurement(epoch, nc1_in, nfa, loss):
+    point = {"nc1": nc1_in, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0,
+             "num_classes": 10}
+    deeper = {**point, "trace_within": 2.0}  # the traces are read at the input, not here
+    layer = {"input": point, "right": deeper, "agop": deeper, "output": deeper}
+    layer.update(nfa_sqrt_agop=nfa, nfa_agop=nfa / 2)
+    return {"epoch": epoch, "train_loss": loss, "train_accuracy": 1.0, "test_accuracy": None,
+            "layers": [layer]}
+
+
+def test_mlp_seeds_aggregate_mean_and_std():
+    from dnc_jax.experiments.mlp_seeds import aggregate_losses, aggregate_measurements
+
+    runs = [[_measurement(5, 2.0, 0.6, 0.3), _measurement(10, 1.0, 0.7, 0.1)],
+            [_measurement(5, 4.0, 0.8, 0.5)]]  # the second run has one measurement so far
+    (entry,) = aggregate_measurements(runs)
+    assert entry["epoch"] == 5 and entry["seeds"] == 2
+    root2 = pytest.approx(np.sqrt(2))  # the n - 1 std of two values 2 apart
+    assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": root2}
+    assert entry["layers"][0]["nfa_sqrt_agop"]["mean"] == pytest.approx(0.7)
+    assert entry["layers"][0]["within_total"] == {"mean": 0.25, "std": 0.0}
+    # the script's convention: C tr(S_B) / tr(S_T)
+    assert entry["layers"][0]["between_total_official"] == {"mean": 7.5, "std": 0.0}
+    assert entry["train_loss"] == {"mean": pytest.approx(0.4),
+                                   "std": pytest.approx(0.1 * np.sqrt(2))}
+    assert entry["test_accuracy"] is None
+    with pytest.raises(ValueError, match="different epochs"):
+        aggregate_measurements([[_measurement(5, 1.0, 0.5, 0.1)], [_measurement(6, 1.0, 0.5, 0.1)]])
+    losses = aggregate_losses([[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}],
+                               [{"epoch": 1, "train_loss": 3.0}]])
+    assert losses == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": root2}}]

@@ -1,0 +1,66 @@
+"""Deep RFM over seeds: aggregation, resume, figures."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import without_time
+
+from dnc_jax.deep_rfm_model import DeepRFMConfig
+from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
+from dnc_jax.figures import deep_rfm_figures
+
+
+def test_aggregate_layers_mean_and_std():
+    def rec(v):
+        point = {"nc1": v, "nc2": 2 * v, "cdnv": 3 * v}
+        return {"input": point, "projected": point, "output": point, "train_accuracy": 1.0,
+                "test_accuracy": v / 10}
+
+    runs = [[rec(1.0), rec(2.0)], [rec(3.0), rec(5.0)], [rec(2.0)]]
+    summary = aggregate_layers(runs)
+    assert len(summary) == 1  # only layers every run completed
+    # seed bands use n - 1, as torch.std in the official plots
+    assert summary[0]["projected"]["nc2"] == {"mean": 4.0,
+                                              "std": pytest.approx(np.std([2, 6, 4], ddof=1))}
+    assert summary[0]["test_accuracy"]["mean"] == pytest.approx(0.2)
+    two = aggregate_layers(runs[:2])
+    assert two[1]["output"]["nc1"]["mean"] == 3.5
+    assert two[1]["output"]["nc1"]["std"] == pytest.approx(1.5 * np.sqrt(2))
+    assert aggregate_layers(runs[2:])[0]["output"]["nc1"]["std"] == 0.0  # one seed
+
+
+@pytest.mark.slow
+def test_seeds_run_aggregates_resumes_and_draws(tmp_path):
+    config = DeepRFMConfig(depth=2, width=32)
+    kw = dict(dataset="digits", n=200, n_test=50, progress=False)
+    out = str(tmp_path / "seeds")
+    summary = run_deep_rfm_seeds(out, (0, 3), config=config, **kw)
+    runs = [json.loads((tmp_path / "seeds" / f"seed-{s}" / "results.json").read_text())
+            for s in (0, 3)]
+    assert [r["config"]["seed"] for r in runs] == [0, 3]
+    values = [r["layers"][1]["output"]["nc1"] for r in runs]
+    assert values[0] != values[1]  # the seed changes the random maps
+    assert summary[1]["output"]["nc1"]["mean"] == pytest.approx(np.mean(values))
+    assert summary[1]["output"]["nc1"]["std"] == pytest.approx(np.std(values, ddof=1))
+    saved = json.loads((tmp_path / "seeds" / "summary.json").read_text())
+    assert saved["seeds"] == [0, 3] and saved["layers"] == summary
+    # a single seed's run equals the same seed run alone
+    alone = run_deep_rfm(str(tmp_path / "alone"), config=DeepRFMConfig(depth=2, width=32, seed=3),
+                         **kw)
+    assert [without_time(r) for r in alone["layers"]] == [without_time(r) for r in runs[1]["layers"]]
+    # rerunning resumes: nothing is recomputed (the records, times included, are unchanged)
+    before = [(tmp_path / "seeds" / f"seed-{s}" / "results.json").read_bytes() for s in (0, 3)]
+    again = run_deep_rfm_seeds(out, (0, 3), config=config, **kw)
+    assert again == summary
+    assert [(tmp_path / "seeds" / f"seed-{s}" / "results.json").read_bytes()
+            for s in (0, 3)] == before
+    paths = deep_rfm_figures(out, "svg")
+    assert sorted(p.rsplit("/", 1)[-1] for p in paths) == ["agop_spectra.svg", "collapse.svg",
+                                                           "grams.svg"]
+    with np.load(tmp_path / "seeds" / "seed-0" / "extras.npz") as extras:
+        grams, labels = extras["grams"], extras["gram_labels"]
+    assert grams.shape[0] == 2 and np.all(np.diff(labels) >= 0)  # class-sorted rows
+    np.testing.assert_allclose(np.diagonal(grams, axis1=1, axis2=2), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="distinct"):
+        run_deep_rfm_seeds(out, (1, 1), config=config, **kw)
