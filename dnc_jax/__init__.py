@@ -19,7 +19,7 @@ from dnc_jax.solvers import (
 )
 from dnc_jax.solvers.core import fit
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "CollapseMetrics",
