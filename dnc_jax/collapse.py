@@ -1,9 +1,11 @@
 """Deep neural collapse metrics (NC1-NC4, CDNV), exact and streaming (DESIGN.md, DNC metrics).
 
-Two passes of jitted per-chunk functions (``class_sums``, ``residual_sums``) over row chunks
-of the features collect sufficient statistics; the ``C x C`` algebra then runs in float64
-numpy. No ``d x d`` matrix is ever formed, and numpy features are moved to the device one
-chunk at a time, so peak memory is the features plus a chunk.
+``collapse_metrics`` checks its inputs once and brings both kinds of features to one form
+(``_checked_blocks``: an array in row chunks, sharded ``Rows`` whole); two passes of jitted
+block functions (``class_sums``, ``residual_sums``) then collect the class statistics
+(``_class_statistics``) and the ``C x C`` algebra on them runs in float64 numpy
+(``_metrics``). No ``d x d`` matrix is ever formed, and numpy features are moved to the
+device one chunk at a time, so peak memory is the features plus a chunk.
 
 Numerics: every feature row is first shifted by the first row ``h_0`` (exact in floating
 point for nearby values, Sterbenz), so a large common offset costs no precision: float32
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import jax
@@ -172,20 +175,6 @@ def label_counts(y: jax.Array, num_classes: int) -> tuple[jax.Array, jax.Array]:
     return jnp.sum(jax.nn.one_hot(y, num_classes, dtype=jnp.int32), axis=0), in_range
 
 
-def _stream(fn, H, dtype, chunk: int, *row_arrays, args=()):
-    """``sum_k fn(H_k, *rows_k, *args)`` over row chunks; each chunk is moved to the device on
-    its own, so a numpy ``H`` is never copied whole (peak memory: ``H`` plus one chunk)."""
-    total = None
-    for start in range(0, H.shape[0], chunk):
-        block = H[start:start + chunk]
-        block = block.astype(dtype) if isinstance(block, jax.Array) else jax.device_put(
-            np.asarray(block, dtype=dtype))
-        rows = (jnp.asarray(r[start:start + chunk]) for r in row_arrays)
-        out = fn(block, *rows, *args)
-        total = out if total is None else jax.tree.map(jnp.add, total, out)
-    return total
-
-
 def _as_labels(name: str, labels: ArrayLike, n: int) -> np.ndarray:
     y = np.asarray(labels)
     if y.ndim != 1:
@@ -206,6 +195,79 @@ def _label_rows(name: str, labels, H: Rows) -> Rows:
             raise ValueError(f"{name} has {labels.n} entries but features has {H.n} rows.")
         return labels
     return as_rows(_as_labels(name, labels, H.n), H.mesh, fill=-1)
+
+
+class _Blocks(NamedTuple):
+    """Checked features and labels: ``blocks()`` yields ``(H, y, predictions)`` on the
+    device, the whole of sharded ``Rows`` at once (each jitted pass reduces across devices)
+    or an array in chunks of rows (a numpy array is never copied whole); ``ref`` is the
+    first row, the shift of every row."""
+
+    blocks: Callable[[], Iterator[tuple[jax.Array, jax.Array, jax.Array]]]
+    n: int
+    d: int
+    dtype: np.dtype
+    num_classes: int
+    counts: np.ndarray
+    ref: jax.Array
+
+
+def _checked_blocks(features, labels, predictions, num_classes: int | None,
+                    chunk: int) -> _Blocks:
+    """The boundary of ``collapse_metrics``: every check on the inputs, once, and the one
+    form (``_Blocks``) both kinds of input take for the two passes."""
+    if isinstance(features, Rows):
+        H = features
+        (n, d), dtype = H.shape, H.dtype
+        y_dev = _label_rows("labels", labels, H)
+        preds_dev = y_dev if predictions is None else _label_rows("predictions", predictions, H)
+        C = int(num_classes) if num_classes is not None else int(jnp.max(y_dev.data)) + 1
+        counts_dev, in_range = label_counts(y_dev.data, C)
+        if not bool(in_range):
+            raise ValueError(f"labels must lie in 0..{C - 1}.")
+        counts = np.asarray(counts_dev, dtype=np.float64)
+
+        def blocks():
+            yield H.data, y_dev.data, preds_dev.data
+
+        return _Blocks(blocks, n, d, dtype, C, counts, H.data[:1])
+    H = features if isinstance(features, jax.Array) else np.asarray(features)
+    if H.ndim != 2 or 0 in H.shape:
+        raise ValueError(
+            f"features must be a non-empty 2-D array (samples x features); got {H.shape}.")
+    dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else np.float32
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    n, d = H.shape
+    if isinstance(labels, Rows):
+        raise ValueError("labels are Rows but features are not: pass both as Rows on one "
+                         "mesh, or both as arrays.")
+    y = _as_labels("labels", labels, n)
+    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+        bad = y[(y < 0) | (y >= (num_classes or np.iinfo(np.int32).max))]
+        raise ValueError(
+            f"labels must lie in 0..{(num_classes or y.max() + 1) - 1}; found {bad[:5].tolist()}."
+        )
+    C = int(y.max()) + 1 if num_classes is None else int(num_classes)
+    counts = np.bincount(y, minlength=C).astype(np.float64)
+    preds = y if predictions is None else _as_labels("predictions", predictions, n)
+
+    def chunks():
+        for start in range(0, n, chunk):
+            block = H[start:start + chunk]
+            block = block.astype(dtype) if isinstance(block, jax.Array) else jax.device_put(
+                np.asarray(block, dtype=dtype))
+            yield block, jnp.asarray(y[start:start + chunk]), jnp.asarray(preds[start:start + chunk])
+
+    return _Blocks(chunks, n, d, dtype, C, counts, jnp.asarray(np.asarray(H[:1]), dtype=dtype))
+
+
+def _summed(fn, source: _Blocks, *args):
+    """``sum_k fn(block_k, *args)`` over the blocks of ``source`` (a pytree sum)."""
+    total = None
+    for block in source.blocks():
+        out = fn(*block, *args)
+        total = out if total is None else jax.tree.map(jnp.add, total, out)
+    return total
 
 
 def _cosines(gram: np.ndarray) -> np.ndarray:
@@ -263,52 +325,39 @@ def collapse_metrics(
     chunk = int(chunk_size or DEFAULT_CHUNK)
     if chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
-    if isinstance(features, Rows):
-        H = features
-        n, d = H.shape
-        dtype = H.dtype
-        y_dev = _label_rows("labels", labels, H)
-        preds_dev = y_dev if predictions is None else _label_rows("predictions", predictions, H)
-        C = int(num_classes) if num_classes is not None else int(jnp.max(y_dev.data)) + 1
-        counts_dev, in_range = label_counts(y_dev.data, C)
-        if not bool(in_range):
-            raise ValueError(f"labels must lie in 0..{C - 1}.")
-        counts = np.asarray(counts_dev, dtype=np.float64)
-        ref_row = H.data[:1]
+    source = _checked_blocks(features, labels, predictions, num_classes, chunk)
+    C, d = source.num_classes, source.d
+    W = None
+    if classifier is not None:  # before the passes: a wrong shape costs no work
+        W = np.asarray(classifier, dtype=np.float64)
+        if W.shape != (C, d):
+            raise ValueError(f"classifier must have shape (C, d) = {(C, d)}; got {W.shape}.")
+    return _metrics(_class_statistics(source, rtol), W, predictions is not None)
 
-        def first_pass():
-            return class_sums(H.data, y_dev.data, ref_row, C)
 
-        def second_pass(means, proj):
-            return residual_sums(H.data, y_dev.data, preds_dev.data, ref_row, means, proj)
-    else:
-        H = features if isinstance(features, jax.Array) else np.asarray(features)
-        if H.ndim != 2 or 0 in H.shape:
-            raise ValueError(
-                f"features must be a non-empty 2-D array (samples x features); got {H.shape}.")
-        dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else np.float32
-        dtype = jax.dtypes.canonicalize_dtype(dtype)
-        n, d = H.shape
-        if isinstance(labels, Rows):
-            raise ValueError("labels are Rows but features are not: pass both as Rows on one "
-                             "mesh, or both as arrays.")
-        y = _as_labels("labels", labels, n)
-        if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
-            bad = y[(y < 0) | (y >= (num_classes or np.iinfo(np.int32).max))]
-            raise ValueError(
-                f"labels must lie in 0..{(num_classes or y.max() + 1) - 1}; found {bad[:5].tolist()}."
-            )
-        C = int(y.max()) + 1 if num_classes is None else int(num_classes)
-        counts = np.bincount(y, minlength=C).astype(np.float64)
-        preds = y if predictions is None else _as_labels("predictions", predictions, n)
-        ref_row = jnp.asarray(np.asarray(H[:1]), dtype=dtype)
+class _ClassStatistics(NamedTuple):
+    """What every collapse metric is computed from (float64): per-class ``counts`` (``C``),
+    class ``means`` shifted by ``ref`` (``(C, d)``; ``ref`` the first feature row), per-class
+    sums of squared residuals ``within`` (``sum_{i in c} ||h_i - mu_c||^2``), ``pinv_sq``
+    (``sum_i ||S_r^-1 V_r^T (h_i - mu_{y_i})||^2``) with the rank ``pinv_rank`` kept, the
+    nearest-class-centre hits and mismatches with the predictions, and ``n``."""
 
-        def first_pass():
-            return _stream(class_sums, H, dtype, chunk, y, args=(ref_row, C))
+    counts: np.ndarray
+    means: np.ndarray
+    ref: np.ndarray
+    within: np.ndarray
+    pinv_sq: float
+    pinv_rank: int
+    ncc_hits: int
+    ncc_miss: int
+    n: int
 
-        def second_pass(means, proj):
-            return _stream(residual_sums, H, dtype, chunk, y, preds, args=(ref_row, means, proj))
 
+def _class_statistics(source: _Blocks, rtol: float | None) -> _ClassStatistics:
+    """The two streaming passes over ``source``: class sums, then residual sums against the
+    class means and their pseudo-inverse projection. Raises ``ValueError`` for fewer than 2
+    classes, an empty class, non-finite features, or coinciding class means."""
+    n, d, dtype, C, counts = source.n, source.d, source.dtype, source.num_classes, source.counts
     if C < 2:
         raise ValueError(f"Collapse metrics need at least 2 classes; got {C}.")
     if (counts == 0).any():
@@ -316,20 +365,16 @@ def collapse_metrics(
             f"Classes {np.flatnonzero(counts == 0).tolist()} have no samples; pass num_classes "
             "matching the labels present, or relabel them to 0..C-1 without gaps."
         )
-
-    sums, finite = first_pass()
+    # first pass: per-class sums of h_i - h_0 (labels only: predictions are not used)
+    sums, finite = _summed(lambda H, y, _, *args: class_sums(H, y, *args), source, source.ref, C)
     if not bool(finite):
         raise ValueError("features contain NaN or infinite values; clean them before measuring.")
-    ref = np.asarray(ref_row[0], dtype=np.float64)
     means = np.asarray(sums, dtype=np.float64) / counts[:, None]  # shifted class means
     centred = means - means.mean(axis=0)  # Mt: shift-invariant
-    gram = centred @ centred.T
-    trace_between = float(np.trace(gram)) / C
-    if not trace_between > 0:
+    if not np.trace(centred @ centred.T) > 0:
         raise ValueError(
             "All class means coincide (between-class scatter is 0): NC1 and NC2 are undefined."
         )
-
     # Sigma_B^+ through the thin SVD Mt = U S V^T (C x d, no d x d): with Sigma_B = V S^2 V^T / C,
     # tr(Sigma_W Sigma_B^+) / C = (1/n) sum_i ||S_r^-1 V_r^T r_i||^2, a sum of squares.
     _, sing, Vt = np.linalg.svd(centred, full_matrices=False)
@@ -338,10 +383,23 @@ def collapse_metrics(
     keep = sing > rtol * sing[0]
     proj = np.zeros((d, C))
     proj[:, : keep.sum()] = Vt[keep].T / sing[keep]
+    within, pinv_sq, ncc_hits, ncc_miss = _summed(residual_sums, source, source.ref,
+                                                  jnp.asarray(means, dtype),
+                                                  jnp.asarray(proj, dtype))
+    return _ClassStatistics(counts, means, np.asarray(source.ref[0], dtype=np.float64),
+                           np.asarray(within, dtype=np.float64), float(pinv_sq),
+                           int(keep.sum()), int(ncc_hits), int(ncc_miss), n)
 
-    within, pinv_sq, ncc_hits, ncc_miss = second_pass(jnp.asarray(means, dtype),
-                                                      jnp.asarray(proj, dtype))
-    within = np.asarray(within, dtype=np.float64)
+
+def _metrics(stats: _ClassStatistics, W: np.ndarray | None,
+             with_predictions: bool) -> CollapseMetrics:
+    """The metrics on the statistics (module docstring): ``C x C`` algebra in float64.
+    ``W``: the classifier for ``nc3``; ``with_predictions``: report ``ncc_mismatch``."""
+    counts, means, within, n = stats.counts, stats.means, stats.within, stats.n
+    C = len(counts)
+    centred = means - means.mean(axis=0)
+    gram = centred @ centred.T
+    trace_between = float(np.trace(gram)) / C
     trace_within = float(within.sum()) / n
 
     cos = _cosines(gram)
@@ -349,14 +407,10 @@ def collapse_metrics(
     off = ~np.eye(C, dtype=bool)
     norms = np.sqrt(np.diag(gram))
     simplex = (np.eye(C) - np.ones((C, C)) / C) / np.sqrt(C - 1)
-    uncentred = means + ref
+    uncentred = means + stats.ref
     gram_u = uncentred @ uncentred.T
-
     nc3 = None
-    if classifier is not None:
-        W = np.asarray(classifier, dtype=np.float64)
-        if W.shape != (C, d):
-            raise ValueError(f"classifier must have shape (C, d) = {(C, d)}; got {W.shape}.")
+    if W is not None:
         nc3 = float(np.sum((W / np.linalg.norm(W) - centred / np.linalg.norm(centred)) ** 2))
 
     pair_sq = np.clip(np.diag(gram)[:, None] + np.diag(gram)[None, :] - 2.0 * gram, 0.0, None)
@@ -364,13 +418,13 @@ def collapse_metrics(
     iu = np.triu_indices(C, k=1)
     with np.errstate(divide="ignore"):
         cdnv_pairs = (var[:, None] + var[None, :])[iu] / (2.0 * pair_sq[iu])
-    if not np.isfinite(cdnv_pairs).all():
-        warnings.warn("Two classes share a mean: CDNV is infinite.", RuntimeWarning, stacklevel=2)
+    if not np.isfinite(cdnv_pairs).all():  # at the line that called collapse_metrics
+        warnings.warn("Two classes share a mean: CDNV is infinite.", RuntimeWarning, stacklevel=3)
 
     return CollapseMetrics(
         nc1=trace_within / trace_between,
-        nc1_pinv=float(pinv_sq) / n,
-        nc1_pinv_rank=int(keep.sum()),
+        nc1_pinv=stats.pinv_sq / n,
+        nc1_pinv_rank=stats.pinv_rank,
         nc2=float(np.mean((cos - etf) ** 2)),
         nc2_etf=float(np.linalg.norm(gram / np.linalg.norm(gram) - simplex)),
         nc2_orthogonal=float(np.linalg.norm(gram_u / np.linalg.norm(gram_u) - np.eye(C) / np.sqrt(C))),
@@ -378,8 +432,8 @@ def collapse_metrics(
         equiangularity=float(cos[off].std()),
         max_angle=float(np.mean(np.abs(cos[off] + 1.0 / (C - 1)))),
         nc3=nc3,
-        ncc_accuracy=int(ncc_hits) / n,
-        ncc_mismatch=None if predictions is None else int(ncc_miss) / n,
+        ncc_accuracy=stats.ncc_hits / n,
+        ncc_mismatch=stats.ncc_miss / n if with_predictions else None,
         cdnv=float(cdnv_pairs.mean()),
         trace_within=trace_within,
         trace_between=trace_between,
