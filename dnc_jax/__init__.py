@@ -1,6 +1,15 @@
 """dnc_jax: deep neural collapse through the average gradient outer product, in JAX."""
 
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
+from dnc_jax.collapse_toolkit import (
+    ClassMoments,
+    class_moments,
+    hyperspherical_uniformity,
+    ncc_agreement,
+    ood_orthogonality,
+    tiled_cdnv,
+    uniform_duality,
+)
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMConfig, deep_rfm
 from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
@@ -22,6 +31,7 @@ from dnc_jax.solvers.core import fit
 __version__ = "0.4.0"
 
 __all__ = [
+    "ClassMoments",
     "CollapseMetrics",
     "DeepRFM",
     "DeepRFMConfig",
@@ -38,6 +48,7 @@ __all__ = [
     "TrainConfig",
     "agop",
     "as_rows",
+    "class_moments",
     "collapse_metrics",
     "data_mesh",
     "deep_rfm",
@@ -47,6 +58,7 @@ __all__ = [
     "fit_rfm",
     "fit_with_agop",
     "gaussian_kernel",
+    "hyperspherical_uniformity",
     "kernel_agop",
     "kernel_gradients",
     "kernel_matrix",
@@ -54,9 +66,13 @@ __all__ = [
     "layer_analysis",
     "load_dataset",
     "matrix_power",
+    "ncc_agreement",
+    "ood_orthogonality",
     "prepare",
     "radial_kernel",
     "rfm_step",
     "solve_psd",
+    "tiled_cdnv",
     "train_mlp",
+    "uniform_duality",
 ]
