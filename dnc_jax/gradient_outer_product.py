@@ -25,7 +25,7 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.blocks import pad_rows, row_chunk_sum
 from dnc_jax.kernels import Radial, family_of, kernel_distances
-from dnc_jax.precision import matmul
+from dnc_jax.precision import einsum, matmul
 from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
 
@@ -448,6 +448,53 @@ def kernel_agop(
     rows = as_rows(X, mesh, dtype=predictor.centers.dtype)
     return _kernel_agop_sharded(on_mesh(predictor, mesh), rows.data, mesh, rows.n, batch_size,
                                 centered, diag, normalize)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "radial"))
+def _per_class_sums(predictor, X, batch_size, radial):
+    """``(sum_i J_i[c]^T J_i[c] per class (C, d, d), sum_i J_i (C, d))`` over padded blocks
+    (metric-free closed-form gradients when ``radial``)."""
+    coef_centers = coef_outer_centers(predictor.coefs, predictor.centers)
+
+    def sums(Xb, w):
+        if radial:  # closed form; the metric applied below
+            J = kernel_gradients(Xb, predictor.centers, predictor.coefs, predictor.kernel,
+                                 predictor.bandwidth, predictor.M, coef_centers)
+        else:
+            J = jax.vmap(jax.jacrev(predictor.predict_one))(Xb)
+        J = J * w[:, None, None]
+        return einsum("bcd,bce->cde", J, J), J.sum(0)
+
+    (X,), weights = pad_rows((X,), batch_size)
+    return row_chunk_sum(sums, (X, weights), batch_size)
+
+
+def per_class_kernel_agop(predictor: KernelPredictor, X: ArrayLike, *,
+                          batch_size: int | None = None, centered: bool = False) -> jax.Array:
+    """The AGOP of each output of a ``KernelPredictor`` at ``X`` (``(m, d)``): ``(C, d, d)``
+    with ``A_c = (1/m) sum_i grad f_c(x_i) grad f_c(x_i)^T`` (``centered``: the gradients
+    less their mean over the points), so that ``sum_c A_c = kernel_agop(predictor, X)``
+    (un-normalised). ``nmallinar/rfm-grokking``'s per-class AGOPs (``agop_utils.py``
+    ``calc_batch_agop``, ``models/gaussian_kernel.py`` ``get_grads`` lines 107-116: they
+    report each one's square root). Closed-form gradients for radial kernels, autodiff for
+    the others; one device; composes with ``jit`` (``batch_size`` static)."""
+    X = _checks.as_float_matrix("X", X)
+    _checks.check_finite("X", X)
+    if X.shape[1] != predictor.centers.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}.")
+    batch_size, _ = _check_batch_and_normalize(X.shape[0], batch_size, None)
+    m = X.shape[0]
+    radial = isinstance(family_of(predictor.kernel), Radial)
+    outer, total = _per_class_sums(predictor, X.astype(predictor.centers.dtype),
+                                   batch_size or m, radial)
+    A = outer / m
+    if centered:  # (1/m) sum (g - gbar)(g - gbar)^T = (1/m) sum g g^T - gbar gbar^T
+        mean = total / m
+        A = A - mean[:, :, None] * mean[:, None, :]
+    if radial and predictor.M is not None:  # grad f_c = G_c M
+        A = einsum("de,cef,fg->cdg", predictor.M, A, predictor.M)
+    return A
 
 
 def psd_eigh(M: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

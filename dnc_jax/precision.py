@@ -23,3 +23,8 @@ PRECISION = jax.lax.Precision.HIGHEST
 def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     """``a @ b`` at ``PRECISION``."""
     return jnp.matmul(a, b, precision=PRECISION)
+
+
+def einsum(subscripts: str, *operands: jax.Array) -> jax.Array:
+    """``jnp.einsum`` at ``PRECISION``."""
+    return jnp.einsum(subscripts, *operands, precision=PRECISION)

@@ -342,3 +342,32 @@ def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
         one = kernel_agop(fit, X, diag=True)
         four = kernel_agop(fit, X, diag=True, mesh=mesh)
         assert one.shape == four.shape == (X.shape[1],) and _rel64(four, one) <= 1e-5
+
+
+@pytest.mark.parametrize("kernel", ["laplace", "gaussian", "relu_ntk"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_per_class_agops_sum_to_the_agop_and_equal_autodiff(x64, rng, kernel, centered):
+    """Each output's AGOP equals autodiff's ``(1/m) sum_i (g_ic - gbar_c)(g_ic - gbar_c)^T``
+    (closed form for the radial kernels, in a metric far from I; autodiff for the NTK), and
+    they sum to ``kernel_agop``'s; padded batches and ``jit`` change nothing."""
+    from dnc_jax.gradient_outer_product import per_class_kernel_agop
+
+    X = rng.standard_normal((30, 5))
+    Y = rng.standard_normal((30, 3))
+    A = rng.standard_normal((5, 5))
+    M = None if kernel == "relu_ntk" else A @ A.T / 5 + 0.5 * np.eye(5)
+    predictor = fit_kernel_predictor(X, Y, kernel=kernel, bandwidth=2.0, reg=1e-2, M=M)
+    Xe = rng.standard_normal((11, 5))
+    per = per_class_kernel_agop(predictor, Xe, batch_size=4, centered=centered)
+    J = np.asarray(jax.vmap(jax.jacrev(predictor.predict_one))(jnp.asarray(Xe)))  # (m, C, d)
+    if centered:
+        J = J - J.mean(axis=0)
+    ref = np.einsum("mcd,mce->cde", J, J) / len(Xe)
+    # float64 sums of 11 rows: rounding ~1e-15 relative to the largest entry
+    np.testing.assert_allclose(per, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    whole = kernel_agop(predictor, Xe, centered=centered)
+    np.testing.assert_allclose(np.sum(per, axis=0), whole, rtol=1e-9,
+                               atol=1e-12 * np.abs(whole).max())
+    jitted = jax.jit(lambda Z: per_class_kernel_agop(predictor, Z, batch_size=4,
+                                                     centered=centered))(jnp.asarray(Xe))
+    np.testing.assert_allclose(jitted, per, rtol=1e-12, atol=1e-14 * np.abs(ref).max())

@@ -8,6 +8,7 @@ from dnc_jax.followups.grokking import (
     circulant_deviation,
     discrete_log_order,
     grokking_rfm,
+    per_class_agops,
     primitive_root,
 )
 from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm, subspace_distance
@@ -21,6 +22,7 @@ __all__ = [
     "discrete_log_order",
     "grokking_rfm",
     "multi_index_rfm",
+    "per_class_agops",
     "primitive_root",
     "subspace_distance",
 ]

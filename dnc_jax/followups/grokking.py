@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dnc_jax.data import MODULAR_OPS, modular_arithmetic
-from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
+from dnc_jax.gradient_outer_product import per_class_kernel_agop, power_from_eigh, psd_eigh
 from dnc_jax.options import option
-from dnc_jax.precision import matmul
+from dnc_jax.precision import einsum, matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions
 
@@ -237,6 +237,27 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
                   "top_eigenvalues": np.sort(evals)[::-1][:8].tolist(),
                   "solve_seconds": info.kernel_seconds + info.solve_seconds}
         yield record, M
+
+
+def per_class_agops(config: GrokkingConfig, M: np.ndarray | None = None) -> np.ndarray:
+    """The per-class AGOPs (``(p, 2p, 2p)``, float64) of the machine fitted in the metric
+    ``M`` (default the identity, iteration 0), at the training points, centred as
+    ``config.centered``: class ``c``'s AGOP from the gradients of output ``c`` only, so
+    that they sum to the AGOP ``grokking_steps`` takes (``per_class_kernel_agop``). The
+    published code reports their square roots (``models/gaussian_kernel.py`` lines
+    107-117): ``power_from_eigh(*psd_eigh(A_c), 0.5)``."""
+    if not jax.config.read("jax_enable_x64"):
+        raise ValueError("grokking runs in float64: call "
+                         "jax.config.update('jax_enable_x64', True) first.")
+    X, Y, *_ = grokking_data(config)
+    M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
+    T = jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
+    Z = matmul(jnp.asarray(X), T)
+    predictor, _, _ = fit_with_agop(Z, Y, kernel="gaussian", bandwidth=config.bandwidth,
+                                    reg=config.reg, centered=config.centered,
+                                    solver=SolverOptions("cholesky"))
+    per = per_class_kernel_agop(predictor, Z, centered=config.centered)
+    return np.asarray(einsum("de,cef,fg->cdg", T, per, T))  # w.r.t. x: T A_z T
 
 
 def grokking_rfm(config: GrokkingConfig = GrokkingConfig()) -> tuple[list[dict], list[np.ndarray]]:

@@ -141,3 +141,30 @@ def test_grokking_resume_equals_uninterrupted(tmp_path):
     assert [without_time(r) for r in part["iterations"]] == strip
     assert part["summary"] == full["summary"]
     assert all("alignment" in r for r in part["iterations"])
+
+
+def test_per_class_agops_sum_to_the_agop_the_run_takes(x64):
+    """The per-class AGOPs of iteration 0's machine sum to the AGOP the run takes (whose
+    power ``metric_power`` is the next metric; p = 7, centred gradients)."""
+    import jax.numpy as jnp
+
+    from dnc_jax.followups import per_class_agops
+    from dnc_jax.followups.grokking import grokking_data, grokking_steps
+    from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
+    from dnc_jax.rfm import fit_with_agop
+    from dnc_jax.solvers import SolverOptions
+
+    config = GrokkingConfig(p=7, train_fraction=0.6, iters=1)
+    per = per_class_agops(config)
+    assert per.shape == (7, 14, 14)
+    assert all(np.linalg.eigvalsh(A).min() > -1e-12 * np.abs(A).max() for A in per)  # PSD
+    X, Y, *_ = grokking_data(config)
+    _, A_step, _ = fit_with_agop(jnp.asarray(X), Y, kernel="gaussian", bandwidth=config.bandwidth,
+                                 reg=config.reg, transform=jnp.eye(14), centered=True,
+                                 solver=SolverOptions("cholesky"))
+    (_, M_next), = list(grokking_steps(config))
+    # A_step is the run's AGOP: the same computation gives its next metric to the bit
+    np.testing.assert_array_equal(power_from_eigh(*psd_eigh(A_step), config.metric_power), M_next)
+    # summed per class in another order: float64 rounding of ~200 terms
+    np.testing.assert_allclose(per.sum(axis=0), A_step, rtol=1e-10,
+                               atol=1e-12 * np.abs(A_step).max())
