@@ -1,4 +1,13 @@
-"""Small helpers shared by several test files."""
+"""Small helpers shared by several test files: record comparison, schema validation,
+relative errors, sharding and batch-invariance assertions, and the small problems the
+kernel, AGOP and solver tests fit."""
+
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from dnc_jax.sharding import DATA
 
 
 def without_time(record):
@@ -22,3 +31,56 @@ def assert_valid_results(path) -> dict:
         results = json.load(fh)
     jsonschema.validate(results, schema, cls=jsonschema.Draft202012Validator)
     return results
+
+
+def rel64(a, b):
+    """``||a - b|| / ||b||`` (Frobenius), in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def coefs_of(predictor, n):
+    """The predictor's coefficients of its first ``n`` rows (padding dropped), numpy."""
+    return np.asarray(predictor.coefs)[:n]
+
+
+def assert_row_sharded(array, mesh):
+    """``array`` is split by rows over the 4 devices of ``mesh``, equal blocks."""
+    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
+    assert len(array.addressable_shards) == 4
+    assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
+
+
+def assert_batch_invariant(out, X, rng):
+    """``out`` of row 5 alone, of rows 3..9 (a batch of 7), of a permutation and of
+    slices of 7 equal the whole set's rows exactly."""
+    full = np.asarray(out(X))
+    np.testing.assert_array_equal(np.asarray(out(X[5:6]))[0], full[5])
+    np.testing.assert_array_equal(np.asarray(out(X[3:10])), full[3:10])
+    order = rng.permutation(len(X))
+    np.testing.assert_array_equal(np.asarray(out(X[order])), full[order])
+    # rows at other positions of their block than in the whole set
+    tail = slice(len(X) - 7, len(X))
+    np.testing.assert_array_equal(np.asarray(out(X[tail])), full[tail])
+
+
+# the radial families with a closed-form AGOP
+RADIAL = ("laplace", "gaussian", "matern32", "matern52")
+
+
+def radial_problem(rng, dtype, n=40, d=4, C=2):
+    """``(X, Y, M)`` JAX arrays: smooth targets of Gaussian inputs and a metric far from I."""
+    X = rng.standard_normal((n, d)).astype(dtype)
+    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
+    A = rng.standard_normal((d, d)) / np.sqrt(d)
+    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
+    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
+
+
+def agop_data(rng, dtype, n=40, d=6, C=3):
+    """``(X, Y, M)`` numpy arrays of ``dtype``: Gaussian inputs and targets, a PSD metric."""
+    X = rng.standard_normal((n, d)).astype(dtype)
+    Y = rng.standard_normal((n, C)).astype(dtype)
+    A = rng.standard_normal((d, d))
+    M = (A @ A.T / d).astype(dtype)
+    return X, Y, M

@@ -6,16 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_row_sharded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from dnc_jax import (
     collapse_metrics,
     data_mesh,
 )
-from dnc_jax.sharding import DATA, as_rows
+from dnc_jax.sharding import as_rows
 
 # ---------------------------------------------------------------- collapse metrics traced
 
@@ -66,17 +65,11 @@ def test_collapse_metrics_vmap_over_five_seeds_equals_a_loop(rng):
         jax.jit(lambda H, y: collapse_metrics(H, y))(H[0], y[0])
 
 
-def _assert_row_sharded(array, mesh):
-    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
-    assert len(array.addressable_shards) == 4
-    assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
-
-
 def test_sharded_collapse_metrics_equal_one_device(digits_rows):
     X, y, _ = digits_rows
     mesh = data_mesh("all")
     rows = as_rows(X + 3.0, mesh)
-    _assert_row_sharded(rows.data, mesh)
+    assert_row_sharded(rows.data, mesh)
     assert rows.data.shape[0] == 404 and rows.n == 402
     a = collapse_metrics(rows, y, predictions=(y + 1) % 10)
     b = collapse_metrics(X + 3.0, y, predictions=(y + 1) % 10)

@@ -8,9 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import without_time
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from helpers import assert_row_sharded, without_time
 
 from dnc_jax import (
     collapse_metrics,
@@ -23,7 +21,7 @@ from dnc_jax import (
 from dnc_jax.data import load_dataset, one_hot_pm1, prepare
 from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers, host_rows
 from dnc_jax.rfm import fit_with_agop
-from dnc_jax.sharding import DATA, Rows, as_rows
+from dnc_jax.sharding import Rows, as_rows
 
 
 @pytest.mark.slow
@@ -175,12 +173,6 @@ def test_a_custom_feature_map_is_a_function(tmp_path):
         DeepRFMConfig(features="tanh").validate()
 
 
-def _assert_row_sharded(array, mesh):
-    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
-    assert len(array.addressable_shards) == 4
-    assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
-
-
 @pytest.mark.slow
 def test_sharded_deep_rfm_layer_equals_one_device(digits_rows):
     X, y, _ = digits_rows
@@ -190,7 +182,7 @@ def test_sharded_deep_rfm_layer_equals_one_device(digits_rows):
     mesh = data_mesh("all")
     four = next(deep_rfm_layers(X, y, Xt, y[:30], config=config, mesh=mesh))
     (r1, s1), (r4, s4) = one, four
-    _assert_row_sharded(s4.X_train.data, mesh)
+    assert_row_sharded(s4.X_train.data, mesh)
     np.testing.assert_allclose(s4.X_train.valid(), s1.X_train.valid(), rtol=1e-4, atol=1e-5)
     for point in ("input", "projected", "output"):
         for field in ("nc1", "nc2", "cdnv"):

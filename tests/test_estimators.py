@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_batch_invariant
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dnc_jax import RFM, data_mesh, fit_kernel_ridge, kernel_agop, matrix_power
@@ -98,19 +99,6 @@ def test_rfm_regression_with_validation_scores_what_history_says(digits):
 N_TEST = 2 * predict_block() + 37  # three blocks, the last one padded
 
 
-def _assert_batch_invariant(out, X, rng):
-    """``out`` of row 5 alone, of rows 3..9 (a batch of 7), of a permutation and of
-    slices of 7 equal the whole set's rows exactly."""
-    full = np.asarray(out(X))
-    np.testing.assert_array_equal(np.asarray(out(X[5:6]))[0], full[5])
-    np.testing.assert_array_equal(np.asarray(out(X[3:10])), full[3:10])
-    order = rng.permutation(len(X))
-    np.testing.assert_array_equal(np.asarray(out(X[order])), full[order])
-    # rows at other positions of their block than in the whole set
-    tail = slice(len(X) - 7, len(X))
-    np.testing.assert_array_equal(np.asarray(out(X[tail])), full[tail])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("Estimator", [RFMClassifier, RFMRegressor])
 def test_estimator_outputs_are_batch_invariant(Estimator, rng):
@@ -120,5 +108,5 @@ def test_estimator_outputs_are_batch_invariant(Estimator, rng):
     est = Estimator(iters=1).fit(X, y)
     out = est.decision_function if Estimator is RFMClassifier else est.predict
     Xtest = rng.standard_normal((N_TEST, 5)).astype(np.float32)
-    _assert_batch_invariant(out, Xtest, rng)
-    _assert_batch_invariant(est.predict, Xtest, rng)
+    assert_batch_invariant(out, Xtest, rng)
+    assert_batch_invariant(est.predict, Xtest, rng)

@@ -8,6 +8,7 @@ import optax
 import pytest
 from conftest import RTOL
 from flax import nnx
+from helpers import agop_data, rel64
 
 from dnc_jax import (
     Kernel,
@@ -27,14 +28,6 @@ def _rel(a, b):
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-def _data(rng, dtype, n=40, d=6, C=3):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = rng.standard_normal((n, C)).astype(dtype)
-    A = rng.standard_normal((d, d))
-    M = (A @ A.T / d).astype(dtype)
-    return X, Y, M
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
@@ -43,7 +36,7 @@ def _data(rng, dtype, n=40, d=6, C=3):
 @pytest.mark.parametrize("diag", [False, True])
 def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered, diag):
     with jax.enable_x64(dtype == np.float64):
-        X, Y, M = _data(rng, dtype)
+        X, Y, M = agop_data(rng, dtype)
         # bandwidth 1 keeps the Gaussian solve well conditioned (at 2 its coefficients
         # reach ~1e3 and float32 predictions themselves lose ~1e-4 to cancellation)
         pred = fit_kernel_predictor(
@@ -60,7 +53,7 @@ def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered, 
 
 
 def test_kernel_agop_options(rng, x64):
-    X, Y, M = _data(rng, np.float64)
+    X, Y, M = agop_data(rng, np.float64)
     pred = fit_kernel_predictor(X, Y, bandwidth=2.0, reg=1e-3, M=M)
     full = kernel_agop(pred, X)
     np.testing.assert_allclose(kernel_agop(pred, X, diag=True), np.diag(full), rtol=1e-12)
@@ -91,7 +84,7 @@ def test_agop_of_linear_map_is_gram(rng, x64):
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 4, 7, 30, None])
 def test_agop_does_not_depend_on_batch_size(rng, batch_size):
-    X, Y, _ = _data(rng, np.float32, n=30)
+    X, Y, _ = agop_data(rng, np.float32, n=30)
     pred = fit_kernel_predictor(X, Y, kernel="gaussian", bandwidth=3.0, reg=1e-2)
     ref = kernel_agop(pred, X)
     assert _rel(kernel_agop(pred, X, batch_size=batch_size), ref) <= 1e-6
@@ -300,23 +293,18 @@ def test_matrix_power_under_jit_equals_eager(rng, x64):
                                    matrix_power(M, s), rtol=1e-9, atol=1e-12)
 
 
-def _rel64(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
 def test_sampled_agop(digits_rows):
     X, _, Y = digits_rows
     fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)
     full = kernel_agop(fit, X)
     np.testing.assert_array_equal(kernel_agop(fit, X, samples=len(X)), full)
     half = kernel_agop(fit, X, samples=200, seed=3)
-    assert 0 < _rel64(half, full) < 0.3  # an estimate: close, not equal
+    assert 0 < rel64(half, full) < 0.3  # an estimate: close, not equal
     np.testing.assert_array_equal(half, kernel_agop(fit, X, samples=200, seed=3))
     np.testing.assert_array_equal(kernel_agop(fit, X, samples=200),  # the default seed is 0
                                   kernel_agop(fit, X, samples=200, seed=0))
     _, A_all, _ = fit_with_agop(X, Y, bandwidth=2.0, reg=1e-3, agop_samples=len(X))
-    assert _rel64(A_all, full) <= 1e-5
+    assert rel64(A_all, full) <= 1e-5
 
 
 def test_sampled_agop_of_sharded_rows_takes_the_same_rows(digits_rows):
@@ -328,8 +316,8 @@ def test_sampled_agop_of_sharded_rows_takes_the_same_rows(digits_rows):
     fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3)
     rows = as_rows(X, data_mesh("all"))
     one = kernel_agop(fit, X, samples=200, seed=3)
-    assert _rel64(kernel_agop(fit, rows, samples=200, seed=3), one) <= 1e-5
-    assert _rel64(kernel_agop(fit, rows, samples=200, seed=4), one) > 1e-3
+    assert rel64(kernel_agop(fit, rows, samples=200, seed=3), one) <= 1e-5
+    assert rel64(kernel_agop(fit, rows, samples=200, seed=4), one) > 1e-3
 
 
 def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
@@ -341,7 +329,7 @@ def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
         fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, M=metric)
         one = kernel_agop(fit, X, diag=True)
         four = kernel_agop(fit, X, diag=True, mesh=mesh)
-        assert one.shape == four.shape == (X.shape[1],) and _rel64(four, one) <= 1e-5
+        assert one.shape == four.shape == (X.shape[1],) and rel64(four, one) <= 1e-5
 
 
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian", "relu_ntk"])

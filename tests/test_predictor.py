@@ -4,24 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_batch_invariant
 
 from dnc_jax import data_mesh, fit_kernel_predictor
 from dnc_jax.predictor import predict_block
 
 N_TEST = 2 * predict_block() + 37  # three blocks, the last one padded
-
-
-def _assert_batch_invariant(out, X, rng):
-    """``out`` of row 5 alone, of rows 3..9 (a batch of 7), of a permutation and of
-    slices of 7 equal the whole set's rows exactly."""
-    full = np.asarray(out(X))
-    np.testing.assert_array_equal(np.asarray(out(X[5:6]))[0], full[5])
-    np.testing.assert_array_equal(np.asarray(out(X[3:10])), full[3:10])
-    order = rng.permutation(len(X))
-    np.testing.assert_array_equal(np.asarray(out(X[order])), full[order])
-    # rows at other positions of their block than in the whole set
-    tail = slice(len(X) - 7, len(X))
-    np.testing.assert_array_equal(np.asarray(out(X[tail])), full[tail])
 
 
 @pytest.mark.slow
@@ -34,9 +22,9 @@ def test_kernel_predictions_are_batch_invariant(rng, kernel, with_metric):
     M = A @ A.T + np.eye(12, dtype=np.float32) if with_metric else None
     pred = fit_kernel_predictor(X, Y, kernel=kernel, bandwidth=3.0, reg=1e-3, M=M)
     T = rng.standard_normal((N_TEST, 12)).astype(np.float32)
-    _assert_batch_invariant(pred.predict, T, rng)
+    assert_batch_invariant(pred.predict, T, rng)
     transform = np.linalg.qr(A)[0].astype(np.float32)
-    _assert_batch_invariant(lambda Z: pred.predict(Z, transform=transform), T, rng)
+    assert_batch_invariant(lambda Z: pred.predict(Z, transform=transform), T, rng)
     # x T inside the blocks is as accurate as x T taken first: both against float64
     with jax.enable_x64(True):
         pred64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), pred)
@@ -70,4 +58,4 @@ def test_sharded_predictions_do_not_depend_on_the_device(rng, sharded_centres):
         assert isinstance(got, Rows)
         return got.valid()
 
-    _assert_batch_invariant(out, T, rng)
+    assert_batch_invariant(out, T, rng)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import radial_problem
 
 from dnc_jax import (
     Kernel,
@@ -34,18 +35,10 @@ def test_fit_with_agop_auto_records_the_rows_it_used(rng):
         fit_with_agop(X, Y, agop_samples="some")
 
 
-def _problem(rng, dtype, n=40, d=4, C=2):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
-    A = rng.standard_normal((d, d)) / np.sqrt(d)
-    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
-    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
-
-
 def test_rfm_step_is_the_step_of_every_loop(rng, x64):
     """The pure step equals the shell's step (``fit_with_agop``, which fit_rfm, Deep RFM,
     grokking and multi-index call) in float64: the same formulas, rounding apart."""
-    X, Y, M = _problem(rng, np.float64)
+    X, Y, M = radial_problem(rng, np.float64)
     T = matrix_power(M, 0.5)
     for kernel, centered in (("laplace", False), ("gaussian", True)):
         pred, A = rfm_step(Kernel(kernel, 2.0), X, Y, 1e-2, T, centered=centered,
@@ -66,7 +59,7 @@ def test_fit_rfm_under_jit_vmap_and_grad(rng, x64):
     """The whole loop traced: jit equals the eager loop; vmap over bandwidths equals a
     Python loop; the gradient of a validation MSE with respect to log L equals central
     differences (float64; the eigendecompositions are differentiated by JAX's eigh rule)."""
-    X, Y, _ = _problem(rng, np.float64, n=30)
+    X, Y, _ = radial_problem(rng, np.float64, n=30)
     Xv, Yv = X[:8] * 0.7 + 0.2, Y[:8]
     options = dict(kernel="gaussian", reg=1e-2, iters=2, agop_power=0.5)
     eager = fit_rfm(X, Y, bandwidth=2.0, **options)
@@ -88,7 +81,7 @@ def test_fit_rfm_under_jit_vmap_and_grad(rng, x64):
 
 
 def test_rfm_step_refuses_bad_input(rng):
-    X, Y, M = _problem(rng, np.float32)
+    X, Y, M = radial_problem(rng, np.float32)
     with pytest.raises(ValueError, match="Y must be"):
         rfm_step(Kernel("laplace", 2.0), X, Y[:5])
     with pytest.raises(ValueError, match="normalize must be"):
@@ -100,7 +93,7 @@ def test_rfm_step_refuses_bad_input(rng):
 
 
 def test_fit_rfm_under_jit_refuses_what_only_the_shell_does(rng):
-    X, Y, _ = _problem(rng, np.float32)
+    X, Y, _ = radial_problem(rng, np.float32)
     with pytest.raises(ValueError, match="one device"):
         jax.jit(lambda X: fit_rfm(X, Y, agop_samples=10).transform)(X)
     with pytest.raises(ValueError, match="solves by"):

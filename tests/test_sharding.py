@@ -4,26 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from helpers import assert_row_sharded, coefs_of, rel64
 
 from dnc_jax import data_mesh, fit_kernel_ridge, kernel_agop
-from dnc_jax.sharding import DATA, Rows, as_rows
-
-
-def _rel64(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
-def _coefs(predictor, n):
-    return np.asarray(predictor.coefs)[:n]
-
-
-def _assert_row_sharded(array, mesh):
-    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
-    assert len(array.addressable_shards) == 4
-    assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
+from dnc_jax.sharding import Rows, as_rows
 
 
 @pytest.mark.slow
@@ -38,21 +22,21 @@ def test_sharded_fit_and_agop_equal_one_device(digits_rows, solver, extra):
                                mesh=mesh, **extra)
     if solver == "cg":  # the centres stay sharded with their rows
         assert four.mesh is mesh
-        _assert_row_sharded(four.centers, mesh)
-        _assert_row_sharded(four.coefs, mesh)
+        assert_row_sharded(four.centers, mesh)
+        assert_row_sharded(four.coefs, mesh)
     # Nyström's normal equations square the condition number, so in float32 its
     # coefficients move with the order of the cross-device sums; its predictions do not.
     # CG's move by ~1e-5 (measured 1.04e-5): kernel entries of near pairs carry the
     # float32 round-off of differently blocked products (nothing is snapped to 0 since
     # issue 10), times the system's conditioning.
-    assert _rel64(_coefs(four, len(X)), _coefs(one, len(X))) <= (2e-5 if solver == "cg" else 1e-3)
+    assert rel64(coefs_of(four, len(X)), coefs_of(one, len(X))) <= (2e-5 if solver == "cg" else 1e-3)
     Xt = X[:37] * 0.5
-    assert _rel64(four.predict(Xt), one.predict(Xt)) <= (1e-5 if solver == "cg" else 3e-5)
+    assert rel64(four.predict(Xt), one.predict(Xt)) <= (1e-5 if solver == "cg" else 3e-5)
     A_one = kernel_agop(one, X, batch_size=64)
     # the same predictor's AGOP with the points sharded over 4 devices
-    assert _rel64(kernel_agop(one, X, batch_size=64, mesh=mesh), A_one) <= 1e-5
+    assert rel64(kernel_agop(one, X, batch_size=64, mesh=mesh), A_one) <= 1e-5
     A_four = kernel_agop(four, X, batch_size=64, mesh=mesh)
-    assert _rel64(A_four, A_one) <= (1e-5 if solver == "cg" else 2e-4)
+    assert rel64(A_four, A_one) <= (1e-5 if solver == "cg" else 2e-4)
 
 
 def test_rows_survive_a_round_trip(digits_rows):

@@ -4,6 +4,7 @@ AGOP against autodiff, user profiles."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import RADIAL, agop_data, radial_problem
 
 from dnc_jax import (
     Kernel,
@@ -16,17 +17,9 @@ from dnc_jax import (
 from dnc_jax.kernels import radial_kernel
 
 
-def _data(rng, dtype, n=40, d=6, C=3):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = rng.standard_normal((n, C)).astype(dtype)
-    A = rng.standard_normal((d, d))
-    M = (A @ A.T / d).astype(dtype)
-    return X, Y, M
-
-
 @pytest.mark.slow
 def test_kernels_match_direct_formula(rng, x64):
-    X, _, M = _data(rng, np.float64)
+    X, _, M = agop_data(rng, np.float64)
     Z = rng.standard_normal((7, X.shape[1]))
     diff = X[:, None, :] - Z[None, :, :]
     dist_m = np.sqrt(np.einsum("nmd,de,nme->nm", diff, M, diff))
@@ -39,17 +32,6 @@ def test_kernels_match_direct_formula(rng, x64):
     np.testing.assert_array_equal(np.diag(laplace_kernel(X, X, 1.0)), 1.0)
 
 
-RADIAL = ("laplace", "gaussian", "matern32", "matern52")
-
-
-def _problem(rng, dtype, n=40, d=4, C=2):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
-    A = rng.standard_normal((d, d)) / np.sqrt(d)
-    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
-    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
-
-
 def _matern32_by_hand(t):
     return (1.0 + jnp.sqrt(3.0) * t) * jnp.exp(-jnp.sqrt(3.0) * t)
 
@@ -57,7 +39,7 @@ def _matern32_by_hand(t):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", [*RADIAL, "user_matern32", "l1_laplace"])
 def test_every_family_closed_form_agop_equals_autodiff(rng, x64, family):
-    X, Y, M = _problem(rng, np.float64, n=25, d=3)
+    X, Y, M = radial_problem(rng, np.float64, n=25, d=3)
     metric = None if family == "l1_laplace" else M
     kind = radial_kernel(_matern32_by_hand) if family == "user_matern32" else family
     pred = fit(Kernel(kind, 1.5, metric), X, Y, 1e-3)
@@ -72,7 +54,7 @@ def test_user_profile_equals_the_named_family_and_gets_the_closed_form(rng, x64)
     through the profile's derivative, the same closed-form gradient weights."""
     from dnc_jax.kernels import MATERN32, squared_distances
 
-    X, _, M = _problem(rng, np.float64, n=12, d=3)
+    X, _, M = radial_problem(rng, np.float64, n=12, d=3)
     user = radial_kernel(_matern32_by_hand)
     np.testing.assert_allclose(Kernel(user, 1.3, M)(X, X), Kernel("matern32", 1.3, M)(X, X),
                                rtol=1e-13)

@@ -3,23 +3,14 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import RADIAL, radial_problem
 
 from dnc_jax import Kernel, fit
 from dnc_jax.kernels import KERNELS, radial_kernel
 
-RADIAL = ("laplace", "gaussian", "matern32", "matern52")
-
-
-def _problem(rng, dtype, n=40, d=4, C=2):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
-    A = rng.standard_normal((d, d)) / np.sqrt(d)
-    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
-    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
-
 
 def test_bad_kernel_values_raise_clear_errors(rng):
-    X, Y, _ = _problem(rng, np.float32, n=10)
+    X, Y, _ = radial_problem(rng, np.float32, n=10)
     with pytest.raises(ValueError, match="Unknown kernel"):
         Kernel("cosine", 1.0)
     with pytest.raises(ValueError, match="bandwidth must be a scalar"):

@@ -3,17 +3,9 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import coefs_of, rel64
 
 from dnc_jax import fit_kernel_ridge, kernel_agop
-
-
-def _rel64(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
-def _coefs(predictor, n):
-    return np.asarray(predictor.coefs)[:n]
 
 
 @pytest.mark.slow
@@ -28,9 +20,9 @@ def test_cg_equals_cholesky(digits_rows, kernel, bandwidth):
                                      tol=1e-6, precond_rank=100, memory_budget=budget,
                                      block_size=128)
         assert info.solver == "cg" and info.iterations >= 1 and info.residual < 1e-4
-        assert _rel64(_coefs(fit, len(X)), exact.coefs) <= 1e-4
-        assert _rel64(fit.predict(X[:50] * 0.9), exact.predict(X[:50] * 0.9)) <= 1e-4
-        assert _rel64(kernel_agop(fit, X), kernel_agop(exact, X)) <= 1e-4
+        assert rel64(coefs_of(fit, len(X)), exact.coefs) <= 1e-4
+        assert rel64(fit.predict(X[:50] * 0.9), exact.predict(X[:50] * 0.9)) <= 1e-4
+        assert rel64(kernel_agop(fit, X), kernel_agop(exact, X)) <= 1e-4
 
 
 @pytest.mark.slow
@@ -41,7 +33,7 @@ def test_cg_equals_cholesky_float64(digits_rows, x64):
     fit, info = fit_kernel_ridge(X64, Y64, bandwidth=2.0, reg=1e-3, solver="cg", tol=1e-10,
                                  precond_rank=50)
     assert fit.coefs.dtype == jnp.float64 and info.residual < 1e-9
-    assert _rel64(fit.coefs, exact.coefs) <= 1e-7
+    assert rel64(fit.coefs, exact.coefs) <= 1e-7
 
 
 def test_unconverged_cg_warns(digits_rows):
@@ -87,7 +79,7 @@ def test_pcg_columns_are_independent_and_scale_free(digits_rows, x64, solver):
     np.testing.assert_array_equal(coefs[:, 2], 0.0)
     for c in (0, 1):
         # (rounding of products with 4 columns instead of 1, times Nyström's conditioning)
-        assert _rel64(coefs[:, c], np.asarray(alone[c][0].coefs)[:, 0]) <= 1e-7
+        assert rel64(coefs[:, c], np.asarray(alone[c][0].coefs)[:, 0]) <= 1e-7
     np.testing.assert_array_equal(coefs[:, 3], 2.0**-13 * coefs[:, 0])
     tiny, _ = fit_kernel_ridge(X, 2.0**-20 * Y4, **options)  # ||b||^2 far below tol
     np.testing.assert_array_equal(np.asarray(tiny.coefs), 2.0**-20 * coefs)

@@ -4,6 +4,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import rel64
 
 from dnc_jax import fit_kernel_ridge
 
@@ -99,11 +100,6 @@ def test_float64_rebuild_keeps_the_metric(rng):
     assert np.linalg.norm(np.asarray(alpha, np.float64) - ref) / np.linalg.norm(ref) < 1e-5
 
 
-def _rel64(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
 @pytest.mark.slow
 def test_blocked_cholesky_equals_lapack_and_takes_over_past_its_size(monkeypatch, digits_rows):
     """The blocked factorisation (LAPACK on diagonal blocks only) solves the same system as
@@ -120,7 +116,7 @@ def test_blocked_cholesky_equals_lapack_and_takes_over_past_its_size(monkeypatch
     for block in (64, 150, 402, 1000):
         blocked, ok_blocked = cholesky._blocked_cholesky_solve(K, jnp.asarray(Y), shift, block)
         assert bool(ok) and bool(ok_blocked)
-        assert _rel64(blocked, direct) < 1e-4, block
+        assert rel64(blocked, direct) < 1e-4, block
     indefinite = K - 2.0 * jnp.eye(len(X), dtype=K.dtype)
     assert not bool(cholesky._blocked_cholesky_solve(indefinite, jnp.asarray(Y), shift, 64)[1])
 
@@ -140,4 +136,4 @@ def test_blocked_cholesky_equals_lapack_and_takes_over_past_its_size(monkeypatch
     alpha = solve_psd(K, jnp.asarray(Y), 1e-3)
     fit, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, solver="cholesky")
     assert calls == [(len(X), 100)] * 2
-    assert _rel64(alpha, direct) < 1e-4 and _rel64(fit.coefs, direct) < 1e-4
+    assert rel64(alpha, direct) < 1e-4 and rel64(fit.coefs, direct) < 1e-4

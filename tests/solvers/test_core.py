@@ -4,23 +4,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import radial_problem
 
 from dnc_jax import Kernel, agop, fit, fit_kernel_predictor, kernel_agop
-
-
-def _problem(rng, dtype, n=40, d=4, C=2):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
-    A = rng.standard_normal((d, d)) / np.sqrt(d)
-    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
-    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
 def test_jit_of_fit_predict_and_agops_equals_eager(rng, dtype, tol):
     with jax.enable_x64(dtype == np.float64):
-        X, Y, M = _problem(rng, dtype)
+        X, Y, M = radial_problem(rng, dtype)
         kernel = Kernel("laplace", 2.0, M)
 
         def run(X, Y, kernel):
@@ -36,7 +29,7 @@ def test_jit_of_fit_predict_and_agops_equals_eager(rng, dtype, tol):
 
 @pytest.mark.slow
 def test_vmap_over_eight_bandwidths_equals_a_loop(rng):
-    X, Y, _ = _problem(rng, np.float32)
+    X, Y, _ = radial_problem(rng, np.float32)
     bandwidths = jnp.linspace(0.5, 4.0, 8)
 
     def fitted(L):
@@ -54,7 +47,7 @@ def test_vmap_over_eight_bandwidths_equals_a_loop(rng):
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
 def test_grad_of_validation_error_equals_finite_differences(rng, x64, solver):
     """d/d log L, d/d log reg and d/dM of a validation MSE (float64, central differences)."""
-    X, Y, M = _problem(rng, np.float64, n=30)
+    X, Y, M = radial_problem(rng, np.float64, n=30)
     Xv, Yv = X[:8] * 0.7 + 0.2, Y[:8]
 
     def loss(log_L, log_reg, M):
@@ -82,7 +75,7 @@ def test_a_bandwidth_sweep_compiles_each_program_once(rng):
     from dnc_jax.gradient_outer_product import _kernel_agop
     from dnc_jax.predictor import _predict
 
-    X, Y, _ = _problem(rng, np.float32, n=33)
+    X, Y, _ = radial_problem(rng, np.float32, n=33)
     fit_jit = jax.jit(fit, static_argnames=("solver", "tol", "max_iter"))
     sizes = []
     for L in (0.5, 1.0, 2.0, 3.0, 5.0):

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import radial_problem, rel64
 
 from dnc_jax import (
     Kernel,
@@ -15,14 +16,6 @@ from dnc_jax import (
 )
 
 
-def _problem(rng, dtype, n=40, d=4, C=2):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = np.sin(X[:, :C] * 1.3).astype(dtype)
-    A = rng.standard_normal((d, d)) / np.sqrt(d)
-    M = (A @ A.T + 0.5 * np.eye(d)).astype(dtype)
-    return jnp.asarray(X), jnp.asarray(Y), jnp.asarray(M)
-
-
 @pytest.mark.slow
 def test_nystrom_fit_is_traceable_and_equals_the_shell(rng, x64):
     """The traced Nyström fit equals the shell's (Falkon PCG) on the same centres to the
@@ -30,7 +23,7 @@ def test_nystrom_fit_is_traceable_and_equals_the_shell(rng, x64):
     every row a centre it is the exact fit."""
     from dnc_jax import fit_kernel_ridge
 
-    X, Y, _ = _problem(rng, np.float64, n=60)
+    X, Y, _ = radial_problem(rng, np.float64, n=60)
     Z = X[::3]
     Xv, Yv = X[:8] * 0.7 + 0.2, Y[:8]
     pred = fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom", centers=Z, tol=1e-12)
@@ -57,20 +50,15 @@ def test_nystrom_fit_is_traceable_and_equals_the_shell(rng, x64):
         fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom")
 
 
-def _rel64(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
 def test_nystrom_with_every_point_is_the_exact_fit(digits_rows, x64):
     X, _, Y = (a.astype(np.float64) for a in digits_rows)
     exact, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver="cholesky")
     fit, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=X, tol=1e-12)
     assert info.solver == "nystrom" and info.rank == len(X)
-    assert _rel64(fit.coefs, exact.coefs) <= 1e-6
+    assert rel64(fit.coefs, exact.coefs) <= 1e-6
     # sampled centres: all n of them, in another order, give the same predictor
     sampled, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=len(X), tol=1e-12)
-    assert _rel64(sampled.predict(X), exact.predict(X)) <= 1e-6
+    assert rel64(sampled.predict(X), exact.predict(X)) <= 1e-6
 
 
 @pytest.mark.slow
@@ -78,7 +66,7 @@ def test_nystrom_float32_and_fewer_centres(digits_rows):
     X, y, Y = digits_rows
     exact, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver="cholesky")
     full, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=len(X), tol=1e-7)
-    assert _rel64(full.predict(X), exact.predict(X)) <= 1e-4
+    assert rel64(full.predict(X), exact.predict(X)) <= 1e-4
     small, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=100)
     assert small.centers.shape == (100, X.shape[1]) and info.rank == 100
     # an estimator, not the exact fit: fewer centres fit the training data less closely
@@ -101,11 +89,11 @@ def test_device_preconditioner_gives_the_same_fit(digits_rows, monkeypatch):
     LR = np.asarray(L, np.float64) @ np.asarray(R, np.float64)
     K64 = np.asarray(K, np.float64)
     target = (len(X) / 150) * K64 @ K64 + 1e-3 * K64
-    assert _rel64(LR @ LR.T, target) <= 1e-3
+    assert rel64(LR @ LR.T, target) <= 1e-3
     host, host_info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=150, tol=1e-6)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     device, device_info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, centers=150, tol=1e-6)
-    assert _rel64(device.coefs, host.coefs) <= 1e-3
+    assert rel64(device.coefs, host.coefs) <= 1e-3
     assert abs(device_info.iterations - host_info.iterations) <= 3
 
 
@@ -122,7 +110,7 @@ def test_nystrom_recomputed_rows_and_the_cpu_host_factors(digits_rows, monkeypat
     recomputed, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, centers=100, mesh=mesh, tol=1e-7,
                                      memory_budget=0, block_size=64)
     # float32 products in another order, times the normal equations' conditioning
-    assert _rel64(recomputed.predict(X[:40]), held.predict(X[:40])) <= 3e-4
+    assert rel64(recomputed.predict(X[:40]), held.predict(X[:40])) <= 3e-4
 
     def refuse(*args, **kwargs):
         raise AssertionError("the other backend's factors")

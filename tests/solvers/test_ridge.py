@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import agop_data, rel64
 
 from dnc_jax import (
     agop,
@@ -18,16 +19,8 @@ from dnc_jax import (
 from dnc_jax.sharding import as_rows
 
 
-def _data(rng, dtype, n=40, d=6, C=3):
-    X = rng.standard_normal((n, d)).astype(dtype)
-    Y = rng.standard_normal((n, C)).astype(dtype)
-    A = rng.standard_normal((d, d))
-    M = (A @ A.T / d).astype(dtype)
-    return X, Y, M
-
-
 def test_interpolation_on_duplicates_never_nan(rng):
-    X, Y, _ = _data(rng, np.float32, n=20)
+    X, Y, _ = agop_data(rng, np.float32, n=20)
     X = np.concatenate([X, X[:5]])
     Y = np.concatenate([Y, Y[:5]])
     with pytest.warns(RuntimeWarning, match="jitter"):
@@ -37,7 +30,7 @@ def test_interpolation_on_duplicates_never_nan(rng):
 
 @pytest.mark.slow
 def test_interpolation_reproduces_targets(rng, x64):
-    X, Y, _ = _data(rng, np.float64, n=25)
+    X, Y, _ = agop_data(rng, np.float64, n=25)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pred = fit_kernel_predictor(X, Y, kernel="laplace", bandwidth=1.0, reg=0.0)
@@ -46,7 +39,7 @@ def test_interpolation_reproduces_targets(rng, x64):
 
 
 def test_bad_inputs_raise(rng):
-    X, Y, _ = _data(rng, np.float32)
+    X, Y, _ = agop_data(rng, np.float32)
     with pytest.raises(ValueError, match="rows"):
         fit_kernel_predictor(X, Y[:-1], bandwidth=1.0)
     bad = X.copy()
@@ -68,11 +61,6 @@ def test_bad_inputs_raise(rng):
         kernel_agop(pred, X[:, :3])
     with pytest.raises(ValueError, match="normalize"):
         kernel_agop(pred, X, normalize="sum")
-
-
-def _rel64(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
 @pytest.mark.slow
@@ -110,4 +98,4 @@ def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits_rows):
             assert (info.iterations, info.residual, info.rank) == (0, None, None)
     # CG with the metric, off the training points (where any near-interpolating fit gives ~Y)
     Xt = 0.9 * X[:20]
-    assert _rel64(fits["cg"].predict(Xt), fits["cholesky"].predict(Xt)) <= 1e-4
+    assert rel64(fits["cg"].predict(Xt), fits["cholesky"].predict(Xt)) <= 1e-4
