@@ -49,6 +49,7 @@ from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions
 
 OPS = tuple(MODULAR_OPS)
+GROKKING_KERNELS = ("gaussian", "laplace", "quadratic")
 
 
 def _is_prime(p: int) -> bool:
@@ -64,7 +65,10 @@ class GrokkingConfig:
       103-110; ours is seeded), ``iters = 50`` (line 116);
     - Gaussian kernel ``exp(-||x - z||_M^2 / (2 L^2))`` (line 119; ``models/gaussian_kernel.py``
       lines 36-47) with ``L = bandwidth = 2.5`` (line 118) and ridge ``reg = 0`` (line 117;
-      solved directly, line 78);
+      solved directly, line 78); ``kernel`` ``"laplace"`` (``models/laplace_kernel.py``
+      ``laplacian_M``: ``exp(-||x - z||_M / L)``) or ``"quadratic"``
+      (``models/quadratic_kernel.py`` ``quadratic_M``: ``3 (x^T M z)^2``) as
+      ``--kernel_type`` (line 120) chooses;
     - 0/1 one-hot targets and one-hot inputs of size ``2p`` (lines 142-146), float64
       (line 18);
     - centred gradients (line 177, ``centering=True``; ``gaussian_kernel.py`` line 92:
@@ -78,7 +82,11 @@ class GrokkingConfig:
     op: str = option("+", "the operation mod p", choices=OPS)
     train_fraction: float = option(0.5, "share of the p^2 pairs trained on")
     iters: int = option(50, "RFM iterations")
-    bandwidth: float = option(2.5, "Gaussian kernel bandwidth L")
+    kernel: str = option("gaussian", "the kernel (train_kernel.py --kernel_type): gaussian "
+                                     "exp(-||x - z||_M^2 / (2 L^2)), laplace "
+                                     "exp(-||x - z||_M / L), quadratic 3 (x^T M z)^2",
+                         choices=GROKKING_KERNELS)
+    bandwidth: float = option(2.5, "the Gaussian and Laplace kernels' bandwidth L")
     reg: float = option(0.0, "ridge")
     metric_power: float = option(0.5, "next metric M = AGOP^metric_power (the published "
                                       "--agop_power)")
@@ -90,6 +98,8 @@ class GrokkingConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
+        if self.kernel not in GROKKING_KERNELS:
+            raise ValueError(f"kernel must be one of {GROKKING_KERNELS}; got {self.kernel!r}.")
         if self.op not in OPS:
             raise ValueError(f"op must be one of {OPS}; got {self.op!r}.")
         if not _is_prime(int(self.p)):
@@ -223,7 +233,7 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
         # taken from M alone, so that a run resumed from a saved M repeats it to the bit
         T = jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
         predictor, A, info = fit_with_agop(
-            matmul(Xj, T), Y, kernel="gaussian", bandwidth=config.bandwidth, reg=config.reg,
+            matmul(Xj, T), Y, kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
             transform=T, centered=config.centered, solver=direct)
         train_acc, train_loss = _scores(np.asarray(predictor.predict(Xj, transform=T)), Y, y)
         test_acc, test_loss = _scores(np.asarray(predictor.predict(Xtj, transform=T)), Yt, yt)
@@ -253,7 +263,7 @@ def per_class_agops(config: GrokkingConfig, M: np.ndarray | None = None) -> np.n
     M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
     T = jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
     Z = matmul(jnp.asarray(X), T)
-    predictor, _, _ = fit_with_agop(Z, Y, kernel="gaussian", bandwidth=config.bandwidth,
+    predictor, _, _ = fit_with_agop(Z, Y, kernel=config.kernel, bandwidth=config.bandwidth,
                                     reg=config.reg, centered=config.centered,
                                     solver=SolverOptions("cholesky"))
     per = per_class_kernel_agop(predictor, Z, centered=config.centered)

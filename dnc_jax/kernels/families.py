@@ -16,7 +16,8 @@ recomputed by direct difference (``distances.kernel_distances``).
 
 **The L1 Laplace kernel** ``exp(-sum_k |x_k - z_k| / L)`` (xRFM's product Laplace; the
 kernel the official code's Cauchy random features approximate) is not radial in ``M``:
-it takes no metric, and its AGOP comes from autodiff. Nor are the **NTK and NNGP of a deep
+it takes no metric, and its AGOP comes from autodiff; likewise the **quadratic kernel**
+``3 (x . z)^2`` of the grokking follow-up. Nor are the **NTK and NNGP of a deep
 ReLU network** (``kernels.arccos``; ``relu_ntk`` / ``relu_nngp`` for one hidden layer,
 ``ArcCosine(kind, depth)`` for more).
 """
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 
 from dnc_jax.kernels.arccos import ArcCosine
 from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances
+from dnc_jax.precision import matmul
 
 
 def _laplace_values(d2, L):
@@ -121,17 +123,30 @@ class L1Laplace:
         return jnp.exp(-l1 / bandwidth)
 
 
+@dataclasses.dataclass(frozen=True)
+class Quadratic:
+    """``3 (x . z)^2``: the quadratic kernel of ``nmallinar/rfm-grokking``
+    (``models/quadratic_kernel.py``, ``quadratic_M``: ``3 ((x M) z^T)^2``, here on inputs
+    already mapped by ``M^(1/2)``). No bandwidth, no metric; AGOP by autodiff."""
+
+    name: str = "quadratic"
+
+    def matrix(self, X: jax.Array, Z: jax.Array, bandwidth=None) -> jax.Array:
+        return 3.0 * matmul(X, Z.T) ** 2
+
+
 LAPLACE = Radial("laplace", laplace_profile, True, _laplace_values, _laplace_weights)
 GAUSSIAN = Radial("gaussian", gaussian_profile, False, _gaussian_values, _gaussian_weights)
 MATERN32 = Radial("matern32", matern32_profile, False)
 MATERN52 = Radial("matern52", matern52_profile, False)
 L1_LAPLACE = L1Laplace()
+QUADRATIC = Quadratic()
 
-FAMILIES: dict[str, Radial | L1Laplace | ArcCosine] = {
-    f.name: f for f in (LAPLACE, GAUSSIAN, MATERN32, MATERN52, L1_LAPLACE)}
+FAMILIES: dict[str, Radial | L1Laplace | Quadratic | ArcCosine] = {
+    f.name: f for f in (LAPLACE, GAUSSIAN, MATERN32, MATERN52, L1_LAPLACE, QUADRATIC)}
 FAMILIES |= {"relu_ntk": ArcCosine("ntk", 1), "relu_nngp": ArcCosine("nngp", 1)}
 KERNELS = tuple(FAMILIES)
-Family = Radial | L1Laplace | ArcCosine
+Family = Radial | L1Laplace | Quadratic | ArcCosine
 
 
 def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
@@ -166,7 +181,7 @@ def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
 def family_of(kernel: str | Family) -> Family:
     """The family named by ``kernel`` (a name in ``KERNELS`` or a family value), or
     ``ValueError``."""
-    if isinstance(kernel, Radial | L1Laplace | ArcCosine):
+    if isinstance(kernel, Radial | L1Laplace | Quadratic | ArcCosine):
         return kernel
     if isinstance(kernel, str) and kernel in FAMILIES:
         return FAMILIES[kernel]

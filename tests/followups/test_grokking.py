@@ -80,18 +80,34 @@ def test_alignment():
     assert alignment(np.eye(2), np.array([[0.0, 1.0], [1.0, 0.0]])) == 0.0
 
 
-def _reference_grokking_metrics(X, Y, iters, L=2.5):
-    """An independent float64 numpy implementation of the published update: Gaussian
-    kernel in metric M, ridge-free solve, per-sample gradients by an explicit difference
+def _reference_grokking_metrics(X, Y, iters, L=2.5, kernel="gaussian"):
+    """An independent float64 numpy implementation of the published update: the kernel in
+    metric M (rfm-grokking's models/gaussian_kernel.py, laplace_kernel.py,
+    quadratic_kernel.py), ridge-free solve, per-sample gradients by an explicit difference
     tensor, centred, AGOP, M <- sqrtm(AGOP) (scipy, as the official code)."""
     M = np.eye(X.shape[1])
     metrics = []
     for _ in range(iters):
         diff = X[:, None, :] - X[None, :, :]  # (n, n, d): x_i - x_j
-        K = np.exp(-np.einsum("ijd,de,ije->ij", diff, M, diff) / (2 * L**2))
-        alpha = np.linalg.solve(K, Y)
-        # grad_x f_c(x_i) = sum_j alpha_jc K_ij M (x_j - x_i) / L^2
-        G = np.einsum("ij,jc,ijd->icd", K, alpha, -diff) @ M / L**2
+        d2 = np.einsum("ijd,de,ije->ij", diff, M, diff)
+        if kernel == "gaussian":
+            K = np.exp(-d2 / (2 * L**2))
+            # grad_x f_c(x_i) = sum_j alpha_jc K_ij M (x_j - x_i) / L^2
+            weights = K / L**2
+        elif kernel == "laplace":
+            r = np.sqrt(np.maximum(d2, 0.0))
+            K = np.exp(-r / L)
+            # grad_x exp(-r/L) = K M (x_j - x_i) / (L r), 0 at r = 0
+            weights = np.where(r > 0, K / (L * np.where(r > 0, r, 1.0)), 0.0)
+        if kernel == "quadratic":
+            dots = X @ M @ X.T
+            K = 3 * dots**2
+            alpha = np.linalg.solve(K, Y)
+            # grad_x 3 (x^T M z_j)^2 = 6 (x^T M z_j) M z_j
+            G = np.einsum("ij,jc,jd->icd", 6 * dots, alpha, X) @ M
+        else:
+            alpha = np.linalg.solve(K, Y)
+            G = np.einsum("ij,jc,ijd->icd", weights, alpha, -diff) @ M
         G = G - G.mean(axis=0)
         A = np.einsum("icd,ice->de", G, G) / X.shape[0]
         M = np.real(scipy.linalg.sqrtm(A))
@@ -99,10 +115,11 @@ def _reference_grokking_metrics(X, Y, iters, L=2.5):
     return metrics
 
 
-def test_grokking_equals_independent_reference():
-    config = GrokkingConfig(p=7, train_fraction=0.7, iters=3)
+@pytest.mark.parametrize("kernel", ["gaussian", "laplace", "quadratic"])
+def test_grokking_equals_independent_reference(kernel):
+    config = GrokkingConfig(p=7, train_fraction=0.7, iters=3, kernel=kernel)
     X, y, _, _ = modular_arithmetic(7, "+", 0.7, 0)
-    ref = _reference_grokking_metrics(X.astype(np.float64), np.eye(7)[y], 3)
+    ref = _reference_grokking_metrics(X.astype(np.float64), np.eye(7)[y], 3, kernel=kernel)
     with jax.enable_x64(True):
         _, metrics = grokking_rfm(config)
     for ours, theirs in zip(metrics, ref, strict=True):

@@ -10,8 +10,10 @@ from dnc_jax import (
     Kernel,
     agop,
     fit,
+    fit_kernel_predictor,
     gaussian_kernel,
     kernel_agop,
+    kernel_matrix,
     laplace_kernel,
 )
 from dnc_jax.kernels import radial_kernel
@@ -62,3 +64,21 @@ def test_user_profile_equals_the_named_family_and_gets_the_closed_form(rng, x64)
     np.testing.assert_allclose(user.gradient_weights(d2, 1.3)[1],
                                MATERN32.gradient_weights(d2, 1.3)[1], rtol=1e-12)
     assert not user.steep and radial_kernel(lambda t: jnp.exp(-t)).steep
+
+
+def test_quadratic_kernel_is_rfm_grokkings(rng, x64):
+    """``3 (x . z)^2`` (rfm-grokking's quadratic_M with M = I; a metric enters as x M^(1/2)),
+    no bandwidth or metric taken, and its AGOP (autodiff) equals the hand gradient."""
+    from dnc_jax.kernels import QUADRATIC, family_of
+
+    X, Z = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
+    np.testing.assert_allclose(kernel_matrix(X, Z, "quadratic", 1.0), 3 * (X @ Z.T) ** 2,
+                               rtol=1e-13)
+    assert family_of("quadratic") is QUADRATIC
+    with pytest.raises(ValueError, match="takes no metric"):
+        kernel_matrix(X, Z, "quadratic", 1.0, M=np.eye(3))
+    predictor = fit_kernel_predictor(Z, rng.standard_normal((4, 2)), kernel="quadratic", reg=0.1)
+    alpha, C = np.asarray(predictor.coefs), np.asarray(predictor.centers)
+    G = np.einsum("ij,jc,jd->icd", 6 * (X @ C.T), alpha, C)  # grad 3 (x.z)^2 = 6 (x.z) z
+    np.testing.assert_allclose(kernel_agop(predictor, X), np.einsum("icd,ice->de", G, G) / 5,
+                               rtol=1e-10)
