@@ -27,5 +27,5 @@ def test_bad_kernel_values_raise_clear_errors(rng):
         radial_kernel(3.0)
     with pytest.raises(ValueError, match="takes no metric"):
         fit(Kernel("l1_laplace", 1.0, jnp.eye(4)), X, Y)
-    assert set(RADIAL) | {"l1_laplace", "relu_ntk", "relu_nngp"} == set(KERNELS)
+    assert set(RADIAL) | {"l1_laplace", "quadratic", "relu_ntk", "relu_nngp"} == set(KERNELS)
     assert Kernel("laplace", np.float32(2.0)).check(4).bandwidth == 2.0  # numpy scalars
