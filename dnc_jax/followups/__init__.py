@@ -11,15 +11,18 @@ from dnc_jax.followups.grokking import (
     per_class_agops,
     primitive_root,
 )
+from dnc_jax.followups.network_grokking import NetGrokkingConfig, grokking_net
 from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm, subspace_distance
 
 __all__ = [
     "GrokkingConfig",
     "MultiIndexConfig",
+    "NetGrokkingConfig",
     "alignment",
     "block_deviations",
     "circulant_deviation",
     "discrete_log_order",
+    "grokking_net",
     "grokking_rfm",
     "multi_index_rfm",
     "per_class_agops",
