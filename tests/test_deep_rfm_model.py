@@ -107,6 +107,7 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
         model.transform(data.X_train[:, :5])
 
 
+@pytest.mark.slow
 def test_a_run_saves_its_model_and_resumes_it(tmp_path):
     """``run_deep_rfm(save_model=True)`` (``--save-model``) writes each layer as it is
     committed; an interrupted and resumed run's folder loads as the model that
@@ -370,6 +371,7 @@ def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
     assert not np.allclose(got, top(4), rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_refit_accuracy_equals_the_layer_rebuilt_by_hand(digits):
     """``refit_test_accuracy``: a kernel predictor refitted on the projected training rows
     ``X M^(1/2)``, evaluated on the projected test rows, counted on 400 test rows (one

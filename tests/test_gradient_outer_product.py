@@ -219,6 +219,7 @@ def test_adaptive_agop_is_seeded_and_equals_the_fixed_sample_of_its_rows(rng):
     assert looser <= used
 
 
+@pytest.mark.slow
 def test_adaptive_agop_with_zero_tolerance_uses_every_row(rng):
     from dnc_jax.gradient_outer_product import adaptive_kernel_agop
 
@@ -332,6 +333,7 @@ def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
         assert one.shape == four.shape == (X.shape[1],) and rel64(four, one) <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian", "relu_ntk"])
 @pytest.mark.parametrize("centered", [False, True])
 def test_per_class_agops_sum_to_the_agop_and_equal_autodiff(x64, rng, kernel, centered):

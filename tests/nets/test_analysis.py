@@ -135,6 +135,7 @@ def test_agop_eigh_in_the_weights_row_space(rng, x64):
     np.testing.assert_allclose(P @ P.T, np.asarray(Phi) @ A @ np.asarray(Phi).T, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_layer_analysis_of_what_train_mlp_returns(digits_400):
     """``train_mlp`` returns a ``Network``; ``layer_analysis`` takes it as the README does,
     and measures its head as it measures the bare MLP."""
