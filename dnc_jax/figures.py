@@ -7,7 +7,7 @@
   ``X_l M_l^(1/2)`` and the output ``X_{l+1}``, mean with a band of +- one standard
   deviation over the seeds;
 - ``grams``: per layer, the Gram matrix of class-sorted, centred, unit-norm input features
-  (``GRAM_PER_CLASS`` samples per class; the paper's first figure), of the first seed;
+  (``gram.GRAM_PER_CLASS`` samples per class; the paper's first figure), of the first seed;
 - ``agop_spectra``: each layer's AGOP eigenvalues (divided by the largest), of the first
   seed.
 """

@@ -5,9 +5,8 @@ import pytest
 
 from dnc_jax.data import feature_statistics, load_dataset, load_dataset_rows
 from dnc_jax.experiments.common import load_prepared
-from dnc_jax.experiments.deep_rfm import feature_gram
 from dnc_jax.process_data import allgather, global_statistics, load_process_data
-from dnc_jax.sharding import DATA, Rows, data_mesh, local_block, put_local_rows, put_rows
+from dnc_jax.sharding import DATA, data_mesh, local_block, put_local_rows, put_rows
 
 
 @pytest.mark.parametrize("name,split,n", [("mnist_shifted", "train", 300),
@@ -130,13 +129,3 @@ def test_statistics_gathers_and_blocks_in_one_process(rng):
     block = local_block(rows)  # one process holds every (padded) row
     np.testing.assert_array_equal(block, np.asarray(rows))
     np.testing.assert_array_equal(np.asarray(put_local_rows(block, mesh, 37)), np.asarray(rows))
-
-
-def test_feature_gram_equals_a_float64_reference(rng):
-    X = rng.standard_normal((101, 12)).astype(np.float32)
-    idx = np.array([3, 50, 7, 100])
-    U = X.astype(np.float64) / np.linalg.norm(X, axis=1, keepdims=True)
-    Z = U[idx] - U.mean(axis=0)
-    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
-    for where in (X, Rows(put_rows(X, data_mesh("all")), 101)):
-        np.testing.assert_allclose(feature_gram(where, idx), Z @ Z.T, atol=1e-6)

@@ -11,8 +11,8 @@ from dnc_jax.followups.grokking import (
     per_class_agops,
     primitive_root,
 )
-from dnc_jax.followups.network_grokking import NetGrokkingConfig, grokking_net
 from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm, subspace_distance
+from dnc_jax.followups.network_grokking import NetGrokkingConfig, grokking_net
 
 __all__ = [
     "GrokkingConfig",
