@@ -28,7 +28,7 @@ from dnc_jax import _checks
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import kernel_name
+from dnc_jax.kernels import family_of, kernel_name
 from dnc_jax.options import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
@@ -103,8 +103,7 @@ class DeepRFMConfig:
             raise ValueError(f"reg must be >= 0; got {self.reg}.")
         if self.bandwidth <= 0:
             raise ValueError(f"bandwidth must be > 0; got {self.bandwidth}.")
-        if self.kernel not in ("laplace", "gaussian"):
-            raise ValueError(f"kernel must be 'laplace' or 'gaussian'; got {self.kernel!r}.")
+        family_of(self.kernel)  # ValueError for an unknown kernel (any family works here)
         if not callable(self.features) and self.features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES} or a function "
                              f"(pre-activations -> features); got {self.features!r}.")

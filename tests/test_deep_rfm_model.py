@@ -288,11 +288,12 @@ def test_deep_rfm_config_boundaries():
 
     for ok in (dict(agop_samples=1), dict(width=1), dict(width=None), dict(reg=0.0),
                dict(bandwidth=0.5), dict(depth=1), dict(gamma=0.0),  # gamma: cosine only
-               dict(features="cosine", gamma=1e-3)):
+               dict(features="cosine", gamma=1e-3), dict(kernel="matern32")):
         DeepRFMConfig(**ok).validate()
     for bad in (dict(agop_samples=0), dict(width=0), dict(reg=-1e-9), dict(bandwidth=0.0),
                 dict(depth=0), dict(features="cosine", gamma=0.0), dict(features="tanh"),
-                dict(weights="normal"), dict(dtype="float16"), dict(solver="lu")):
+                dict(weights="normal"), dict(dtype="float16"), dict(solver="lu"),
+                dict(kernel="nope"), dict(agop_batch=0)):
         with pytest.raises(ValueError):
             DeepRFMConfig(**bad).validate()
     with pytest.raises(dataclasses.FrozenInstanceError):
