@@ -125,16 +125,29 @@ def _padded(A: np.ndarray, start: int, stop: int, tile: int, dtype) -> tuple[jax
     return jnp.asarray(block), jnp.arange(tile) < stop - start
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "same"))
-def _kernel_tile_sums(Ui, Uj, mask_i, mask_j, shift, exponent, kernel: str, same: bool):
-    """``(count, sum (k - shift), sum (k - shift)^2)`` of the pair kernel over the real pairs
-    of two tiles (on a diagonal tile, ``same``: only ``i < j``)."""
+def _pair_tile(Ui, Uj, mask_i, mask_j, same):
+    """Squared distances between the rows of two tiles and the mask of the pairs counted:
+    real rows only, and on a diagonal tile (``same``) only ``i < j``."""
     sq = (jnp.sum(Ui * Ui, axis=1)[:, None] + jnp.sum(Uj * Uj, axis=1)[None, :]
           - 2.0 * matmul(Ui, Uj.T))
-    dist = jnp.sqrt(jnp.maximum(sq, 0.0))
     pairs = mask_i[:, None] & mask_j[None, :]
-    if same:
-        pairs = pairs & (jnp.arange(Ui.shape[0])[:, None] < jnp.arange(Uj.shape[0])[None, :])
+    upper = jnp.arange(Ui.shape[0])[:, None] < jnp.arange(Uj.shape[0])[None, :]
+    return jnp.maximum(sq, 0.0), pairs & (~same | upper)
+
+
+def _upper_tile_pairs(blocks: list):
+    """The tile pairs ``(i <= j)`` of ``blocks``, with whether each is a diagonal tile."""
+    for i, bi in enumerate(blocks):
+        for j in range(i, len(blocks)):
+            yield bi, blocks[j], jnp.asarray(i == j)
+
+
+@functools.partial(jax.jit, static_argnames=("kernel",))
+def _kernel_tile_sums(Ui, Uj, mask_i, mask_j, same, shift, exponent, kernel: str):
+    """``(count, sum (k - shift), sum (k - shift)^2)`` of the pair kernel over the counted
+    pairs of two tiles."""
+    sq, pairs = _pair_tile(Ui, Uj, mask_i, mask_j, same)
+    dist = jnp.sqrt(sq)
     safe = jnp.where(pairs, dist, 1.0)
     if kernel == "dist":
         k = dist
@@ -162,21 +175,18 @@ def hyperspherical_uniformity(means: ArrayLike, *, kernel: str = "log",
     tiles, size = _tiles(C, tile), min(int(tile), C)
     exponent = jnp.asarray(d - 2, dtype)
     blocks = [_padded(U, a, b, size, dtype) for a, b in tiles]
-    shift = None
+    # a rough centre for stable sums: the mean over the first tile pair
+    U0, m0 = blocks[0]
+    n0, s0, _ = _kernel_tile_sums(U0, U0, m0, m0, jnp.asarray(True), jnp.asarray(0.0, dtype),
+                                  exponent, kernel)
+    shift = float(s0) / max(int(n0), 1)
     count, total, total_sq = 0, 0.0, 0.0
-    for i, (Ui, mi) in enumerate(blocks):
-        for j in range(i, len(blocks)):
-            Uj, mj = blocks[j]
-            if shift is None:  # a rough centre for stable sums: the first tile's mean
-                n0, s0, _ = _kernel_tile_sums(Ui, Uj, mi, mj, jnp.asarray(0.0, dtype),
-                                              exponent, kernel, i == j)
-                shift = float(s0) / max(int(n0), 1)
-            n, s, s2 = _kernel_tile_sums(Ui, Uj, mi, mj, jnp.asarray(shift, dtype), exponent,
-                                         kernel, i == j)
-            count += int(n)
-            total += float(s)
-            total_sq += float(s2)
-    assert shift is not None
+    for (Ui, mi), (Uj, mj), same in _upper_tile_pairs(blocks):
+        n, s, s2 = _kernel_tile_sums(Ui, Uj, mi, mj, same, jnp.asarray(shift, dtype), exponent,
+                                     kernel)
+        count += int(n)
+        total += float(s)
+        total_sq += float(s2)
     mean_shifted = total / count
     return shift + mean_shifted, total_sq / count - mean_shifted**2
 
@@ -237,11 +247,8 @@ def ood_orthogonality(means: ArrayLike, ood_mean: ArrayLike) -> float:
 
 @jax.jit
 def _cdnv_tile_sums(Mi, Mj, vi, vj, mask_i, mask_j, same):
-    sq = (jnp.sum(Mi * Mi, axis=1)[:, None] + jnp.sum(Mj * Mj, axis=1)[None, :]
-          - 2.0 * matmul(Mi, Mj.T))
-    pairs = mask_i[:, None] & mask_j[None, :]
-    pairs = pairs & (~same | (jnp.arange(Mi.shape[0])[:, None] < jnp.arange(Mj.shape[0])[None, :]))
-    ratio = (vi[:, None] + vj[None, :]) / (2.0 * jnp.where(pairs, jnp.maximum(sq, 0.0), 1.0))
+    sq, pairs = _pair_tile(Mi, Mj, mask_i, mask_j, same)
+    ratio = (vi[:, None] + vj[None, :]) / (2.0 * jnp.where(pairs, sq, 1.0))
     return jnp.sum(jnp.where(pairs, ratio, 0.0)), jnp.sum(pairs)
 
 
@@ -261,10 +268,8 @@ def tiled_cdnv(means: ArrayLike, variances: ArrayLike, *, tile: int = DEFAULT_TI
     blocks = [(*_padded(centred, a, b, size, dtype), _padded(v[:, None], a, b, size, dtype)[0][:, 0])
               for a, b in tiles]
     total, count = 0.0, 0
-    for i, (Mi, mi, vi) in enumerate(blocks):
-        for j in range(i, len(blocks)):
-            Mj, mj, vj = blocks[j]
-            s, n = _cdnv_tile_sums(Mi, Mj, vi, vj, mi, mj, jnp.asarray(i == j))
-            total += float(s)
-            count += int(n)
+    for (Mi, mi, vi), (Mj, mj, vj), same in _upper_tile_pairs(blocks):
+        s, n = _cdnv_tile_sums(Mi, Mj, vi, vj, mi, mj, same)
+        total += float(s)
+        count += int(n)
     return total / count
