@@ -85,7 +85,8 @@ def class_moments(features: ArrayLike, labels: ArrayLike, *, num_classes: int | 
                   chunk_size: int | None = None) -> ClassMoments:
     """``ClassMoments`` of ``features`` (``(n, d)`` array or ``Rows``) grouped by ``labels``
     in two streaming passes (as ``collapse_metrics``: rows shifted by the first row), in
-    memory ``O(chunk_size d + C d)`` and time ``O(n d)``. Every class must occur."""
+    memory ``O(chunk_size d + C d)`` and time ``O(n d)``. Every class must occur. A shell
+    function (host loop over chunks): call it eagerly."""
     source = _checked_blocks(features, labels, None, num_classes, int(chunk_size or DEFAULT_CHUNK))
     C, counts = source.num_classes, source.counts
     if (counts == 0).any():
@@ -164,7 +165,7 @@ def hyperspherical_uniformity(means: ArrayLike, *, kernel: str = "log",
     """GNC2: ``(mean, variance)`` of ``kernel`` over the pairs of normalised centred class
     means (module docstring), in tiles of ``tile`` classes (memory ``O(tile^2 + C d)``).
     Computed in the means' dtype (float64 when given float64 with 64-bit JAX), summed in
-    float64."""
+    float64. A shell function (host loop over tiles): call it eagerly."""
     if kernel not in UNIFORMITY_KERNELS:
         raise ValueError(f"kernel must be one of {UNIFORMITY_KERNELS}; got {kernel!r}.")
     M = _checked_means("means", means)
@@ -192,7 +193,8 @@ def hyperspherical_uniformity(means: ArrayLike, *, kernel: str = "log",
 
 
 def uniform_duality(classifier: ArrayLike, means: ArrayLike) -> float:
-    """UNC3: the variance (``n - 1``) over classes of ``w_c . (mu_c - mu_G)``."""
+    """UNC3: the variance (``n - 1``) over classes of ``w_c . (mu_c - mu_G)`` (host numpy,
+    float64: call it eagerly)."""
     M = _checked_means("means", means)
     W = np.asarray(_checks.as_float_matrix("classifier", classifier, dtype=None), np.float64)
     if W.shape != M.shape:
@@ -212,7 +214,8 @@ def ncc_agreement(features: ArrayLike, classifier: ArrayLike, means: ArrayLike, 
                   chunk_size: int = 1024) -> float:
     """NC4 on any rows (held-out included): the share of ``features`` (``(n, d)``) where
     ``argmax_c x . w_c`` equals ``argmin_c ||x - mu_c||`` (``means``: the training class
-    means), in chunks of ``chunk_size`` rows (memory ``O(chunk_size C + C d)``)."""
+    means), in chunks of ``chunk_size`` rows (memory ``O(chunk_size C + C d)``). A shell
+    function (host loop over chunks): call it eagerly."""
     M = _checked_means("means", means)
     W = np.asarray(_checks.as_float_matrix("classifier", classifier, dtype=None))
     if W.shape != M.shape:
@@ -235,7 +238,7 @@ def ncc_agreement(features: ArrayLike, classifier: ArrayLike, means: ArrayLike, 
 
 def ood_orthogonality(means: ArrayLike, ood_mean: ArrayLike) -> float:
     """NC5: the mean over classes of ``|cos(mu_c, mu_ood)|`` (``means`` ``(C, d)``,
-    ``ood_mean`` ``(d,)``; float64)."""
+    ``ood_mean`` ``(d,)``; host numpy, float64: call it eagerly)."""
     M = np.asarray(_checked_means("means", means, min_classes=1), np.float64)
     o = np.asarray(ood_mean, np.float64).reshape(-1)
     if o.shape != (M.shape[1],) or not np.isfinite(o).all() or not np.linalg.norm(o) > 0:
@@ -255,7 +258,8 @@ def _cdnv_tile_sums(Mi, Mj, vi, vj, mask_i, mask_j, same):
 def tiled_cdnv(means: ArrayLike, variances: ArrayLike, *, tile: int = DEFAULT_TILE) -> float:
     """CDNV from class means (``(C, d)``) and variances (``(C,)``, ``ClassMoments``), in
     tiles of ``tile`` classes: equal to ``collapse_metrics(...).cdnv`` without its
-    ``C x C`` matrices. Means are centred first (the distances do not change)."""
+    ``C x C`` matrices. Means are centred first (the distances do not change). A shell
+    function (host loop over tiles): call it eagerly."""
     M = _checked_means("means", means)
     v = np.asarray(variances, np.float64).reshape(-1)
     if v.shape != (M.shape[0],) or not np.isfinite(v).all() or (v < 0).any():

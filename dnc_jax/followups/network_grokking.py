@@ -105,7 +105,8 @@ def grokking_net(config: NetGrokkingConfig = NetGrokkingConfig()) -> list[dict]:
     """Train the network; one record per epoch (0-based ``epoch``): ``train_loss`` (the
     mean of the epoch's minibatch losses), ``train_accuracy`` and ``test_accuracy`` after
     the epoch, and at the measured epochs ``nfa_corr`` and ``nfa_no_diag_corr``. Needs
-    64-bit JAX (the script trains in float64)."""
+    64-bit JAX (the script trains in float64). A shell function (a host loop over epochs
+    of jitted steps): call it eagerly."""
     if not jax.config.read("jax_enable_x64"):
         raise ValueError("the network grokking run is float64, as published: call "
                          "jax.config.update('jax_enable_x64', True) first.")
