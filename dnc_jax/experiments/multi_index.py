@@ -16,11 +16,13 @@ CSV_KEYS = ("step", "relative_error", "test_mse", "subspace_distance", "leading_
 
 
 def multi_index_table(sizes: list[dict]) -> str:
-    """Per ``n``: step 0 and last step relative test error and distances."""
+    """Per ``n``: step 0 (the AGOP of one kernel ridge fit) and, after RFM steps, the last
+    step: relative test error and distances."""
     lines = [f"{'n':>7} {'step':>4} {'rel. error':>10} {'top-r dist':>10} {'leading':>8} "
              f"{'captured':>8}"]
     for entry in sizes:
-        for r in (entry["records"][0], entry["records"][-1]):
+        records = entry["records"]
+        for r in records[:1] + records[1:][-1:]:
             lines.append(f"{entry['n']:>7} {r['step']:>4} {r['relative_error']:>10.4f} "
                          f"{r['subspace_distance']:>10.4f} {r['leading_distance']:>8.4f} "
                          f"{r['captured']:>8.4f}")
@@ -50,6 +52,6 @@ def run_multi_index(out: str, *, config: MultiIndexConfig = MultiIndexConfig(),
                          [{"n": e["n"], **{k: r[k] for k in CSV_KEYS}}
                           for e in results["sizes"] for r in e["records"]])
         plot_multi_index(results["sizes"], os.path.join(out, "multi_index.png"),
-                         f"AGOP vs hidden subspace ({config.inputs} inputs, d = {config.d}, "
-                         f"r = {config.r})")
+                         f"AGOP vs hidden subspace ({config.inputs} inputs, {config.subspace} U, "
+                         f"h = {config.target}, d = {config.d}, r = {config.r})")
     return results

@@ -29,7 +29,13 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.data import MULTI_INDEX_INPUTS, multi_index_regression
+from dnc_jax.data import (
+    MULTI_INDEX_INPUTS,
+    MULTI_INDEX_SUBSPACES,
+    MULTI_INDEX_TARGETS,
+    coherence,
+    multi_index_regression,
+)
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import KERNELS
 from dnc_jax.options import option, parse_agop_samples
@@ -44,13 +50,17 @@ class MultiIndexConfig:
     and the RFM (``steps`` AGOP steps, Laplace kernel ``L = bandwidth``, ridge ``reg``,
     the solver options of ``fit_kernel_ridge``)."""
 
-    d: int = option(200, "input dimension")
+    d: int = option(30, "input dimension")
     r: int = option(3, "rank of the hidden U")
     n: int = option(2000, "training samples; several values make a sweep", nargs="+")
     n_test: int = option(2000, "test samples")
     inputs: str = option("hypercube", "input distribution", choices=MULTI_INDEX_INPUTS)
+    subspace: str = option("random", "U: random orthonormal rows (low coherence) or the first "
+                                     "r coordinates", choices=MULTI_INDEX_SUBSPACES)
+    target: str = option("pairs_prod", "the link h (data.multi_index_target)",
+                         choices=MULTI_INDEX_TARGETS)
     noise: float = option(0.1, "label noise std")
-    steps: int = option(5, "RFM (AGOP) steps")
+    steps: int = option(1, "AGOP steps: 1 = the AGOP of one kernel ridge fit; more = RFM")
     kernel: str = option("laplace", "the kernel", choices=KERNELS)
     bandwidth: float = option(10.0, "its bandwidth L")
     reg: float = option(1e-3, "ridge")
@@ -71,8 +81,10 @@ class MultiIndexConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if self.r > self.d:
             raise ValueError(f"r must be <= d; got r={self.r}, d={self.d}.")
-        if self.inputs not in MULTI_INDEX_INPUTS:
-            raise ValueError(f"inputs must be one of {MULTI_INDEX_INPUTS}; got {self.inputs!r}.")
+        for name, allowed in (("inputs", MULTI_INDEX_INPUTS), ("subspace", MULTI_INDEX_SUBSPACES),
+                              ("target", MULTI_INDEX_TARGETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}.")
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}; got {self.kernel!r}.")
         if not self.noise >= 0:
@@ -114,10 +126,13 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]
     ``captured`` of its AGOP (module docstring), ``random_baseline`` (``sqrt(1 - r/d)``,
     where a random subspace would be), ``agop_top`` (its leading eigenvalues, largest
     first)."""
-    X, y, U = multi_index_regression(config.n, config.d, config.r, inputs=config.inputs,
-                                     noise=config.noise, seed=config.seed)
-    Xt, yt, _ = multi_index_regression(config.n_test, config.d, config.r, inputs=config.inputs,
-                                       noise=config.noise, seed=config.seed, sample_seed=1)
+    def task(n: int, sample_seed: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return multi_index_regression(n, config.d, config.r, inputs=config.inputs,
+                                      subspace=config.subspace, target=config.target,
+                                      noise=config.noise, seed=config.seed, sample_seed=sample_seed)
+
+    X, y, U = task(config.n, None)
+    Xt, yt, _ = task(config.n_test, 1)
     Xj, Xtj = jnp.asarray(X), jnp.asarray(Xt)
     T = None
     records = []
@@ -138,6 +153,7 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]
             "leading_distance": subspace_distance(top[:, :1], U.T),
             "captured": float(np.trace(U @ A @ U.T) / np.trace(A)),
             "random_baseline": float(np.sqrt(1.0 - config.r / config.d)),
+            "coherence": coherence(U),
             "agop_top": evals[::-1][: config.r + 3].tolist(),
         })
         T = jnp.asarray(power_from_eigh(evals, evecs, 0.5), jnp.float32)
