@@ -198,7 +198,7 @@ def _deep_rfm_command(args) -> None:
     from dnc_jax.figures import deep_rfm_figures
 
     config = from_args(DeepRFMConfig, args)
-    prepare_options = deep_rfm_preset(args.preset, args.dataset, args.features).prepare_options
+    preset = deep_rfm_preset(args.preset, args.dataset, args.features)
     out = args.out
     mesh = None
     with jax.enable_x64(args.dtype == "float64"):
@@ -210,15 +210,15 @@ def _deep_rfm_command(args) -> None:
             mesh = data_mesh(args.devices)
         data_options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test,
                             data_dir=args.data_dir, progress=not args.no_progress, mesh=mesh,
-                            prepare_options=prepare_options, download=args.download,
+                            prepare_options=preset.prepare_options, download=args.download,
                             save_model=args.save_model)
         if args.seeds is not None:
             summary = run_deep_rfm_seeds(out, tuple(args.seeds), config=config, **data_options)
-            print(summary_table(summary))
+            print(summary_table(summary, preset.script))
             written = [f"{out}/seed-K/", f"{out}/summary.json", f"{out}/summary.csv"]
         else:
             results = run_deep_rfm(out, config=config, **data_options)
-            print(deep_rfm_table(results["layers"]))
+            print(deep_rfm_table(results["layers"], preset.script))
             written = [f"{out}/results.json", f"{out}/layers.csv", f"{out}/collapse.png"]
     if jax.process_index() == 0:
         written += deep_rfm_figures(out)
@@ -236,19 +236,20 @@ def _mlp_command(args) -> None:
     from dnc_jax.experiments.mlp_seeds import mlp_summary_table, run_mlp_seeds
 
     config = from_args(TrainConfig, args)
+    preset = mlp_preset(args.preset, args.backbone)
     out = args.out
     options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test, data_dir=args.data_dir,
                    measure_n=args.measure_n, progress=not args.no_progress,
                    download=args.download,
-                   prepare_options=mlp_preset(args.preset, args.backbone).prepare_options)
+                   prepare_options=preset.prepare_options)
     if args.seeds is not None:
         summary = run_mlp_seeds(out, tuple(args.seeds), config=config, **options)
-        print(mlp_summary_table(summary))
+        print(mlp_summary_table(summary, preset.script))
         print(f"wrote {out}/seed-K/, {out}/summary.json, {out}/summary.csv, "
               f"{out}/training_seeds.png")
         return
     results = run_mlp(out, config=config, **options)
-    print(mlp_table(results["measurements"][-1]))
+    print(mlp_table(results["measurements"][-1], preset.script))
     print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
 
 

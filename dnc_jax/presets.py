@@ -61,6 +61,8 @@ class DeepRFMPreset:
     n: int | None
     n_test: int | None
     prepare_options: dict
+    # the official script it reproduces: its tables print NC1 in that script's convention
+    script: str | None = None
 
 
 def deep_rfm_preset(name: str, dataset: str = "mnist5k", features: str = "relu") -> DeepRFMPreset:
@@ -77,7 +79,7 @@ def deep_rfm_preset(name: str, dataset: str = "mnist5k", features: str = "relu")
         gamma=OFFICIAL_RFF_GAMMA.get(dataset, OFFICIAL_RFF_GAMMA_DEFAULT) if cosine else 1.0,
         refit_accuracy=True)
     return DeepRFMPreset(name, config, 500, 100,
-                         {"sort_by_class": True, "test_statistics": "own"})
+                         {"sort_by_class": True, "test_statistics": "own"}, script="deep_rfm.py")
 
 
 # ------------------------------------------------------------------------ networks
@@ -94,6 +96,8 @@ class MLPPreset:
     n: int | None
     n_test: int | None
     prepare_options: dict
+    # the official script it reproduces: its tables print NC1 in that script's convention
+    script: str | None = None
 
 
 def mlp_preset(name: str, backbone: str = "none") -> MLPPreset:
@@ -155,11 +159,12 @@ def mlp_preset(name: str, backbone: str = "none") -> MLPPreset:
                              schedule="official")
         return MLPPreset(name, config, 5000, 5000,
                          {"sort_by_class": True, "standardize_features": False,
-                          "input_scale": 1.0 / 255.0})
+                          "input_scale": 1.0 / 255.0}, script="nc_nn_ratio.py")
     config = TrainConfig(depth=3, width=512, epochs=1000, lr=0.01, batch_size=128,
                          optimizer="sgd", momentum=0.0, weight_decay=0.0, loss="mse",
                          init_gain=1.0, measure_every=25, bias=False, classifier_init="torch",
                          last_batch="keep", backbone=backbone,
                          input_init="xavier" if backbone == "none" else "torch",
                          schedule="official")
-    return MLPPreset(name, config, 1000, 1000, {"sort_by_class": True, "test_statistics": "own"})
+    return MLPPreset(name, config, 1000, 1000, {"sort_by_class": True, "test_statistics": "own"},
+                     script="nc_nn.py")

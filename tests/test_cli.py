@@ -59,7 +59,12 @@ def test_cli_official_preset_with_override(tmp_path, capsys):
     assert config["refit_accuracy"] and config["width"] == 512 and config["bandwidth"] == 2.0
     for layer in results["layers"]:
         assert 0.5 < layer["refit_test_accuracy"] <= 1.0 and layer["refit_train_accuracy"] == 1.0
-    assert "refit test" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "refit test" in printed
+    # the preset reproduces deep_rfm.py, so the table prints NC1 in its convention: ours / C
+    assert "convention of dmbeaglehole/neural_collapse_rfm's deep_rfm.py" in printed
+    np.testing.assert_allclose(printed_input_nc1(printed),
+                               [layer["input"]["nc1"] / 10 for layer in results["layers"]], rtol=1e-3)
     # the cosine variant takes the layer's input dimension as its width
     out = tmp_path / "rff"
     assert main(["deep-rfm", "--preset", "official", "--features", "cosine", "--dataset",
@@ -82,7 +87,7 @@ def test_cli_seeds_and_figures(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_mlp_official_preset(tmp_path):
+def test_cli_mlp_official_preset(tmp_path, capsys):
     out = tmp_path / "mlp"
     assert main(["mlp", "--preset", "official", "--dataset", "digits", "--n", "200",
                  "--n-test", "60", "--epochs", "2", "--measure-every", "2", "--depth", "2",
@@ -92,6 +97,11 @@ def test_cli_mlp_official_preset(tmp_path):
     assert (config["optimizer"], config["lr"], config["classifier_init"], config["bias"],
             config["last_batch"]) == ("sgd", 0.01, "torch", False, "keep")
     assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+    printed = capsys.readouterr().out
+    assert "convention of dmbeaglehole/neural_collapse_rfm's nc_nn.py" in printed
+    last = assert_valid_results(out / "results.json")["measurements"][-1]
+    np.testing.assert_allclose(printed_input_nc1(printed[printed.index("\nlayer"):]),
+                               [rec["input"]["nc1"] / 10 for rec in last["layers"]], rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -194,7 +204,17 @@ def test_cli_deep_rfm_writes_results(tmp_path, capsys):
     assert "nc1" in layer["input"] and results["environment"]["versions"]["jax"]
     assert (out / "layers.csv").read_text().count("\n") == 3
     assert (out / "collapse.png").stat().st_size > 1000
-    assert "train acc" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train acc" in printed and "dnc_jax's convention" in printed
+    np.testing.assert_allclose(printed_input_nc1(printed),
+                               [layer["input"]["nc1"] for layer in results["layers"]], rtol=1e-3)
+
+
+def printed_input_nc1(text: str) -> list[float]:
+    """The first NC1 column (at each layer's input) of a printed per-layer table."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["layer"]) + 1
+    return [float(line.split()[1]) for line in lines[start:] if line.split()[:1] != ["wrote"]]
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from dnc_jax.deep_rfm_model import (
     layer_file_name,
 )
 from dnc_jax.experiments.common import load_prepared
+from dnc_jax.experiments.conventions import convention_header, nc1_key
 from dnc_jax.gram import feature_gram, gram_indices
 from dnc_jax.plots import plot_layer_collapse
 from dnc_jax.process_data import load_process_data
@@ -40,21 +41,24 @@ TABLE_METRICS = ("nc1", "nc2")
 POINTS = ("input", "projected", "output")
 
 
-def deep_rfm_table(layers: list[dict]) -> str:
+def deep_rfm_table(layers: list[dict], script: str | None = None) -> str:
     """A fixed-width per-layer table: NC1 / NC2 at the three points and the accuracies
-    (with the refitted predictor's test accuracy when the run recorded it)."""
+    (with the refitted predictor's test accuracy when the run recorded it). NC1 in the
+    convention of the official ``script`` a preset reproduces, or ours (``None``); the
+    first line says which."""
     refit = bool(layers) and "refit_test_accuracy" in layers[0]
+    metrics = (nc1_key(script), "nc2")
     head = f"{'layer':>5} " + " ".join(
         f"{p[:4] + ' ' + m:>12}" for m in TABLE_METRICS for p in POINTS
     ) + f" {'train acc':>9} {'test acc':>8}" + (f" {'refit test':>10}" if refit else "") \
         + f" {'sec':>6}"
-    lines = [head]
+    lines = [convention_header(script), head]
 
     def acc(value, width):
         return f"{'' if value is None else f'{value:.4f}':>{width}}"
 
     for rec in layers:
-        cells = " ".join(f"{rec[p][m]:>12.4g}" for m in TABLE_METRICS for p in POINTS)
+        cells = " ".join(f"{rec[p][m]:>12.4g}" for m in metrics for p in POINTS)
         extra = f" {acc(rec['refit_test_accuracy'], 10)}" if refit else ""
         lines.append(f"{rec['layer']:>5} {cells} {rec['train_accuracy']:>9.4f} "
                      f"{acc(rec['test_accuracy'], 8)}{extra} {rec['seconds']:>6.1f}")

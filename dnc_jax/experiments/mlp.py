@@ -6,6 +6,7 @@ import dataclasses
 import os
 
 from dnc_jax.experiments.common import load_prepared
+from dnc_jax.experiments.conventions import convention_header, nc1_key
 from dnc_jax.nets.analysis import POINTS
 from dnc_jax.plots import plot_training
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable, flatten_metrics
@@ -16,10 +17,13 @@ def _share(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def mlp_table(measurement: dict) -> str:
+def mlp_table(measurement: dict, script: str | None = None) -> str:
     """Per head layer at one measurement: NC1 at input / right-singular step / AGOP
-    projection / output, the right-singular and AGOP shares, the NFA correlations."""
+    projection / output (in ``script``'s convention, as ``deep_rfm_table``), the
+    right-singular and AGOP shares, the NFA correlations."""
+    key = nc1_key(script)
     lines = [
+        convention_header(script),
         f"epoch {measurement['epoch']}: train loss {measurement['train_loss']:.4g}, train acc "
         f"{measurement['train_accuracy']:.4f}"
         + ("" if measurement["test_accuracy"] is None
@@ -28,7 +32,7 @@ def mlp_table(measurement: dict) -> str:
         f"{'right share':>11} {'agop share':>10} {'NFA sqrt':>9} {'NFA agop':>9}",
     ]
     for rec in measurement["layers"]:
-        nc1 = " ".join(f"{rec[p]['nc1']:>10.4g}" for p in POINTS)
+        nc1 = " ".join(f"{rec[p][key]:>10.4g}" for p in POINTS)
         lines.append(
             f"{rec['layer']:>5} {nc1} {_share(rec['right_share']):>11} "
             f"{_share(rec['agop_share']):>10} {rec['nfa_sqrt_agop']:>9.3f} {rec['nfa_agop']:>9.3f}"

@@ -5,7 +5,8 @@ seeds, as ``gen_nn_plots.py`` of ``dmbeaglehole/neural_collapse_rfm`` draws them
 ``OUT/seed-K/`` holds seed ``K``'s run; ``OUT/summary.json`` / ``summary.csv`` hold, per
 measurement epoch and head layer, the mean and standard deviation (``n - 1``, as
 ``torch.std``) over the seeds of: NC1 at input / right-singular step / AGOP projection /
-output, the trace ratios at the layer's **input**, where ``nc_nn_ratio.py`` takes them
+output (``nc1_<point>``; ``nc1_official_<point>`` in the official scripts' convention),
+the trace ratios at the layer's **input**, where ``nc_nn_ratio.py`` takes them
 (``phiX = fmap(train_X)`` for layer ``l``, lines 355-361 at eee0604):
 ``within_total`` = ``tr(Sigma_W)/tr(Sigma_T)`` (the same in both conventions) and
 ``between_total_official`` = ``C tr(Sigma_B)/tr(Sigma_T)`` (the script's convention,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from dnc_jax.experiments.conventions import convention_header, nc1_key
 from dnc_jax.experiments.mlp import run_mlp
 from dnc_jax.experiments.seeds import checked_seeds, mean_std, seed_dir
 from dnc_jax.nets.analysis import POINTS
@@ -29,6 +31,7 @@ SCALARS = ("train_loss", "train_accuracy", "test_accuracy")
 
 def _layer_values(rec: dict) -> dict:
     values = {f"nc1_{p}": rec[p]["nc1"] for p in POINTS}
+    values.update({f"nc1_official_{p}": rec[p]["nc1_official"] for p in POINTS})
     inputs = rec["input"]  # where nc_nn_ratio.py takes its traces (module docstring)
     values["within_total"] = inputs["trace_within"] / inputs["trace_total"]
     values["between_total_official"] = (inputs["num_classes"] * inputs["trace_between"]
@@ -77,17 +80,20 @@ def aggregate_losses(histories: list[list[dict]]) -> list[dict]:
             for i in range(count)]
 
 
-def mlp_summary_table(summary: list[dict]) -> str:
+def mlp_summary_table(summary: list[dict], script: str | None = None) -> str:
     """At the last common measurement, per head layer: NC1 mean +- std at the four points
-    and the NFA correlation (square root of the AGOP)."""
+    (in ``script``'s convention, as ``deep_rfm_table``) and the NFA correlation (square
+    root of the AGOP)."""
     last = summary[-1]
     acc = last["train_accuracy"]
-    lines = [f"epoch {last['epoch']}, {last['seeds']} seeds: train acc "
+    prefix = nc1_key(script) + "_"
+    lines = [convention_header(script),
+             f"epoch {last['epoch']}, {last['seeds']} seeds: train acc "
              f"{acc['mean']:.4f} +- {acc['std']:.4f}",
              f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>20}" for p in POINTS)
              + f" {'NFA sqrt':>16}"]
     for rec in last["layers"]:
-        cells = " ".join(f"{rec['nc1_' + p]['mean']:>10.4g} +- {rec['nc1_' + p]['std']:<6.2g}"
+        cells = " ".join(f"{rec[prefix + p]['mean']:>10.4g} +- {rec[prefix + p]['std']:<6.2g}"
                          for p in POINTS)
         nfa = rec["nfa_sqrt_agop"]
         lines.append(f"{rec['layer']:>5} {cells} {nfa['mean']:>8.3f} +- {nfa['std']:.3f}")

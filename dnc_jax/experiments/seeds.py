@@ -2,7 +2,7 @@
 
 ``OUT/seed-K/`` holds seed ``K``'s run (as ``run_deep_rfm`` writes it); ``OUT/summary.json``
 and ``OUT/summary.csv`` hold, per layer, measurement point and metric, the mean and
-standard deviation (``ddof = 0``) over the seeds that have completed that layer.
+standard deviation (``n - 1``, ``mean_std``) over the seeds that have completed that layer.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import jax
 import numpy as np
 
 from dnc_jax.deep_rfm_model import DeepRFMConfig
+from dnc_jax.experiments.conventions import convention_header, nc1_key
 from dnc_jax.experiments.deep_rfm import POINTS, run_deep_rfm
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
-SUMMARY_METRICS = ("nc1", "nc2", "cdnv")
+SUMMARY_METRICS = ("nc1", "nc1_official", "nc2", "cdnv")
 SUMMARY_SCALARS = ("train_accuracy", "test_accuracy")
 
 
@@ -68,11 +69,14 @@ def mean_std(values: list) -> dict | None:
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0}
 
 
-def summary_table(summary: list[dict]) -> str:
-    """Per layer: NC1 mean +- std at the three points, and the test accuracy."""
-    lines = [f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>22}" for p in POINTS) + f" {'test acc':>16}"]
+def summary_table(summary: list[dict], script: str | None = None) -> str:
+    """Per layer: NC1 mean +- std at the three points (in ``script``'s convention, as
+    ``deep_rfm_table``), and the test accuracy."""
+    key = nc1_key(script)
+    lines = [convention_header(script),
+             f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>22}" for p in POINTS) + f" {'test acc':>16}"]
     for entry in summary:
-        cells = " ".join(f"{entry[p]['nc1']['mean']:>11.4g} +- {entry[p]['nc1']['std']:<8.2g}"
+        cells = " ".join(f"{entry[p][key]['mean']:>11.4g} +- {entry[p][key]['std']:<8.2g}"
                          for p in POINTS)
         acc = entry["test_accuracy"]
         acc = "" if acc is None else f"{acc['mean']:.4f} +- {acc['std']:.4f}"

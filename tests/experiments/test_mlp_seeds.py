@@ -5,7 +5,7 @@ import pytest
 
 
 def _measurement(epoch, nc1_in, nfa, loss):
-    point = {"nc1": nc1_in, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0,
+    point = {"nc1": nc1_in, "nc1_official": nc1_in / 10, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0,
              "num_classes": 10}
     deeper = {**point, "trace_within": 2.0}  # the traces are read at the input, not here
     layer = {"input": point, "right": deeper, "agop": deeper, "output": deeper}
@@ -23,6 +23,7 @@ def test_mlp_seeds_aggregate_mean_and_std():
     assert entry["epoch"] == 5 and entry["seeds"] == 2
     root2 = pytest.approx(np.sqrt(2))  # the n - 1 std of two values 2 apart
     assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": root2}
+    assert entry["layers"][0]["nc1_official_input"]["mean"] == pytest.approx(0.3)
     assert entry["layers"][0]["nfa_sqrt_agop"]["mean"] == pytest.approx(0.7)
     assert entry["layers"][0]["within_total"] == {"mean": 0.25, "std": 0.0}
     # the script's convention: C tr(S_B) / tr(S_T)

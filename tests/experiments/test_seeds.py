@@ -13,7 +13,7 @@ from dnc_jax.figures import deep_rfm_figures
 
 def test_aggregate_layers_mean_and_std():
     def rec(v):
-        point = {"nc1": v, "nc2": 2 * v, "cdnv": 3 * v}
+        point = {"nc1": v, "nc1_official": v / 10, "nc2": 2 * v, "cdnv": 3 * v}
         return {"input": point, "projected": point, "output": point, "train_accuracy": 1.0,
                 "test_accuracy": v / 10}
 
@@ -26,6 +26,7 @@ def test_aggregate_layers_mean_and_std():
     assert summary[0]["test_accuracy"]["mean"] == pytest.approx(0.2)
     two = aggregate_layers(runs[:2])
     assert two[1]["output"]["nc1"]["mean"] == 3.5
+    assert two[1]["output"]["nc1_official"]["mean"] == pytest.approx(0.35)
     assert two[1]["output"]["nc1"]["std"] == pytest.approx(1.5 * np.sqrt(2))
     assert aggregate_layers(runs[2:])[0]["output"]["nc1"]["std"] == 0.0  # one seed
 

@@ -1,0 +1,27 @@
+"""Which NC1 a printed table shows: this library's, or that of the official script a preset
+reproduces (``CollapseMetrics``' docstring derives the factor ``C`` between them).
+
+Records always hold both (``nc1`` and ``nc1_official``); only what is printed changes.
+"""
+
+from __future__ import annotations
+
+OFFICIAL_REPOSITORY = "dmbeaglehole/neural_collapse_rfm"
+OFFICIAL_SCRIPTS = ("deep_rfm.py", "nc_nn.py", "nc_nn_ratio.py")
+
+
+def nc1_key(script: str | None) -> str:
+    """The record key of the NC1 to print: ``"nc1_official"`` for an official script,
+    else ``"nc1"``."""
+    if script is not None and script not in OFFICIAL_SCRIPTS:
+        raise ValueError(f"script must be one of {OFFICIAL_SCRIPTS} or None; got {script!r}.")
+    return "nc1" if script is None else "nc1_official"
+
+
+def convention_header(script: str | None) -> str:
+    """The line a table starts with, saying whose NC1 it prints."""
+    if nc1_key(script) == "nc1":
+        return ("NC1 = tr(Sigma_W) / tr(Sigma_B), dnc_jax's convention (the official scripts "
+                "print NC1 / C: nc1_official in the records)")
+    return (f"NC1 in the convention of {OFFICIAL_REPOSITORY}'s {script} (Sigma_B / C, "
+            f"Sigma_W / (C n)): dnc_jax's tr(Sigma_W) / tr(Sigma_B) divided by C")
