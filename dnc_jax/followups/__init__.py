@@ -13,6 +13,7 @@ from dnc_jax.followups.grokking import (
 )
 from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm, subspace_distance
 from dnc_jax.followups.network_grokking import NetGrokkingConfig, grokking_net
+from dnc_jax.followups.random_circulant import random_circulant_fit, random_circulant_metric
 
 __all__ = [
     "GrokkingConfig",
@@ -27,5 +28,7 @@ __all__ = [
     "multi_index_rfm",
     "per_class_agops",
     "primitive_root",
+    "random_circulant_fit",
+    "random_circulant_metric",
     "subspace_distance",
 ]

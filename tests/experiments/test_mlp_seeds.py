@@ -5,8 +5,8 @@ import pytest
 
 
 def _measurement(epoch, nc1_in, nfa, loss):
-    point = {"nc1": nc1_in, "nc1_official": nc1_in / 10, "trace_within": 1.0, "trace_between": 3.0, "trace_total": 4.0,
-             "num_classes": 10}
+    point = {"nc1": nc1_in, "nc1_official": nc1_in / 10, "trace_within": 1.0,
+             "trace_between": 3.0, "trace_total": 4.0, "num_classes": 10}
     deeper = {**point, "trace_within": 2.0}  # the traces are read at the input, not here
     layer = {"input": point, "right": deeper, "agop": deeper, "output": deeper}
     layer.update(nfa_sqrt_agop=nfa, nfa_agop=nfa / 2)
