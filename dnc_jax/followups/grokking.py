@@ -49,7 +49,7 @@ from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions
 
 OPS = tuple(MODULAR_OPS)
-GROKKING_KERNELS = ("gaussian", "laplace", "quadratic")
+GROKKING_KERNELS = ("gaussian", "laplace", "quadratic", "relu_ntk")
 
 
 def _is_prime(p: int) -> bool:
@@ -68,7 +68,11 @@ class GrokkingConfig:
       solved directly, line 78); ``kernel`` ``"laplace"`` (``models/laplace_kernel.py``
       ``laplacian_M``: ``exp(-||x - z||_M / L)``) or ``"quadratic"``
       (``models/quadratic_kernel.py`` ``quadratic_M``: ``3 (x^T M z)^2``) as
-      ``--kernel_type`` (line 120) chooses;
+      ``--kernel_type`` (line 120) chooses; or ``"relu_ntk"``, the NTK of a one-hidden-layer
+      bias-free ReLU network (``kernels.ArcCosine``, on ``x M^(1/2)``). Not the published
+      ``jax_ntk_nngp``, which is the NTK of a network with quadratic units
+      (``models/jax_ntk_nngp.py`` lines 23-38) and whose update the repository's README
+      marks as not working;
     - 0/1 one-hot targets and one-hot inputs of size ``2p`` (lines 142-146), float64
       (line 18);
     - centred gradients (line 177, ``centering=True``; ``gaussian_kernel.py`` line 92:
@@ -84,7 +88,8 @@ class GrokkingConfig:
     iters: int = option(50, "RFM iterations")
     kernel: str = option("gaussian", "the kernel (train_kernel.py --kernel_type): gaussian "
                                      "exp(-||x - z||_M^2 / (2 L^2)), laplace "
-                                     "exp(-||x - z||_M / L), quadratic 3 (x^T M z)^2",
+                                     "exp(-||x - z||_M / L), quadratic 3 (x^T M z)^2, "
+                                     "relu_ntk the one-hidden-layer ReLU NTK on x M^(1/2)",
                          choices=GROKKING_KERNELS)
     bandwidth: float = option(2.5, "the Gaussian and Laplace kernels' bandwidth L")
     reg: float = option(0.0, "ridge")

@@ -126,6 +126,50 @@ def test_grokking_equals_independent_reference(kernel):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-8 * np.abs(theirs).max())
 
 
+def _relu_ntk(U, V):
+    """The depth-1 bias-free ReLU NTK (weight variance 2, inputs scaled by 1/d), written as
+    ``(sqrt(s_uu s_vv - s_uv^2) + 2 (pi - t) s_uv) / pi`` with ``s_uv = 2 u.v / d`` and
+    ``t = arccos(s_uv / sqrt(s_uu s_vv))``: the closed form of the arc-cosine recursion
+    (Cho & Saul 2009), not the library's ``sin``/``cos`` form."""
+    d = U.shape[1]
+    suv = 2 * U @ V.T / d
+    suu, svv = 2 * np.sum(U * U, 1) / d, 2 * np.sum(V * V, 1) / d
+    norm2 = suu[:, None] * svv[None, :]
+    t = np.arccos(np.clip(suv / np.sqrt(norm2), -1.0, 1.0))
+    return (np.sqrt(np.maximum(norm2 - suv**2, 0.0)) + 2 * (np.pi - t) * suv) / np.pi
+
+
+def test_relu_ntk_grokking_step_equals_finite_differences(x64, rng):
+    """The AGOP a grokking step takes with ``kernel="relu_ntk"``, at the identity metric and
+    at a random one, against central differences of an independent numpy predictor. The
+    NTK has a cusp where ``x T`` is parallel to a training point's (its ``pi - t`` term is
+    ``|x_perp|``-like at ``x = x_i``): central differences average the two sides, as the
+    library's clipped ``arccos`` does, and leave an ``O(h)`` error from the cusp's
+    curvature; rounding adds ``eps |f| / h``, large here because the interpolating solve's
+    coefficients are (measured at the identity metric: relative error 6e-8 at h = 1e-4,
+    7e-7 at 1e-5, 4e-5 at 1e-6). Hence h = 1e-4 and a relative tolerance of 1e-6."""
+    from dnc_jax.rfm import fit_with_agop
+    from dnc_jax.solvers import SolverOptions
+
+    X, y, _, _ = modular_arithmetic(7, "+", 0.7, 0)
+    X, Y = X.astype(np.float64), np.eye(7)[y]
+    B = rng.standard_normal((14, 14))
+    for M in (np.eye(14), B @ B.T / 14 + 0.1 * np.eye(14)):
+        T = np.real(scipy.linalg.sqrtm(M))
+        Z = X @ T
+        alpha = np.linalg.solve(_relu_ntk(Z, Z), Y)
+        h = 1e-4
+        G = np.stack([(_relu_ntk((X + h * e) @ T, Z) - _relu_ntk((X - h * e) @ T, Z)) @ alpha / (2 * h)
+                      for e in np.eye(14)], axis=-1)  # (n, classes, d): d f_c / d x
+        G = G - G.mean(axis=0)
+        reference = np.einsum("icd,ice->de", G, G) / len(X)
+        _, A, _ = fit_with_agop(jax.numpy.asarray(Z), Y, kernel="relu_ntk", bandwidth=1.0, reg=0.0,
+                                transform=jax.numpy.asarray(T), centered=True,
+                                solver=SolverOptions("cholesky"))
+        np.testing.assert_allclose(np.asarray(A), reference, rtol=0,
+                                   atol=1e-6 * np.abs(reference).max())
+
+
 def test_grokking_p13_generalises_after_iterations():
     """Published settings at p = 13 with 70% of the pairs: measured test accuracy 0 at
     iteration 0 and 0.961 from iteration 35 (0.686 at 10), train accuracy 1 throughout;
