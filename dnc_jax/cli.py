@@ -94,8 +94,8 @@ def _run_args(p) -> None:
                    help="write each layer of the model to OUT/model/ (DeepRFM.load(OUT) "
                         "reads it; about n x width numbers per layer)")
     p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="official: the paper script's configuration (dnc_jax/presets.py); "
-                        "other flags still override its values")
+                   help="official: the paper script's configuration; paper: the settings of "
+                        "its figures (dnc_jax/presets.py); other flags still override its values")
 
 
 def preset_defaults(argv: list[str]):
@@ -148,8 +148,9 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
                           "measurement and figures with bands (overrides --seed)")
     mlp.add_argument("--preset", choices=MLP_PRESETS, default="default",
                      help="fast: the README's quick CPU run; official: the paper's nc_nn.py; "
-                          "ratio: its nc_nn_ratio.py (dnc_jax/presets.py); other flags still "
-                          "override its values")
+                          "ratio: its nc_nn_ratio.py; paper: nc_nn.py with the settings of the "
+                          "paper's figures (gen_nn_plots.py; dnc_jax/presets.py); other flags "
+                          "still override its values")
     if mlp_defaults is not None:
         mlp.set_defaults(n=mlp_defaults.n, n_test=mlp_defaults.n_test)
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")

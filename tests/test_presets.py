@@ -25,7 +25,28 @@ def test_official_preset_equals_the_cited_script_values():
     default = deep_rfm_preset("default")
     assert default.config == DeepRFMConfig() and default.n is None and default.prepare_options == {}
     with pytest.raises(ValueError, match="preset"):
-        deep_rfm_preset("paper")
+        deep_rfm_preset("figures")
+
+
+def test_paper_presets_equal_the_figure_scripts_values():
+    """gen_deep_rfm_plots.py lines 28-35 and gen_nn_plots.py lines 22-33 (eee0604): the
+    settings the result files the paper's figures read are keyed to."""
+    for dataset in ("mnist5k", "cifar10"):
+        paper, official = deep_rfm_preset("paper", dataset), deep_rfm_preset("official", dataset)
+        assert (paper.name, paper.script) == ("paper", "deep_rfm.py")
+        assert (paper.config, paper.n, paper.n_test, paper.prepare_options) == (
+            official.config, official.n, official.n_test, official.prepare_options)
+    p = mlp_preset("paper")
+    c = p.config
+    assert (p.n, p.n_test, p.script) == (50_000, None, "nc_nn.py")  # -n 50000; all test rows
+    assert (c.depth, c.epochs, c.lr, c.measure_every, c.width) == (5, 300, 0.05, 10, 512)
+    assert (c.optimizer, c.momentum, c.weight_decay, c.init_gain) == ("sgd", 0.0, 0.0, 1.0)
+    assert c.schedule == "official" and c.total_epochs == 301
+    official = mlp_preset("official")
+    assert p.prepare_options == official.prepare_options
+    assert (c.loss, c.batch_size, c.bias, c.classifier_init, c.last_batch, c.input_init) == (
+        "mse", 128, False, "torch", "keep", "xavier")
+    assert mlp_preset("paper", "resnet18").config.input_init == "torch"
 
 
 def test_official_mlp_preset_equals_the_cited_script_values():
