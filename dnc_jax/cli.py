@@ -157,6 +157,9 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
     fig.add_argument("--format", choices=("png", "pdf", "svg"), default="png")
+    fig.add_argument("--convention", choices=("dnc_jax", "deep_rfm.py"), default="dnc_jax",
+                     help="NC1 as this library defines it, or as the official deep_rfm.py "
+                          "(ours / C)")
     grok = sub.add_parser("grokking", help="RFM on modular arithmetic (published settings)")
     add_flags(grok, GrokkingConfig)
     _output_args(grok, "grokking")
@@ -222,14 +225,15 @@ def _deep_rfm_command(args) -> None:
             print(deep_rfm_table(results["layers"], preset.script))
             written = [f"{out}/results.json", f"{out}/layers.csv", f"{out}/collapse.png"]
     if jax.process_index() == 0:
-        written += deep_rfm_figures(out)
+        written += deep_rfm_figures(out, script=preset.script)
     print("wrote " + ", ".join(written))
 
 
 def _figures_command(args) -> None:
     from dnc_jax.figures import deep_rfm_figures
 
-    print("wrote " + ", ".join(deep_rfm_figures(args.run, args.format)))
+    script = None if args.convention == "dnc_jax" else args.convention
+    print("wrote " + ", ".join(deep_rfm_figures(args.run, args.format, script)))
 
 
 def _mlp_command(args) -> None:
@@ -244,7 +248,8 @@ def _mlp_command(args) -> None:
                    download=args.download,
                    prepare_options=preset.prepare_options)
     if args.seeds is not None:
-        summary = run_mlp_seeds(out, tuple(args.seeds), config=config, **options)
+        summary = run_mlp_seeds(out, tuple(args.seeds), config=config, script=preset.script,
+                                **options)
         print(mlp_summary_table(summary, preset.script))
         print(f"wrote {out}/seed-K/, {out}/summary.json, {out}/summary.csv, "
               f"{out}/training_seeds.png")

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from dnc_jax.conventions import nc1_key, nc1_label
 from dnc_jax.experiments.deep_rfm import POINTS
 from dnc_jax.experiments.seeds import aggregate_layers
 from dnc_jax.plots import FORMATS, finish_layer_axes, plt, save_figure
@@ -48,11 +49,13 @@ def _layers(run: str) -> list[dict]:
     return results["layers"]
 
 
-def plot_collapse_bands(summary: list[dict], path: str, title: str) -> None:
-    """NC1 and NC2 per layer, mean and seed band, one line per measurement point."""
+def plot_collapse_bands(summary: list[dict], path: str, title: str,
+                        script: str | None = None) -> None:
+    """NC1 (in the convention of the official ``script`` a preset reproduces, else ours)
+    and NC2 per layer, mean and seed band, one line per measurement point."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = [e["layer"] for e in summary]
-    for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
+    for ax, metric in zip(axes, (nc1_key(script), "nc2"), strict=True):
         for point in POINTS:
             line, marker, grey = STYLES[point]
             mean = np.array([e[point][metric]["mean"] for e in summary])
@@ -60,7 +63,7 @@ def plot_collapse_bands(summary: list[dict], path: str, title: str) -> None:
             ax.plot(x, mean, line, marker=marker, color=grey, label=point)
             ax.fill_between(x, np.maximum(mean - std, mean * 1e-3), mean + std, color=grey,
                             alpha=0.2, lw=0)
-    finish_layer_axes(fig, axes, ("nc1", "nc2"), path, title)
+    finish_layer_axes(fig, axes, (nc1_label(script), "NC2"), path, title)
 
 
 def plot_grams(grams: np.ndarray, path: str, title: str, shown: int = 6) -> None:
@@ -96,8 +99,9 @@ def plot_agop_spectra(layers: list[dict], path: str, title: str) -> None:
     save_figure(fig, path)
 
 
-def deep_rfm_figures(run_dir: str, fmt: str = "png") -> list[str]:
-    """Draw the three figures of the run(s) in ``run_dir`` into ``run_dir/figures``;
+def deep_rfm_figures(run_dir: str, fmt: str = "png", script: str | None = None) -> list[str]:
+    """Draw the three figures of the run(s) in ``run_dir`` into ``run_dir/figures``, NC1
+    in the convention of the official ``script`` (``"deep_rfm.py"``) or ours (``None``);
     returns the paths written."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}.")
@@ -110,7 +114,8 @@ def deep_rfm_figures(run_dir: str, fmt: str = "png") -> list[str]:
     os.makedirs(out, exist_ok=True)
     seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
     paths = [os.path.join(out, f"collapse.{fmt}"), os.path.join(out, f"agop_spectra.{fmt}")]
-    plot_collapse_bands(summary, paths[0], f"Deep RFM collapse by layer (mean +- std, {seeds})")
+    plot_collapse_bands(summary, paths[0], f"Deep RFM collapse by layer (mean +- std, {seeds})",
+                        script)
     plot_agop_spectra(all_layers[0], paths[1], "AGOP spectrum per layer (darker: earlier)")
     extras = os.path.join(runs[0], "extras.npz")
     if os.path.exists(extras):

@@ -10,6 +10,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dnc_jax.conventions import nc1_key, nc1_label  # noqa: E402
 from dnc_jax.nets.analysis import POINTS  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
@@ -27,12 +28,12 @@ def save_figure(fig, path: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def finish_layer_axes(fig, axes, metrics: tuple[str, ...], path: str, title: str) -> None:
+def finish_layer_axes(fig, axes, labels: tuple[str, ...], path: str, title: str) -> None:
     """Log-scale metric-by-layer axes: labels, grid, legend on the first, title; saved."""
-    for ax, metric in zip(axes, metrics, strict=True):
+    for ax, label in zip(axes, labels, strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("layer")
-        ax.set_ylabel(metric.upper())
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(title)
@@ -46,7 +47,7 @@ def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, 
     for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
         for point in points:
             ax.plot(x, [rec[point][metric] for rec in layers], marker="o", label=point)
-    finish_layer_axes(fig, axes, ("nc1", "nc2"), path, title)
+    finish_layer_axes(fig, axes, ("NC1", "NC2"), path, title)
 
 
 def plot_training(measurements: list[dict], path: str, title: str) -> None:
@@ -82,26 +83,29 @@ def _band(ax, x, stats, label, log=False, **style):
     ax.fill_between(x, lower, mean + std, alpha=0.15, **style)
 
 
-def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str) -> None:
-    """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log),
+def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str,
+                        script: str | None = None) -> None:
+    """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log; in
+    the convention of the official ``script`` a preset reproduces, else ours),
     ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` at the layer's input, the
     latter in the official scripts' convention (``C`` times ours; log), the NFA
     correlations; and a last column with the train loss of every epoch (``losses``, log)
     and the accuracies at the measurements."""
     epochs = [e["epoch"] for e in summary]
     num_layers = len(summary[-1]["layers"])
+    prefix = nc1_key(script) + "_"
     fig, axes = plt.subplots(3, num_layers + 1, figsize=(3.2 * (num_layers + 1), 8.4),
                              squeeze=False)
     for layer in range(num_layers):
         recs = [e["layers"][layer] for e in summary]
         for point in POINTS:
-            _band(axes[0, layer], epochs, [r["nc1_" + point] for r in recs], point, log=True)
+            _band(axes[0, layer], epochs, [r[prefix + point] for r in recs], point, log=True)
         for key, label in (("within_total", "tr(S_W)/tr(S_T)"),
                            ("between_total_official", "tr(S_B)/tr(S_T), official")):
             _band(axes[1, layer], epochs, [r[key] for r in recs], label, log=True)
         for key in ("nfa_sqrt_agop", "nfa_agop"):
             _band(axes[2, layer], epochs, [r[key] for r in recs], key)
-        axes[0, layer].set_title(f"layer {layer}: NC1")
+        axes[0, layer].set_title(f"layer {layer}: {nc1_label(script)}")
         axes[1, layer].set_title(f"layer {layer}: input traces")
         axes[2, layer].set_title(f"layer {layer}: NFA corr.")
         axes[0, layer].set_yscale("log")

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.deep_rfm_model import (
     MODEL_FOLDER,
     DeepRFMConfig,
@@ -18,7 +19,6 @@ from dnc_jax.deep_rfm_model import (
     layer_file_name,
 )
 from dnc_jax.experiments.common import load_prepared
-from dnc_jax.experiments.conventions import convention_header, nc1_key
 from dnc_jax.gram import feature_gram, gram_indices
 from dnc_jax.plots import plot_layer_collapse
 from dnc_jax.process_data import load_process_data

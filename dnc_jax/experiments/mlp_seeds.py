@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from dnc_jax.experiments.conventions import convention_header, nc1_key
+from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.mlp import run_mlp
 from dnc_jax.experiments.seeds import checked_seeds, mean_std, seed_dir
 from dnc_jax.nets.analysis import POINTS
@@ -116,10 +116,11 @@ def _summary_rows(summary: list[dict]) -> list[dict]:
 
 
 def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = True,
-                  **run_options) -> list[dict]:
+                  script: str | None = None, **run_options) -> list[dict]:
     """``run_mlp`` once per seed into ``OUT/seed-K`` (each resuming on its own), then the
     aggregate; returns the summary (also written to ``summary.json`` / ``.csv`` and drawn
-    in ``training_seeds.png``)."""
+    in ``training_seeds.png``, its NC1 in the convention of the official ``script`` a
+    preset reproduces, else ours)."""
     seeds = checked_seeds(seeds)
     ensure_writable(out)
     runs, histories = [], []
@@ -136,5 +137,6 @@ def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = 
     atomic_write_csv(os.path.join(out, "summary.csv"), _summary_rows(summary))
     head = "MLP" if config.backbone == "none" else f"{config.backbone} + MLP head"
     plot_training_seeds(summary, losses, os.path.join(out, "training_seeds.png"),
-                        f"{head} on {run_options.get('dataset', 'mnist5k')}, seeds {list(seeds)}")
+                        f"{head} on {run_options.get('dataset', 'mnist5k')}, seeds {list(seeds)}",
+                        script)
     return summary

@@ -13,8 +13,8 @@ import os
 import jax
 import numpy as np
 
+from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.deep_rfm_model import DeepRFMConfig
-from dnc_jax.experiments.conventions import convention_header, nc1_key
 from dnc_jax.experiments.deep_rfm import POINTS, run_deep_rfm
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 

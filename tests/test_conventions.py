@@ -2,7 +2,7 @@
 
 import pytest
 
-from dnc_jax.experiments.conventions import OFFICIAL_SCRIPTS, convention_header, nc1_key
+from dnc_jax.conventions import OFFICIAL_SCRIPTS, convention_header, nc1_key
 from dnc_jax.experiments.seeds import summary_table
 
 
@@ -21,3 +21,18 @@ def test_the_seed_summary_prints_the_chosen_nc1():
     ours, official = summary_table(summary), summary_table(summary, "deep_rfm.py")
     assert ours.splitlines()[2].split()[1] == "2.5" and "dnc_jax's convention" in ours
     assert official.splitlines()[2].split()[1] == "0.25" and "deep_rfm.py" in official
+
+
+def test_the_figures_draw_the_chosen_nc1(monkeypatch):
+    import dnc_jax.figures as figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "finish_layer_axes",
+                        lambda fig, axes, labels, path, title: drawn.update(axes=axes, labels=labels))
+    point = {"nc1": {"mean": 2.5, "std": 0.5}, "nc1_official": {"mean": 0.25, "std": 0.05},
+             "nc2": {"mean": 0.1, "std": 0.0}}
+    summary = [{"layer": 0, "input": point, "projected": point, "output": point}]
+    for script, value, label in ((None, 2.5, "NC1"), ("deep_rfm.py", 0.25, "NC1 (deep_rfm.py)")):
+        figures.plot_collapse_bands(summary, "unused.png", "title", script)
+        assert drawn["labels"][0] == label
+        assert {float(line.get_ydata()[0]) for line in drawn["axes"][0].get_lines()} == {value}

@@ -1,5 +1,5 @@
-"""Which NC1 a printed table shows: this library's, or that of the official script a preset
-reproduces (``CollapseMetrics``' docstring derives the factor ``C`` between them).
+"""Which NC1 a printed table or figure shows: this library's, or that of the official
+script a preset reproduces (``CollapseMetrics``' docstring derives the factor ``C`` between them).
 
 Records always hold both (``nc1`` and ``nc1_official``); only what is printed changes.
 """
@@ -25,3 +25,8 @@ def convention_header(script: str | None) -> str:
                 "print NC1 / C: nc1_official in the records)")
     return (f"NC1 in the convention of {OFFICIAL_REPOSITORY}'s {script} (Sigma_B / C, "
             f"Sigma_W / (C n)): dnc_jax's tr(Sigma_W) / tr(Sigma_B) divided by C")
+
+
+def nc1_label(script: str | None) -> str:
+    """The axis label of the NC1 ``nc1_key(script)`` selects."""
+    return "NC1" if nc1_key(script) == "nc1" else f"NC1 ({script})"
