@@ -198,8 +198,8 @@ def _deep_rfm_command(args) -> None:
     import jax
 
     from dnc_jax.experiments import deep_rfm_table, run_deep_rfm
+    from dnc_jax.experiments.run_figures import deep_rfm_figures
     from dnc_jax.experiments.seeds import run_deep_rfm_seeds, summary_table
-    from dnc_jax.figures import deep_rfm_figures
 
     config = from_args(DeepRFMConfig, args)
     preset = deep_rfm_preset(args.preset, args.dataset, args.features)
@@ -230,7 +230,7 @@ def _deep_rfm_command(args) -> None:
 
 
 def _figures_command(args) -> None:
-    from dnc_jax.figures import deep_rfm_figures
+    from dnc_jax.experiments.run_figures import deep_rfm_figures
 
     script = None if args.convention == "dnc_jax" else args.convention
     print("wrote " + ", ".join(deep_rfm_figures(args.run, args.format, script)))

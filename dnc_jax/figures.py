@@ -1,52 +1,228 @@
-"""The paper's Deep RFM figures from a run folder (``dnc-jax figures deep-rfm --run DIR``).
-
-``DIR`` is one run (``results.json``) or a seeds folder (``seed-K/`` runs, from
-``--seeds``). Drawn, in grayscale-readable styles:
-
-- ``collapse``: NC1 and NC2 against layer at the input ``X_l``, the projection
-  ``X_l M_l^(1/2)`` and the output ``X_{l+1}``, mean with a band of +- one standard
-  deviation over the seeds;
-- ``grams``: per layer, the Gram matrix of class-sorted, centred, unit-norm input features
-  (``gram.GRAM_PER_CLASS`` samples per class; the paper's first figure), of the first seed;
-- ``agop_spectra``: each layer's AGOP eigenvalues (divided by the largest), of the first
-  seed.
-"""
+"""Every figure this library draws (matplotlib, Agg backend: no display needed), each a
+function of records already computed: per-layer collapse, training curves with seed
+bands, the grokking and multi-index runs, and the paper's Deep RFM figures (collapse with
+seed bands, class-mean Gram matrices, AGOP spectra). Reading run folders and choosing what
+to draw is ``experiments.run_figures``' job."""
 
 from __future__ import annotations
 
-import glob
-import json
-import os
+import io
 
+import matplotlib
 import numpy as np
 
-from dnc_jax.conventions import nc1_key, nc1_label
-from dnc_jax.experiments.deep_rfm import POINTS
-from dnc_jax.experiments.seeds import aggregate_layers
-from dnc_jax.plots import FORMATS, finish_layer_axes, plt, save_figure
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
+from dnc_jax.conventions import nc1_key, nc1_label  # noqa: E402
+from dnc_jax.nets.analysis import POINTS  # noqa: E402
+from dnc_jax.records import atomic_write_bytes  # noqa: E402
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig, path: str) -> None:
+    """Write ``fig`` atomically in the format named by ``path``'s extension (PNG, PDF, SVG)."""
+    fmt = path.rsplit(".", 1)[-1].lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"figure format must be one of {FORMATS}; got {path!r}.")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def finish_layer_axes(fig, axes, labels: tuple[str, ...], path: str, title: str) -> None:
+    """Log-scale metric-by-layer axes: labels, grid, legend on the first, title; saved."""
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_yscale("log")
+        ax.set_xlabel("layer")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, title: str) -> None:
+    """NC1 and NC2 per layer on a log scale, one line per measurement point."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = [rec["layer"] for rec in layers]
+    for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
+        for point in points:
+            ax.plot(x, [rec[point][metric] for rec in layers], marker="o", label=point)
+    finish_layer_axes(fig, axes, ("NC1", "NC2"), path, title)
+
+
+def plot_training(measurements: list[dict], path: str, title: str) -> None:
+    """Per layer over epochs: NC1 at input / right-singular step / AGOP projection / output,
+    and the two NFA correlations."""
+    num_layers = len(measurements[-1]["layers"])
+    fig, axes = plt.subplots(2, num_layers, figsize=(3.2 * num_layers, 6), squeeze=False)
+    epochs = [m["epoch"] for m in measurements]
+    for layer in range(num_layers):
+        ax = axes[0, layer]
+        for point in POINTS:
+            ax.plot(epochs, [m["layers"][layer][point]["nc1"] for m in measurements], label=point)
+        ax.set_yscale("log")
+        ax.set_title(f"layer {layer}: NC1")
+        ax = axes[1, layer]
+        for key in ("nfa_sqrt_agop", "nfa_agop"):
+            ax.plot(epochs, [m["layers"][layer][key] for m in measurements], label=key)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"layer {layer}: NFA corr.")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _band(ax, x, stats, label, log=False, **style):
+    mean = np.array([s["mean"] for s in stats])
+    std = np.array([s["std"] for s in stats])
+    lower = np.maximum(mean - std, mean / 20) if log else mean - std  # as gen_nn_plots.py
+    ax.plot(x, mean, label=label, **style)
+    ax.fill_between(x, lower, mean + std, alpha=0.15, **style)
+
+
+def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str,
+                        script: str | None = None) -> None:
+    """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log; in
+    the convention of the official ``script`` a preset reproduces, else ours),
+    ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` at the layer's input, the
+    latter in the official scripts' convention (``C`` times ours; log), the NFA
+    correlations; and a last column with the train loss of every epoch (``losses``, log)
+    and the accuracies at the measurements."""
+    epochs = [e["epoch"] for e in summary]
+    num_layers = len(summary[-1]["layers"])
+    prefix = nc1_key(script) + "_"
+    fig, axes = plt.subplots(3, num_layers + 1, figsize=(3.2 * (num_layers + 1), 8.4),
+                             squeeze=False)
+    for layer in range(num_layers):
+        recs = [e["layers"][layer] for e in summary]
+        for point in POINTS:
+            _band(axes[0, layer], epochs, [r[prefix + point] for r in recs], point, log=True)
+        for key, label in (("within_total", "tr(S_W)/tr(S_T)"),
+                           ("between_total_official", "tr(S_B)/tr(S_T), official")):
+            _band(axes[1, layer], epochs, [r[key] for r in recs], label, log=True)
+        for key in ("nfa_sqrt_agop", "nfa_agop"):
+            _band(axes[2, layer], epochs, [r[key] for r in recs], key)
+        axes[0, layer].set_title(f"layer {layer}: {nc1_label(script)}")
+        axes[1, layer].set_title(f"layer {layer}: input traces")
+        axes[2, layer].set_title(f"layer {layer}: NFA corr.")
+        axes[0, layer].set_yscale("log")
+        axes[1, layer].set_yscale("log")
+        axes[2, layer].set_ylim(-0.05, 1.05)
+        axes[2, layer].set_xlabel("epoch")
+    side = axes[:, num_layers]
+    _band(side[0], [e["epoch"] for e in losses], [e["train_loss"] for e in losses],
+          "train loss", log=True)
+    side[0].set_yscale("log")
+    side[0].set_title("train loss")
+    for key in ("train_accuracy", "test_accuracy"):
+        if all(e[key] is not None for e in summary):
+            _band(side[1], epochs, [e[key] for e in summary], key)
+    side[1].set_title("accuracy")
+    side[2].axis("off")
+    for ax in (axes[0, 0], axes[1, 0], axes[2, 0], side[1]):
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_grokking(records: list[dict], path: str, title: str) -> None:
+    """Over RFM iterations: train / test accuracy, and the metric's circulant deviation
+    (``ab`` block) with its alignment to the final metric."""
+    its = [r["iter"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot(its, [r["train_accuracy"] for r in records], "--", color="0.5", label="train")
+    axes[0].plot(its, [r["test_accuracy"] for r in records], "-", color="k", label="test")
+    axes[0].set_ylim(-0.03, 1.03)
+    axes[0].set_ylabel("accuracy")
+    axes[1].plot(its, [r["circulant_deviation"] for r in records], "-", color="k",
+                 label="circulant deviation")
+    if all("alignment" in r for r in records):
+        axes[1].plot(its, [r["alignment"] for r in records], "--", color="0.5",
+                     label="alignment with final")
+    for ax in axes:
+        ax.set_xlabel("RFM iteration")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_matrices(matrices: list, labels: list[str], path: str, title: str) -> None:
+    """Heatmaps side by side (each with its own symmetric colour range, grayscale)."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.4 * len(matrices), 3.4), squeeze=False)
+    for ax, A, label in zip(axes[0], matrices, labels, strict=True):
+        vmax = float(abs(A).max()) or 1.0
+        ax.imshow(A, cmap="gray", vmin=-vmax, vmax=vmax)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_spectra(spectra: list, labels: list[str], path: str, title: str, xlabel: str) -> None:
+    """Several nonnegative spectra as lines with markers, on a log scale."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    styles = ("-", "--", ":", "-.")
+    for i, (s, label) in enumerate(zip(spectra, labels, strict=True)):
+        ax.plot(range(len(s)), s, styles[i % 4], color=str(0.6 * i / max(len(spectra) - 1, 1)),
+                marker="o", markersize=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def plot_multi_index(sizes: list[dict], path: str, title: str) -> None:
+    """Left: per step, the AGOP's distance to the hidden subspace, one line per ``n``.
+    Right: after the last step, the distances and ``1 - captured`` against ``n`` (log)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, entry in enumerate(sizes):
+        recs = entry["records"]
+        axes[0].plot([r["step"] for r in recs], [r["leading_distance"] for r in recs],
+                     marker="o", color=str(0.7 * i / max(len(sizes) - 1, 1)),
+                     label=f"n = {entry['n']}")
+    axes[0].set_xlabel("RFM step")
+    axes[0].set_ylabel("leading eigenvector's distance to span(U)")
+    ns = [e["n"] for e in sizes]
+    last = [e["records"][-1] for e in sizes]
+    first = [e["records"][0] for e in sizes]
+    axes[1].plot(ns, [r["leading_distance"] for r in last], "-o", color="k",
+                 label="leading eigenvector, last step")
+    axes[1].plot(ns, [r["leading_distance"] for r in first], "--o", color="0.5",
+                 label="leading eigenvector, step 0 (kernel ridge)")
+    axes[1].plot(ns, [r["subspace_distance"] for r in last], ":s", color="k",
+                 label="top-r eigenspace, last step")
+    axes[1].plot(ns, [1.0 - r["captured"] for r in last], "-.^", color="0.4",
+                 label="1 - captured, last step")
+    axes[1].axhline(last[0]["random_baseline"], color="0.7", lw=1, label="random subspace")
+    axes[1].set_xscale("log")
+    axes[1].minorticks_off()
+    axes[1].set_xticks(ns, [str(n) for n in ns])
+    axes[1].set_xlabel("n (training samples)")
+    for ax in axes:
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+# ------------------------------------------------ the paper's Deep RFM figures
+
+# line, marker and grey of each Deep RFM measurement point, readable in greyscale
 STYLES = {"input": ("-", "o", "0.0"), "projected": ("--", "s", "0.35"),
           "output": (":", "^", "0.6")}
-
-
-def load_runs(run_dir: str) -> list[str]:
-    """The run folders under ``run_dir`` (its ``seed-K`` folders sorted by ``K``, or itself)."""
-    seeds = sorted(glob.glob(os.path.join(run_dir, "seed-*")),
-                   key=lambda p: int(p.rsplit("-", 1)[-1]))
-    runs = [p for p in seeds if os.path.exists(os.path.join(p, "results.json"))]
-    if not runs and os.path.exists(os.path.join(run_dir, "results.json")):
-        runs = [run_dir]
-    if not runs:
-        raise FileNotFoundError(f"no Deep RFM run (results.json) in {run_dir!r} or its seed-K folders.")
-    return runs
-
-
-def _layers(run: str) -> list[dict]:
-    with open(os.path.join(run, "results.json")) as fh:
-        results = json.load(fh)
-    if "layers" not in results:
-        raise ValueError(f"{run!r} is not a Deep RFM run.")
-    return results["layers"]
 
 
 def plot_collapse_bands(summary: list[dict], path: str, title: str,
@@ -56,8 +232,7 @@ def plot_collapse_bands(summary: list[dict], path: str, title: str,
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = [e["layer"] for e in summary]
     for ax, metric in zip(axes, (nc1_key(script), "nc2"), strict=True):
-        for point in POINTS:
-            line, marker, grey = STYLES[point]
+        for point, (line, marker, grey) in STYLES.items():
             mean = np.array([e[point][metric]["mean"] for e in summary])
             std = np.array([e[point][metric]["std"] for e in summary])
             ax.plot(x, mean, line, marker=marker, color=grey, label=point)
@@ -97,30 +272,3 @@ def plot_agop_spectra(layers: list[dict], path: str, title: str) -> None:
     ax.legend()
     ax.set_title(title)
     save_figure(fig, path)
-
-
-def deep_rfm_figures(run_dir: str, fmt: str = "png", script: str | None = None) -> list[str]:
-    """Draw the three figures of the run(s) in ``run_dir`` into ``run_dir/figures``, NC1
-    in the convention of the official ``script`` (``"deep_rfm.py"``) or ours (``None``);
-    returns the paths written."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}.")
-    runs = load_runs(run_dir)
-    all_layers = [_layers(r) for r in runs]
-    summary = aggregate_layers(all_layers)
-    if not summary:
-        raise ValueError(f"the run(s) in {run_dir!r} have no completed layer.")
-    out = os.path.join(run_dir, "figures")
-    os.makedirs(out, exist_ok=True)
-    seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
-    paths = [os.path.join(out, f"collapse.{fmt}"), os.path.join(out, f"agop_spectra.{fmt}")]
-    plot_collapse_bands(summary, paths[0], f"Deep RFM collapse by layer (mean +- std, {seeds})",
-                        script)
-    plot_agop_spectra(all_layers[0], paths[1], "AGOP spectrum per layer (darker: earlier)")
-    extras = os.path.join(runs[0], "extras.npz")
-    if os.path.exists(extras):
-        with np.load(extras) as saved:
-            grams = saved["grams"]
-        paths.append(os.path.join(out, f"grams.{fmt}"))
-        plot_grams(grams, paths[-1], "Gram matrices of class-sorted features")
-    return paths

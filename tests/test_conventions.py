@@ -24,7 +24,7 @@ def test_the_seed_summary_prints_the_chosen_nc1():
 
 
 def test_the_figures_draw_the_chosen_nc1(monkeypatch):
-    import dnc_jax.figures as figures
+    import dnc_jax.figures as figures  # the drawing functions
 
     drawn = {}
     monkeypatch.setattr(figures, "finish_layer_axes",

@@ -10,10 +10,12 @@ from dnc_jax.experiments.deep_rfm import deep_rfm_table, run_deep_rfm
 from dnc_jax.experiments.grokking import grokking_table, run_grokking
 from dnc_jax.experiments.mlp import mlp_table, run_mlp
 from dnc_jax.experiments.multi_index import multi_index_table, run_multi_index
+from dnc_jax.experiments.run_figures import deep_rfm_figures
 from dnc_jax.experiments.seeds import aggregate_layers, run_deep_rfm_seeds, summary_table
 
 __all__ = [
     "aggregate_layers",
+    "deep_rfm_figures",
     "deep_rfm_table",
     "grokking_table",
     "load_prepared",

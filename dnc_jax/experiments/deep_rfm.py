@@ -19,8 +19,8 @@ from dnc_jax.deep_rfm_model import (
     layer_file_name,
 )
 from dnc_jax.experiments.common import load_prepared
+from dnc_jax.figures import plot_layer_collapse
 from dnc_jax.gram import feature_gram, gram_indices
-from dnc_jax.plots import plot_layer_collapse
 from dnc_jax.process_data import load_process_data
 from dnc_jax.records import (
     RunDirectory,

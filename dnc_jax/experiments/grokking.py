@@ -9,6 +9,7 @@ import os
 import jax
 import numpy as np
 
+from dnc_jax.figures import plot_grokking, plot_matrices, plot_spectra
 from dnc_jax.followups.grokking import (
     GrokkingConfig,
     add_alignment,
@@ -17,7 +18,6 @@ from dnc_jax.followups.grokking import (
     fourier_power,
     grokking_steps,
 )
-from dnc_jax.plots import plot_grokking, plot_matrices, plot_spectra
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
 from dnc_jax.run_loop import resumable_steps
 

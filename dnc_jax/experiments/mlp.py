@@ -7,8 +7,8 @@ import os
 
 from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.common import load_prepared
+from dnc_jax.figures import plot_training
 from dnc_jax.nets.analysis import POINTS
-from dnc_jax.plots import plot_training
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable, flatten_metrics
 from dnc_jax.run_loop import resumable_steps
 

@@ -22,8 +22,8 @@ import os
 from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.mlp import run_mlp
 from dnc_jax.experiments.seeds import checked_seeds, mean_std, seed_dir
+from dnc_jax.figures import plot_training_seeds
 from dnc_jax.nets.analysis import POINTS
-from dnc_jax.plots import plot_training_seeds
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
 SCALARS = ("train_loss", "train_accuracy", "test_accuracy")

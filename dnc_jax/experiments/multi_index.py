@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from dnc_jax.figures import plot_multi_index
 from dnc_jax.followups.multi_index import MultiIndexConfig, multi_index_rfm
-from dnc_jax.plots import plot_multi_index
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
 from dnc_jax.run_loop import resumable_steps
 

@@ -8,7 +8,7 @@ from helpers import without_time
 
 from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
-from dnc_jax.figures import deep_rfm_figures
+from dnc_jax.experiments.run_figures import deep_rfm_figures
 
 
 def test_aggregate_layers_mean_and_std():
