@@ -1,13 +1,17 @@
 """RFM fit at scale: dnc_jax's solvers against xRFM, one fresh process per solver and size.
 
     python benchmarks/scale.py [--sizes 10000 20000] [--methods cholesky cg nystrom5000 xrfm]
+    python benchmarks/scale.py --sizes 10000 20000 --methods cg cg@5000 cg@1000 cg@auto xrfm
 
 Settings shared by all: the ``mnist_shifted`` training images (d = 784, C = 10),
 standardised with the embedded 1,000-image test split; Laplace kernel, bandwidth 10,
 ridge 1e-3, 2 AGOP iterations then a final fit, each AGOP from 20,000 seeded training
 points (all when n is smaller), divided by its largest entry, kernel on ``x M^(1/2)``.
 Methods: ``cholesky``, ``cg`` (tol 1e-6, 500 landmarks), ``nystromM`` (M centres), and
-``xrfm`` (``xrfm.RFM.fit``, Cholesky, ``total_points_to_sample=20000``). Seconds are the
+``xrfm`` (``xrfm.RFM.fit``, Cholesky, ``total_points_to_sample=20000``). A dnc_jax method
+may name its AGOP sample after ``@``: ``cg@5000`` (5,000 seeded rows), ``cg@auto``
+(``agop_samples="auto"``: doubling rounds from 1,000 rows until the trace-normalised AGOP
+moves less than 1e-2; the rows used per iteration are reported). Seconds are the
 whole ``fit`` in a fresh process (JAX compilation included: nothing is warmed up); peak
 memory is the process's maximum resident set size (imports and data included). The growth
 exponent of time with n is the least-squares slope of log(seconds) on log(n).
@@ -39,15 +43,18 @@ def data(n: int):
 def run_ours(method: str, X, y, Xt):
     from dnc_jax import RFM
 
-    options = {"solver": "cholesky"} if method == "cholesky" else (
-        {"solver": "cg"} if method == "cg" else {"centers": int(method[len("nystrom"):])})
+    solver, _, samples = method.partition("@")
+    options = {"solver": "cholesky"} if solver == "cholesky" else (
+        {"solver": "cg"} if solver == "cg" else {"centers": int(solver[len("nystrom"):])})
+    agop_samples = AGOP_POINTS if not samples else (samples if samples == "auto" else int(samples))
     model = RFM(kernel="laplace", bandwidth=BANDWIDTH, reg=REG, iters=ITERS, agop_power=0.5,
-                normalize="max", batch_size=2000, agop_samples=AGOP_POINTS, **options)
+                normalize="max", batch_size=2000, agop_samples=agop_samples, **options)
     tic = time.perf_counter()
     model.fit(X, y)
     seconds = time.perf_counter() - tic
     solves = [h["solve"] for h in model.history_]
-    return seconds, model.decision_function(Xt), solves
+    rows = [h["solve"].get("agop_rows") for h in model.history_]
+    return seconds, model.decision_function(Xt), solves, rows
 
 
 def run_xrfm(X, y, Xt):
@@ -68,19 +75,20 @@ def run_xrfm(X, y, Xt):
     seconds = time.perf_counter() - tic
     with torch.no_grad():
         out = model.predict(torch.from_numpy(Xt)).numpy()
-    return seconds, out, None
+    return seconds, out, None, None
 
 
 def one(method: str, n: int) -> dict:
     X, y, Xt, yt = data(n)
     if method == "xrfm":
-        seconds, out, solves = run_xrfm(X, y, Xt)
+        seconds, out, solves, rows = run_xrfm(X, y, Xt)
     else:
-        seconds, out, solves = run_ours(method, X, y, Xt)
+        seconds, out, solves, rows = run_ours(method, X, y, Xt)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"method": method, "n": n, "seconds": seconds, "peak GiB": peak_gib,
             "test acc": float(np.mean(np.argmax(out, 1) == yt)),
-            "iters": None if solves is None else [s["iterations"] for s in solves]}
+            "iters": None if solves is None else [s["iterations"] for s in solves],
+            "agop rows": rows}
 
 
 def main():
@@ -126,7 +134,7 @@ def main():
     print()
     print(f"machine: {machine()}")
     cols = ["method", "n", "seconds", "peak GiB", "test acc", "xrfm / this (time)",
-            "this / xrfm (memory)", "acc - xrfm acc", "iters"]
+            "this / xrfm (memory)", "acc - xrfm acc", "iters", "agop rows"]
     print(table([r for r in rows if "seconds" in r], cols))
     print("growth exponent of time with n:", {k: round(v, 2) for k, v in exponents.items()})
     print("saved", save("scale", {"machine": machine(), "rows": rows, "exponents": exponents}))
