@@ -14,9 +14,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# Relative tolerances per dtype (float32 looser than float64), as in neural-tangents.
-RTOL = {np.dtype("float32"): 1e-4, np.dtype("float64"): 1e-5}
-
 
 def _seed_name(request) -> bytes:
     """What the per-test seeds hash: the node id without its file, ``test_x[param]`` (the

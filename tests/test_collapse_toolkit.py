@@ -4,6 +4,7 @@ float64 numpy; the tiled forms against the dense ones."""
 
 import numpy as np
 import pytest
+from tolerances import F64, ROUNDING
 
 from dnc_jax import collapse_metrics
 from dnc_jax.collapse_toolkit import (
@@ -48,10 +49,10 @@ def test_uniform_duality_and_ood_orthogonality_equal_the_toolkits_formulas(x64, 
     M, W = _means(rng), rng.standard_normal((20, 6))
     dots = np.sum(W * (M - M.mean(axis=0)), axis=1)  # similarities(W, M, mG)
     ref = np.sum((dots - dots.mean()) ** 2) / (len(dots) - 1)  # torch.var: n - 1
-    np.testing.assert_allclose(uniform_duality(W, M), ref, rtol=1e-12)
+    np.testing.assert_allclose(uniform_duality(W, M), ref, rtol=ROUNDING[F64])
     ood = rng.standard_normal(6)
     cos = np.array([m @ ood / np.sqrt((m @ m) * (ood @ ood)) for m in M])
-    np.testing.assert_allclose(ood_orthogonality(M, ood), np.mean(np.abs(cos)), rtol=1e-12)
+    np.testing.assert_allclose(ood_orthogonality(M, ood), np.mean(np.abs(cos)), rtol=ROUNDING[F64])
 
 
 @pytest.mark.parametrize("chunk", [7, 1000])
@@ -74,7 +75,7 @@ def test_class_moments_and_tiled_cdnv_equal_the_dense_metrics(x64, rng):
     moments = class_moments(H, y, chunk_size=64)
     for c in range(C):
         rows = H[y == c]
-        np.testing.assert_allclose(moments.means[c], rows.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(moments.means[c], rows.mean(axis=0), rtol=ROUNDING[F64])
         np.testing.assert_allclose(moments.variances[c],
                                    np.mean(np.sum((rows - rows.mean(0)) ** 2, axis=1)), rtol=1e-9)
     dense = collapse_metrics(H, y).cdnv

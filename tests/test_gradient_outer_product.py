@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import RTOL
 from flax import nnx
 from helpers import agop_data, rel64
+from tolerances import AUTODIFF, BATCHED, F32, F64, ROUNDING
 
 from dnc_jax import (
     Kernel,
@@ -49,16 +49,16 @@ def test_kernel_agop_equals_autodiff(rng, kernel, with_metric, dtype, centered, 
         auto = agop(pred.predict_one, Xe, centered=centered, diag=diag)
         assert closed.dtype == dtype and closed.ndim == (1 if diag else 2)
         # measured worst over all 32 cases: 4.8e-15 (float64), 3.9e-6 (float32)
-        assert _rel(closed, auto) <= (1e-12 if dtype == np.float64 else 2e-5)
+        assert _rel(closed, auto) <= AUTODIFF[np.dtype(dtype)]
 
 
 def test_kernel_agop_options(rng, x64):
     X, Y, M = agop_data(rng, np.float64)
     pred = fit_kernel_predictor(X, Y, bandwidth=2.0, reg=1e-3, M=M)
     full = kernel_agop(pred, X)
-    np.testing.assert_allclose(kernel_agop(pred, X, diag=True), np.diag(full), rtol=1e-12)
+    np.testing.assert_allclose(kernel_agop(pred, X, diag=True), np.diag(full), rtol=ROUNDING[F64])
     np.testing.assert_allclose(
-        kernel_agop(pred, X, normalize="max"), full / np.abs(full).max(), rtol=1e-12
+        kernel_agop(pred, X, normalize="max"), full / np.abs(full).max(), rtol=ROUNDING[F64]
     )
     np.testing.assert_allclose(
         agop(pred.predict_one, X, normalize="trace", diag=True),
@@ -77,7 +77,7 @@ def test_agop_of_linear_map_is_gram(rng, x64):
     np.testing.assert_allclose(agop(lambda x: jnp.asarray(B) @ x, X[:, :3]), B.T @ B, rtol=1e-13)
     # centring removes the (constant) mean Jacobian entirely
     np.testing.assert_allclose(
-        agop(lambda x: jnp.asarray(B) @ x, X[:, :3], centered=True), 0.0, atol=1e-12
+        agop(lambda x: jnp.asarray(B) @ x, X[:, :3], centered=True), 0.0, atol=ROUNDING[F64]
     )
 
 
@@ -88,7 +88,7 @@ def test_agop_does_not_depend_on_batch_size(rng, batch_size):
     pred = fit_kernel_predictor(X, Y, kernel="gaussian", bandwidth=3.0, reg=1e-2)
     ref = kernel_agop(pred, X)
     assert _rel(kernel_agop(pred, X, batch_size=batch_size), ref) <= 1e-6
-    assert _rel(agop(pred.predict_one, X, batch_size=batch_size), ref) <= RTOL[np.dtype("float32")]
+    assert _rel(agop(pred.predict_one, X, batch_size=batch_size), ref) <= BATCHED[F32]
 
 
 def test_matrix_power(rng):
@@ -124,14 +124,14 @@ def test_normalize_small_and_large_agops_and_leave_a_zero_one(rng, x64, scale):
     G = A.T @ A
     f = lambda x, A: A @ x  # noqa: E731
     np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="max"), G / np.abs(G).max(),
-                               rtol=1e-12)
+                               rtol=ROUNDING[F64])
     np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="trace"), G / np.trace(G),
-                               rtol=1e-12)
+                               rtol=ROUNDING[F64])
     np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="trace", diag=True),
-                               np.diag(G) / np.trace(G), rtol=1e-12)
-    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="none"), G, rtol=1e-12)
-    np.testing.assert_allclose(agop(f, X[:1], jnp.asarray(A)), G, rtol=1e-12)
-    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), batch_size=1), G, rtol=1e-12)
+                               np.diag(G) / np.trace(G), rtol=ROUNDING[F64])
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), normalize="none"), G, rtol=ROUNDING[F64])
+    np.testing.assert_allclose(agop(f, X[:1], jnp.asarray(A)), G, rtol=ROUNDING[F64])
+    np.testing.assert_allclose(agop(f, X, jnp.asarray(A), batch_size=1), G, rtol=ROUNDING[F64])
     with pytest.raises(ValueError, match="batch_size"):
         agop(f, X, jnp.asarray(A), batch_size=0)
     for normalize in ("max", "trace"):
@@ -166,16 +166,16 @@ def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64):
     lambda_max``, relative to the largest however small it is); positive and zero powers
     keep them."""
     tiny = np.diag([1.0, 1e-17])
-    np.testing.assert_allclose(np.asarray(matrix_power(tiny, 1.0)), tiny, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(np.asarray(matrix_power(tiny, 1.0)), tiny, rtol=ROUNDING[F64], atol=0)
     np.testing.assert_allclose(np.asarray(matrix_power(tiny, 0.5)), np.diag([1.0, np.sqrt(1e-17)]),
-                               rtol=1e-12, atol=0)
+                               rtol=ROUNDING[F64], atol=0)
     np.testing.assert_array_equal(np.asarray(matrix_power(tiny, 0.0)), np.eye(2))
     singular = np.diag([2.0, 0.0])  # M^0 is the projector on its range: 0^0 counts as 0
     np.testing.assert_array_equal(np.asarray(matrix_power(singular, 0.0)), np.diag([1.0, 0.0]))
     np.testing.assert_array_equal(np.asarray(matrix_power(tiny, -1.0)), np.diag([1.0, 0.0]))
     small = np.diag([1e-3, 1e-17])  # 1e-17 > 2 eps 1e-3: a real eigenvalue at this scale
     np.testing.assert_allclose(np.asarray(matrix_power(small, -1.0)), np.diag([1e3, 1e17]),
-                               rtol=1e-12)
+                               rtol=ROUNDING[F64])
 
 
 @pytest.mark.parametrize("s", [1.0, 0.5, 0.0, -0.5, -1.0])
@@ -188,7 +188,7 @@ def test_matrix_power_clips_clearly_negative_eigenvalues(rng, x64, s):
     M = (V * evals) @ V.T
     powered = np.where(evals > 0, np.abs(evals) ** s, 0.0)
     expected = (V * powered) @ V.T
-    np.testing.assert_allclose(np.asarray(matrix_power(M, s)), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(matrix_power(M, s)), expected, rtol=0, atol=ROUNDING[F64])
 
 
 # ------------------------------------------------------------- adaptive AGOP sample
@@ -291,7 +291,7 @@ def test_matrix_power_under_jit_equals_eager(rng, x64):
     M = jnp.asarray(A @ A.T)
     for s in (0.5, -0.5, 1.0):
         np.testing.assert_allclose(jax.jit(matrix_power, static_argnums=1)(M, s),
-                                   matrix_power(M, s), rtol=1e-9, atol=1e-12)
+                                   matrix_power(M, s), rtol=1e-9, atol=ROUNDING[F64])
 
 
 def test_sampled_agop(digits_rows):
@@ -354,10 +354,10 @@ def test_per_class_agops_sum_to_the_agop_and_equal_autodiff(x64, rng, kernel, ce
         J = J - J.mean(axis=0)
     ref = np.einsum("mcd,mce->cde", J, J) / len(Xe)
     # float64 sums of 11 rows: rounding ~1e-15 relative to the largest entry
-    np.testing.assert_allclose(per, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_allclose(per, ref, rtol=1e-9, atol=ROUNDING[F64] * np.abs(ref).max())
     whole = kernel_agop(predictor, Xe, centered=centered)
     np.testing.assert_allclose(np.sum(per, axis=0), whole, rtol=1e-9,
-                               atol=1e-12 * np.abs(whole).max())
+                               atol=ROUNDING[F64] * np.abs(whole).max())
     jitted = jax.jit(lambda Z: per_class_kernel_agop(predictor, Z, batch_size=4,
                                                      centered=centered))(jnp.asarray(Xe))
-    np.testing.assert_allclose(jitted, per, rtol=1e-12, atol=1e-14 * np.abs(ref).max())
+    np.testing.assert_allclose(jitted, per, rtol=ROUNDING[F64], atol=1e-14 * np.abs(ref).max())

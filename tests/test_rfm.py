@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import radial_problem
+from tolerances import F64, ROUNDING
 
 from dnc_jax import (
     Kernel,
@@ -48,10 +49,10 @@ def test_rfm_step_is_the_step_of_every_loop(rng, x64):
                                           solver=SolverOptions("cholesky"))
         np.testing.assert_allclose(pred.coefs, shell.coefs, rtol=0,
                                    atol=1e-10 * float(jnp.abs(shell.coefs).max()))
-        np.testing.assert_allclose(A, A_shell, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(A, A_shell, rtol=0, atol=ROUNDING[F64])
         jitted = jax.jit(lambda X, Y, T, k=kernel, c=centered: rfm_step(
             Kernel(k, 2.0), X, Y, 1e-2, T, centered=c, normalize="max")[1])(X, Y, T)
-        np.testing.assert_allclose(jitted, A, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(jitted, A, rtol=0, atol=ROUNDING[F64])
 
 
 @pytest.mark.slow

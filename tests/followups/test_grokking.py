@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 from helpers import without_time
+from tolerances import F64, ROUNDING
 
 from dnc_jax.data import modular_arithmetic
 from dnc_jax.experiments import run_grokking
@@ -228,4 +229,4 @@ def test_per_class_agops_sum_to_the_agop_the_run_takes(x64):
     np.testing.assert_array_equal(power_from_eigh(*psd_eigh(A_step), config.metric_power), M_next)
     # summed per class in another order: float64 rounding of ~200 terms
     np.testing.assert_allclose(per.sum(axis=0), A_step, rtol=1e-10,
-                               atol=1e-12 * np.abs(A_step).max())
+                               atol=ROUNDING[F64] * np.abs(A_step).max())

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import coefs_of, rel64
+from tolerances import F64, ROUNDING
 
 from dnc_jax import fit_kernel_ridge, kernel_agop
 
@@ -132,7 +133,7 @@ def test_preconditioner_algebra_against_its_formulas(rng):
 
     steps = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
     L = cholesky_with_jitter(np.zeros((3, 3)))  # mean diagonal 0: jitter relative to 1
-    np.testing.assert_allclose(L @ L.T, 1e-7 * np.eye(3), rtol=1e-12)
+    np.testing.assert_allclose(L @ L.T, 1e-7 * np.eye(3), rtol=ROUNDING[F64])
     B = rng.standard_normal((10, 3))
     for t in range(len(steps) + 1):
         base = B @ B.T + (np.eye(10) if t == 0 else 0.0)
@@ -145,5 +146,5 @@ def test_preconditioner_algebra_against_its_formulas(rng):
                 cholesky_with_jitter(M)
             continue
         L = cholesky_with_jitter(M)
-        np.testing.assert_allclose(L @ L.T, M + steps[t] * scale * np.eye(10), rtol=1e-12,
-                                   atol=1e-12 * scale)
+        np.testing.assert_allclose(L @ L.T, M + steps[t] * scale * np.eye(10), rtol=ROUNDING[F64],
+                                   atol=ROUNDING[F64] * scale)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import radial_problem, rel64
+from tolerances import F64, ROUNDING
 
 from dnc_jax import (
     Kernel,
@@ -140,11 +141,11 @@ def test_device_falkon_factors_jitter_ladder(rng, x64):
         L, R = (np.asarray(f) for f in falkon_factors_on_device(jnp.asarray(K), 30, 1e-3))
         np.testing.assert_allclose(L @ L.T, K + eps * scale * np.eye(6), rtol=1e-13,
                                    atol=1e-13 * scale)
-        np.testing.assert_allclose(R @ R.T, 5.0 * L.T @ L + 1e-3 * np.eye(6), rtol=1e-12,
-                                   atol=1e-12 * scale)
+        np.testing.assert_allclose(R @ R.T, 5.0 * L.T @ L + 1e-3 * np.eye(6), rtol=ROUNDING[F64],
+                                   atol=ROUNDING[F64] * scale)
     with pytest.raises(ValueError, match="not positive definite"):
         falkon_factors_on_device(jnp.asarray(base - 0.05 * scale * np.eye(6)), 30, 1e-3)
     with pytest.raises(ValueError, match="not positive definite"):  # R's matrix indefinite
         falkon_factors_on_device(jnp.asarray(base + np.eye(6)), 30, -1e3)
     L, _ = falkon_factors_on_device(jnp.zeros((3, 3)), 30, 1e-3)  # jitter relative to 1
-    np.testing.assert_allclose(np.asarray(L) @ np.asarray(L).T, 1e-13 * np.eye(3), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(L) @ np.asarray(L).T, 1e-13 * np.eye(3), rtol=ROUNDING[F64])
