@@ -140,6 +140,7 @@ def _relu_ntk(U, V):
     return (np.sqrt(np.maximum(norm2 - suv**2, 0.0)) + 2 * (np.pi - t) * suv) / np.pi
 
 
+@pytest.mark.slow
 def test_relu_ntk_grokking_step_equals_finite_differences(x64, rng):
     """The AGOP a grokking step takes with ``kernel="relu_ntk"``, at the identity metric and
     at a random one, against central differences of an independent numpy predictor. The

@@ -41,6 +41,7 @@ def test_the_random_block_has_the_learned_metrics_form(op):
         random_circulant_block(p, op, np.random.default_rng(0), "toeplitz")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["+", "-", "*", "/"])
 def test_random_circulant_features_generalise_and_iid_ones_do_not(x64, op):
     """One Gaussian kernel fit (published settings, p = 31, half the pairs), no RFM
