@@ -215,7 +215,7 @@ def _deep_rfm_command(args) -> None:
         data_options = dict(dataset=args.dataset, n=args.n, n_test=args.n_test,
                             data_dir=args.data_dir, progress=not args.no_progress, mesh=mesh,
                             prepare_options=preset.prepare_options, download=args.download,
-                            save_model=args.save_model)
+                            save_model=args.save_model, script=preset.script)
         if args.seeds is not None:
             summary = run_deep_rfm_seeds(out, tuple(args.seeds), config=config, **data_options)
             print(summary_table(summary, preset.script))
@@ -254,7 +254,7 @@ def _mlp_command(args) -> None:
         print(f"wrote {out}/seed-K/, {out}/summary.json, {out}/summary.csv, "
               f"{out}/training_seeds.png")
         return
-    results = run_mlp(out, config=config, **options)
+    results = run_mlp(out, config=config, script=preset.script, **options)
     print(mlp_table(results["measurements"][-1], preset.script))
     print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
 

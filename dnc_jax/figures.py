@@ -44,28 +44,33 @@ def finish_layer_axes(fig, axes, labels: tuple[str, ...], path: str, title: str)
     save_figure(fig, path)
 
 
-def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, title: str) -> None:
-    """NC1 and NC2 per layer on a log scale, one line per measurement point."""
+def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, title: str,
+                        script: str | None = None) -> None:
+    """NC1 (in the convention of the official ``script`` a preset reproduces, else ours)
+    and NC2 per layer on a log scale, one line per measurement point."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = [rec["layer"] for rec in layers]
-    for ax, metric in zip(axes, ("nc1", "nc2"), strict=True):
+    for ax, metric in zip(axes, (nc1_key(script), "nc2"), strict=True):
         for point in points:
             ax.plot(x, [rec[point][metric] for rec in layers], marker="o", label=point)
-    finish_layer_axes(fig, axes, ("NC1", "NC2"), path, title)
+    finish_layer_axes(fig, axes, (nc1_label(script), "NC2"), path, title)
 
 
-def plot_training(measurements: list[dict], path: str, title: str) -> None:
-    """Per layer over epochs: NC1 at input / right-singular step / AGOP projection / output,
-    and the two NFA correlations."""
+def plot_training(measurements: list[dict], path: str, title: str,
+                  script: str | None = None) -> None:
+    """Per layer over epochs: NC1 at input / right-singular step / AGOP projection / output
+    (in the convention of the official ``script`` a preset reproduces, else ours), and the
+    two NFA correlations."""
     num_layers = len(measurements[-1]["layers"])
     fig, axes = plt.subplots(2, num_layers, figsize=(3.2 * num_layers, 6), squeeze=False)
     epochs = [m["epoch"] for m in measurements]
     for layer in range(num_layers):
         ax = axes[0, layer]
         for point in POINTS:
-            ax.plot(epochs, [m["layers"][layer][point]["nc1"] for m in measurements], label=point)
+            ax.plot(epochs, [m["layers"][layer][point][nc1_key(script)] for m in measurements],
+                    label=point)
         ax.set_yscale("log")
-        ax.set_title(f"layer {layer}: NC1")
+        ax.set_title(f"layer {layer}: {nc1_label(script)}")
         ax = axes[1, layer]
         for key in ("nfa_sqrt_agop", "nfa_agop"):
             ax.plot(epochs, [m["layers"][layer][key] for m in measurements], label=key)

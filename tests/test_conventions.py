@@ -36,3 +36,22 @@ def test_the_figures_draw_the_chosen_nc1(monkeypatch):
         figures.plot_collapse_bands(summary, "unused.png", "title", script)
         assert drawn["labels"][0] == label
         assert {float(line.get_ydata()[0]) for line in drawn["axes"][0].get_lines()} == {value}
+
+
+def test_a_single_runs_figures_draw_the_chosen_nc1(monkeypatch):
+    import dnc_jax.figures as figures
+
+    saved = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: saved.update(fig=fig))
+    point = {"nc1": 2.5, "nc1_official": 0.25, "nc2": 0.1}
+    layers = [{"layer": 0, "input": point, "output": point}]
+    figures.plot_layer_collapse(layers, ("input", "output"), "unused.png", "t", "deep_rfm.py")
+    ax = saved["fig"].axes[0]
+    assert ax.get_ylabel() == "NC1 (deep_rfm.py)"
+    assert {float(line.get_ydata()[0]) for line in ax.get_lines()} == {0.25}
+    rec = {p: point for p in ("input", "right", "agop", "output")}
+    measurements = [{"epoch": 1, "layers": [{**rec, "nfa_sqrt_agop": 0.5, "nfa_agop": 0.4}]}]
+    for script, value in ((None, 2.5), ("nc_nn.py", 0.25)):
+        figures.plot_training(measurements, "unused.png", "t", script)
+        ax = saved["fig"].axes[0]
+        assert {float(line.get_ydata()[0]) for line in ax.get_lines()} == {value}

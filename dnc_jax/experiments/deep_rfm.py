@@ -91,8 +91,12 @@ def run_deep_rfm(
     prepare_options: dict | None = None,
     download: bool = False,
     save_model: bool = False,
+    script: str | None = None,
 ) -> dict:
     """Deep RFM on ``dataset`` into ``out`` (resuming); returns the results dict.
+
+    ``script``: the official script a preset reproduces (``"deep_rfm.py"``); the run's
+    figure then draws NC1 in its convention (the records hold both).
 
     ``save_model`` writes each layer of the ``DeepRFM`` as it completes to
     ``out/model/layer-NNNN.npz`` (its centres are the layer's training features: about
@@ -167,7 +171,7 @@ def run_deep_rfm(
             atomic_save_npz(extras_path, grams=np.stack(grams), gram_labels=data.y_train[idx])
             atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))
             plot_layer_collapse(layers, POINTS,
-                                os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}")
+                                os.path.join(out, "collapse.png"), f"Deep RFM on {dataset}", script)
     return results
 
 

@@ -81,9 +81,12 @@ def run_mlp(
     stop_after: int | None = None,
     download: bool = False,
     prepare_options: dict | None = None,
+    script: str | None = None,
 ) -> dict:
     """Train the paper's MLP on ``dataset`` into ``out``, measuring every ``measure_every``
-    epochs; checkpoints at each measurement and resumes from the last one.
+    epochs; checkpoints at each measurement and resumes from the last one. ``script``:
+    the official script a preset reproduces; the run's figure then draws NC1 in its
+    convention (the records hold both).
 
     ``stop_after`` stops after that many measurements of this call (to test interruption).
     """
@@ -123,5 +126,5 @@ def run_mlp(
                          _mlp_csv_rows(results["measurements"]))
         head = "MLP" if config.backbone == "none" else f"{config.backbone} + MLP head"
         plot_training(results["measurements"], os.path.join(out, "training.png"),
-                      f"{head} on {dataset}")
+                      f"{head} on {dataset}", script)
     return results

@@ -126,7 +126,7 @@ def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = 
     runs, histories = [], []
     for seed in seeds:
         results = run_mlp(seed_dir(out, seed), config=dataclasses.replace(config, seed=seed),
-                          progress=progress, **run_options)
+                          progress=progress, script=script, **run_options)
         runs.append(results["measurements"])
         histories.append(results["history"])
     summary = aggregate_measurements(runs)
