@@ -1,6 +1,7 @@
 """How far float32 parts from float64 in the depth test, under what varies between machines.
 
-Runs the computation of ``tests/test_deep_rfm_model.py::test_float32_tracks_float64_until_the_layers_where_it_parts``
+Runs the computation of
+``tests/test_deep_rfm_model.py::test_float32_tracks_float64_until_the_layers_where_it_parts``
 (500 embedded MNIST images, width 256, depth 20) once per variation, each in a fresh
 process: XLA's CPU instruction set capped (``--xla_cpu_max_isa``), XNNPACK off, Eigen
 single-threaded, one core (``taskset``). Prints, per variation, the largest relative NC1

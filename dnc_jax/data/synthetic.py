@@ -105,6 +105,8 @@ def multi_index_target(Z: np.ndarray, target: str = "pairs_prod") -> np.ndarray:
       ``n ~ d^(p + delta)`` samples, fewer than the ``d^(p*)`` prediction needs.
     - ``"sum_prod"``: ``h(z) = sum_i z_i + prod_i z_i``; its degree-1 part carries a single
       direction, ``sum_i u_i``.
+
+    NumPy, a shell call (the data are made on the host).
     """
     Z = np.asarray(Z, np.float64)
     if target == "sum_prod":
@@ -118,7 +120,7 @@ def multi_index_target(Z: np.ndarray, target: str = "pairs_prod") -> np.ndarray:
 def coherence(U: np.ndarray) -> float:
     """``(d / r) max_a ||U[:, a]||^2`` of an ``(r, d)`` matrix with orthonormal rows: 1 when
     every coordinate holds an equal share of ``span(U^T)`` (incoherent), ``d / r`` when the
-    subspace is spanned by coordinates. A random ``U`` has coherence ``O(log d)``."""
+    subspace is spanned by coordinates. A random ``U`` has coherence ``O(log d)``. NumPy."""
     U = np.asarray(U, np.float64)
     r, d = U.shape
     return float(d / r * np.max(np.sum(U**2, axis=0)))

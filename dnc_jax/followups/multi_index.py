@@ -127,11 +127,12 @@ def top_eigenspace(M: np.ndarray, r: int) -> np.ndarray:
 
 
 def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]:
-    """Run the RFM steps; one record per step: ``step``, ``test_mse``, ``relative_error``
+    """Run the AGOP steps; one record per step: ``step``, ``test_mse``, ``relative_error``
     (``test_mse / var(y_test)``), ``subspace_distance``, ``leading_distance`` and
     ``captured`` of its AGOP (module docstring), ``random_baseline`` (``sqrt(1 - r/d)``,
-    where a random subspace would be), ``agop_top`` (its leading eigenvalues, largest
-    first)."""
+    where a random subspace would be), ``coherence`` of ``U`` (``data.coherence``),
+    ``agop_top`` (the AGOP's leading eigenvalues, largest first). A shell call."""
+
     def task(n: int, sample_seed: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return multi_index_regression(n, config.d, config.r, inputs=config.inputs,
                                       subspace=config.subspace, target=config.target,

@@ -63,7 +63,7 @@ def random_circulant_block(p: int, op: str, rng: np.random.Generator,
 def random_circulant_metric(p: int, op: str, seed: int = 0,
                             structure: str = "circulant") -> np.ndarray:
     """``real(sqrtm(M))`` for the block matrix ``M`` of the module docstring
-    (``(2p, 2p)``, float64, PSD)."""
+    (``(2p, 2p)``, float64, PSD). NumPy, a shell call."""
     C = random_circulant_block(p, op, np.random.default_rng(seed), structure)
     centre = np.eye(p) - np.full((p, p), 1.0 / p)
     M = np.block([[centre, C], [C.T, centre]])
