@@ -40,6 +40,9 @@ def data(n: int):
     return X.astype(np.float32), y, Xt.astype(np.float32), yt
 
 
+MEMORY_BUDGET = None  # bytes of kernel rows CG may hold (None: the library's default)
+
+
 def run_ours(method: str, X, y, Xt):
     from dnc_jax import RFM
 
@@ -48,7 +51,8 @@ def run_ours(method: str, X, y, Xt):
         {"solver": "cg"} if solver == "cg" else {"centers": int(solver[len("nystrom"):])})
     agop_samples = AGOP_POINTS if not samples else (samples if samples == "auto" else int(samples))
     model = RFM(kernel="laplace", bandwidth=BANDWIDTH, reg=REG, iters=ITERS, agop_power=0.5,
-                normalize="max", batch_size=2000, agop_samples=agop_samples, **options)
+                normalize="max", batch_size=2000, agop_samples=agop_samples,
+                memory_budget=MEMORY_BUDGET, **options)
     tic = time.perf_counter()
     model.fit(X, y)
     seconds = time.perf_counter() - tic
@@ -98,7 +102,12 @@ def main():
                         default=["cholesky", "cg", "nystrom5000", "nystrom10000", "xrfm"])
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=1800)
+    parser.add_argument("--memory-budget-gib", type=float, default=None,
+                        help="kernel rows CG may hold (default: the library's, 4 GiB on a CPU)")
     args = parser.parse_args()
+    global MEMORY_BUDGET
+    if args.memory_budget_gib is not None:
+        MEMORY_BUDGET = int(args.memory_budget_gib * 2**30)
     if args.one:
         print("RESULT " + json.dumps(one(args.one[0], int(args.one[1]))), flush=True)
         return
@@ -108,7 +117,9 @@ def main():
     for n in args.sizes:
         for method in args.methods:
             try:
-                proc = subprocess.run([sys.executable, __file__, "--one", method, str(n)],
+                budget = ([] if args.memory_budget_gib is None
+                          else ["--memory-budget-gib", str(args.memory_budget_gib)])
+                proc = subprocess.run([sys.executable, __file__, "--one", method, str(n), *budget],
                                       capture_output=True, text=True, timeout=args.timeout)
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 row = json.loads(line[0][7:]) if line else {
