@@ -33,6 +33,7 @@ import dataclasses
 import numpy as np
 
 from dnc_jax.followups.grokking import GrokkingConfig, discrete_log_order, grokking_steps
+from dnc_jax.gradient_outer_product import power_from_eigh
 
 STRUCTURES = ("circulant", "iid")
 
@@ -67,8 +68,7 @@ def random_circulant_metric(p: int, op: str, seed: int = 0,
     C = random_circulant_block(p, op, np.random.default_rng(seed), structure)
     centre = np.eye(p) - np.full((p, p), 1.0 / p)
     M = np.block([[centre, C], [C.T, centre]])
-    evals, evecs = np.linalg.eigh(M)
-    return (evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T
+    return power_from_eigh(*np.linalg.eigh(M), 0.5)  # negative eigenvalues to 0
 
 
 def random_circulant_fit(config: GrokkingConfig = GrokkingConfig(), seed: int = 0,
