@@ -49,6 +49,31 @@ def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
     return jax.tree.map(lambda o: o.reshape(num_blocks * block_size, *o.shape[2:])[:n], out)
 
 
+def fill_row_blocks(out: jax.Array, fn: Callable, X: jax.Array, block_size: int | None,
+                    column=0) -> jax.Array:
+    """``out`` with ``fn(X)`` (``(n, m)``) written into its rows ``0 .. n`` and columns
+    ``column .. column + m``, one block of ``block_size`` rows at a time.
+
+    Unlike ``map_row_blocks`` it builds no stacked copy: the blocks are written in place
+    into ``out`` (a ``fori_loop`` carry), so a matrix the size of ``out`` is held once, plus
+    one block. The last block starts at ``n - block_size`` (it overlaps the one before and
+    rewrites those rows with the same values), so every block has the same static shape
+    and no padding is needed. ``column`` may be traced.
+    """
+    n = X.shape[0]
+    column = jnp.asarray(column, jnp.int32)
+    if block_size is None or block_size >= n:
+        return jax.lax.dynamic_update_slice(out, fn(X).astype(out.dtype), (jnp.int32(0), column))
+    num_blocks = -(-n // block_size)
+
+    def body(i, acc):
+        start = jnp.minimum(i * block_size, n - block_size).astype(jnp.int32)
+        block = fn(jax.lax.dynamic_slice_in_dim(X, start, block_size))
+        return jax.lax.dynamic_update_slice(acc, block.astype(acc.dtype), (start, column))
+
+    return jax.lax.fori_loop(0, num_blocks, body, out)
+
+
 def row_chunk_sum(fn, arrays: tuple, chunk: int):
     """``sum_k fn(*chunk_k)`` over row chunks of ``arrays`` (equal row counts), without copies.
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.blocks import map_row_blocks
+from dnc_jax.blocks import fill_row_blocks, map_row_blocks
 from dnc_jax.kernels import kernel_matrix
 from dnc_jax.precision import matmul
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
@@ -126,13 +126,13 @@ def landmark_factor(X, landmarks, inv_sqrt, M, *, mesh, kernel, bandwidth, n):
 
 def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
     """Inside ``shard_map``: ``K(X_local, X)`` (``(s, p s)``) assembled over the ring,
-    shard ``j`` of ``X`` in columns ``j s .. (j+1) s``."""
+    shard ``j`` of ``X`` in columns ``j s .. (j+1) s``, written block by block into one
+    buffer (``fill_row_blocks``: the kernel rows are held once)."""
     s = X_local.shape[0]
 
     def place(acc, X_j, j):
-        block = map_row_blocks(lambda Xb: kernel_matrix(Xb, X_j, kernel, bandwidth, M),
-                               X_local, block_size)
-        return jax.lax.dynamic_update_slice_in_dim(acc, block, j * s, axis=1)
+        return fill_row_blocks(acc, lambda Xb: kernel_matrix(Xb, X_j, kernel, bandwidth, M),
+                               X_local, block_size, j * s)
 
     return ring_fold(place, jnp.zeros((s, s * p), X_local.dtype), X, p)
 

@@ -33,13 +33,19 @@ AUTO_CHOLESKY_MAX_N = 20_000  # on a CPU backend
 CHOLESKY_PEAK_MATRICES = 3.4  # on a CPU
 CHOLESKY_AGOP_PEAK_MATRICES = 4.4  # on a CPU, with the AGOP's gradient weights held too
 ACCELERATOR_CHOLESKY_PEAK_MATRICES = 4.4  # on a GPU (measured) or TPU (assumed), either path
+CPU_FALLBACK_BUDGET = 4 * 2**30  # bytes, where the host's free memory is unknown
 
 def default_memory_budget() -> int:
     """Bytes of kernel rows a device may hold: half of its memory where JAX reports it
-    (GPUs, TPUs), else 4 GiB."""
-    stats = jax.local_devices()[0].memory_stats() or {}
+    (GPUs, TPUs); on a CPU, half of the host's free memory (``available_memory``) shared
+    by the local CPU devices, else ``CPU_FALLBACK_BUDGET`` (4 GiB) when it is unknown."""
+    devices = jax.local_devices()
+    stats = devices[0].memory_stats() or {}
     limit = stats.get("bytes_limit")
-    return int(limit) // 2 if limit else 4 * 2**30
+    if limit:
+        return int(limit) // 2
+    free = available_memory()
+    return CPU_FALLBACK_BUDGET if free is None else free // (2 * len(devices))
 
 
 def available_memory() -> int | None:

@@ -43,7 +43,13 @@ def test_default_memory_budget_is_half_the_reported_memory(monkeypatch):
 
     monkeypatch.setattr(jax, "local_devices", lambda: [Device({"bytes_limit": 1001})])
     assert default_memory_budget() == 500 and isinstance(default_memory_budget(), int)
-    monkeypatch.setattr(jax, "local_devices", lambda: [Device(None)])
+    # a CPU: half the host's free memory, shared by the local devices; 4 GiB when unknown
+    from dnc_jax.solvers import choice
+
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device(None)] * 4)
+    monkeypatch.setattr(choice, "available_memory", lambda: 8000)
+    assert default_memory_budget() == 1000
+    monkeypatch.setattr(choice, "available_memory", lambda: None)
     assert default_memory_budget() == 4 * 2**30
 
 
