@@ -319,10 +319,11 @@ def sample_rows(n: int, samples: int | None, seed: int) -> np.ndarray | None:
     return np.sort(row_order(n, seed)[: int(samples)])
 
 
-# adaptive AGOP sample (agop_samples="auto"): the first round's rows and the tolerance on
-# the relative change of the trace-normalised AGOP between rounds
+# adaptive AGOP sample (agop_samples="auto"): the first round's rows, and the tolerance on
+# the rms relative change, between rounds, of the squared distances the next kernel computes
 AUTO_FIRST_ROWS = 1000
 AUTO_TOL = 1e-2
+AUTO_PAIRS = 500  # pairs of rows on which the distances are compared
 
 
 def adaptive_kernel_agop(
@@ -331,6 +332,7 @@ def adaptive_kernel_agop(
     *,
     tol: float = AUTO_TOL,
     first: int = AUTO_FIRST_ROWS,
+    power: float = 1.0,
     seed: int = 0,
     batch_size: int | None = None,
     diag: bool = False,
@@ -340,45 +342,66 @@ def adaptive_kernel_agop(
 
     Rows are drawn in ``row_order(n, seed)``: ``first`` rows, then doubling rounds
     (``2 first``, ``4 first``, ... up to ``n``). Each round adds the new rows' AGOP to the
-    running mean (the uncentred AGOP is a mean over rows) and stops when the trace-normalised
-    AGOP moved less than ``tol`` in Frobenius norm relative to itself,
-    ``||A_m / tr A_m - A_h / tr A_h||_F <= tol ||A_m / tr A_m||_F`` (``h = m / 2``): RFM and
-    Deep RFM use the AGOP only up to scale (normalised, then powered), so its direction is
-    what must have settled. ``tol = 0`` runs to all ``n`` rows. The result equals
-    ``kernel_agop(..., samples=rows used, seed=seed)`` (the same rows) up to summation
-    order. Uncentred only; eager (the rounds are decided on the host).
+    running mean (the uncentred AGOP is a mean over rows) and stops when the metric it
+    makes has settled where the next kernel uses it: on ``P = AUTO_PAIRS`` fixed pairs of
+    rows (the first ``2 P`` of the row order, or all when ``n < 2 P``), ``delta_p = x_a - x_b``, the squared distances
+    ``r_p(A) = delta_p^T (A / tr A)^s delta_p`` (``s = power``, the metric's power)
+    moved by at most ``tol`` in rms, relative to their rms:
+
+        ``sqrt(mean_p (r_p(A_m) - r_p(A_h))^2) <= tol sqrt(mean_p r_p(A_m)^2)``  (``h = m / 2``).
+
+    The next RFM iteration or Deep RFM layer sees the AGOP only through these distances (a
+    radial kernel of ``delta^T M delta``): a change ``eps`` of ``r`` changes a Laplace
+    kernel entry ``exp(-sqrt(r) / L)`` by about ``eps sqrt(r) / (2 L)`` relative. A test on
+    every entry of ``A`` (the Frobenius norm) would wait for the sampling noise of its
+    many small entries, which the distances average out. ``tol = 0`` runs to all ``n``
+    rows. The result equals ``kernel_agop(..., samples=rows used, seed=seed)`` (the same
+    rows) up to summation order. Uncentred only; eager (the rounds are decided on the host).
     """
     n = X.n if isinstance(X, Rows) else int(np.shape(X)[0])
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
     if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 1:
         raise ValueError(f"first must be a positive int; got {first!r}.")
+    if not (np.isfinite(power) and power > 0):
+        raise ValueError(f"power must be a finite number > 0; got {power!r}.")
     order = row_order(n, seed)
     data = X.data if isinstance(X, Rows) else jnp.asarray(X)  # placed once, not per round
     A, done, m = None, 0, min(int(first), n)
+    half = min(AUTO_PAIRS, n // 2)
+    pairs = np.asarray(data[order[:half]] - data[order[half:2 * half]], np.float64)
     while True:
         new = np.sort(order[done:m])
         rows = Rows(data[new], len(new)) if isinstance(X, Rows) else data[new]
         part = kernel_agop(predictor, rows, batch_size=batch_size, diag=diag, mesh=mesh)
         previous = A
         A = part if previous is None else (done * previous + (m - done) * part) / m
-        if previous is not None and _relative_change(previous, A) <= tol:
+        if previous is not None and distance_change(previous, A, pairs, power) <= tol:
             return A, m
         if m == n:
             return A, m
         done, m = m, min(2 * m, n)
 
 
-def _relative_change(old: jax.Array, new: jax.Array) -> float:
-    """``||new / tr(new) - old / tr(old)||_F / ||new / tr(new)||_F`` (traces of the
-    diagonal when the AGOPs are diagonals)."""
-    def unit(A):
-        trace = jnp.sum(A) if A.ndim == 1 else jnp.trace(A)
-        return A / jnp.where(trace > 0, trace, 1.0)
+def distance_change(old: ArrayLike, new: ArrayLike, pairs: np.ndarray, power: float = 1.0
+                    ) -> float:
+    """The rms change of the squared distances ``r_p = delta_p^T (A / tr A)^s delta_p``
+    over the rows ``delta_p`` of ``pairs`` (``(P, d)``) from ``A = old`` to ``A = new``,
+    relative to the rms of ``r_p(new)`` (``adaptive_kernel_agop``); float64 on the host.
+    ``old``, ``new``: ``(d, d)`` AGOPs, or ``(d,)`` diagonals."""
+    def distances(A):
+        A = np.asarray(A, np.float64)
+        if A.ndim == 1:
+            trace = A.sum()
+            metric = np.clip(A / (trace if trace > 0 else 1.0), 0.0, None) ** power
+            return (pairs ** 2) @ metric
+        trace = np.trace(A)
+        metric = power_from_eigh(*psd_eigh(A / (trace if trace > 0 else 1.0)), power)
+        return np.einsum("pi,ij,pj->p", pairs, metric, pairs)
 
-    a, b = unit(old), unit(new)
-    scale = float(jnp.linalg.norm(b))
-    return float(jnp.linalg.norm(b - a)) / scale if scale > 0 else 0.0
+    r_old, r_new = distances(old), distances(new)
+    scale = float(np.sqrt(np.mean(r_new ** 2))) if r_new.size else 0.0
+    return float(np.sqrt(np.mean((r_new - r_old) ** 2))) / scale if scale > 0 else 0.0
 
 
 def kernel_agop(

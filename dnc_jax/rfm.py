@@ -156,6 +156,7 @@ def fit_with_agop(
     normalize: str | None = None,
     solver: SolverOptions = SolverOptions(),
     agop_samples: int | str | None = None,
+    metric_power: float = 1.0,
     seed: int = 0,
     mesh=None,
 ) -> tuple[KernelPredictor, jax.Array, SolveInfo]:
@@ -179,6 +180,9 @@ def fit_with_agop(
         as xRFM does (its default is 20,000); ``"auto"``: as many as it needs
         (``adaptive_kernel_agop``: doubling rounds until the normalised AGOP settles);
         ``None`` uses all ``n``. ``SolveInfo.agop_rows`` says how many were used.
+      metric_power: the power of the AGOP that the next kernel's metric is (``fit_rfm``:
+        ``2 agop_power``; Deep RFM: 1, the features ``relu(W M^(1/2) x)`` with Gaussian
+        ``W`` keep ``delta^T M delta``); ``"auto"`` judges the distances it makes.
       seed: seeds the sampled rows, Nyström centres and CG landmarks.
       mesh: shard the rows over this mesh (``dnc_jax.sharding.data_mesh``).
 
@@ -227,8 +231,8 @@ def fit_with_agop(
         precond_rank=solver.precond_rank, memory_budget=solver.memory_budget, mesh=mesh,
         seed=seed)
     if agop_samples == "auto":
-        A, used = adaptive_kernel_agop(predictor, Z, seed=seed, batch_size=batch,
-                                       diag=diag and T is None, mesh=mesh)
+        A, used = adaptive_kernel_agop(predictor, Z, power=metric_power, seed=seed,
+                                       batch_size=batch, diag=diag and T is None, mesh=mesh)
     else:
         count = None if agop_samples is None else int(agop_samples)
         A = kernel_agop(predictor, Z, batch_size=batch, centered=centered,
@@ -301,7 +305,8 @@ def fit_rfm(
                 Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
                 transform=None if it == 0 else transform, batch_size=batch_size,
                 centered=centered, diag=diag, normalize=normalize, solver=solver,
-                agop_samples=agop_samples, seed=seed, mesh=mesh,
+                agop_samples=agop_samples, metric_power=2 * float(agop_power), seed=seed,
+                mesh=mesh,
             )
         record = {"iter": it, "solve": info.to_dict()}
         if score is not None:

@@ -230,6 +230,58 @@ def test_adaptive_agop_with_zero_tolerance_uses_every_row(rng):
     np.testing.assert_allclose(A, full, rtol=0, atol=1e-5 * float(jnp.abs(full).max()))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_adaptive_agop_stops_at_the_first_round_whose_distances_settled(rng, power):
+    """The rule, replayed from fixed samples: rounds of 200, 400, 800, 1,600, 3,000 rows;
+    the returned count is the first ``m`` whose AGOP moved the squared distances of the
+    documented pairs (the first 2 x 500 rows of the seed's order) by at most ``tol`` from
+    the AGOP of ``m / 2`` rows. Tolerances 1% above and below each round's change must
+    stop exactly at that round and at a later one (float32 AGOPs accumulated in another order move the
+    changes by ~1e-5 relative, far less than the gap kept around ``tol``)."""
+    from dnc_jax.gradient_outer_product import (
+        AUTO_PAIRS,
+        adaptive_kernel_agop,
+        distance_change,
+        row_order,
+    )
+
+    pred, X = _adaptive_problem(rng)
+    order = row_order(3000, 5)
+    pairs = np.asarray(X[order[:AUTO_PAIRS]] - X[order[AUTO_PAIRS:2 * AUTO_PAIRS]], np.float64)
+    counts = [200, 400, 800, 1600, 3000]
+    fixed = [np.asarray(kernel_agop(pred, X, samples=m, seed=5), np.float64) for m in counts]
+    changes = [distance_change(a, b, pairs, power) for a, b in zip(fixed, fixed[1:])]
+    # just above and just below each round's change: the rule stops there, or later
+    for c in changes[:3]:
+        for tol in (1.01 * c, 0.99 * c):
+            assert all(abs(other - tol) > 1e-3 * tol for other in changes)  # a real gap
+            expected = next((counts[k + 1] for k, ck in enumerate(changes) if ck <= tol), 3000)
+            _, used = adaptive_kernel_agop(pred, X, tol=tol, first=200, power=power, seed=5)
+            assert used == expected
+
+
+def test_distance_change_is_scale_free_and_equals_the_direct_formula(rng):
+    from dnc_jax.gradient_outer_product import distance_change
+
+    d = 5
+    B = rng.standard_normal((d, d))
+    A, A2 = B @ B.T, (B + 0.1 * rng.standard_normal((d, d))) @ (B + 0.1 * rng.standard_normal((d, d))).T
+    A2 = (A2 + A2.T) / 2
+    pairs = rng.standard_normal((7, d))
+    assert distance_change(A, 3.0 * A, pairs) == pytest.approx(0.0, abs=1e-12)
+    r_old = np.einsum("pi,ij,pj->p", pairs, A / np.trace(A), pairs)
+    r_new = np.einsum("pi,ij,pj->p", pairs, A2 / np.trace(A2), pairs)
+    want = np.sqrt(np.mean((r_new - r_old) ** 2) / np.mean(r_new ** 2))
+    assert distance_change(A, A2, pairs) == pytest.approx(want, rel=1e-12)
+    # diagonal AGOPs: the metric is the diagonal
+    a, a2 = np.diag(A), np.diag(A2)
+    r_old = (pairs ** 2) @ (a / a.sum()) ** 0.5
+    r_new = (pairs ** 2) @ (a2 / a2.sum()) ** 0.5
+    want = np.sqrt(np.mean((r_new - r_old) ** 2) / np.mean(r_new ** 2))
+    assert distance_change(a, a2, pairs, 0.5) == pytest.approx(want, rel=1e-12)
+
+
 class _TwoLayer(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
         self.hidden = nnx.Linear(5, 16, rngs=rngs)
