@@ -10,8 +10,10 @@ points (all when n is smaller), divided by its largest entry, kernel on ``x M^(1
 Methods: ``cholesky``, ``cg`` (tol 1e-6, 500 landmarks), ``nystromM`` (M centres), and
 ``xrfm`` (``xrfm.RFM.fit``, Cholesky, ``total_points_to_sample=20000``). A dnc_jax method
 may name its AGOP sample after ``@``: ``cg@5000`` (5,000 seeded rows), ``cg@auto``
-(``agop_samples="auto"``: doubling rounds from 1,000 rows until the trace-normalised AGOP
-moves less than 1e-2; the rows used per iteration are reported). Seconds are the
+(``agop_samples="auto"``: doubling rounds from 1,000 rows until the squared distances the
+next kernel computes, on 500 fixed pairs of rows, move less than 1e-2 in rms; the rows used
+per iteration are reported). ``--device cuda`` runs xRFM on the GPU (JAX takes its default
+device) and adds each method's peak device memory. Seconds are the
 whole ``fit`` in a fresh process (JAX compilation included: nothing is warmed up); peak
 memory is the process's maximum resident set size (imports and data included). The growth
 exponent of time with n is the least-squares slope of log(seconds) on log(n).
@@ -41,6 +43,7 @@ def data(n: int):
 
 
 MEMORY_BUDGET = None  # bytes of kernel rows CG may hold (None: the library's default)
+DEVICE = "cpu"  # where xRFM runs ("cuda" on a GPU machine); JAX takes its default device
 
 
 def run_ours(method: str, X, y, Xt):
@@ -70,15 +73,17 @@ def run_xrfm(X, y, Xt):
     torch.set_num_threads(torch.get_num_threads())
     Y = one_hot_pm1(y, 10)
     model = XRFM(kernel="laplace", bandwidth=BANDWIDTH, iters=ITERS, agop_power=0.5,
-                 device="cpu", verbose=False, tuning_metric="accuracy")
+                 device=DEVICE, verbose=False, tuning_metric="accuracy")
     tic = time.perf_counter()
     model.fit((torch.from_numpy(X), torch.from_numpy(Y)), (torch.from_numpy(Xt[:10]),
               torch.from_numpy(one_hot_pm1(np.zeros(10, np.int64), 10))),
               iters=ITERS, method="lstsq", reg=REG, solver="cholesky", early_stop_rfm=False,
               return_best_params=False, total_points_to_sample=AGOP_POINTS, M_batch_size=2000)
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
     with torch.no_grad():
-        out = model.predict(torch.from_numpy(Xt)).numpy()
+        out = model.predict(torch.from_numpy(Xt).to(DEVICE)).cpu().numpy()
     return seconds, out, None, None
 
 
@@ -89,7 +94,18 @@ def one(method: str, n: int) -> dict:
     else:
         seconds, out, solves, rows = run_ours(method, X, y, Xt)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"method": method, "n": n, "seconds": seconds, "peak GiB": peak_gib,
+    row = {"method": method, "n": n, "seconds": seconds, "peak GiB": peak_gib}
+    if DEVICE != "cpu":  # the peak on the card: torch's allocator for xRFM, XLA's for ours
+        if method == "xrfm":
+            import torch
+
+            row["peak device GiB"] = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            import jax
+
+            stats = jax.local_devices()[0].memory_stats() or {}
+            row["peak device GiB"] = stats.get("peak_bytes_in_use", float("nan")) / 2**30
+    return {**row,
             "test acc": float(np.mean(np.argmax(out, 1) == yt)),
             "iters": None if solves is None else [s["iterations"] for s in solves],
             "agop rows": rows}
@@ -103,9 +119,13 @@ def main():
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--memory-budget-gib", type=float, default=None,
-                        help="kernel rows CG may hold (default: the library's, 4 GiB on a CPU)")
+                        help="kernel rows CG may hold (default: the library's, half the "
+                             "free memory)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="xRFM's torch device (JAX uses its default device)")
     args = parser.parse_args()
-    global MEMORY_BUDGET
+    global MEMORY_BUDGET, DEVICE
+    DEVICE = args.device
     if args.memory_budget_gib is not None:
         MEMORY_BUDGET = int(args.memory_budget_gib * 2**30)
     if args.one:
@@ -119,6 +139,7 @@ def main():
             try:
                 budget = ([] if args.memory_budget_gib is None
                           else ["--memory-budget-gib", str(args.memory_budget_gib)])
+                budget += ["--device", args.device]
                 proc = subprocess.run([sys.executable, __file__, "--one", method, str(n), *budget],
                                       capture_output=True, text=True, timeout=args.timeout)
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -144,7 +165,8 @@ def main():
                                                  np.log([p[1] for p in pts]), 1)[0])
     print()
     print(f"machine: {machine()}")
-    cols = ["method", "n", "seconds", "peak GiB", "test acc", "xrfm / this (time)",
+    cols = ["method", "n", "seconds", "peak GiB"] + (
+        ["peak device GiB"] if args.device != "cpu" else []) + ["test acc", "xrfm / this (time)",
             "this / xrfm (memory)", "acc - xrfm acc", "iters", "agop rows"]
     print(table([r for r in rows if "seconds" in r], cols))
     print("growth exponent of time with n:", {k: round(v, 2) for k, v in exponents.items()})

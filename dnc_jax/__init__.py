@@ -28,7 +28,7 @@ from dnc_jax.solvers import (
 )
 from dnc_jax.solvers.core import fit
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "ClassMoments",

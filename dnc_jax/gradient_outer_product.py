@@ -344,7 +344,8 @@ def adaptive_kernel_agop(
     (``2 first``, ``4 first``, ... up to ``n``). Each round adds the new rows' AGOP to the
     running mean (the uncentred AGOP is a mean over rows) and stops when the metric it
     makes has settled where the next kernel uses it: on ``P = AUTO_PAIRS`` fixed pairs of
-    rows (the first ``2 P`` of the row order, or all when ``n < 2 P``), ``delta_p = x_a - x_b``, the squared distances
+    rows (the first ``2 P`` of the row order, or all when ``n < 2 P``),
+    ``delta_p = x_a - x_b``, the squared distances
     ``r_p(A) = delta_p^T (A / tr A)^s delta_p`` (``s = power``, the metric's power)
     moved by at most ``tol`` in rms, relative to their rms:
 

@@ -178,7 +178,7 @@ def fit_with_agop(
       solver: how the fit is solved (``SolverOptions``; the default picks by size).
       agop_samples: estimate the AGOP from this many training rows (seeded by ``seed``),
         as xRFM does (its default is 20,000); ``"auto"``: as many as it needs
-        (``adaptive_kernel_agop``: doubling rounds until the normalised AGOP settles);
+        (``adaptive_kernel_agop``: doubling rounds until the distances it makes settle);
         ``None`` uses all ``n``. ``SolveInfo.agop_rows`` says how many were used.
       metric_power: the power of the AGOP that the next kernel's metric is (``fit_rfm``:
         ``2 agop_power``; Deep RFM: 1, the features ``relu(W M^(1/2) x)`` with Gaussian

@@ -251,7 +251,7 @@ def test_adaptive_agop_stops_at_the_first_round_whose_distances_settled(rng, pow
     pairs = np.asarray(X[order[:AUTO_PAIRS]] - X[order[AUTO_PAIRS:2 * AUTO_PAIRS]], np.float64)
     counts = [200, 400, 800, 1600, 3000]
     fixed = [np.asarray(kernel_agop(pred, X, samples=m, seed=5), np.float64) for m in counts]
-    changes = [distance_change(a, b, pairs, power) for a, b in zip(fixed, fixed[1:])]
+    changes = [distance_change(a, b, pairs, power) for a, b in zip(fixed, fixed[1:], strict=False)]
     # just above and just below each round's change: the rule stops there, or later
     for c in changes[:3]:
         for tol in (1.01 * c, 0.99 * c):
