@@ -12,9 +12,10 @@ Methods: ``cholesky``, ``cg`` (tol 1e-6, 500 landmarks), ``nystromM`` (M centres
 may name its AGOP sample after ``@``: ``cg@5000`` (5,000 seeded rows), ``cg@auto``
 (``agop_samples="auto"``: doubling rounds from 1,000 rows until the squared distances the
 next kernel computes, on 500 fixed pairs of rows, move less than 1e-2 in rms; the rows used
-per iteration are reported). ``--device cuda`` runs xRFM on the GPU (JAX takes its default
-device) and adds each method's peak device memory. Seconds are the
-whole ``fit`` in a fresh process (JAX compilation included: nothing is warmed up); peak
+per iteration are reported); ``cg-cold`` starts every CG solve from zero instead of the
+previous fit's coefficients (``fit_rfm(warm_start=False)``). ``--device cuda`` runs xRFM
+on the GPU (JAX takes its default device) and adds each method's peak device memory.
+Seconds are the whole ``fit`` in a fresh process (JAX compilation included: nothing is warmed up); peak
 memory is the process's maximum resident set size (imports and data included). The growth
 exponent of time with n is the least-squares slope of log(seconds) on log(n).
 """
@@ -47,9 +48,14 @@ DEVICE = "cpu"  # where xRFM runs ("cuda" on a GPU machine); JAX takes its defau
 
 
 def run_ours(method: str, X, y, Xt):
-    from dnc_jax import RFM
+    import functools
+
+    from dnc_jax import RFM, estimators
 
     solver, _, samples = method.partition("@")
+    if solver.endswith("-cold"):  # every CG solve from zero (fit_rfm's warm_start=False)
+        solver = solver[:-len("-cold")]
+        estimators.fit_rfm = functools.partial(estimators.fit_rfm, warm_start=False)
     options = {"solver": "cholesky"} if solver == "cholesky" else (
         {"solver": "cg"} if solver == "cg" else {"centers": int(solver[len("nystrom"):])})
     agop_samples = AGOP_POINTS if not samples else (samples if samples == "auto" else int(samples))

@@ -157,6 +157,7 @@ def fit_with_agop(
     solver: SolverOptions = SolverOptions(),
     agop_samples: int | str | None = None,
     metric_power: float = 1.0,
+    init: jax.Array | None = None,
     seed: int = 0,
     mesh=None,
 ) -> tuple[KernelPredictor, jax.Array, SolveInfo]:
@@ -183,6 +184,8 @@ def fit_with_agop(
       metric_power: the power of the AGOP that the next kernel's metric is (``fit_rfm``:
         ``2 agop_power``; Deep RFM: 1, the features ``relu(W M^(1/2) x)`` with Gaussian
         ``W`` keep ``delta^T M delta``); ``"auto"`` judges the distances it makes.
+      init: CG's starting coefficients (a warm start): the ``coefs`` of the previous fit
+        on the same rows, as ``fit_rfm`` passes them; ignored by the direct solvers.
       seed: seeds the sampled rows, Nyström centres and CG landmarks.
       mesh: shard the rows over this mesh (``dnc_jax.sharding.data_mesh``).
 
@@ -229,7 +232,7 @@ def fit_with_agop(
         Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, M=None, block_size=None,
         method=method, centers=solver.centers, tol=solver.tol, max_iter=solver.max_iter,
         precond_rank=solver.precond_rank, memory_budget=solver.memory_budget, mesh=mesh,
-        seed=seed)
+        seed=seed, init=init)
     if agop_samples == "auto":
         A, used = adaptive_kernel_agop(predictor, Z, power=metric_power, seed=seed,
                                        batch_size=batch, diag=diag and T is None, mesh=mesh)
@@ -269,6 +272,7 @@ def fit_rfm(
     batch_size: int | None = 1024,
     solver: SolverOptions = SolverOptions(),
     agop_samples: int | str | None = None,
+    warm_start: bool = True,
     seed: int = 0,
     mesh=None,
     score: Callable[[jax.Array, KernelPredictor], float] | None = None,
@@ -279,7 +283,9 @@ def fit_rfm(
     The defaults are those of ``dnc_jax.estimators.RFM``; the options are those of
     ``fit_with_agop``, and ``agop_power`` is ``p`` (``T = AGOP^p``). With ``score``
     (``(T, predictor) -> float``, higher is better, e.g. a validation accuracy) every fit
-    is scored and the best one is returned; otherwise the last.
+    is scored and the best one is returned; otherwise the last. ``warm_start``: each CG
+    solve starts from the previous fit's coefficients (the same rows and targets; only the
+    metric moved), not from zero.
 
     Under ``jax.jit`` / ``vmap`` / ``grad`` (traced ``X``, ``Y``, ``bandwidth`` or
     ``reg``) every step is ``rfm_step`` (``solver.solver`` ``"cholesky"`` or ``"cg"``,
@@ -292,22 +298,23 @@ def fit_rfm(
     transform = jnp.eye(X.shape[1], dtype=X.dtype)
     history: list[dict] = []
     best_score, best = -np.inf, (int(iters), transform, None)
-    A = None
+    A, init = None, None
     for it in range(int(iters) + 1):
         last = it == int(iters)
         Z = matmul(X, transform)
         if last:  # the final fit needs no AGOP
             predictor, info = fit_kernel_ridge(
                 Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, mesh=mesh, seed=seed,
-                **dataclasses.asdict(solver))
+                init=init, **dataclasses.asdict(solver))
         else:
             predictor, A, info = fit_with_agop(
                 Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
                 transform=None if it == 0 else transform, batch_size=batch_size,
                 centered=centered, diag=diag, normalize=normalize, solver=solver,
-                agop_samples=agop_samples, metric_power=2 * float(agop_power), seed=seed,
-                mesh=mesh,
+                agop_samples=agop_samples, metric_power=2 * float(agop_power), init=init,
+                seed=seed, mesh=mesh,
             )
+            init = predictor.coefs if warm_start and info.solver == "cg" else None
         record = {"iter": it, "solve": info.to_dict()}
         if score is not None:
             value = record["val_score"] = score(transform, predictor)

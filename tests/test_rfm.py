@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import radial_problem
+from helpers import radial_problem, rel64
 from tolerances import F64, ROUNDING
 
 from dnc_jax import (
@@ -151,3 +151,24 @@ def test_defaults_are_the_papers_and_agree_across_entry_points():
                                                c.precond_rank)
     assert (c.tol, c.max_iter, c.precond_rank) == (solver["tol"], solver["max_iter"],
                                                    solver["precond_rank"])
+
+
+@pytest.mark.slow
+def test_fit_rfm_warm_start_reaches_the_cold_start_solution(rng, x64):
+    """CG warm-started from the previous fit's coefficients solves the same systems. Each
+    solve is within relative residual ``tol`` = 1e-12, so within ``kappa tol`` of its exact
+    solution, ``kappa <= (n + reg) / reg`` ~ 3e3 (300 rows, ``K_ii = 1``, reg 0.1); that
+    error moves the next metric, which moves the next solution by at most ``kappa`` times
+    as much: at most ``kappa^2 tol`` per fit, three fits. The first fit has nothing to
+    start from and takes the cold start's iterations."""
+    X = rng.standard_normal((300, 5))
+    Y = np.tanh(X[:, :2])
+    options = dict(bandwidth=3.0, reg=0.1, iters=2, solver=SolverOptions("cg", tol=1e-12))
+    warm = fit_rfm(X, Y, **options)
+    cold = fit_rfm(X, Y, warm_start=False, **options)
+    iterations = [[r["solve"]["iterations"] for r in f.history] for f in (warm, cold)]
+    assert iterations[0][0] == iterations[1][0]
+    Xq = rng.standard_normal((50, 5))
+    kappa = (300 + 0.1) / 0.1
+    assert rel64(warm.predictor.predict(Xq @ np.asarray(warm.transform)),
+                 cold.predictor.predict(Xq @ np.asarray(cold.transform))) <= 3 * kappa**2 * 1e-12

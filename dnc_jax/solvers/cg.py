@@ -46,7 +46,8 @@ class PCGResult(NamedTuple):
     residual: jax.Array  # max over columns of ||B - A X|| / ||B||, recomputed at the end
 
 
-def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=lambda x: x):
+def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=lambda x: x,
+        X0: jax.Array | None = None):
     """Column-wise preconditioned conjugate gradients for ``A X = B`` (``B`` is ``(n, C)``).
 
     Args:
@@ -56,6 +57,10 @@ def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=l
       max_iter: iteration cap.
       total: sums a per-device ``(C,)`` partial over devices (``psum``) when the rows
         are sharded; the identity otherwise.
+      X0: a starting point (``None``: zeros), e.g. a nearby system's solution; each
+        column starts from ``gamma x0`` with ``gamma = x0^T b / x0^T A x0``, the multiple
+        of ``x0`` closest to the solution in the ``A``-norm, so never farther than zero
+        (one more product).
 
     Returns:
       ``PCGResult``; converged columns stop moving while the others go on.
@@ -66,8 +71,15 @@ def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=l
 
     b_norm = jnp.sqrt(colsum(B, B))
     b_safe = jnp.where(b_norm > 0, b_norm, 1.0)
-    Z = apply_Pinv(B)
-    state = (jnp.int32(0), jnp.zeros_like(B), B, Z, colsum(B, Z), jnp.sqrt(colsum(B, B)) / b_safe)
+    if X0 is None:
+        X0, R0 = jnp.zeros_like(B), B
+    else:  # scaled per column to the multiple of X0 nearest the solution in the A-norm
+        AX0 = apply_A(X0)
+        x_ax = colsum(X0, AX0)
+        gamma = jnp.where(x_ax > 0, colsum(X0, B) / jnp.where(x_ax > 0, x_ax, 1.0), 0.0)
+        X0, R0 = gamma * X0, B - gamma * AX0
+    Z = apply_Pinv(R0)
+    state = (jnp.int32(0), X0, R0, Z, colsum(R0, Z), jnp.sqrt(colsum(R0, R0)) / b_safe)
 
     def cond(state):
         k, *_, res = state
@@ -141,16 +153,17 @@ def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
     jax.jit,
     static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
 )
-def cg_solve(X, Y, F, Q, M, reg, tol, *, mesh, kernel, bandwidth, n, hold, block_size,
+def cg_solve(X, Y, F, Q, M, reg, tol, X0, *, mesh, kernel, bandwidth, n, hold, block_size,
              max_iter):
-    """PCG on ``(K + reg I) alpha = Y`` for row-sharded ``X`` (``(n_pad, d)``), ``Y``.
+    """PCG on ``(K + reg I) alpha = Y`` for row-sharded ``X`` (``(n_pad, d)``), ``Y``,
+    from ``alpha = X0`` (row-sharded like ``Y``; its padding rows are ignored).
 
     Returns a ``PCGResult`` with ``alpha`` row-sharded.
     """
     p = num_shards(mesh)
     rows = X.shape[0] // p
 
-    def local(X_local, Y_local, F_local, Q, M, reg, tol):
+    def local(X_local, Y_local, F_local, Q, M, reg, tol, X0_local):
         mask = row_mask(rows, n, X_local.dtype)[:, None]
         if hold:
             K_local = kernel_rows(X_local, X_local, M, kernel, bandwidth, p, block_size)
@@ -176,21 +189,21 @@ def cg_solve(X, Y, F, Q, M, reg, tol, *, mesh, kernel, bandwidth, n, hold, block
         def apply_Pinv(v):
             return v + matmul(F_local, matmul(Q, jax.lax.psum(matmul(F_local.T, v), DATA)))
 
-        result = pcg(apply_A, apply_Pinv, mask * Y_local, tol=tol, max_iter=max_iter,
-                     total=lambda x: jax.lax.psum(x, DATA))
-        return result
+        return pcg(apply_A, apply_Pinv, mask * Y_local, tol=tol, max_iter=max_iter,
+                   total=lambda x: jax.lax.psum(x, DATA), X0=mask * X0_local)
 
-    specs = (ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, REPLICATED)
+    specs = (ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, REPLICATED, ROWS)
     return jax.shard_map(local, mesh=mesh, in_specs=specs,
                          out_specs=PCGResult(ROWS, REPLICATED, REPLICATED, REPLICATED),
                          check_vma=False)(
-        X, Y, F, Q, M, reg, tol)
+        X, Y, F, Q, M, reg, tol, X0)
 
 
 def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, hold,
-          block_size, seed):
+          block_size, seed, init: jax.Array | None = None):
     """Exact kernel ridge regression by PCG; returns ``(PCGResult, seconds building the
-    preconditioner)``, the solution as ``Rows``. See the module docstring."""
+    preconditioner)``, the solution as ``Rows``. ``init``: a starting point laid out like
+    ``Y.data`` (``None``: zeros). See the module docstring."""
     tic = time.perf_counter()
     mesh = X.mesh
     rank = min(rank, X.n)
@@ -202,8 +215,9 @@ def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, h
                               bandwidth=bandwidth, n=X.n)
     Q = jnp.asarray(nystrom_correction(np.asarray(gram, np.float64), reg), X.dtype)
     precond_seconds = time.perf_counter() - tic
+    X0 = jnp.zeros_like(Y.data) if init is None else init
     result = cg_solve(
-        X.data, Y.data, F, Q, M, jnp.asarray(reg, X.dtype), jnp.asarray(tol, X.dtype),
+        X.data, Y.data, F, Q, M, jnp.asarray(reg, X.dtype), jnp.asarray(tol, X.dtype), X0,
         mesh=mesh, kernel=kernel, bandwidth=bandwidth, n=X.n, hold=hold,
         block_size=block_size, max_iter=max_iter)
     return result._replace(solution=Rows(result.solution, X.n)), precond_seconds

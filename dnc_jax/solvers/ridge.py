@@ -144,6 +144,7 @@ def fit_kernel_ridge(
     memory_budget: int | None = None,
     mesh: Mesh | None = None,
     seed: int = 0,
+    init: jax.Array | None = None,
 ) -> tuple[KernelPredictor, SolveInfo]:
     """Fit kernel ridge regression and say how it was solved.
 
@@ -168,6 +169,9 @@ def fit_kernel_ridge(
       mesh: a mesh with a ``"data"`` axis (``dnc_jax.sharding.data_mesh``); the rows are
         sharded over it. ``None``: one device.
       seed: seeds the landmarks and the sampled centres.
+      init: CG's starting coefficients (a warm start), ``(n, C)``, or the ``coefs`` of an
+        exact predictor on these rows and mesh (padded on a mesh); the other solvers
+        ignore it.
 
     Returns:
       ``(KernelPredictor, SolveInfo)``. An exact solve on a mesh returns a predictor whose
@@ -187,18 +191,19 @@ def fit_kernel_ridge(
     return solve_checked(X, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M,
                          block_size=block_size, method=method, centers=centers, tol=tol,
                          max_iter=max_iter, precond_rank=precond_rank,
-                         memory_budget=memory_budget, mesh=mesh, seed=seed)
+                         memory_budget=memory_budget, mesh=mesh, seed=seed, init=init)
 
 
 def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Family,
                   bandwidth: float, reg: float, M: jax.Array | None, block_size: int | None,
                   method: str, centers: int | ArrayLike | None, tol: float, max_iter: int,
                   precond_rank: int, memory_budget: int | None, mesh: Mesh | None,
-                  seed: int) -> tuple[KernelPredictor, SolveInfo]:
+                  seed: int, init: jax.Array | None = None) -> tuple[KernelPredictor, SolveInfo]:
     """``fit_kernel_ridge`` on inputs already checked (``validate_fit_inputs``,
     ``check_solver_options``) with the solver chosen (``method``: ``"cholesky"``,
     ``"cg"``, or ``"nystrom"`` with ``centers``): shells that check once and then fit
-    (``fit_with_agop``) call it."""
+    (``fit_with_agop``) call it. ``init``: CG's starting coefficients, the ``coefs`` of an
+    exact predictor on the same rows and mesh (a warm start; the other solvers ignore it)."""
     n = X.shape[0]
     reg = float(reg)
     bandwidth = bandwidth if _checks.is_traced(bandwidth) else float(bandwidth)
@@ -230,7 +235,7 @@ def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Fam
         result, kernel_seconds = cg.solve(
             X_rows, Y_rows, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M_rep, tol=tol,
             max_iter=int(max_iter), rank=int(precond_rank), hold=hold, block_size=block,
-            seed=seed)
+            seed=seed, init=None if init is None else _start(init, Y_rows, mesh))
         # on one device there is no padding and nothing to shard: a plain predictor
         sharded = num_shards(mesh) > 1
         predictor = KernelPredictor(X_rows.data, result.solution.data, M_rep, kernel, bandwidth,
@@ -253,6 +258,18 @@ def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Fam
             f"relative residual {res:.3g} > tol={tol:g}; raise max_iter or precond_rank, or "
             "loosen tol.", RuntimeWarning, stacklevel=3)
     return predictor, info
+
+
+def _start(init: ArrayLike, Y: Rows, mesh: Mesh) -> jax.Array:
+    """CG's starting point laid out like ``Y.data``: ``init`` as given when it is already
+    (``(n_pad, C)``), else an ``(n, C)`` array placed as rows; a ``ValueError`` otherwise."""
+    shape = tuple(np.shape(init))
+    if shape == Y.data.shape:
+        return jnp.asarray(init, Y.dtype)
+    if shape != (Y.n, Y.data.shape[1]):
+        raise ValueError(f"init must be ({Y.n}, {Y.data.shape[1]}) like the targets (or a "
+                         f"predictor's padded coefs {Y.data.shape}); got {shape}.")
+    return as_rows(np.asarray(init), mesh, dtype=Y.dtype).data
 
 
 def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) -> KernelPredictor:

@@ -162,7 +162,57 @@ def test_held_kernel_rows_are_one_buffer():
     z = jnp.zeros
     compiled = cg_solve.lower(
         z((n, d)), z((n, 2)), z((n, r)), z((r, r)), jnp.eye(d), jnp.float32(1e-3),
-        jnp.float32(1e-6), mesh=data_mesh(jax.devices()[:1]), kernel="laplace", bandwidth=1.0,
+        jnp.float32(1e-6), z((n, 2)), mesh=data_mesh(jax.devices()[:1]), kernel="laplace", bandwidth=1.0,
         n=n, hold=True, block_size=500, max_iter=10).compile()
     kernel_bytes = n * n * 4
     assert compiled.memory_analysis().temp_size_in_bytes < 1.5 * kernel_bytes
+
+
+@pytest.mark.parametrize("mesh", [None, "all"])
+def test_warm_start_from_the_solution_needs_no_iteration(digits_rows, x64, mesh):
+    """CG started from a converged solution of the same system (its ``coefs``, padded and
+    sharded on a mesh) stops at once (after at most one iteration: the start rescaled by
+    ``gamma`` ~ 1 may cross the tolerance by rounding); from a
+    nearby system's solution (another ridge) it reaches the same solution to its tolerance
+    in fewer iterations than from zero."""
+    from dnc_jax.sharding import data_mesh
+
+    X, _, Y = (a.astype(np.float64) for a in digits_rows)
+    options = dict(bandwidth=2.0, solver="cg", tol=1e-10, precond_rank=20,
+                   mesh=None if mesh is None else data_mesh(mesh))
+    cold, info = fit_kernel_ridge(X, Y, reg=1e-3, **options)
+    warm, again = fit_kernel_ridge(X, Y, reg=1e-3, init=cold.coefs, **options)
+    # each within relative residual 1e-10 of the one solution: relative error at most
+    # kappa tol, kappa(K + reg I) <= (n + reg) / reg ~ 4e5 for 402 unit-norm rows (K_ii = 1)
+    bound = 2 * 4e5 * 1e-10
+    assert info.iterations > 0 and again.iterations <= 1
+    assert rel64(coefs_of(warm, len(X)), coefs_of(cold, len(X))) <= bound  # rescaled start
+    near, near_info = fit_kernel_ridge(X, Y, reg=1.1e-3, init=cold.coefs, **options)
+    far, far_info = fit_kernel_ridge(X, Y, reg=1.1e-3, **options)
+    assert near_info.iterations < far_info.iterations
+    assert rel64(coefs_of(near, len(X)), coefs_of(far, len(X))) <= bound
+    # an (n, C) start is placed as rows; any other shape is refused before any work
+    _, unpadded = fit_kernel_ridge(X, Y, reg=1e-3, init=coefs_of(cold, len(X)), **options)
+    assert unpadded.iterations <= 1
+    with pytest.raises(ValueError, match="init must be"):
+        fit_kernel_ridge(X, Y, reg=1e-3, init=np.zeros((3, 10)), **options)
+
+
+def test_pcg_start_is_never_farther_than_zero(rng, x64):
+    """``pcg``'s warm start is the multiple of ``x0`` nearest the solution in the A-norm:
+    with no iteration its error is at most the zero start's (``||x*||_A``), even from a
+    start pointing the wrong way, and its scale is ``x0^T b / x0^T A x0`` per column."""
+    from dnc_jax.solvers.cg import pcg
+
+    G = rng.standard_normal((30, 30))
+    A = jnp.asarray(G @ G.T + 30 * np.eye(30))
+    B = jnp.asarray(rng.standard_normal((30, 3)))
+    solution = np.linalg.solve(np.asarray(A), np.asarray(B))
+    for X0 in (-5.0 * solution + rng.standard_normal((30, 3)), rng.standard_normal((30, 3))):
+        start = pcg(lambda v: A @ v, lambda v: v, B, tol=0.0, max_iter=0,
+                    X0=jnp.asarray(X0)).solution
+        gamma = np.sum(X0 * np.asarray(B), 0) / np.sum(X0 * (np.asarray(A) @ X0), 0)
+        np.testing.assert_allclose(np.asarray(start), gamma * X0, rtol=1e-12)
+        for c in range(3):
+            err = np.asarray(start)[:, c] - solution[:, c]
+            assert err @ np.asarray(A) @ err <= solution[:, c] @ np.asarray(A) @ solution[:, c]
