@@ -388,8 +388,9 @@ def distance_change(old: ArrayLike, new: ArrayLike, pairs: np.ndarray, power: fl
                     ) -> float:
     """The rms change of the squared distances ``r_p = delta_p^T (A / tr A)^s delta_p``
     over the rows ``delta_p`` of ``pairs`` (``(P, d)``) from ``A = old`` to ``A = new``,
-    relative to the rms of ``r_p(new)`` (``adaptive_kernel_agop``); float64 on the host.
-    ``old``, ``new``: ``(d, d)`` AGOPs, or ``(d,)`` diagonals."""
+    relative to the rms of ``r_p(new)`` (``adaptive_kernel_agop``). A NumPy shell call in
+    float64 on the host (eigendecompositions; not traceable). ``old``, ``new``: ``(d, d)``
+    AGOPs, or ``(d,)`` diagonals."""
     def distances(A):
         A = np.asarray(A, np.float64)
         if A.ndim == 1:

@@ -183,7 +183,8 @@ def fit_with_agop(
         ``None`` uses all ``n``. ``SolveInfo.agop_rows`` says how many were used.
       metric_power: the power of the AGOP that the next kernel's metric is (``fit_rfm``:
         ``2 agop_power``; Deep RFM: 1, the features ``relu(W M^(1/2) x)`` with Gaussian
-        ``W`` keep ``delta^T M delta``); ``"auto"`` judges the distances it makes.
+        ``W`` keep ``delta^T M delta``); ``agop_samples="auto"`` judges when the AGOP
+        has settled by the distances ``delta^T A^s delta`` of this power ``s``.
       init: CG's starting coefficients (a warm start): the ``coefs`` of the previous fit
         on the same rows, as ``fit_rfm`` passes them; ignored by the direct solvers.
       seed: seeds the sampled rows, Nyström centres and CG landmarks.
