@@ -58,7 +58,8 @@ def fill_row_blocks(out: jax.Array, fn: Callable, X: jax.Array, block_size: int 
     into ``out`` (a ``fori_loop`` carry), so a matrix the size of ``out`` is held once, plus
     one block. The last block starts at ``n - block_size`` (it overlaps the one before and
     rewrites those rows with the same values), so every block has the same static shape
-    and no padding is needed. ``column`` may be traced.
+    and no padding is needed. ``column`` may be traced. Traceable: it runs under ``jit``
+    (its test) and ``vmap``; the loop has a static trip count, so it is differentiable.
     """
     n = X.shape[0]
     column = jnp.asarray(column, jnp.int32)

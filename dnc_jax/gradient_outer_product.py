@@ -371,39 +371,49 @@ def adaptive_kernel_agop(
     A, done, m = None, 0, min(int(first), n)
     half = min(AUTO_PAIRS, n // 2)
     pairs = np.asarray(data[order[:half]] - data[order[half:2 * half]], np.float64)
+    r = None  # the previous round's distances, computed once per round
     while True:
         new = np.sort(order[done:m])
         rows = Rows(data[new], len(new)) if isinstance(X, Rows) else data[new]
         part = kernel_agop(predictor, rows, batch_size=batch_size, diag=diag, mesh=mesh)
-        previous = A
-        A = part if previous is None else (done * previous + (m - done) * part) / m
-        if previous is not None and distance_change(previous, A, pairs, power) <= tol:
+        A = part if A is None else (done * A + (m - done) * part) / m
+        if m == n and r is None:
+            return A, m
+        r, r_previous = pair_distances(A, pairs, power), r
+        if r_previous is not None and _rms_change(r_previous, r) <= tol:
             return A, m
         if m == n:
             return A, m
         done, m = m, min(2 * m, n)
 
 
-def distance_change(old: ArrayLike, new: ArrayLike, pairs: np.ndarray, power: float = 1.0
-                    ) -> float:
-    """The rms change of the squared distances ``r_p = delta_p^T (A / tr A)^s delta_p``
-    over the rows ``delta_p`` of ``pairs`` (``(P, d)``) from ``A = old`` to ``A = new``,
-    relative to the rms of ``r_p(new)`` (``adaptive_kernel_agop``). A NumPy shell call in
-    float64 on the host (eigendecompositions; not traceable). ``old``, ``new``: ``(d, d)``
-    AGOPs, or ``(d,)`` diagonals."""
-    def distances(A):
-        A = np.asarray(A, np.float64)
-        if A.ndim == 1:
-            trace = A.sum()
-            metric = np.clip(A / (trace if trace > 0 else 1.0), 0.0, None) ** power
-            return (pairs ** 2) @ metric
-        trace = np.trace(A)
-        metric = power_from_eigh(*psd_eigh(A / (trace if trace > 0 else 1.0)), power)
-        return np.einsum("pi,ij,pj->p", pairs, metric, pairs)
+def pair_distances(A: ArrayLike, pairs: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """The squared distances ``r_p = delta_p^T (A / tr A)^s delta_p`` (``s = power``) of the
+    rows ``delta_p`` of ``pairs`` (``(P, d)``), ``(P,)``; ``A``: a ``(d, d)`` AGOP or its
+    ``(d,)`` diagonal. A NumPy shell call in float64 on the host (an eigendecomposition;
+    not traceable)."""
+    A = np.asarray(A, np.float64)
+    trace = A.sum() if A.ndim == 1 else np.trace(A)
+    unit = A / (trace if trace > 0 else 1.0)
+    if A.ndim == 1:
+        return (pairs ** 2) @ (np.clip(unit, 0.0, None) ** power)
+    metric = power_from_eigh(*psd_eigh(unit), power)
+    return np.einsum("pi,ij,pj->p", pairs, metric, pairs)
 
-    r_old, r_new = distances(old), distances(new)
+
+def _rms_change(r_old: np.ndarray, r_new: np.ndarray) -> float:
+    """``sqrt(mean (r_new - r_old)^2) / sqrt(mean r_new^2)`` (0 when ``r_new`` is 0)."""
     scale = float(np.sqrt(np.mean(r_new ** 2))) if r_new.size else 0.0
     return float(np.sqrt(np.mean((r_new - r_old) ** 2))) / scale if scale > 0 else 0.0
+
+
+def distance_change(old: ArrayLike, new: ArrayLike, pairs: np.ndarray, power: float = 1.0
+                    ) -> float:
+    """The rms change of the squared distances ``pair_distances`` from ``A = old`` to
+    ``A = new``, relative to the rms of the new ones: the quantity ``adaptive_kernel_agop``
+    compares with its tolerance. A NumPy shell call in float64 on the host (not
+    traceable). ``old``, ``new``: ``(d, d)`` AGOPs, or ``(d,)`` diagonals."""
+    return _rms_change(pair_distances(old, pairs, power), pair_distances(new, pairs, power))
 
 
 def kernel_agop(

@@ -151,12 +151,13 @@ def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
+    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter", "warm"),
 )
 def cg_solve(X, Y, F, Q, M, reg, tol, X0, *, mesh, kernel, bandwidth, n, hold, block_size,
-             max_iter):
+             max_iter, warm):
     """PCG on ``(K + reg I) alpha = Y`` for row-sharded ``X`` (``(n_pad, d)``), ``Y``,
-    from ``alpha = X0`` (row-sharded like ``Y``; its padding rows are ignored).
+    from ``alpha = X0`` (row-sharded like ``Y``; its padding rows are ignored) when
+    ``warm``, else from zero (``X0`` unused: no product spent on it).
 
     Returns a ``PCGResult`` with ``alpha`` row-sharded.
     """
@@ -190,7 +191,7 @@ def cg_solve(X, Y, F, Q, M, reg, tol, X0, *, mesh, kernel, bandwidth, n, hold, b
             return v + matmul(F_local, matmul(Q, jax.lax.psum(matmul(F_local.T, v), DATA)))
 
         return pcg(apply_A, apply_Pinv, mask * Y_local, tol=tol, max_iter=max_iter,
-                   total=lambda x: jax.lax.psum(x, DATA), X0=mask * X0_local)
+                   total=lambda x: jax.lax.psum(x, DATA), X0=mask * X0_local if warm else None)
 
     specs = (ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, REPLICATED, ROWS)
     return jax.shard_map(local, mesh=mesh, in_specs=specs,
@@ -219,5 +220,5 @@ def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, h
     result = cg_solve(
         X.data, Y.data, F, Q, M, jnp.asarray(reg, X.dtype), jnp.asarray(tol, X.dtype), X0,
         mesh=mesh, kernel=kernel, bandwidth=bandwidth, n=X.n, hold=hold,
-        block_size=block_size, max_iter=max_iter)
+        block_size=block_size, max_iter=max_iter, warm=init is not None)
     return result._replace(solution=Rows(result.solution, X.n)), precond_seconds
