@@ -44,9 +44,9 @@ def main():
                                depth=args.depth, seed=seed, agop_samples=samples)
             runs[label].append({
                 "seed": seed, "seconds": time.perf_counter() - tic,
-                "nc1": [r["output"]["nc1"] for r in records],
-                "agop_rows": [r["solve"]["agop_rows"] for r in records],
-                "test_accuracy": [r["test_accuracy"] for r in records]})
+                "nc1": [r.output.nc1 for r in records],
+                "agop_rows": [r.solve.agop_rows for r in records],
+                "test_accuracy": [r.test_accuracy for r in records]})
     n = len(data.y_train)
     print(f"Deep RFM on {args.dataset} (n = {n}), depth {args.depth}, seeds {args.seeds}; "
           f"{machine()}")

@@ -29,18 +29,18 @@ from dnc_jax.data import load_dataset, prepare
 
 
 def layer_flops(rec, args, n, C=10):
-    d, D = rec["input_dim"], args.width
-    solve = rec["solve"]
-    k = solve["iterations"]
+    d, D = rec.input_dim, args.width
+    solve = rec.solve
+    k = solve.iterations
     s = min(args.agop_samples or n, n)
     common = 2 * n * d * D + 2 * n * d * d
-    if solve["solver"] == "cholesky":
+    if solve.solver == "cholesky":
         return common + 2 * n * n * d + n**3 / 3 + 2 * n * n * C * d + 2 * n * C * d * d
-    if solve["solver"] == "cg":
-        r = solve["rank"]
+    if solve.solver == "cg":
+        r = solve.rank
         return (common + 2 * n * n * d + 2 * n * r * d + k * (2 * n * n * C + 4 * n * r * C)
                 + 2 * s * n * d + 2 * s * n * C * d + 2 * s * C * d * d)
-    m = solve["rank"]
+    m = solve.rank
     return (common + 2 * n * m * d + 4 * k * n * m * C + 2 * s * m * d + 2 * s * m * C * d
             + 2 * s * C * d * d)
 
@@ -66,15 +66,15 @@ def main():
 
     def on_layer(rec):
         flops = layer_flops(rec, args, args.n)
-        ph = rec["phase_seconds"]
-        rows.append({"layer": rec["layer"], "d": rec["input_dim"], "seconds": rec["seconds"],
-                     "kernel s": ph["kernel"], "solve s": ph["solve"], "agop s": ph["agop"],
-                     "map s": ph["map"], "metrics s": ph["metrics"],
-                     "predict s": ph["predict"], "iters": rec["solve"]["iterations"],
-                     "TFLOP": flops / 1e12, "GFLOP/s": flops / rec["seconds"] / 1e9,
-                     "% of matmul": 100 * flops / rec["seconds"] / 1e9 / peak,
-                     "nc1 in": rec["input"]["nc1"], "nc1 out": rec["output"]["nc1"],
-                     "train acc": rec["train_accuracy"], "test acc": rec["test_accuracy"]})
+        ph = rec.phase_seconds
+        rows.append({"layer": rec.layer, "d": rec.input_dim, "seconds": rec.seconds,
+                     "kernel s": ph.kernel, "solve s": ph.solve, "agop s": ph.agop,
+                     "map s": ph.map, "metrics s": ph.metrics,
+                     "predict s": ph.predict, "iters": rec.solve.iterations,
+                     "TFLOP": flops / 1e12, "GFLOP/s": flops / rec.seconds / 1e9,
+                     "% of matmul": 100 * flops / rec.seconds / 1e9 / peak,
+                     "nc1 in": rec.input.nc1, "nc1 out": rec.output.nc1,
+                     "train acc": rec.train_accuracy, "test acc": rec.test_accuracy})
         print(table(rows[-1:], list(rows[-1])), flush=True)
 
     tic = time.perf_counter()

@@ -29,7 +29,7 @@ def run(n: int, depth: int, seed: int, dtype: str) -> tuple[np.ndarray, float]:
     data = prepare(X, y)
     tic = time.perf_counter()
     records = deep_rfm(data.X_train, data.y_train, depth=depth, seed=seed, dtype=dtype)
-    nc1 = np.array([[r[p]["nc1"] for p in POINTS] for r in records])
+    nc1 = np.array([[r.at(p).nc1 for p in POINTS] for r in records])
     return nc1, time.perf_counter() - tic
 
 

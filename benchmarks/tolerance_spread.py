@@ -40,7 +40,7 @@ data = prepare(X, y)
 nc1 = {}
 for dtype in ("float32", "float64"):
     records = deep_rfm(data.X_train, data.y_train, depth=20, width=256, dtype=dtype)
-    nc1[dtype] = [[r[p]["nc1"] for p in ("input", "projected", "output")] for r in records]
+    nc1[dtype] = [[r.at(p).nc1 for p in ("input", "projected", "output")] for r in records]
 print(json.dumps(nc1))
 """
 

@@ -222,7 +222,7 @@ def _deep_rfm_command(args) -> None:
             written = [f"{out}/seed-K/", f"{out}/summary.json", f"{out}/summary.csv"]
         else:
             results = run_deep_rfm(out, config=config, **data_options)
-            print(deep_rfm_table(results["layers"], preset.script))
+            print(deep_rfm_table(results.layers, preset.script))
             written = [f"{out}/results.json", f"{out}/layers.csv", f"{out}/collapse.png"]
     if jax.process_index() == 0:
         written += deep_rfm_figures(out, script=preset.script)

@@ -118,6 +118,12 @@ class CollapseMetrics(NamedTuple):
         return {k: (None if v is None else (int(v) if isinstance(v, int) else float(v)))
                 for k, v in values.items()}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> CollapseMetrics:
+        """The metrics from their ``to_dict`` form (the official values, properties, are
+        recomputed from the fields)."""
+        return cls(**{f: data[f] for f in cls._fields})
+
 
 # the properties of CollapseMetrics in the official scripts' convention, recorded by to_dict
 OFFICIAL_METRICS = ("nc1_official", "within_total_official", "between_total_official")

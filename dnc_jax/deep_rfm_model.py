@@ -25,10 +25,11 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.collapse import collapse_metrics
+from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import family_of, kernel_name
+from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
 from dnc_jax.options import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
@@ -380,30 +381,19 @@ def _accuracy(pred: Rows, y: Rows) -> float:
     return int(_hits(pred.data, y.data)) / pred.n
 
 
-def spectrum_summary(evals: np.ndarray, top: int = 10) -> dict:
-    """Top eigenvalues (descending), effective rank ``(sum l)^2 / sum l^2`` and the whole
-    spectrum (descending) of a PSD matrix."""
-    desc = np.sort(evals)[::-1]
-    total = desc.sum()
-    return {
-        "top_eigenvalues": desc[:top].tolist(),
-        "effective_rank": float(total**2 / np.sum(desc**2)) if total > 0 else 0.0,
-        "spectrum": desc.tolist(),
-    }
-
-
-def _refit_accuracies(projected, Y, y_rows, Xt, root, yt_rows, config, mesh) -> dict:
-    """Accuracies of the kernel predictor refitted on the projected features ``X M^(1/2)``
-    (the kernel in metric ``M``), as the official code reports them (``model.fit(iters=1)``
-    refits after its AGOP step). ``Xt`` is the test data already scaled to unit rows."""
+def _refit_accuracies(projected, Y, y_rows, Xt, root, yt_rows, config,
+                      mesh) -> tuple[float, float | None]:
+    """Train and test accuracy (``None`` without test labels) of the kernel predictor
+    refitted on the projected features ``X M^(1/2)`` (the kernel in metric ``M``), as the
+    official code reports them (``model.fit(iters=1)`` refits after its AGOP step). ``Xt``
+    is the test data already scaled to unit rows."""
     predictor, _ = fit_kernel_ridge(projected, Y, kernel=config.kernel,
                                     bandwidth=config.bandwidth, reg=config.reg, mesh=mesh,
                                     seed=config.seed, **dataclasses.asdict(config.solver_options()))
-    out = {"refit_train_accuracy": _accuracy(predictor.predict(projected), y_rows),
-           "refit_test_accuracy": None}
+    test = None
     if Xt is not None and yt_rows is not None:
-        out["refit_test_accuracy"] = _accuracy(predictor.predict(Xt, transform=root), yt_rows)
-    return out
+        test = _accuracy(predictor.predict(Xt, transform=root), yt_rows)
+    return _accuracy(predictor.predict(projected), y_rows), test
 
 
 def deep_rfm_layers(
@@ -416,7 +406,7 @@ def deep_rfm_layers(
     start: LayerState | None = None,
     num_classes: int | None = None,
     mesh: Mesh | None = None,
-) -> Iterator[tuple[dict, LayerState]]:
+) -> Iterator[tuple[LayerRecord, LayerState]]:
     """Run Deep RFM one layer at a time, yielding ``(record, state after the layer)``.
 
     ``start`` resumes from a saved ``LayerState``: since layer ``l``'s random map depends
@@ -458,8 +448,8 @@ def deep_rfm_layers(
 
     n_train = X.n
 
-    def metrics(H: jax.Array) -> dict:
-        return collapse_metrics(Rows(H, n_train), y_rows, num_classes=C).to_dict()
+    def metrics(H: jax.Array) -> CollapseMetrics:
+        return collapse_metrics(Rows(H, n_train), y_rows, num_classes=C)
 
     for layer in range(first, config.depth):
         tic = time.perf_counter()
@@ -478,34 +468,29 @@ def deep_rfm_layers(
         X_next.block_until_ready()
         tic_metrics = time.perf_counter()
         map_seconds = tic_metrics - tic - fit_seconds
-        record = {
-            "layer": layer,
-            "input_dim": int(X.shape[1]),
-            "input": metrics(X.data),
-            "projected": metrics(projected),
-            "output": metrics(X_next),
-        }
+        collapse = metrics(X.data), metrics(projected), metrics(X_next)
         metric_seconds = time.perf_counter() - tic_metrics
         tic_predict = time.perf_counter()
-        record["train_accuracy"] = _accuracy(predictor.predict(X), y_rows)
-        record["test_accuracy"] = None
+        train_accuracy = _accuracy(predictor.predict(X), y_rows)
+        test_accuracy = None
         Xt = None if Xt is None else Rows(_unit_rows_on_mesh(Xt.data, mesh), Xt.n)
         if Xt is not None and yt_rows is not None:
-            record["test_accuracy"] = _accuracy(predictor.predict(Xt), yt_rows)
+            test_accuracy = _accuracy(predictor.predict(Xt), yt_rows)
         predict_seconds = time.perf_counter() - tic_predict
+        refit: tuple[float | None, float | None] = (None, None)
         if config.refit_accuracy:
-            record.update(_refit_accuracies(Rows(projected, X.n), Y, y_rows, Xt, root, yt_rows,
-                                            config, mesh))
+            refit = _refit_accuracies(Rows(projected, X.n), Y, y_rows, Xt, root, yt_rows,
+                                      config, mesh)
         if Xt is not None:
             Xt = Rows(_layer_map(Xt.data, root, W, b, config.features, Xt.n, mesh)[1], Xt.n)
-        record["agop"] = spectrum_summary(evals)
-        record["solve"] = info.to_dict()
+        input_dim = int(X.shape[1])
         X = Rows(X_next, X.n)
-        record["seconds"] = time.perf_counter() - tic
-        record["phase_seconds"] = {"kernel": info.kernel_seconds, "solve": info.solve_seconds,
-                                   "agop": fit_seconds - info.kernel_seconds - info.solve_seconds,
-                                   "map": map_seconds, "metrics": metric_seconds,
-                                   "predict": predict_seconds}
+        seconds = time.perf_counter() - tic
+        phases = PhaseSeconds(kernel=info.kernel_seconds, solve=info.solve_seconds,
+                              agop=fit_seconds - info.kernel_seconds - info.solve_seconds,
+                              map=map_seconds, metrics=metric_seconds, predict=predict_seconds)
+        record = LayerRecord(layer, input_dim, *collapse, train_accuracy, test_accuracy,
+                             Spectrum.of(evals), info, seconds, phases, *refit)
         fitted = DeepRFMLayer(predictor, root, W, b, config.features)
         yield record, LayerState(layer + 1, X, Xt, fitted)
 
@@ -519,10 +504,10 @@ def deep_rfm(
     config: DeepRFMConfig | None = None,
     mesh: Mesh | None = None,
     num_classes: int | None = None,
-    on_layer: Callable[[dict], None] | None = None,
+    on_layer: Callable[[LayerRecord], None] | None = None,
     return_model: bool = False,
     **options: Any,
-) -> list[dict] | tuple[list[dict], DeepRFM]:
+) -> list[LayerRecord] | tuple[list[LayerRecord], DeepRFM]:
     """Deep RFM on prepared data (see the module docstring; ``prepare`` does the paper's
     standardisation and subsampling).
 
@@ -539,16 +524,16 @@ def deep_rfm(
         predictor, whose centres are that layer's training features).
 
     Returns:
-      One record per layer: ``layer``, ``input_dim``, collapse metrics (``to_dict``) on
+      One ``LayerRecord`` per layer: ``layer``, ``input_dim``, ``CollapseMetrics`` at
       ``input`` (``X_l``), ``projected`` (``X_l M^(1/2)``), ``output`` (``X_{l+1}``);
       ``train_accuracy``, ``test_accuracy`` (of the layer's kernel predictor, fitted on
-      ``X_l``, before the projection); ``agop`` spectrum summary; ``solve``
-      (``SolveInfo.to_dict``); ``seconds`` and ``phase_seconds`` (kernel, solve, AGOP;
-      ``map``: the AGOP's root, projection and random map; ``metrics``; ``predict``: the
-      train and test accuracies).
+      ``X_l``, before the projection); ``agop`` (its ``Spectrum``); ``solve``
+      (``SolveInfo``); ``seconds`` and ``phase_seconds`` (kernel, solve, AGOP; ``map``: the
+      AGOP's root, projection and random map; ``metrics``; ``predict``: the train and test
+      accuracies). ``record.to_json()`` is its form in ``results.json``.
     """
     config = dataclasses.replace(config or DeepRFMConfig(), **options)
-    records: list[dict] = []
+    records: list[LayerRecord] = []
     layers: list[DeepRFMLayer] = []
     for record, state in deep_rfm_layers(X_train, y_train, X_test, y_test, config=config,
                                          num_classes=num_classes, mesh=mesh):

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dnc_jax.conventions import nc1_key, nc1_label  # noqa: E402
+from dnc_jax.layer_records import LayerRecord, LayerSummary  # noqa: E402
 from dnc_jax.nets.analysis import POINTS  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
@@ -44,15 +45,16 @@ def finish_layer_axes(fig, axes, labels: tuple[str, ...], path: str, title: str)
     save_figure(fig, path)
 
 
-def plot_layer_collapse(layers: list[dict], points: tuple[str, ...], path: str, title: str,
+def plot_layer_collapse(layers: list[LayerRecord], points: tuple[str, ...], path: str, title: str,
                         script: str | None = None) -> None:
     """NC1 (in the convention of the official ``script`` a preset reproduces, else ours)
     and NC2 per layer on a log scale, one line per measurement point."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = [rec["layer"] for rec in layers]
+    x = [rec.layer for rec in layers]
     for ax, metric in zip(axes, (nc1_key(script), "nc2"), strict=True):
         for point in points:
-            ax.plot(x, [rec[point][metric] for rec in layers], marker="o", label=point)
+            ax.plot(x, [getattr(rec.at(point), metric) for rec in layers], marker="o",
+                    label=point)
     finish_layer_axes(fig, axes, (nc1_label(script), "NC2"), path, title)
 
 
@@ -230,16 +232,15 @@ STYLES = {"input": ("-", "o", "0.0"), "projected": ("--", "s", "0.35"),
           "output": (":", "^", "0.6")}
 
 
-def plot_collapse_bands(summary: list[dict], path: str, title: str,
+def plot_collapse_bands(summary: list[LayerSummary], path: str, title: str,
                         script: str | None = None) -> None:
     """NC1 (in the convention of the official ``script`` a preset reproduces, else ours)
     and NC2 per layer, mean and seed band, one line per measurement point."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = [e["layer"] for e in summary]
+    x = [e.layer for e in summary]
     for ax, metric in zip(axes, (nc1_key(script), "nc2"), strict=True):
         for point, (line, marker, grey) in STYLES.items():
-            mean = np.array([e[point][metric]["mean"] for e in summary])
-            std = np.array([e[point][metric]["std"] for e in summary])
+            mean, std = np.array([e.at(point)[metric] for e in summary], dtype=np.float64).T
             ax.plot(x, mean, line, marker=marker, color=grey, label=point)
             ax.fill_between(x, np.maximum(mean - std, mean * 1e-3), mean + std, color=grey,
                             alpha=0.2, lw=0)
@@ -259,16 +260,16 @@ def plot_grams(grams: np.ndarray, path: str, title: str, shown: int = 6) -> None
     save_figure(fig, path)
 
 
-def plot_agop_spectra(layers: list[dict], path: str, title: str) -> None:
+def plot_agop_spectra(layers: list[LayerRecord], path: str, title: str) -> None:
     """Each layer's AGOP spectrum, normalised by its largest eigenvalue."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     last = max(len(layers) - 1, 1)
     for rec in layers:
-        spec = np.asarray(rec["agop"].get("spectrum") or rec["agop"]["top_eigenvalues"])
+        spec = rec.agop.eigenvalues()
         spec = spec / spec[0]
-        label = f"layer {rec['layer']}" if rec["layer"] in (0, last // 2, last) else None
+        label = f"layer {rec.layer}" if rec.layer in (0, last // 2, last) else None
         ax.plot(np.arange(1, len(spec) + 1), np.maximum(spec, 1e-12),
-                color=str(0.75 * rec["layer"] / last), lw=1, label=label)
+                color=str(0.75 * rec.layer / last), lw=1, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("eigenvalue index")

@@ -107,6 +107,20 @@ def ensure_writable(out_dir: str) -> None:
         raise ValueError(f"cannot write to the output folder {out_dir!r}: {err.strerror}.") from None
 
 
+def read_results(out_dir: str) -> dict:
+    """The ``results.json`` of the run in ``out_dir``, as JSON; a ``ValueError`` naming
+    the file and what to do when it is damaged."""
+    path = os.path.join(out_dir, "results.json")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); the file is damaged (a run writes it "
+            "atomically, so something else cut it). Delete that folder to start the run "
+            "over, or pass another --out.") from None
+
+
 class RunDirectory:
     """A resumable run: ``results.json`` + the latest ``state-K.npz`` in ``out_dir``.
 
@@ -126,14 +140,7 @@ class RunDirectory:
         """
         if not os.path.exists(self.results_path):
             return {"config": self.config, "environment": environment(), self.steps_key: []}, None
-        try:
-            with open(self.results_path) as fh:
-                results = json.load(fh)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{self.results_path} is not valid JSON ({err}); the file is damaged "
-                "(a run writes it atomically, so something else cut it). Delete that folder "
-                "to start the run over, or pass another --out.") from None
+        results = read_results(self.out_dir)
         if results.get("config") != json.loads(json.dumps(self.config)):
             raise ValueError(
                 f"{self.out_dir} holds a run with a different configuration; pass another --out "

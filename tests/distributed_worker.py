@@ -32,7 +32,7 @@ if len(sys.argv) > 4:
                            **run_options())
     print(f"BUILT {pid} {sum(built)}")
     if pid == 0:
-        print("LAYERS " + json.dumps(results["layers"]))
+        print("LAYERS " + json.dumps(results.to_json()["layers"]))
     sys.exit(0)
 
 from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers  # noqa: E402
@@ -48,5 +48,5 @@ record, state = next(deep_rfm_layers(rows, y, config=DeepRFMConfig(**layer_confi
 assert mesh.devices.size == 2 * nproc and len(state.X_train.data.addressable_shards) == 2
 features = state.to_host()["X_train"]  # gathered from both processes (a collective)
 if pid == 0:
-    print("RECORD " + json.dumps(record))
+    print("RECORD " + json.dumps(record.to_json()))
     print("FEATURES " + json.dumps([list(features.shape), float(features.sum())]))

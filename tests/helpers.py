@@ -12,7 +12,10 @@ from dnc_jax.sharding import DATA
 
 def without_time(record):
     """A run record less its wall-clock fields (any key containing "seconds"), which
-    differ between otherwise identical runs."""
+    differ between otherwise identical runs); a typed record (``LayerRecord``) by its JSON
+    form."""
+    if hasattr(record, "to_json"):
+        record = record.to_json()
     if not isinstance(record, dict):
         return record
     return {k: without_time(v) for k, v in record.items() if "seconds" not in k}

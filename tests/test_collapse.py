@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tolerances import F64, ROUNDING
 
 from dnc_jax import (
+    CollapseMetrics,
     collapse_metrics,
     data_mesh,
 )
@@ -276,6 +277,7 @@ def test_jax_input_and_to_dict(rng):
     assert a == b
     d = json.loads(json.dumps(a.to_dict()))
     assert d["nc3"] is None and d["ncc_mismatch"] is not None and d["num_classes"] == 4
+    assert CollapseMetrics.from_dict(d) == a  # the JSON form reads back as the same metrics
 
 
 def test_integral_float_labels_and_any_chunk_give_the_same_metrics(rng):
@@ -377,5 +379,5 @@ def test_official_convention_equals_the_scripts_formulas(rng, x64):
 
     records = deep_rfm(H.astype(np.float32), y, depth=1, width=8)
     for point in ("input", "projected", "output"):
-        rec = records[0][point]
+        rec = records[0].to_json()[point]  # the record's JSON form carries both
         np.testing.assert_allclose(rec["nc1_official"], rec["nc1"] / C, rtol=ROUNDING[F64])

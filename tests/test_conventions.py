@@ -2,8 +2,25 @@
 
 import pytest
 
+from dnc_jax.collapse import CollapseMetrics
 from dnc_jax.conventions import OFFICIAL_SCRIPTS, convention_header, nc1_key
 from dnc_jax.experiments.seeds import summary_table
+from dnc_jax.layer_records import LayerRecord, LayerSummary, MeanStd, PhaseSeconds, Spectrum
+from dnc_jax.solvers import SolveInfo
+
+
+def _summary(point: dict, test_accuracy: MeanStd | None = None) -> list[LayerSummary]:
+    """One layer's summary with ``point``'s statistics at every measurement point."""
+    return [LayerSummary(0, 1, point, point, point, None, test_accuracy)]
+
+
+def _layer(nc1: float, num_classes: int, nc2: float) -> LayerRecord:
+    """One layer's record with these metrics at every point (the others 0)."""
+    point = CollapseMetrics(**dict.fromkeys(CollapseMetrics._fields, 0.0)
+                            | {"nc1": nc1, "nc2": nc2, "num_classes": num_classes})
+    return LayerRecord(0, 4, point, point, point, 1.0, None, Spectrum((1.0,), 1.0),
+                       SolveInfo("cholesky", 0, None, None, 0.0, 0.0), 0.0,
+                       PhaseSeconds(*[0.0] * 6))
 
 
 def test_each_official_script_names_its_convention():
@@ -15,9 +32,8 @@ def test_each_official_script_names_its_convention():
 
 
 def test_the_seed_summary_prints_the_chosen_nc1():
-    point = {"nc1": {"mean": 2.5, "std": 0.5}, "nc1_official": {"mean": 0.25, "std": 0.05}}
-    summary = [{"layer": 0, "input": point, "projected": point, "output": point,
-                "test_accuracy": {"mean": 0.9, "std": 0.01}}]
+    point = {"nc1": MeanStd(2.5, 0.5), "nc1_official": MeanStd(0.25, 0.05)}
+    summary = _summary(point, MeanStd(0.9, 0.01))
     ours, official = summary_table(summary), summary_table(summary, "deep_rfm.py")
     assert ours.splitlines()[2].split()[1] == "2.5" and "dnc_jax's convention" in ours
     assert official.splitlines()[2].split()[1] == "0.25" and "deep_rfm.py" in official
@@ -29,9 +45,9 @@ def test_the_figures_draw_the_chosen_nc1(monkeypatch):
     drawn = {}
     monkeypatch.setattr(figures, "finish_layer_axes",
                         lambda fig, axes, labels, path, title: drawn.update(axes=axes, labels=labels))
-    point = {"nc1": {"mean": 2.5, "std": 0.5}, "nc1_official": {"mean": 0.25, "std": 0.05},
-             "nc2": {"mean": 0.1, "std": 0.0}}
-    summary = [{"layer": 0, "input": point, "projected": point, "output": point}]
+    point = {"nc1": MeanStd(2.5, 0.5), "nc1_official": MeanStd(0.25, 0.05),
+             "nc2": MeanStd(0.1, 0.0)}
+    summary = _summary(point)
     for script, value, label in ((None, 2.5, "NC1"), ("deep_rfm.py", 0.25, "NC1 (deep_rfm.py)")):
         figures.plot_collapse_bands(summary, "unused.png", "title", script)
         assert drawn["labels"][0] == label
@@ -43,12 +59,12 @@ def test_a_single_runs_figures_draw_the_chosen_nc1(monkeypatch):
 
     saved = {}
     monkeypatch.setattr(figures, "save_figure", lambda fig, path: saved.update(fig=fig))
-    point = {"nc1": 2.5, "nc1_official": 0.25, "nc2": 0.1}
-    layers = [{"layer": 0, "input": point, "output": point}]
+    layers = [_layer(2.5, 10, 0.1)]  # nc1_official = nc1 / C = 0.25
     figures.plot_layer_collapse(layers, ("input", "output"), "unused.png", "t", "deep_rfm.py")
     ax = saved["fig"].axes[0]
     assert ax.get_ylabel() == "NC1 (deep_rfm.py)"
     assert {float(line.get_ydata()[0]) for line in ax.get_lines()} == {0.25}
+    point = {"nc1": 2.5, "nc1_official": 0.25, "nc2": 0.1}  # an MLP record's metrics
     rec = {p: point for p in ("input", "right", "agop", "output")}
     measurements = [{"epoch": 1, "layers": [{**rec, "nfa_sqrt_agop": 0.5, "nfa_agop": 0.4}]}]
     for script, value in ((None, 2.5), ("nc_nn.py", 0.25)):

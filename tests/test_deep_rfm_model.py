@@ -20,6 +20,7 @@ from dnc_jax import (
 )
 from dnc_jax.data import load_dataset, one_hot_pm1, prepare
 from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers, host_rows
+from dnc_jax.layer_records import LayerRecord, Spectrum
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows
 
@@ -40,7 +41,7 @@ def test_float32_tracks_float64_until_the_layers_where_it_parts():
     with jax.enable_x64(True):
         for dtype in ("float32", "float64"):
             records = deep_rfm(data.X_train, data.y_train, depth=20, width=256, dtype=dtype)
-            nc1[dtype] = np.array([[r[p]["nc1"] for p in ("input", "projected", "output")]
+            nc1[dtype] = np.array([[r.at(p).nc1 for p in ("input", "projected", "output")]
                                    for r in records])
     rel = np.abs(nc1["float32"] - nc1["float64"]) / nc1["float64"]
     assert nc1["float64"][-1, 2] < 1e-5 * nc1["float64"][0, 2]  # it did collapse
@@ -89,8 +90,8 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
         for split, Xs, ys in (("train", data.X_train, data.y_train),
                               ("test", data.X_test, data.y_test)):
             out = np.asarray(model.predict(Xs, l, mesh=mesh))
-            assert float(np.mean(np.argmax(out, axis=1) == ys)) == record[f"{split}_accuracy"]
-        assert records[l]["test_accuracy"] == record["test_accuracy"]
+            assert float(np.mean(np.argmax(out, axis=1) == ys)) == getattr(record, f"{split}_accuracy")
+        assert records[l].test_accuracy == record.test_accuracy
     path = str(tmp_path / "model.npz")
     model.save(path)
     loaded = DeepRFM.load(path)
@@ -130,9 +131,9 @@ def test_a_run_saves_its_model_and_resumes_it(tmp_path):
     Xt, yt = load_dataset("digits", split="test")
     data = prepare(X[:250], y[:250], Xt[:150], yt[:150])
     _, model = deep_rfm(data.X_train, data.y_train, depth=3, width=40, return_model=True)
-    for l, record in enumerate(results["layers"]):
+    for l, record in enumerate(results.layers):
         out_l = np.asarray(loaded.predict(data.X_test, l))
-        assert float(np.mean(np.argmax(out_l, axis=1) == data.y_test)) == record["test_accuracy"]
+        assert float(np.mean(np.argmax(out_l, axis=1) == data.y_test)) == record.test_accuracy
         np.testing.assert_array_equal(loaded.layers[l].root, model.layers[l].root)
     with pytest.raises(ValueError, match="no saved model"):
         DeepRFM.load(str(tmp_path))
@@ -156,7 +157,7 @@ def test_a_custom_feature_map_is_a_function(tmp_path):
     builtin = deep_rfm(data.X_train, data.y_train, depth=2, width=30)
     custom = deep_rfm(data.X_train, data.y_train, depth=2, width=30, features=relu_by_hand)
     for a, b in zip(builtin, custom, strict=True):
-        assert a["output"] == b["output"] and a["train_accuracy"] == b["train_accuracy"]
+        assert a.output == b.output and a.train_accuracy == b.train_accuracy
     _, model = deep_rfm(data.X_train, data.y_train, depth=2, width=30, features=jnp.tanh,
                         return_model=True)
     H = np.asarray(model.transform(data.X_train))
@@ -187,10 +188,11 @@ def test_sharded_deep_rfm_layer_equals_one_device(digits_rows):
     np.testing.assert_allclose(s4.X_train.valid(), s1.X_train.valid(), rtol=1e-4, atol=1e-5)
     for point in ("input", "projected", "output"):
         for field in ("nc1", "nc2", "cdnv"):
-            assert r4[point][field] == pytest.approx(r1[point][field], rel=1e-5, abs=1e-7)
-    assert r4["train_accuracy"] == r1["train_accuracy"]
-    assert r4["test_accuracy"] == r1["test_accuracy"]
-    assert r4["solve"]["solver"] == "cg" and r4["solve"]["iterations"] >= 1
+            assert getattr(r4.at(point), field) == pytest.approx(getattr(r1.at(point), field),
+                                                                 rel=1e-5, abs=1e-7)
+    assert r4.train_accuracy == r1.train_accuracy
+    assert r4.test_accuracy == r1.test_accuracy
+    assert r4.solve.solver == "cg" and r4.solve.iterations >= 1
 
 
 @pytest.mark.slow
@@ -203,10 +205,10 @@ def test_unlabelled_test_data_is_normalised_and_mapped(digits_rows):
     without = list(deep_rfm_layers(X[:300], y[:300], X[300:] * 7.0, config=config))
     np.testing.assert_allclose(without[-1][1].X_test.valid(), with_labels[-1][1].X_test.valid(),
                                rtol=1e-5, atol=1e-6)
-    assert without[0][0]["test_accuracy"] is None
+    assert without[0][0].test_accuracy is None
     refit = DeepRFMConfig(depth=1, width=32, refit_accuracy=True)
     record = next(deep_rfm_layers(X[:300], y[:300], X[300:], config=refit))[0]
-    assert record["refit_test_accuracy"] is None and 0.9 < record["refit_train_accuracy"] <= 1.0
+    assert record.refit_test_accuracy is None and 0.9 < record.refit_train_accuracy <= 1.0
     for bad in ((np.where(np.eye(300, 64, dtype=bool), np.nan, X[:300]), X[300:]),
                 (X[:300], np.where(np.eye(102, 64, dtype=bool), np.inf, X[300:]))):
         with pytest.raises(ValueError, match="NaN or infinite"):
@@ -219,10 +221,11 @@ def test_deep_rfm_is_deterministic_and_collapses(digits):
     a = deep_rfm(digits.X_train, digits.y_train, digits.X_test, digits.y_test, **kw)
     b = deep_rfm(digits.X_train, digits.y_train, digits.X_test, digits.y_test, **kw)
     assert [without_time(r) for r in a] == [without_time(r) for r in b]
-    first, last = a[0]["input"]["nc1"], a[-1]["output"]["nc1"]
+    first, last = a[0].input.nc1, a[-1].output.nc1
     assert last * 10 <= first, (first, last)
-    assert all(r["test_accuracy"] > 0.8 for r in a)
-    json.dumps(a)  # records are plain JSON
+    assert all(r.test_accuracy > 0.8 for r in a)
+    # the JSON form is plain JSON and reads back as the same record
+    assert [LayerRecord.from_json(json.loads(json.dumps(r.to_json()))) for r in a] == a
 
 
 @pytest.mark.slow
@@ -230,7 +233,7 @@ def test_deep_rfm_options(digits):
     X, y = digits.X_train[:300], digits.y_train[:300]
     cos = deep_rfm(X, y, depth=2, width=128, features="cosine", gamma=0.5)
     gauss = deep_rfm(X, y, depth=2, width=128, weights="gaussian", kernel="gaussian")
-    assert cos[0]["test_accuracy"] is None and len(gauss) == 2
+    assert cos[0].test_accuracy is None and len(gauss) == 2
     with pytest.raises(ValueError, match="depth"):
         deep_rfm(X, y, depth=0)
     with pytest.raises(ValueError, match="rows"):
@@ -270,14 +273,15 @@ def test_deep_rfm_layer_rebuilt_by_hand(digits, features, weights):
         out = np.maximum(projected @ np.asarray(W, np.float64).T, 0.0)
     for point, H in (("input", Xu), ("projected", projected), ("output", out)):
         ref = collapse_metrics(np.asarray(H, np.float32), y).to_dict()
-        assert record[point]["nc1"] == pytest.approx(ref["nc1"], rel=1e-4), point
-        assert record[point]["nc2"] == pytest.approx(ref["nc2"], rel=1e-3), point
+        got = record.at(point)
+        assert got.nc1 == pytest.approx(ref["nc1"], rel=1e-4), point
+        assert got.nc2 == pytest.approx(ref["nc2"], rel=1e-3), point
         # the ratios above cannot see a feature scale (sqrt(2/D), 1/sqrt(d)); traces can
-        assert record[point]["trace_within"] == pytest.approx(ref["trace_within"], rel=1e-4)
-    assert record["train_accuracy"] == float(np.mean(np.argmax(np.asarray(pred.predict(Xu)), 1) == y))
+        assert got.trace_within == pytest.approx(ref["trace_within"], rel=1e-4)
+    assert record.train_accuracy == float(np.mean(np.argmax(np.asarray(pred.predict(Xu)), 1) == y))
     (other,) = deep_rfm(X, y, seed=6, **options)
-    assert other["projected"]["nc1"] == pytest.approx(record["projected"]["nc1"], rel=1e-6)
-    assert abs(other["output"]["nc1"] - record["output"]["nc1"]) > 1e-3 * record["output"]["nc1"]
+    assert other.projected.nc1 == pytest.approx(record.projected.nc1, rel=1e-6)
+    assert abs(other.output.nc1 - record.output.nc1) > 1e-3 * record.output.nc1
 
 
 def test_deep_rfm_config_boundaries():
@@ -327,18 +331,16 @@ def test_unit_rows_random_map_padding_and_host_rows():
     np.testing.assert_array_equal(host_rows(as_rows(H, data_mesh("all"))), H)
 
 
-def test_spectrum_summary():
-    from dnc_jax.deep_rfm_model import spectrum_summary
-
+def test_spectrum_of_eigenvalues():
     evals = np.arange(13.0)[::-1][np.random.default_rng(0).permutation(13)]
-    out = spectrum_summary(evals)
-    assert out["top_eigenvalues"] == list(np.arange(12.0, 2.0, -1.0))  # ten, descending
-    assert out["spectrum"] == list(np.arange(12.0, -1.0, -1.0))
-    assert out["effective_rank"] == pytest.approx(78.0**2 / np.sum(np.arange(13.0) ** 2), rel=1e-12)
-    assert spectrum_summary(np.array([0.0, 4.0]), top=1) == {
+    out = Spectrum.of(evals)
+    assert out.top_eigenvalues == tuple(np.arange(12.0, 2.0, -1.0))  # ten, descending
+    assert out.spectrum == tuple(np.arange(12.0, -1.0, -1.0))
+    assert out.effective_rank == pytest.approx(78.0**2 / np.sum(np.arange(13.0) ** 2), rel=1e-12)
+    assert Spectrum.of(np.array([0.0, 4.0]), top=1).to_json() == {
         "top_eigenvalues": [4.0], "effective_rank": 1.0, "spectrum": [4.0, 0.0]}
-    assert spectrum_summary(np.zeros(3))["effective_rank"] == 0.0
-    assert spectrum_summary(np.array([0.25, 0.25]))["effective_rank"] == 2.0  # trace below 1
+    assert Spectrum.of(np.zeros(3)).effective_rank == 0.0
+    assert Spectrum.of(np.array([0.25, 0.25])).effective_rank == 2.0  # trace below 1
 
 
 @pytest.mark.slow
@@ -347,7 +349,7 @@ def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
     most the layer's seconds, which fit in the wall time; layer ``l`` samples its AGOP rows
     with ``seed + l`` (rebuilt by hand for layer 1; ``seed - 1`` would differ)."""
 
-    from dnc_jax.deep_rfm_model import DeepRFMConfig, _unit_rows, deep_rfm_layers, spectrum_summary
+    from dnc_jax.deep_rfm_model import DeepRFMConfig, _unit_rows, deep_rfm_layers
     from dnc_jax.gradient_outer_product import psd_eigh
 
     X, y = digits.X_train[:200], digits.y_train[:200]
@@ -358,16 +360,16 @@ def test_deep_rfm_layer_states_phases_and_sampled_agop_seeds(digits):
         start = time.perf_counter()
     assert [s.layer for _, s, _ in steps] == [1, 2]
     for record, _, wall in steps:
-        phases = record["phase_seconds"]
-        assert min(phases.values()) >= 0 and sum(phases.values()) <= record["seconds"] <= wall
+        phases = record.phase_seconds
+        assert min(phases) >= 0 and sum(phases) <= record.seconds <= wall
     X1 = np.asarray(_unit_rows(jnp.asarray(np.asarray(steps[0][1].X_train.valid()))))
 
     def top(seed):
         _, M, _ = fit_with_agop(X1, one_hot_pm1(y, 10), bandwidth=2.0, reg=1e-3,
                                 batch_size=1024, normalize="max", agop_samples=60, seed=seed)
-        return np.array(spectrum_summary(psd_eigh(M)[0])["top_eigenvalues"])
+        return np.array(Spectrum.of(psd_eigh(M)[0]).top_eigenvalues)
 
-    got = np.array(steps[1][0]["agop"]["top_eigenvalues"])
+    got = np.array(steps[1][0].agop.top_eigenvalues)
     np.testing.assert_allclose(got, top(6), rtol=1e-4)
     assert not np.allclose(got, top(4), rtol=1e-2)
 
@@ -390,9 +392,9 @@ def test_refit_accuracy_equals_the_layer_rebuilt_by_hand(digits):
     def accuracy(Z, labels):
         return float(np.mean(np.argmax(np.asarray(refit.predict(Z)), axis=1) == labels))
 
-    assert record["refit_test_accuracy"] == accuracy(Xtu @ root, yt)
-    assert record["refit_train_accuracy"] == accuracy(Xu @ root, y)
-    assert abs(accuracy(Xtu, yt) - record["refit_test_accuracy"]) > 0.01
+    assert record.refit_test_accuracy == accuracy(Xtu @ root, yt)
+    assert record.refit_train_accuracy == accuracy(Xu @ root, y)
+    assert abs(accuracy(Xtu, yt) - record.refit_test_accuracy) > 0.01
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from worker_data import layer_config, run_options, small_digits
 
 from dnc_jax import data_mesh
 from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers
+from dnc_jax.layer_records import LayerRecord
 
 
 def _free_port() -> int:
@@ -38,14 +39,17 @@ def _printed(output: str, tag: str):
     return json.loads(line[len(tag) + 1:])
 
 
-def _assert_same_layer(two: dict, one: dict) -> None:
+def _assert_same_layer(two: dict, one: LayerRecord) -> None:
+    """``two``: a record's JSON form, printed by a worker process."""
+    two_rec = LayerRecord.from_json(two)
     for point in ("input", "projected", "output"):
         for field in ("nc1", "nc2", "cdnv", "trace_within"):
-            assert two[point][field] == pytest.approx(one[point][field], rel=1e-5), (point, field)
-    assert two["train_accuracy"] == one["train_accuracy"]
-    assert two["test_accuracy"] == one["test_accuracy"]
-    assert two["solve"]["iterations"] == one["solve"]["iterations"]
-    assert two["agop"]["top_eigenvalues"] == pytest.approx(one["agop"]["top_eigenvalues"], rel=1e-5)
+            assert getattr(two_rec.at(point), field) == pytest.approx(
+                getattr(one.at(point), field), rel=1e-5), (point, field)
+    assert two_rec.train_accuracy == one.train_accuracy
+    assert two_rec.test_accuracy == one.test_accuracy
+    assert two_rec.solve.iterations == one.solve.iterations
+    assert two_rec.agop.top_eigenvalues == pytest.approx(one.agop.top_eigenvalues, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -73,7 +77,7 @@ def test_two_processes_run_the_command_each_on_its_own_rows(tmp_path):
     from dnc_jax.experiments.deep_rfm import run_deep_rfm
 
     one = run_deep_rfm(str(tmp_path / "one"), mesh=data_mesh("all"), progress=False,
-                       **run_options())["layers"]
+                       **run_options()).layers
     out = str(tmp_path / "two")
     first = _two_processes(out, "1")
     assert len(_printed(first[0], "LAYERS")) == 1

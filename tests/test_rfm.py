@@ -138,7 +138,7 @@ def test_defaults_are_the_papers_and_agree_across_entry_points():
     y = np.arange(40) % 3
     by_keyword = deep_rfm(X, y, depth=1, width=8, seed=3)
     by_config = deep_rfm(X, y, config=DeepRFMConfig(depth=1, width=8, seed=3))
-    assert [r["output"] for r in by_keyword] == [r["output"] for r in by_config]
+    assert [r.output for r in by_keyword] == [r.output for r in by_config]
     with pytest.raises(TypeError, match="widht"):
         deep_rfm(X, y, widht=8)
     solver = {f.name: f.default for f in dataclasses.fields(SolverOptions)}

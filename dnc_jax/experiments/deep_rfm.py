@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -21,6 +22,7 @@ from dnc_jax.deep_rfm_model import (
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.figures import plot_layer_collapse
 from dnc_jax.gram import feature_gram, gram_indices
+from dnc_jax.layer_records import POINTS, LayerRecord
 from dnc_jax.process_data import load_process_data
 from dnc_jax.records import (
     RunDirectory,
@@ -28,6 +30,7 @@ from dnc_jax.records import (
     atomic_write_csv,
     ensure_writable,
     flatten_metrics,
+    read_results,
 )
 from dnc_jax.run_loop import resumable_steps
 from dnc_jax.sharding import (
@@ -38,15 +41,41 @@ from dnc_jax.sharding import (
 )
 
 TABLE_METRICS = ("nc1", "nc2")
-POINTS = ("input", "projected", "output")
 
 
-def deep_rfm_table(layers: list[dict], script: str | None = None) -> str:
+class DeepRFMRun(NamedTuple):
+    """A Deep RFM run folder's ``results.json``: the recorded ``config`` (JSON), the
+    ``environment`` (``records.environment``) and one ``LayerRecord`` per completed layer."""
+
+    config: dict
+    environment: dict
+    layers: list[LayerRecord]
+
+    def to_json(self) -> dict:
+        return {"config": self.config, "environment": self.environment,
+                "layers": [rec.to_json() for rec in self.layers]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DeepRFMRun:
+        return cls(data["config"], data["environment"],
+                   [LayerRecord.from_json(rec) for rec in data["layers"]])
+
+    @classmethod
+    def load(cls, run_dir: str) -> DeepRFMRun:
+        """The run in ``run_dir`` (its ``results.json``); ``ValueError`` naming the folder
+        when it holds another command's run."""
+        results = read_results(run_dir)
+        if "layers" not in results:
+            raise ValueError(f"{run_dir!r} is not a Deep RFM run.")
+        return cls.from_json(results)
+
+
+def deep_rfm_table(layers: list[LayerRecord], script: str | None = None) -> str:
     """A fixed-width per-layer table: NC1 / NC2 at the three points and the accuracies
     (with the refitted predictor's test accuracy when the run recorded it). NC1 in the
     convention of the official ``script`` a preset reproduces, or ours (``None``); the
     first line says which."""
-    refit = bool(layers) and "refit_test_accuracy" in layers[0]
+    refit = bool(layers) and layers[0].refitted
     metrics = (nc1_key(script), "nc2")
     head = f"{'layer':>5} " + " ".join(
         f"{p[:4] + ' ' + m:>12}" for m in TABLE_METRICS for p in POINTS
@@ -58,21 +87,25 @@ def deep_rfm_table(layers: list[dict], script: str | None = None) -> str:
         return f"{'' if value is None else f'{value:.4f}':>{width}}"
 
     for rec in layers:
-        cells = " ".join(f"{rec[p][m]:>12.4g}" for m in metrics for p in POINTS)
-        extra = f" {acc(rec['refit_test_accuracy'], 10)}" if refit else ""
-        lines.append(f"{rec['layer']:>5} {cells} {rec['train_accuracy']:>9.4f} "
-                     f"{acc(rec['test_accuracy'], 8)}{extra} {rec['seconds']:>6.1f}")
+        cells = " ".join(f"{getattr(rec.at(p), m):>12.4g}" for m in metrics for p in POINTS)
+        extra = f" {acc(rec.refit_test_accuracy, 10)}" if refit else ""
+        lines.append(f"{rec.layer:>5} {cells} {rec.train_accuracy:>9.4f} "
+                     f"{acc(rec.test_accuracy, 8)}{extra} {rec.seconds:>6.1f}")
     return "\n".join(lines)
 
 
-def _deep_rfm_csv_rows(layers: list[dict]) -> list[dict]:
+def _deep_rfm_csv_rows(layers: list[LayerRecord]) -> list[dict]:
     rows = []
     for rec in layers:
-        row = {k: rec[k] for k in ("layer", "input_dim", "train_accuracy", "test_accuracy", "seconds")}
-        row.update({k: rec[k] for k in ("refit_train_accuracy", "refit_test_accuracy") if k in rec})
-        row["agop_effective_rank"] = rec["agop"]["effective_rank"]
+        row = {"layer": rec.layer, "input_dim": rec.input_dim,
+               "train_accuracy": rec.train_accuracy, "test_accuracy": rec.test_accuracy,
+               "seconds": rec.seconds}
+        if rec.refitted:
+            row.update(refit_train_accuracy=rec.refit_train_accuracy,
+                       refit_test_accuracy=rec.refit_test_accuracy)
+        row["agop_effective_rank"] = rec.agop.effective_rank
         for point in POINTS:
-            row.update(flatten_metrics(point, rec[point]))
+            row.update(flatten_metrics(point, rec.at(point).to_dict()))
         rows.append(row)
     return rows
 
@@ -92,8 +125,9 @@ def run_deep_rfm(
     download: bool = False,
     save_model: bool = False,
     script: str | None = None,
-) -> dict:
-    """Deep RFM on ``dataset`` into ``out`` (resuming); returns the results dict.
+) -> DeepRFMRun:
+    """Deep RFM on ``dataset`` into ``out`` (resuming); returns the run (``DeepRFMRun``:
+    its ``to_json()`` is ``out/results.json``).
 
     ``script``: the official script a preset reproduces (``"deep_rfm.py"``); the run's
     figure then draws NC1 in its convention (the records hold both).
@@ -137,12 +171,13 @@ def run_deep_rfm(
     if save_model:  # only when set: runs written before the option resume as they were
         run_config["save_model"] = True
     run = RunDirectory(out, run_config, "layers")
-    results, state = run.resume()
+    saved, state = run.resume()
+    results = DeepRFMRun.from_json(saved)
+    layers = results.layers
     start = None
     if state is not None:
-        start = LayerState(len(results["layers"]), _saved_rows(state["X_train"], n_train, mesh),
+        start = LayerState(len(layers), _saved_rows(state["X_train"], n_train, mesh),
                            _saved_rows(state.get("X_test"), n_test_rows, mesh))
-    layers = results["layers"]
     extras_path = os.path.join(out, "extras.npz")
     grams = []
     if layers and os.path.exists(extras_path):
@@ -155,8 +190,7 @@ def run_deep_rfm(
     for record, next_state in resumable_steps(
             steps, total=config.depth, initial=len(layers), desc="deep RFM",
             progress=progress and jax.process_index() == 0, stop_after=stop_after,
-            postfix=lambda step: {"layer": step[0]["layer"],
-                                  "nc1": f"{step[0]['output']['nc1']:.3g}"}):
+            postfix=lambda step: {"layer": step[0].layer, "nc1": f"{step[0].output.nc1:.3g}"}):
         layers.append(record)
         grams.append(feature_gram(layer_input, idx, mesh))
         layer_input = next_state.X_train
@@ -165,8 +199,8 @@ def run_deep_rfm(
             arrays = layer_arrays(next_state.fitted)  # every process: gathers sharded rows
             if jax.process_index() == 0:
                 atomic_save_npz(os.path.join(out, MODEL_FOLDER,
-                                             layer_file_name(record["layer"])), **arrays)
-        run.commit(results, _state_to_save(next_state))
+                                             layer_file_name(record.layer)), **arrays)
+        run.commit(results.to_json(), _state_to_save(next_state))
         if jax.process_index() == 0:
             atomic_save_npz(extras_path, grams=np.stack(grams), gram_labels=data.y_train[idx])
             atomic_write_csv(os.path.join(out, "layers.csv"), _deep_rfm_csv_rows(layers))

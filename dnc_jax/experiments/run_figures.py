@@ -15,11 +15,11 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import numpy as np
 
+from dnc_jax.experiments.deep_rfm import DeepRFMRun
 from dnc_jax.experiments.seeds import aggregate_layers
 from dnc_jax.figures import FORMATS, plot_agop_spectra, plot_collapse_bands, plot_grams
 
@@ -36,14 +36,6 @@ def load_runs(run_dir: str) -> list[str]:
     return runs
 
 
-def _layers(run: str) -> list[dict]:
-    with open(os.path.join(run, "results.json")) as fh:
-        results = json.load(fh)
-    if "layers" not in results:
-        raise ValueError(f"{run!r} is not a Deep RFM run.")
-    return results["layers"]
-
-
 def deep_rfm_figures(run_dir: str, fmt: str = "png", script: str | None = None) -> list[str]:
     """Draw the three figures of the run(s) in ``run_dir`` into ``run_dir/figures``, NC1
     in the convention of the official ``script`` (``"deep_rfm.py"``) or ours (``None``);
@@ -51,7 +43,7 @@ def deep_rfm_figures(run_dir: str, fmt: str = "png", script: str | None = None) 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}; got {fmt!r}.")
     runs = load_runs(run_dir)
-    all_layers = [_layers(r) for r in runs]
+    all_layers = [DeepRFMRun.load(r).layers for r in runs]
     summary = aggregate_layers(all_layers)
     if not summary:
         raise ValueError(f"the run(s) in {run_dir!r} have no completed layer.")

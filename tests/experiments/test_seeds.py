@@ -6,29 +6,36 @@ import numpy as np
 import pytest
 from helpers import without_time
 
+from dnc_jax.collapse import CollapseMetrics
 from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
 from dnc_jax.experiments.run_figures import deep_rfm_figures
+from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
+from dnc_jax.solvers import SolveInfo
 
 
 def test_aggregate_layers_mean_and_std():
     def rec(v):
-        point = {"nc1": v, "nc1_official": v / 10, "nc2": 2 * v, "cdnv": 3 * v}
-        return {"input": point, "projected": point, "output": point, "train_accuracy": 1.0,
-                "test_accuracy": v / 10}
+        point = CollapseMetrics(**dict.fromkeys(CollapseMetrics._fields, 0.0)
+                                | {"nc1": v, "nc2": 2 * v, "cdnv": 3 * v, "num_classes": 10})
+        return LayerRecord(0, 4, point, point, point, train_accuracy=1.0, test_accuracy=v / 10,
+                           agop=Spectrum((1.0,), 1.0), solve=SolveInfo("cholesky", 0, None, None,
+                                                                      0.0, 0.0),
+                           seconds=0.0, phase_seconds=PhaseSeconds(*[0.0] * 6))
 
     runs = [[rec(1.0), rec(2.0)], [rec(3.0), rec(5.0)], [rec(2.0)]]
     summary = aggregate_layers(runs)
     assert len(summary) == 1  # only layers every run completed
     # seed bands use n - 1, as torch.std in the official plots
-    assert summary[0]["projected"]["nc2"] == {"mean": 4.0,
-                                              "std": pytest.approx(np.std([2, 6, 4], ddof=1))}
-    assert summary[0]["test_accuracy"]["mean"] == pytest.approx(0.2)
+    nc2 = summary[0].projected["nc2"]
+    assert nc2.mean == 4.0 and nc2.std == pytest.approx(np.std([2, 6, 4], ddof=1))
+    assert summary[0].to_json()["projected"]["nc2"] == {"mean": 4.0, "std": nc2.std}
+    assert summary[0].test_accuracy.mean == pytest.approx(0.2)
     two = aggregate_layers(runs[:2])
-    assert two[1]["output"]["nc1"]["mean"] == 3.5
-    assert two[1]["output"]["nc1_official"]["mean"] == pytest.approx(0.35)
-    assert two[1]["output"]["nc1"]["std"] == pytest.approx(1.5 * np.sqrt(2))
-    assert aggregate_layers(runs[2:])[0]["output"]["nc1"]["std"] == 0.0  # one seed
+    assert two[1].output["nc1"].mean == 3.5
+    assert two[1].output["nc1_official"].mean == pytest.approx(0.35)
+    assert two[1].output["nc1"].std == pytest.approx(1.5 * np.sqrt(2))
+    assert aggregate_layers(runs[2:])[0].output["nc1"].std == 0.0  # one seed
 
 
 @pytest.mark.slow
@@ -42,14 +49,14 @@ def test_seeds_run_aggregates_resumes_and_draws(tmp_path):
     assert [r["config"]["seed"] for r in runs] == [0, 3]
     values = [r["layers"][1]["output"]["nc1"] for r in runs]
     assert values[0] != values[1]  # the seed changes the random maps
-    assert summary[1]["output"]["nc1"]["mean"] == pytest.approx(np.mean(values))
-    assert summary[1]["output"]["nc1"]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert summary[1].output["nc1"].mean == pytest.approx(np.mean(values))
+    assert summary[1].output["nc1"].std == pytest.approx(np.std(values, ddof=1))
     saved = json.loads((tmp_path / "seeds" / "summary.json").read_text())
-    assert saved["seeds"] == [0, 3] and saved["layers"] == summary
+    assert saved["seeds"] == [0, 3] and saved["layers"] == [e.to_json() for e in summary]
     # a single seed's run equals the same seed run alone
     alone = run_deep_rfm(str(tmp_path / "alone"), config=DeepRFMConfig(depth=2, width=32, seed=3),
                          **kw)
-    assert [without_time(r) for r in alone["layers"]] == [without_time(r) for r in runs[1]["layers"]]
+    assert [without_time(r) for r in alone.layers] == [without_time(r) for r in runs[1]["layers"]]
     # rerunning resumes: nothing is recomputed (the records, times included, are unchanged)
     before = [(tmp_path / "seeds" / f"seed-{s}" / "results.json").read_bytes() for s in (0, 3)]
     again = run_deep_rfm_seeds(out, (0, 3), config=config, **kw)
