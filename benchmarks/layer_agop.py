@@ -76,7 +76,7 @@ def main():
     config = TrainConfig(epochs=args.epochs, lr=1e-3, measure_every=args.epochs + 1)
     model, history = train_mlp(X, y, config=config)
     layers = model.weights()
-    print(f"trained: train accuracy {history[-1]['train_accuracy']:.4f} after {args.epochs} epochs")
+    print(f"trained: train accuracy {history[-1].train_accuracy:.4f} after {args.epochs} epochs")
 
     inputs = [jnp.asarray(Xall)]
     for W, b in layers[:-2]:

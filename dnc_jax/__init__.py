@@ -16,7 +16,7 @@ from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.gradient_outer_product import agop, kernel_agop, kernel_gradients, matrix_power
 from dnc_jax.kernels import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel, radial_kernel
 from dnc_jax.layer_records import LayerRecord
-from dnc_jax.nets import MLP, TrainConfig, layer_analysis, train_mlp
+from dnc_jax.nets import MLP, EpochRecord, HeadLayerRecord, TrainConfig, layer_analysis, train_mlp
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rfm import RFMFit, fit_rfm, fit_with_agop, rfm_step
 from dnc_jax.sharding import Rows, as_rows, data_mesh
@@ -36,6 +36,8 @@ __all__ = [
     "CollapseMetrics",
     "DeepRFM",
     "DeepRFMConfig",
+    "EpochRecord",
+    "HeadLayerRecord",
     "Kernel",
     "KernelPredictor",
     "LayerRecord",

@@ -255,7 +255,7 @@ def _mlp_command(args) -> None:
               f"{out}/training_seeds.png")
         return
     results = run_mlp(out, config=config, script=preset.script, **options)
-    print(mlp_table(results["measurements"][-1], preset.script))
+    print(mlp_table(results.measurements[-1], preset.script))
     print(f"wrote {out}/results.json, {out}/measurements.csv, {out}/training.png")
 
 

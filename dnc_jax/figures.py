@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dnc_jax.conventions import nc1_key, nc1_label  # noqa: E402
 from dnc_jax.layer_records import LayerRecord, LayerSummary  # noqa: E402
-from dnc_jax.nets.analysis import POINTS  # noqa: E402
+from dnc_jax.nets.measurements import POINTS, EpochRecord  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
@@ -58,24 +58,25 @@ def plot_layer_collapse(layers: list[LayerRecord], points: tuple[str, ...], path
     finish_layer_axes(fig, axes, (nc1_label(script), "NC2"), path, title)
 
 
-def plot_training(measurements: list[dict], path: str, title: str,
+def plot_training(measurements: list[EpochRecord], path: str, title: str,
                   script: str | None = None) -> None:
     """Per layer over epochs: NC1 at input / right-singular step / AGOP projection / output
     (in the convention of the official ``script`` a preset reproduces, else ours), and the
     two NFA correlations."""
-    num_layers = len(measurements[-1]["layers"])
+    layers = [m.layers or [] for m in measurements]
+    num_layers = len(layers[-1])
     fig, axes = plt.subplots(2, num_layers, figsize=(3.2 * num_layers, 6), squeeze=False)
-    epochs = [m["epoch"] for m in measurements]
+    epochs = [m.epoch for m in measurements]
     for layer in range(num_layers):
         ax = axes[0, layer]
         for point in POINTS:
-            ax.plot(epochs, [m["layers"][layer][point][nc1_key(script)] for m in measurements],
+            ax.plot(epochs, [getattr(m[layer].at(point), nc1_key(script)) for m in layers],
                     label=point)
         ax.set_yscale("log")
         ax.set_title(f"layer {layer}: {nc1_label(script)}")
         ax = axes[1, layer]
         for key in ("nfa_sqrt_agop", "nfa_agop"):
-            ax.plot(epochs, [m["layers"][layer][key] for m in measurements], label=key)
+            ax.plot(epochs, [getattr(m[layer], key) for m in layers], label=key)
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("epoch")
         ax.set_title(f"layer {layer}: NFA corr.")

@@ -536,9 +536,10 @@ def run_module(name: str, cmap: dict, out_dir: Path, workers: list[Worker], budg
         t.join()
 
 
-# A failing test, a run past the time limit, a worker killed by the mutant (segfault), or
-# pytest's exit code 2 (a test module that no longer imports): the mutant was noticed.
-KILLED = ("killed", "timeout", "crashed", "error 2")
+# A failing test, a run past the time limit, a worker killed by the mutant (segfault),
+# pytest's exit code 2 (a test module that no longer imports) or 4 (the conftest no longer
+# imports: a module-level mutant that breaks ``import dnc_jax``): the mutant was noticed.
+KILLED = ("killed", "timeout", "crashed", "error 2", "error 4")
 
 
 def summary(out_dir: Path, names: list[str]) -> list[dict]:

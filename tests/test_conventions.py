@@ -6,6 +6,7 @@ from dnc_jax.collapse import CollapseMetrics
 from dnc_jax.conventions import OFFICIAL_SCRIPTS, convention_header, nc1_key
 from dnc_jax.experiments.seeds import summary_table
 from dnc_jax.layer_records import LayerRecord, LayerSummary, MeanStd, PhaseSeconds, Spectrum
+from dnc_jax.nets.measurements import EpochRecord, HeadLayerRecord
 from dnc_jax.solvers import SolveInfo
 
 
@@ -64,9 +65,10 @@ def test_a_single_runs_figures_draw_the_chosen_nc1(monkeypatch):
     ax = saved["fig"].axes[0]
     assert ax.get_ylabel() == "NC1 (deep_rfm.py)"
     assert {float(line.get_ydata()[0]) for line in ax.get_lines()} == {0.25}
-    point = {"nc1": 2.5, "nc1_official": 0.25, "nc2": 0.1}  # an MLP record's metrics
-    rec = {p: point for p in ("input", "right", "agop", "output")}
-    measurements = [{"epoch": 1, "layers": [{**rec, "nfa_sqrt_agop": 0.5, "nfa_agop": 0.4}]}]
+    point = layers[0].input  # nc1 2.5, nc1_official 0.25
+    head_layer = HeadLayerRecord(0, point, point, point, point, nfa_sqrt_agop=0.5, nfa_agop=0.4,
+                                 right_share=None, agop_share=None)
+    measurements = [EpochRecord(1, 0.5, 1.0, None, [head_layer])]
     for script, value in ((None, 2.5), ("nc_nn.py", 0.25)):
         figures.plot_training(measurements, "unused.png", "t", script)
         ax = saved["fig"].axes[0]

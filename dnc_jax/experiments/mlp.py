@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.figures import plot_training
-from dnc_jax.nets.analysis import POINTS
+from dnc_jax.nets.measurements import POINTS, EpochRecord
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable, flatten_metrics
 from dnc_jax.run_loop import resumable_steps
 
@@ -17,38 +18,64 @@ def _share(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def mlp_table(measurement: dict, script: str | None = None) -> str:
+class MLPRun(NamedTuple):
+    """An ``mlp`` run folder's ``results.json``: the recorded ``config`` (JSON), the
+    ``environment``, the ``measurements`` (``EpochRecord`` with ``layers``, one per
+    measurement epoch) and the ``history`` (one ``EpochRecord`` per epoch, without)."""
+
+    config: dict
+    environment: dict
+    measurements: list[EpochRecord]
+    history: list[EpochRecord]
+
+    def to_json(self) -> dict:
+        """The run as ``results.json`` holds it."""
+        return {"config": self.config, "environment": self.environment,
+                "measurements": [m.to_json() for m in self.measurements],
+                "history": [h.to_json() for h in self.history]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> MLPRun:
+        """The run from its ``to_json`` form (``history`` may be missing: a fresh run)."""
+        return cls(data["config"], data["environment"],
+                   [EpochRecord.from_json(m) for m in data["measurements"]],
+                   [EpochRecord.from_json(h) for h in data.get("history", [])])
+
+
+def mlp_table(measurement: EpochRecord, script: str | None = None) -> str:
     """Per head layer at one measurement: NC1 at input / right-singular step / AGOP
     projection / output (in ``script``'s convention, as ``deep_rfm_table``), the
     right-singular and AGOP shares, the NFA correlations."""
     key = nc1_key(script)
     lines = [
         convention_header(script),
-        f"epoch {measurement['epoch']}: train loss {measurement['train_loss']:.4g}, train acc "
-        f"{measurement['train_accuracy']:.4f}"
-        + ("" if measurement["test_accuracy"] is None
-           else f", test acc {measurement['test_accuracy']:.4f}"),
+        f"epoch {measurement.epoch}: train loss {measurement.train_loss:.4g}, train acc "
+        f"{measurement.train_accuracy:.4f}"
+        + ("" if measurement.test_accuracy is None
+           else f", test acc {measurement.test_accuracy:.4f}"),
         f"{'layer':>5} {'nc1 input':>10} {'nc1 right':>10} {'nc1 agop':>10} {'nc1 output':>10} "
         f"{'right share':>11} {'agop share':>10} {'NFA sqrt':>9} {'NFA agop':>9}",
     ]
-    for rec in measurement["layers"]:
-        nc1 = " ".join(f"{rec[p][key]:>10.4g}" for p in POINTS)
+    for rec in measurement.layers or []:
+        nc1 = " ".join(f"{getattr(rec.at(p), key):>10.4g}" for p in POINTS)
         lines.append(
-            f"{rec['layer']:>5} {nc1} {_share(rec['right_share']):>11} "
-            f"{_share(rec['agop_share']):>10} {rec['nfa_sqrt_agop']:>9.3f} {rec['nfa_agop']:>9.3f}"
+            f"{rec.layer:>5} {nc1} {_share(rec.right_share):>11} "
+            f"{_share(rec.agop_share):>10} {rec.nfa_sqrt_agop:>9.3f} {rec.nfa_agop:>9.3f}"
         )
     return "\n".join(lines)
 
 
-def _mlp_csv_rows(measurements: list[dict]) -> list[dict]:
+def _mlp_csv_rows(measurements: list[EpochRecord]) -> list[dict]:
     rows = []
     for m in measurements:
-        for rec in m["layers"]:
-            row = {k: m[k] for k in ("epoch", "train_loss", "train_accuracy", "test_accuracy")}
-            row.update({k: rec[k] for k in ("layer", "nfa_sqrt_agop", "nfa_agop", "right_share",
-                                            "agop_share")})
+        for rec in m.layers or []:
+            row = {"epoch": m.epoch, "train_loss": m.train_loss,
+                   "train_accuracy": m.train_accuracy, "test_accuracy": m.test_accuracy,
+                   "layer": rec.layer, "nfa_sqrt_agop": rec.nfa_sqrt_agop,
+                   "nfa_agop": rec.nfa_agop, "right_share": rec.right_share,
+                   "agop_share": rec.agop_share}
             for point in POINTS:
-                row.update(flatten_metrics(point, rec[point]))
+                row.update(flatten_metrics(point, rec.at(point).to_dict()))
             rows.append(row)
     return rows
 
@@ -82,13 +109,14 @@ def run_mlp(
     download: bool = False,
     prepare_options: dict | None = None,
     script: str | None = None,
-) -> dict:
+) -> MLPRun:
     """Train the paper's MLP on ``dataset`` into ``out``, measuring every ``measure_every``
     epochs; checkpoints at each measurement and resumes from the last one. ``script``:
     the official script a preset reproduces; the run's figure then draws NC1 in its
     convention (the records hold both).
 
     ``stop_after`` stops after that many measurements of this call (to test interruption).
+    Returns the run (``MLPRun``: its ``to_json()`` is ``out/results.json``).
     """
     from dnc_jax.nets.train import TrainConfig, train_epochs
 
@@ -103,28 +131,28 @@ def run_mlp(
                   "measure_n": m, "prepare": prepare_options or {},
                   **dataclasses.asdict(config)}
     run = RunDirectory(out, run_config, "measurements")
-    results, state = run.resume()
+    saved, state = run.resume()
+    results = MLPRun.from_json(saved)
     last_epoch = 0 if state is None else int(state["epoch"])
-    results["history"] = [h for h in results.get("history", []) if h["epoch"] <= last_epoch]
+    results.history[:] = [h for h in results.history if h.epoch <= last_epoch]
     epochs = train_epochs(data.X_train, data.y_train, data.X_test, data.y_test, config=config,
                           measure_X=data.X_train[:m], measure_y=data.y_train[:m], resume=state,
                           image_shape=image_shape)
     for result in resumable_steps(
             epochs, total=config.total_epochs, initial=last_epoch, desc="MLP",
             progress=progress, stop_after=stop_after,
-            counts=lambda result: result.layers is not None,  # stop_after counts measurements
-            postfix=lambda result: {"loss": f"{result.train_loss:.4f}",
-                                    "acc": f"{result.train_accuracy:.3f}"}):
-        summary = {"epoch": result.epoch, "train_loss": result.train_loss,
-                   "train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy}
-        results["history"].append(summary)
-        if result.layers is None:
+            counts=lambda result: result.record.layers is not None,  # counts measurements
+            postfix=lambda result: {"loss": f"{result.record.train_loss:.4f}",
+                                    "acc": f"{result.record.train_accuracy:.3f}"}):
+        record = result.record
+        results.history.append(record._replace(layers=None))
+        if record.layers is None:
             continue
-        results["measurements"].append({**summary, "layers": result.layers})
-        run.commit(results, result.checkpoint)
+        results.measurements.append(record)
+        run.commit(results.to_json(), result.checkpoint)
         atomic_write_csv(os.path.join(out, "measurements.csv"),
-                         _mlp_csv_rows(results["measurements"]))
+                         _mlp_csv_rows(results.measurements))
         head = "MLP" if config.backbone == "none" else f"{config.backbone} + MLP head"
-        plot_training(results["measurements"], os.path.join(out, "training.png"),
+        plot_training(results.measurements, os.path.join(out, "training.png"),
                       f"{head} on {dataset}", script)
     return results

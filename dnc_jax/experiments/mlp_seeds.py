@@ -23,25 +23,24 @@ from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.mlp import run_mlp
 from dnc_jax.experiments.seeds import checked_seeds, mean_std, seed_dir
 from dnc_jax.figures import plot_training_seeds
-from dnc_jax.nets.analysis import POINTS
+from dnc_jax.nets.measurements import POINTS, EpochRecord, HeadLayerRecord
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
 SCALARS = ("train_loss", "train_accuracy", "test_accuracy")
 
 
-def _layer_values(rec: dict) -> dict:
-    values = {f"nc1_{p}": rec[p]["nc1"] for p in POINTS}
-    values.update({f"nc1_official_{p}": rec[p]["nc1_official"] for p in POINTS})
-    inputs = rec["input"]  # where nc_nn_ratio.py takes its traces (module docstring)
-    values["within_total"] = inputs["trace_within"] / inputs["trace_total"]
-    values["between_total_official"] = (inputs["num_classes"] * inputs["trace_between"]
-                                        / inputs["trace_total"])
-    values["nfa_sqrt_agop"] = rec["nfa_sqrt_agop"]
-    values["nfa_agop"] = rec["nfa_agop"]
+def _layer_values(rec: HeadLayerRecord) -> dict:
+    values = {f"nc1_{p}": rec.at(p).nc1 for p in POINTS}
+    values.update({f"nc1_official_{p}": rec.at(p).nc1_official for p in POINTS})
+    inputs = rec.input  # where nc_nn_ratio.py takes its traces (module docstring)
+    values["within_total"] = inputs.within_total_official
+    values["between_total_official"] = inputs.between_total_official
+    values["nfa_sqrt_agop"] = rec.nfa_sqrt_agop
+    values["nfa_agop"] = rec.nfa_agop
     return values
 
 
-def aggregate_measurements(runs: list[list[dict]]) -> list[dict]:
+def aggregate_measurements(runs: list[list[EpochRecord]]) -> list[dict]:
     """Mean and std over runs at each measurement epoch that every run has reached.
 
     Args:
@@ -56,14 +55,14 @@ def aggregate_measurements(runs: list[list[dict]]) -> list[dict]:
     summary = []
     for i in range(count):
         recs = [r[i] for r in runs]
-        epochs = {m["epoch"] for m in recs}
+        epochs = {m.epoch for m in recs}
         if len(epochs) != 1:
             raise ValueError(f"The runs measured different epochs: {sorted(epochs)}.")
-        entry = {"epoch": recs[0]["epoch"], "seeds": len(recs)}
-        entry.update({k: mean_std([m[k] for m in recs]) for k in SCALARS})
+        entry: dict = {"epoch": recs[0].epoch, "seeds": len(recs)}
+        entry.update({k: mean_std([getattr(m, k) for m in recs]) for k in SCALARS})
         layers = []
-        for layer in range(len(recs[0]["layers"])):
-            values = [_layer_values(m["layers"][layer]) for m in recs]
+        for layer in range(len(recs[0].layers or [])):
+            values = [_layer_values((m.layers or [])[layer]) for m in recs]
             layers.append({"layer": layer, **{k: mean_std([v[k] for v in values])
                                               for k in values[0]}})
         entry["layers"] = layers
@@ -71,12 +70,12 @@ def aggregate_measurements(runs: list[list[dict]]) -> list[dict]:
     return summary
 
 
-def aggregate_losses(histories: list[list[dict]]) -> list[dict]:
+def aggregate_losses(histories: list[list[EpochRecord]]) -> list[dict]:
     """Per epoch that every run has reached: ``{"epoch", "train_loss": {"mean", "std"}}``
     (``run_mlp``'s ``history``, one entry per epoch)."""
     count = min((len(h) for h in histories), default=0)
-    return [{"epoch": histories[0][i]["epoch"],
-             "train_loss": mean_std([h[i]["train_loss"] for h in histories])}
+    return [{"epoch": histories[0][i].epoch,
+             "train_loss": mean_std([h[i].train_loss for h in histories])}
             for i in range(count)]
 
 
@@ -127,8 +126,8 @@ def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = 
     for seed in seeds:
         results = run_mlp(seed_dir(out, seed), config=dataclasses.replace(config, seed=seed),
                           progress=progress, script=script, **run_options)
-        runs.append(results["measurements"])
-        histories.append(results["history"])
+        runs.append(results.measurements)
+        histories.append(results.history)
     summary = aggregate_measurements(runs)
     losses = aggregate_losses(histories)
     atomic_write_json(os.path.join(out, "summary.json"),

@@ -22,11 +22,10 @@ from jax.typing import ArrayLike
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.gradient_outer_product import agop
 from dnc_jax.nets.layer_agop import shared_layer_agops
+from dnc_jax.nets.measurements import HeadLayerRecord
 from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
 from dnc_jax.nets.network import Network, head_inputs
 from dnc_jax.precision import matmul
-
-POINTS = ("input", "right", "agop", "output")  # where each layer record measures collapse
 
 # One stable function object per activation, so that agop compiles once per shape.
 _SUBNETWORK = {
@@ -141,7 +140,7 @@ def layer_analysis(
     activation: str | None = None,
     num_classes: int | None = None,
     batch_size: int = 512,
-) -> list[dict]:
+) -> list[HeadLayerRecord]:
     """Per hidden layer: collapse at input / right-singular step / output, and the NFA.
 
     Eager (host-side loop over layers and float64 metrics); not for use under ``jit``.
@@ -156,12 +155,12 @@ def layer_analysis(
       batch_size: samples whose Jacobians are held at once.
 
     Returns:
-      One dict per hidden layer: ``layer``; ``input``, ``right``, ``agop``, ``output``
-      (collapse metrics as dicts); ``nfa_sqrt_agop``, ``nfa_agop`` (Pearson correlations);
-      ``right_share``: the share of the layer's NC1 reduction (on a log scale) made by the
-      right-singular step, ``log(nc1_in / nc1_right) / log(nc1_in / nc1_out)``, and
-      ``agop_share``, the same for the AGOP projection (``None`` where the layer leaves
-      NC1 unchanged).
+      One ``HeadLayerRecord`` per hidden layer: ``layer``; ``CollapseMetrics`` at
+      ``input``, ``right``, ``agop``, ``output``; ``nfa_sqrt_agop``, ``nfa_agop`` (Pearson
+      correlations); ``right_share``: the share of the layer's NC1 reduction (on a log
+      scale) made by the right-singular step, ``log(nc1_in / nc1_right) / log(nc1_in /
+      nc1_out)``, and ``agop_share``, the same for the AGOP projection (``None`` where the
+      layer leaves NC1 unchanged). ``record.to_json()`` is its form in ``results.json``.
     """
     if isinstance(model, Network):
         X, model = head_inputs(model, jnp.asarray(X)), model.head
@@ -181,18 +180,19 @@ def layer_analysis(
         out = act(matmul(H, W.T) + (0.0 if b is None else b[None, :]))
         evals, evecs = agop_eigh(A, W)
         VS = _root_columns(evals, evecs)
-        record: dict = {"layer": l}
-        for point, features in (("input", H), ("right", right),
-                                ("agop", matmul(H, jnp.asarray(VS, H.dtype))), ("output", out)):
-            record[point] = collapse_metrics(features, y, num_classes=num_classes).to_dict()
+        metrics = {point: collapse_metrics(features, y, num_classes=num_classes)
+                   for point, features in (("input", H), ("right", right),
+                                           ("agop", matmul(H, jnp.asarray(VS, H.dtype))),
+                                           ("output", out))}
         W64 = np.asarray(W, dtype=np.float64)
         gram = W64.T @ W64
-        record["nfa_sqrt_agop"] = pearson(gram, VS @ evecs.T)
-        record["nfa_agop"] = pearson(gram, A)
-        total = np.log(record["input"]["nc1"] / record["output"]["nc1"])
-        for point in ("right", "agop"):
-            step = np.log(record["input"]["nc1"] / record[point]["nc1"])
-            record[f"{point}_share"] = float(step / total) if total != 0 else None
-        records.append(record)
+        total = np.log(metrics["input"].nc1 / metrics["output"].nc1)
+        right_share, agop_share = (
+            float(np.log(metrics["input"].nc1 / metrics[point].nc1) / total) if total != 0 else None
+            for point in ("right", "agop"))
+        records.append(HeadLayerRecord(
+            l, metrics["input"], metrics["right"], metrics["agop"], metrics["output"],
+            nfa_sqrt_agop=pearson(gram, VS @ evecs.T), nfa_agop=pearson(gram, A),
+            right_share=right_share, agop_share=agop_share))
         H = out
     return records

@@ -25,6 +25,7 @@ from dnc_jax.blocks import map_row_blocks
 from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.backbones import BACKBONES
+from dnc_jax.nets.measurements import EpochRecord
 from dnc_jax.nets.mlp import ACTIVATIONS, CLASSIFIER_INITS, INITS
 from dnc_jax.nets.network import Network
 from dnc_jax.options import option
@@ -253,15 +254,13 @@ def _predict(graphdef, params, rest, X, batch=256):
 
 @dataclasses.dataclass
 class EpochResult:
-    """After epoch ``epoch`` (1-based): the model, its state leaves, and what was measured."""
+    """After an epoch: what was measured (``record``: its loss and accuracies, and on
+    measurement epochs the head's ``layer_analysis``), the model, and its state leaves
+    (``checkpoint``: the arrays to resume from, see ``train_epochs``' ``resume``)."""
 
-    epoch: int
+    record: EpochRecord
     model: Network
-    train_loss: float
-    train_accuracy: float
-    test_accuracy: float | None
-    layers: list[dict] | None  # layer_analysis, on measurement epochs
-    checkpoint: dict  # arrays to resume from (see ``train_epochs``' ``resume``)
+    checkpoint: dict
 
 
 def _checked_data(x_name: str, X, y_name: str, y) -> tuple[jax.Array, np.ndarray]:
@@ -339,9 +338,8 @@ def train_epochs(
         model = nnx.merge(graphdef, params, rest)
         measure = config.measures(epoch)
         leaves = jax.tree.leaves((params, rest, opt_state))
-        yield EpochResult(
+        record = EpochRecord(
             epoch=epoch,
-            model=model,
             train_loss=float(loss),
             train_accuracy=float(np.mean(np.asarray(_predict(graphdef, params, rest, X)) == y)),
             test_accuracy=None if X_test is None else float(np.mean(
@@ -349,6 +347,10 @@ def train_epochs(
                 == np.asarray(y_test))),
             layers=layer_analysis(model, measure_X, measure_y, num_classes=C)
             if measure else None,
+        )
+        yield EpochResult(
+            record=record,
+            model=model,
             checkpoint={"epoch": np.asarray(epoch),
                         **{f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}},
         )
@@ -364,24 +366,22 @@ def train_mlp(
     measure_X: np.ndarray | None = None,
     measure_y: np.ndarray | None = None,
     image_shape: tuple[int, int, int] | None = None,
-) -> tuple[Network, list[dict]]:
+) -> tuple[Network, list[EpochRecord]]:
     """Train a ``Network`` (the MLP, or a backbone with the MLP head) on prepared data;
     return it and one record per epoch.
 
     A shell function (training loop, checkpoints, progress): call it eagerly; its steps
     are jitted inside.
 
-    Each record: ``epoch``, ``train_loss``, ``train_accuracy``, ``test_accuracy`` and, on
-    measurement epochs, ``layers`` (``layer_analysis`` of the head). See ``TrainConfig``
-    and ``train_epochs``.
+    Each record (``EpochRecord``): ``epoch``, ``train_loss``, ``train_accuracy``,
+    ``test_accuracy`` and, on measurement epochs, ``layers`` (``layer_analysis`` of the
+    head; ``None`` on the others). See ``TrainConfig`` and ``train_epochs``.
     """
-    history: list[dict] = []
+    history: list[EpochRecord] = []
     model = None
     for result in train_epochs(X, y, X_test, y_test, config=config, measure_X=measure_X,
                                measure_y=measure_y, image_shape=image_shape):
         model = result.model
-        history.append({"epoch": result.epoch, "train_loss": result.train_loss,
-                        "train_accuracy": result.train_accuracy,
-                        "test_accuracy": result.test_accuracy, "layers": result.layers})
+        history.append(result.record)
     assert model is not None  # train_epochs yields at least one epoch (epochs >= 1)
     return model, history

@@ -3,15 +3,18 @@
 import numpy as np
 import pytest
 
+from dnc_jax.collapse import CollapseMetrics
+from dnc_jax.nets.measurements import EpochRecord, HeadLayerRecord
+
 
 def _measurement(epoch, nc1_in, nfa, loss):
-    point = {"nc1": nc1_in, "nc1_official": nc1_in / 10, "trace_within": 1.0,
-             "trace_between": 3.0, "trace_total": 4.0, "num_classes": 10}
-    deeper = {**point, "trace_within": 2.0}  # the traces are read at the input, not here
-    layer = {"input": point, "right": deeper, "agop": deeper, "output": deeper}
-    layer.update(nfa_sqrt_agop=nfa, nfa_agop=nfa / 2)
-    return {"epoch": epoch, "train_loss": loss, "train_accuracy": 1.0, "test_accuracy": None,
-            "layers": [layer]}
+    point = CollapseMetrics(**dict.fromkeys(CollapseMetrics._fields, 0.0)
+                            | {"nc1": nc1_in, "trace_within": 1.0, "trace_between": 3.0,
+                               "trace_total": 4.0, "num_classes": 10})
+    deeper = point._replace(trace_within=2.0)  # the traces are read at the input, not here
+    layer = HeadLayerRecord(0, point, deeper, deeper, deeper, nfa_sqrt_agop=nfa,
+                            nfa_agop=nfa / 2, right_share=None, agop_share=None)
+    return EpochRecord(epoch, loss, 1.0, None, [layer])
 
 
 def test_mlp_seeds_aggregate_mean_and_std():
@@ -33,6 +36,6 @@ def test_mlp_seeds_aggregate_mean_and_std():
     assert entry["test_accuracy"] is None
     with pytest.raises(ValueError, match="different epochs"):
         aggregate_measurements([[_measurement(5, 1.0, 0.5, 0.1)], [_measurement(6, 1.0, 0.5, 0.1)]])
-    losses = aggregate_losses([[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}],
-                               [{"epoch": 1, "train_loss": 3.0}]])
+    losses = aggregate_losses([[EpochRecord(1, 1.0, 1.0, None), EpochRecord(2, 0.5, 1.0, None)],
+                               [EpochRecord(1, 3.0, 1.0, None)]])
     assert losses == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": root2}}]

@@ -83,3 +83,47 @@ def test_quadratic_kernel_is_rfm_grokkings(rng, x64):
     G = np.einsum("ij,jc,jd->icd", 6 * (X @ C.T), alpha, C)  # grad 3 (x.z)^2 = 6 (x.z) z
     np.testing.assert_allclose(kernel_agop(predictor, X), np.einsum("icd,ice->de", G, G) / 5,
                                rtol=1e-10)
+
+
+def test_each_named_family_is_its_formula(x64):
+    """The profiles, the Laplace and Gaussian exact formulas (values and gradient weights
+    from squared distances) and the L1 Laplace matrix against their textbook formulas in
+    numpy (Rasmussen & Williams 2006, eq. 4.17); the weights ``-phi'(t) / (t L^2)`` are
+    finite at distance 0 (0 on the generic path); a family is steep exactly when
+    ``phi'(0) != 0``; families are hashable and immutable (static under ``jit``)."""
+    import dataclasses
+
+    import jax
+
+    from dnc_jax.kernels import FAMILIES, GAUSSIAN, LAPLACE, MATERN32, MATERN52
+    from dnc_jax.kernels.families import Radial
+
+    t = np.array([0.0, 0.3, 1.0, 2.5])
+    s3, s5 = np.sqrt(3.0), np.sqrt(5.0)
+    formulas = {LAPLACE: np.exp(-t), GAUSSIAN: np.exp(-(t**2) / 2),
+                MATERN32: (1 + s3 * t) * np.exp(-s3 * t),
+                MATERN52: (1 + s5 * t + 5 * t**2 / 3) * np.exp(-s5 * t)}
+    L = 1.7
+    d2 = jnp.asarray((t * L) ** 2)
+    for family, phi in formulas.items():
+        np.testing.assert_allclose(family.profile(jnp.asarray(t)), phi, rtol=1e-14)
+        np.testing.assert_allclose(family.kernel_values(d2, L), phi, rtol=1e-14)
+        slope = np.asarray(jax.vmap(jax.grad(family.profile))(jnp.asarray(t)))
+        K, W = family.gradient_weights(d2, L)
+        np.testing.assert_allclose(K, phi, rtol=1e-14)
+        assert np.isfinite(W).all()  # at distance 0 too (no 0/0), where z - x = 0
+        np.testing.assert_allclose(W[1:], -slope[1:] / (t[1:] * L**2), rtol=1e-12)
+        assert family.steep == (slope[0] != 0.0), family.name
+        # the profile alone (the generic path) gives the exact formulas' numbers, and 0 at 0
+        generic = Radial(family.name, family.profile, family.steep).gradient_weights(d2, L)[1]
+        np.testing.assert_allclose(generic[1:], W[1:], rtol=1e-12)
+        assert generic[0] == 0.0
+    rng = np.random.default_rng(0)
+    X, Z = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+    l1 = np.abs(X[:, None, :] - Z[None, :, :]).sum(-1)
+    np.testing.assert_allclose(FAMILIES["l1_laplace"].matrix(jnp.asarray(X), jnp.asarray(Z), L),
+                               np.exp(-l1 / L), rtol=1e-14)
+    for family in FAMILIES.values():  # static values: hashable, immutable
+        hash(family)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            family.name = "other"  # type: ignore[misc]

@@ -37,7 +37,7 @@ def test_layer_analysis_reads_any_module_that_exposes_its_layers(rng):
     got, ref = layer_analysis(model, X, y), layer_analysis(weights, X, y)
     assert len(got) == 2
     for a, b in zip(got, ref, strict=True):
-        assert a["nfa_agop"] == b["nfa_agop"] and a["output"]["nc1"] == b["output"]["nc1"]
+        assert a.nfa_agop == b.nfa_agop and a.output.nc1 == b.output.nc1
     # the forward pass the protocol assumes is the module's own
 
     np.testing.assert_allclose(forward_from(X, weights), jax.vmap(model)(X), rtol=1e-5,
@@ -90,12 +90,12 @@ def test_nfa_on_balanced_deep_linear_network(rng, x64):
         # expected values from numpy's corrcoef, not the library's own pearson (a cosine
         # without centring would pass a self-referential check)
         corr = np.corrcoef(G.ravel(), np.linalg.matrix_power(G, m).ravel())[0, 1]
-        assert rec["nfa_agop"] == pytest.approx(corr, abs=1e-9)
-        assert rec["nfa_sqrt_agop"] == pytest.approx(
+        assert rec.nfa_agop == pytest.approx(corr, abs=1e-9)
+        assert rec.nfa_sqrt_agop == pytest.approx(
             np.corrcoef(G.ravel(), sqrt_agop.ravel())[0, 1], abs=1e-9)
         H = H @ layers[l][0].T
     # with two factors left, AGOP^(1/2) is exactly W^T W: correlation 1
-    assert records[-1]["nfa_sqrt_agop"] == pytest.approx(1.0, abs=1e-9)
+    assert records[-1].nfa_sqrt_agop == pytest.approx(1.0, abs=1e-9)
 
 
 def test_agop_projection_is_the_agop_square_root_up_to_rotation(rng):
@@ -143,4 +143,4 @@ def test_layer_analysis_of_what_train_mlp_returns(digits_400):
     config = TrainConfig(depth=2, width=16, epochs=1, batch_size=50, measure_every=1)
     model, history = train_mlp(d.X_train, d.y_train, config=config)
     direct = layer_analysis(model, d.X_train, d.y_train)
-    assert direct == layer_analysis(model.head, d.X_train, d.y_train) == history[-1]["layers"]
+    assert direct == layer_analysis(model.head, d.X_train, d.y_train) == history[-1].layers

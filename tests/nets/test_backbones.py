@@ -65,17 +65,17 @@ def test_resnet_run_lowers_the_loss_and_resumes_identically(tmp_path):
     full = run_mlp(str(tmp_path / "full"), **kw)
     run_mlp(str(tmp_path / "part"), stop_after=1, **kw)
     resumed = run_mlp(str(tmp_path / "part"), **kw)
-    losses = [h["train_loss"] for h in full["history"]]
+    losses = [h.train_loss for h in full.history]
     assert losses[-1] < losses[0], losses
-    assert [h["train_loss"] for h in resumed["history"]] == losses
+    assert [h.train_loss for h in resumed.history] == losses
     with np.load(tmp_path / "full" / "state-2.npz") as a, \
             np.load(tmp_path / "part" / "state-2.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])
-    layers = full["measurements"][-1]["layers"]
-    assert len(layers) == 2 and layers[0]["input"]["num_samples"] == 40
-    assert {"input", "right", "agop", "output", "agop_share"} <= set(layers[0])
+    layers = full.measurements[-1].layers
+    assert len(layers) == 2 and layers[0].input.num_samples == 40
+    assert {"input", "right", "agop", "output", "agop_share"} <= set(layers[0].to_json())
     from dnc_jax.nets.train import init_model
 
     model = init_model(config, 784, 10, (28, 28, 1))
@@ -97,6 +97,6 @@ def test_vgg_training_steps_lower_the_loss():
                          batch_size=40, measure_every=3, init_gain=1.0)
     model, history = train_mlp(data.X_train, data.y_train, config=config,
                                image_shape=(28, 28, 1))
-    losses = [h["train_loss"] for h in history]
+    losses = [h.train_loss for h in history]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
     assert model.backbone is not None and len(model.weights()) == 2

@@ -1,5 +1,6 @@
 """Training: losses fall, resume is exact, PyTorch's optimiser semantics, the measurement schedule."""
 
+import json
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ from flax import nnx
 from dnc_jax.data import load_dataset, prepare
 from dnc_jax.experiments import run_mlp
 from dnc_jax.nets import TrainConfig, train_mlp
+from dnc_jax.nets.measurements import EpochRecord
 
 
 @pytest.mark.slow
@@ -18,11 +20,14 @@ def test_training_reduces_loss_and_measures(digits_400):
     config = TrainConfig(depth=2, width=32, epochs=6, lr=3e-3, batch_size=50, init_gain=1.0,
                          measure_every=3)
     model, history = train_mlp(d.X_train, d.y_train, d.X_test, d.y_test, config=config)
-    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
-    measured = [h for h in history if h["layers"] is not None]
-    assert [h["epoch"] for h in measured] == [3, 6]
-    rec = measured[-1]["layers"][0]
-    assert {"input", "right", "output", "nfa_sqrt_agop", "nfa_agop", "right_share"} <= set(rec)
+    assert history[-1].train_loss < 0.7 * history[0].train_loss
+    measured = [h for h in history if h.layers is not None]
+    assert [h.epoch for h in measured] == [3, 6]
+    rec = measured[-1].layers[0]
+    assert {"input", "right", "output", "nfa_sqrt_agop", "nfa_agop", "right_share"} <= set(
+        rec.to_json())
+    # the JSON form reads back as the same record
+    assert EpochRecord.from_json(json.loads(json.dumps(measured[-1].to_json()))) == measured[-1]
     sgd = TrainConfig(depth=2, width=32, epochs=2, lr=1e-2, batch_size=50, optimizer="sgd",
                       weight_decay=1e-4, loss="cross_entropy", measure_every=5)
     assert len(train_mlp(d.X_train, d.y_train, config=sgd)[1]) == 2
@@ -40,7 +45,7 @@ def test_mlp_resume_gives_same_parameters(tmp_path):
         assert sorted(a.files) == sorted(b.files)
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    assert [h.train_loss for h in resumed.history] == [h.train_loss for h in full.history]
     assert (tmp_path / "part" / "training.png").exists()
 
 
@@ -104,7 +109,7 @@ def test_sgd_and_cross_entropy_training_lower_a_finite_loss(digits_400, options)
     config = TrainConfig(depth=2, width=32, epochs=8, batch_size=32, measure_every=8,
                          init_gain=1.0, **options)
     _, history = train_mlp(X, y, config=config)
-    losses = [h["train_loss"] for h in history]
+    losses = [h.train_loss for h in history]
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.7 * losses[0], losses
 
@@ -142,8 +147,8 @@ def test_the_official_schedule_measures_after_epoch_one_and_every_m_after():
     def measured(config):
         X, y = load_dataset("digits")
         data = prepare(X[:120], y[:120])
-        return [r.epoch for r in train_epochs(data.X_train, data.y_train, config=config)
-                if r.layers is not None]
+        return [r.record.epoch for r in train_epochs(data.X_train, data.y_train, config=config)
+                if r.record.layers is not None]
 
     small = dict(depth=1, width=16, batch_size=40, optimizer="sgd", lr=0.01, measure_every=2)
     assert measured(TrainConfig(epochs=4, schedule="official", **small)) == [1, 3, 5]
