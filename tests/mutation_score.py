@@ -156,8 +156,8 @@ def _sites(tree: ast.AST):
     def visit(node, function, names):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             function = f"{function}.{node.name}" if function else node.name
-        if isinstance(node, ast.Assign) and not function:
-            names = tuple(t.id for t in node.targets if isinstance(t, ast.Name))
+        if isinstance(node, ast.Assign) and not function:  # ``A = ...`` or ``A, B = ...``
+            names = tuple(n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name))
         if id(node) not in skip:
             if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in BINOPS:
                 new, a, b = BINOPS[type(node.op)]
