@@ -52,11 +52,13 @@ class DeepRFMRun(NamedTuple):
     layers: list[LayerRecord]
 
     def to_json(self) -> dict:
+        """The run as ``results.json`` holds it."""
         return {"config": self.config, "environment": self.environment,
                 "layers": [rec.to_json() for rec in self.layers]}
 
     @classmethod
     def from_json(cls, data: dict) -> DeepRFMRun:
+        """The run from its ``to_json`` form."""
         return cls(data["config"], data["environment"],
                    [LayerRecord.from_json(rec) for rec in data["layers"]])
 
