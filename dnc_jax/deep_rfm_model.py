@@ -68,7 +68,8 @@ class DeepRFMConfig:
     centers: int | None = option(None, "Nyström centres (implies solver nystrom under auto)")
     agop_samples: int | str | None = option(
         None, "each layer's AGOP from this many seeded training rows, or 'auto': doubling "
-              "rounds until the distances it makes settle (default all)", parse=parse_agop_samples)
+              "rounds from 1,000 rows until the distances it makes move less than 1% "
+              "(default all)", parse=parse_agop_samples)
     tol: float = option(1e-6, "CG relative residual")
     max_iter: int = option(1000, "CG iteration cap")
     precond_rank: int = option(DEFAULT_RANK, "landmarks of the CG preconditioner")

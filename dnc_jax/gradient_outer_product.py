@@ -82,11 +82,11 @@ def finish_agop(outer, total, m, centered, diag, normalize, M=None):
     return jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1.0), A)
 
 
-def _check_batch_and_normalize(n, batch_size, normalize):
+def _check_batch_and_normalize(batch_size, normalize):
     """``(batch_size, normalize with "none" as None)``, or ``ValueError``.
 
     ``None`` stays ``None`` (every row in one batch); a given ``batch_size`` is kept even
-    above ``n`` (the batch is padded), so that each row's Jacobian comes from the same
+    above the number of rows (the batch is padded), so that each row's Jacobian comes from the same
     program whatever the number of rows."""
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
@@ -99,7 +99,7 @@ def _check_batch_and_normalize(n, batch_size, normalize):
 def _check_options(X, batch_size, normalize):
     X = _checks.as_float_matrix("X", X)
     _checks.check_finite("X", X)
-    return X, *_check_batch_and_normalize(X.shape[0], batch_size, normalize)
+    return X, *_check_batch_and_normalize(batch_size, normalize)
 
 
 @functools.partial(
@@ -355,9 +355,12 @@ def adaptive_kernel_agop(
     radial kernel of ``delta^T M delta``): a change ``eps`` of ``r`` changes a Laplace
     kernel entry ``exp(-sqrt(r) / L)`` by about ``eps sqrt(r) / (2 L)`` relative. A test on
     every entry of ``A`` (the Frobenius norm) would wait for the sampling noise of its
-    many small entries, which the distances average out. ``tol = 0`` runs to all ``n``
-    rows. The result equals ``kernel_agop(..., samples=rows used, seed=seed)`` (the same
-    rows) up to summation order. Uncentred only; eager (the rounds are decided on the host).
+    many small entries, which the distances average out. ``tol = 0`` runs until the
+    distances do not move at all: to all ``n`` rows unless the AGOP is 0 (a constant
+    predictor). The defaults (``AUTO_TOL``, ``AUTO_FIRST_ROWS``, ``AUTO_PAIRS``): 1%, from
+    1,000 rows, on 500 pairs. The result equals ``kernel_agop(..., samples=rows used,
+    seed=seed)`` (the same rows) up to summation order. Uncentred only; eager (the rounds
+    are decided on the host).
     """
     n = X.n if isinstance(X, Rows) else int(np.shape(X)[0])
     if not (np.isfinite(tol) and tol >= 0):
@@ -463,7 +466,7 @@ def kernel_agop(
         _checks.check_finite("X", X)
         idx = sample_rows(X.shape[0], samples, seed)
         X = X if idx is None else X[idx]
-    batch_size, normalize = _check_batch_and_normalize(X.shape[0], batch_size, normalize)
+    batch_size, normalize = _check_batch_and_normalize(batch_size, normalize)
     if X.shape[1] != predictor.centers.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
@@ -518,7 +521,7 @@ def per_class_kernel_agop(predictor: KernelPredictor, X: ArrayLike, *,
     if X.shape[1] != predictor.centers.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}.")
-    batch_size, _ = _check_batch_and_normalize(X.shape[0], batch_size, None)
+    batch_size, _ = _check_batch_and_normalize(batch_size, None)
     m = X.shape[0]
     radial = isinstance(family_of(predictor.kernel), Radial)
     outer, total = _per_class_sums(predictor, X.astype(predictor.centers.dtype),

@@ -57,7 +57,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, defaults: Any = None,
             continue
         meta, default = field.metadata, getattr(defaults, field.name)
         kind = _scalar_type(hints[field.name])
-        kwargs: dict[str, Any] = {"help": meta.get("help") or None, "dest": field.name}
+        # argparse %-formats help texts: a literal "%" (as in "1%") is written "%%"
+        help_text = (meta.get("help") or "").replace("%", "%%") or None
+        kwargs: dict[str, Any] = {"help": help_text, "dest": field.name}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

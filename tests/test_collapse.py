@@ -50,6 +50,44 @@ def test_collapse_metrics_under_jit_equal_eager(rng, dtype, tol):
                                        atol=tol * 1e-3, err_msg=name)
 
 
+def test_traced_metrics_equal_eager_for_small_overlapping_classes(rng, x64):
+    """Class means of norm far below 1 (features scaled by 1e-3) and classes that overlap
+    (so that nearest-class-centre assignments depend on every term of the distance): the
+    traced path equals the eager one in float64, every metric, with a rank cut relative to
+    the largest singular value (``rtol = 1e-4`` drops the one of 5e-6 but keeps 1e-2).
+    With the default cut all three are kept. Both paths in float64: a rounding ``delta``
+    of ~1e-16 in the class means moves the smallest kept singular value ``s`` by about
+    ``delta`` and ``nc1_pinv``'s term in ``1 / s^2`` by ``2 delta / s`` relative: 4e-11
+    for ``s = 5e-6``, inside ``rtol = 1e-9``."""
+    C, d, n = 4, 8, 80
+    U = np.linalg.qr(np.c_[np.ones(C), rng.standard_normal((C, C - 1))])[0][:, 1:]  # _|_ 1
+    V = np.linalg.qr(rng.standard_normal((d, C - 1)))[0]
+    y = np.arange(n) % C
+    noise = rng.standard_normal((n, d))
+    noise -= np.stack([noise[y == c].mean(axis=0) for c in range(C)])[y]  # exact class means
+    H = 1e-3 * ((U @ np.diag([1.0, 1e-2, 5e-6]) @ V.T)[y] + 0.5 * noise)
+    W = rng.standard_normal((C, d))
+    preds = rng.integers(0, C, n)
+    for rtol, rank in ((1e-4, 2), (None, 3)):  # None: max(C, d) eps keeps 5e-6
+        eager = collapse_metrics(H, y, classifier=W, predictions=preds, rtol=rtol)
+        assert eager.nc1_pinv_rank == rank and 0.05 < eager.ncc_accuracy < 0.95
+        jitted = jax.jit(lambda H, y, W, p, rtol=rtol: collapse_metrics(
+            H, y, num_classes=C, classifier=W, predictions=p, rtol=rtol))(
+                jnp.asarray(H), jnp.asarray(y), jnp.asarray(W), jnp.asarray(preds))
+        for name, value in eager._asdict().items():
+            np.testing.assert_allclose(float(getattr(jitted, name)), float(value), rtol=1e-9,
+                                       err_msg=name)
+
+
+def test_traced_metrics_refuse_rows(rng):
+    """Rows on a mesh are measured eagerly: under ``jit`` with traced labels, features
+    given as ``Rows`` get the message, not a failure inside the traced maths."""
+    H, y = _blobs(rng)
+    rows = as_rows(jnp.asarray(H, jnp.float32), data_mesh())
+    with pytest.raises(ValueError, match="not Rows"):
+        jax.jit(lambda y: collapse_metrics(rows, y, num_classes=4))(jnp.asarray(y))
+
+
 @pytest.mark.slow
 def test_collapse_metrics_vmap_over_five_seeds_equals_a_loop(rng):
     from dnc_jax import collapse_metrics

@@ -153,18 +153,26 @@ def test_sample_rows():
             sample_rows(100, bad, 0)
 
 
-def test_matrix_power_rejects_what_is_not_a_finite_square_matrix():
+# matrix_power eagerly (numpy float64) and traced (the same formula in JAX, M and s traced)
+POWERS = {"eager": matrix_power, "jit": jax.jit(matrix_power)}
+
+
+@pytest.mark.parametrize("path", POWERS)
+def test_matrix_power_rejects_what_is_not_a_finite_square_matrix(path):
     for bad in (np.ones((2, 3)), np.ones(4), np.ones((2, 2, 2))):
         with pytest.raises(ValueError, match="square"):
-            matrix_power(bad, 0.5)
-    with pytest.raises(ValueError, match="NaN"):
-        matrix_power(np.full((2, 2), np.nan), 0.5)
+            POWERS[path](bad, 0.5)
+    if path == "eager":  # values are not known while tracing
+        with pytest.raises(ValueError, match="NaN"):
+            matrix_power(np.full((2, 2), np.nan), 0.5)
 
 
-def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64):
+@pytest.mark.parametrize("path", POWERS)
+def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64, path):
     """Only a negative power drops eigenvalues within round-off of 0 (``<= d eps
     lambda_max``, relative to the largest however small it is); positive and zero powers
-    keep them."""
+    keep them. Eager and traced alike (``eigh`` of a diagonal matrix is exact)."""
+    matrix_power = POWERS[path]
     tiny = np.diag([1.0, 1e-17])
     np.testing.assert_allclose(np.asarray(matrix_power(tiny, 1.0)), tiny, rtol=ROUNDING[F64], atol=0)
     np.testing.assert_allclose(np.asarray(matrix_power(tiny, 0.5)), np.diag([1.0, np.sqrt(1e-17)]),
@@ -178,11 +186,13 @@ def test_matrix_power_keeps_tiny_eigenvalues_except_for_negative_powers(x64):
                                rtol=ROUNDING[F64])
 
 
+@pytest.mark.parametrize("path", POWERS)
 @pytest.mark.parametrize("s", [1.0, 0.5, 0.0, -0.5, -1.0])
-def test_matrix_power_clips_clearly_negative_eigenvalues(rng, x64, s):
+def test_matrix_power_clips_clearly_negative_eigenvalues(rng, x64, s, path):
     """Eigenvalues 3, 1, 0.25, -0.5, -2 (DESIGN.md: negative ones clipped to 0): ``M^s``
     is ``V diag(max(l, 0)^s) V^T`` with the clipped ones 0 for every power, the zero power
-    the projector onto the positive eigenspace; float64 against numpy."""
+    the projector onto the positive eigenspace; float64 against numpy, eager and traced."""
+    matrix_power = POWERS[path]
     evals = np.array([3.0, 1.0, 0.25, -0.5, -2.0])
     V = np.linalg.qr(rng.standard_normal((5, 5)))[0]
     M = (V * evals) @ V.T
@@ -259,6 +269,86 @@ def test_adaptive_agop_stops_at_the_first_round_whose_distances_settled(rng, pow
             expected = next((counts[k + 1] for k, ck in enumerate(changes) if ck <= tol), 3000)
             _, used = adaptive_kernel_agop(pred, X, tol=tol, first=200, power=power, seed=5)
             assert used == expected
+
+
+def test_adaptive_agop_checks_its_arguments_before_any_work(rng):
+    """Bad ``tol`` / ``first`` / ``power`` are refused up front; the smallest good ones
+    (``first = 1``, any ``power > 0``, ``tol = 0``) run."""
+    from dnc_jax.gradient_outer_product import adaptive_kernel_agop
+
+    pred, X = _adaptive_problem(rng, n=4, d=3)
+    for tol in (-0.1, np.nan, np.inf):
+        with pytest.raises(ValueError, match="tol"):
+            adaptive_kernel_agop(pred, X, tol=tol)
+    for first in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="first"):
+            adaptive_kernel_agop(pred, X, first=first)
+    for power in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="power"):
+            adaptive_kernel_agop(pred, X, power=power)
+    A, used = adaptive_kernel_agop(pred, X, tol=0.0, first=1, power=1e-3)
+    assert used == 4  # 1, 2, 4
+    np.testing.assert_allclose(A, kernel_agop(pred, X), rtol=0,
+                               atol=ROUNDING[F32] * float(jnp.abs(A).max()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [1.0, 0.01])
+def test_adaptive_agop_on_fewer_rows_than_its_pairs_replays_the_rule(rng, scale):
+    """With ``n = 301 < 2 P`` rows the pairs are the first ``2 (n // 2) = 300`` rows of the
+    seed's order; rounds of 20, 40, 80, 160, 301 rows; the rule replayed from fixed
+    samples as in the test above (power 1 and seed 0, the defaults). The distances do not
+    depend on the data's scale (``A / tr A``; the bandwidth scales with the data): at
+    ``scale = 0.01`` they are ~1e-4, far below 1, and the rule stops at the same rounds."""
+    from dnc_jax.gradient_outer_product import adaptive_kernel_agop, distance_change, row_order
+
+    n = 301
+    X = jnp.asarray(scale * rng.standard_normal((n, 4)), jnp.float32)
+    Y = jnp.tanh(X[:, :2] @ jnp.asarray(rng.standard_normal((2, 2)) / scale, jnp.float32))
+    pred = fit(Kernel("laplace", 2.0 * scale), X[:150], Y[:150], 1e-2)
+    order = row_order(n, 0)
+    pairs = np.asarray(X[order[:150]] - X[order[150:300]], np.float64)
+    counts = [20, 40, 80, 160, 301]
+    fixed = [np.asarray(kernel_agop(pred, X, samples=m, seed=0), np.float64) for m in counts]
+    changes = [distance_change(a, b, pairs) for a, b in zip(fixed, fixed[1:], strict=False)]
+    for c in changes[:3]:
+        for tol in (1.01 * c, 0.99 * c):
+            assert all(abs(other - tol) > 1e-3 * tol for other in changes)  # a real gap
+            expected = next((counts[k + 1] for k, ck in enumerate(changes) if ck <= tol), n)
+            _, used = adaptive_kernel_agop(pred, X, tol=tol, first=20)
+            assert used == expected
+
+
+def test_adaptive_agop_of_a_zero_predictor_stops_when_nothing_moves(rng):
+    """A predictor fitted to zero targets has AGOP 0 at every round: its distances are 0
+    (not 0/0) and do not move, so even ``tol = 0`` stops at the second round."""
+    from dnc_jax.gradient_outer_product import adaptive_kernel_agop
+
+    X = jnp.asarray(rng.standard_normal((40, 3)), jnp.float32)
+    pred = fit(Kernel("laplace", 2.0), X[:30], jnp.zeros((30, 2), jnp.float32), 1e-2)
+    A, used = adaptive_kernel_agop(pred, X, tol=0.0, first=10)
+    assert used == 20
+    np.testing.assert_array_equal(A, 0.0)
+
+
+def test_pair_distances_use_the_trace_normalised_agop_and_power_one_by_default(rng):
+    """``delta^T (A / tr A) delta`` with the default power 1 for an AGOP of trace below 1
+    (``1e-3 B B^T``), full and diagonal; a zero AGOP gives distances 0; no pairs, change 0."""
+    from dnc_jax.gradient_outer_product import distance_change, pair_distances
+
+    d = 4
+    B = rng.standard_normal((d, d))
+    A = 1e-3 * B @ B.T
+    pairs = rng.standard_normal((6, d))
+    want = np.einsum("pi,ij,pj->p", pairs, A / np.trace(A), pairs)
+    np.testing.assert_allclose(pair_distances(A, pairs), want, rtol=ROUNDING[F64])
+    a = np.diag(A)
+    np.testing.assert_allclose(pair_distances(a, pairs), (pairs**2) @ (a / a.sum()),
+                               rtol=ROUNDING[F64])
+    for zero in (np.zeros((d, d)), np.zeros(d)):
+        np.testing.assert_array_equal(pair_distances(zero, pairs), 0.0)
+        assert distance_change(zero, zero, pairs) == 0.0
+    assert distance_change(A, 2 * A + B @ B.T, np.zeros((0, d))) == 0.0
 
 
 def test_distance_change_is_scale_free_and_equals_the_direct_formula(rng):
@@ -383,6 +473,20 @@ def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
         one = kernel_agop(fit, X, diag=True)
         four = kernel_agop(fit, X, diag=True, mesh=mesh)
         assert one.shape == four.shape == (X.shape[1],) and rel64(four, one) <= 1e-5
+
+
+def test_per_class_agops_are_uncentred_by_default_and_check_the_feature_count(rng):
+    """With no options the per-class AGOPs sum to ``kernel_agop``'s (uncentred) AGOP; rows
+    with another feature count are refused."""
+    from dnc_jax.gradient_outer_product import per_class_kernel_agop
+
+    X = jnp.asarray(rng.standard_normal((20, 3)), jnp.float32)
+    predictor = fit(Kernel("laplace", 2.0), X, jnp.tanh(X[:, :2] + 1.0), 1e-2)
+    whole = kernel_agop(predictor, X)
+    np.testing.assert_allclose(per_class_kernel_agop(predictor, X).sum(axis=0), whole, rtol=0,
+                               atol=ROUNDING[F32] * float(jnp.abs(whole).max()))
+    with pytest.raises(ValueError, match="features"):
+        per_class_kernel_agop(predictor, X[:, :2])
 
 
 @pytest.mark.slow

@@ -151,6 +151,26 @@ def test_defaults_are_the_papers_and_agree_across_entry_points():
                                                c.precond_rank)
     assert (c.tol, c.max_iter, c.precond_rank) == (solver["tol"], solver["max_iter"],
                                                    solver["precond_rank"])
+    # the adaptive AGOP sample's documented defaults (its docstring, README's API table,
+    # the CLI help of --agop-samples): 1% change of the distances, from 1,000 rows, 500 pairs
+    from dnc_jax.gradient_outer_product import (
+        AUTO_FIRST_ROWS,
+        AUTO_PAIRS,
+        AUTO_TOL,
+        adaptive_kernel_agop,
+    )
+
+    assert (AUTO_TOL, AUTO_FIRST_ROWS, AUTO_PAIRS) == (1e-2, 1000, 500)
+    # the traced fit_kernel_predictor takes the shell's defaults: the same fit under jit
+    # (float64 Cholesky both ways, K + 1e-3 I of 40 rows: condition <= 4e4, error ~1e-11)
+    with jax.enable_x64(True):
+        X64, Y64 = X.astype(np.float64), np.eye(3)[y]
+        eager = fit_kernel_predictor(X64, Y64).predict(X64[:5] * 0.9)
+        traced = jax.jit(lambda X, Y: fit_kernel_predictor(X, Y).predict(X[:5] * 0.9))(X64, Y64)
+    np.testing.assert_allclose(traced, eager, rtol=0, atol=1e-9 * float(np.abs(eager).max()))
+    adaptive = inspect.signature(adaptive_kernel_agop).parameters
+    assert {k: adaptive[k].default for k in ("tol", "first", "power", "seed")} == {
+        "tol": 1e-2, "first": 1000, "power": 1.0, "seed": 0}
 
 
 @pytest.mark.slow

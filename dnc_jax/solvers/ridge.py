@@ -5,6 +5,7 @@ solved (``SolveInfo``); ``SolverOptions`` carries the options whole."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 import warnings
 from typing import NamedTuple
@@ -272,6 +273,11 @@ def _start(init: ArrayLike, Y: Rows, mesh: Mesh) -> jax.Array:
     return as_rows(np.asarray(init), mesh, dtype=Y.dtype).data
 
 
+# fit_kernel_predictor's traced path takes the shell's defaults, declared once above
+FIT_DEFAULTS = {name: p.default for name, p in inspect.signature(fit_kernel_ridge).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+
 def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) -> KernelPredictor:
     """Fit kernel ridge regression ``alpha = (K(X, X) + reg I)^(-1) Y``; the options are
     those of ``fit_kernel_ridge`` (by default: Laplace, ``L = 1``, ``reg = 1e-3``, the
@@ -287,20 +293,19 @@ def fit_kernel_predictor(X: ArrayLike | Rows, Y: ArrayLike | Rows, **options) ->
         return fit_kernel_ridge(X, Y, **options)[0]
     unsupported = set(options) - {"kernel", "bandwidth", "reg", "M", "solver", "tol", "max_iter",
                                   "centers"}
-    solver = options.get("solver", "auto")
+    solver = options.get("solver", FIT_DEFAULTS["solver"])
     centers = options.get("centers")
-    if centers is not None and jnp.ndim(centers) == 2:
-        solver = "nystrom" if solver == "auto" else solver
-    if (unsupported or solver not in ("auto", "cholesky", "cg", "nystrom") or isinstance(X, Rows)
-            or (solver == "nystrom") != (centers is not None and jnp.ndim(centers) == 2)):
+    if centers is not None and solver == "auto":  # as the shell: centres mean Nyström
+        solver = "nystrom"
+    if (unsupported or solver not in SOLVERS or isinstance(X, Rows)
+            or (centers is not None and jnp.ndim(centers) != 2)
+            or (solver == "nystrom") != (centers is not None)):
         raise ValueError("Under jax.jit/vmap/grad, fit_kernel_predictor takes kernel, "
                          "bandwidth, reg, M, solver ('auto', 'cholesky', 'cg', or 'nystrom' "
                          "with an (m, d) array of centers), tol and max_iter on one device; "
                          f"got {sorted(options)} (solver {solver!r}).")
-    kernel = Kernel(options.get("kernel", "laplace"), options.get("bandwidth", 1.0),
-                    options.get("M"))
+    given = {k: options.get(k, FIT_DEFAULTS[k]) for k in ("kernel", "bandwidth", "reg", "M", "tol")}
+    kernel = Kernel(given["kernel"], given["bandwidth"], given["M"])
     assert not isinstance(Y, Rows)  # Rows are refused above (with X)
-    return core.fit(kernel, X, Y, options.get("reg", 1e-3),
-                    solver="cholesky" if solver == "auto" else solver,
-                    tol=options.get("tol", 1e-6), max_iter=options.get("max_iter"),
-                    centers=centers)
+    return core.fit(kernel, X, Y, given["reg"], solver="cholesky" if solver == "auto" else solver,
+                    tol=given["tol"], max_iter=options.get("max_iter"), centers=centers)

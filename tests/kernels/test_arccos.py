@@ -68,3 +68,40 @@ def test_relu_ntk_equals_a_wide_networks_empirical_ntk(key):
     analytic = np.asarray(Kernel(ArcCosine("ntk", 2))(X, X))
     sem = samples.std(axis=0, ddof=1) / np.sqrt(draws)
     assert np.all(np.abs(samples.mean(axis=0) - analytic) <= 4 * sem + 1e-3 * np.abs(analytic))
+
+
+def test_relu_kernels_by_name_and_by_default_have_one_hidden_layer(rng, x64):
+    """``"relu_ntk"`` / ``"relu_nngp"`` and ``ArcCosine()`` are the kernels of one hidden
+    ReLU layer (the official code's ``ntk.py`` default), against the independent recursion."""
+    from dnc_jax.kernels import FAMILIES, ArcCosine
+
+    X, Z = rng.standard_normal((4, 5)), rng.standard_normal((3, 5))
+    ref = np.array([[_arccos_reference(x, z, 1) for z in Z] for x in X])
+    for kernel, which in ((FAMILIES["relu_nngp"], 0), (FAMILIES["relu_ntk"], 1), (ArcCosine(), 1)):
+        np.testing.assert_allclose(Kernel(kernel)(jnp.asarray(X), jnp.asarray(Z)), ref[..., which],
+                                   rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+def test_relu_kernel_gradient_is_finite_at_equal_points_and_a_zero_row_gives_zero(kind, dtype):
+    """Rows with small integer entries make ``cos`` exactly 1 at a point against itself,
+    where ``arccos``'s derivative is infinite: the clip just inside 1 (``1 - 1e-7`` in
+    float32, ``1 - 1e-15`` in float64) keeps the gradient finite (the AGOP at training
+    points takes it), and moves the values by about ``sqrt(2 * 1e-7)`` of the angle at
+    most (float32: within 1e-3 relative of the float64 recursion). A zero row (norm 0)
+    has kernel 0 with every row, not 0/0."""
+    from dnc_jax.kernels import ArcCosine
+
+    rows = np.array([[1.0, 2.0, 0.0, 1.0], [2.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    with jax.enable_x64(dtype == np.float64):
+        X = jnp.asarray(rows, dtype)
+        kernel = Kernel(ArcCosine(kind, 2))
+        K = kernel(X, X)
+        grad = jax.grad(lambda x: kernel(x[None], X[:2]).sum())(X[0])
+    assert K.dtype == dtype and bool(jnp.isfinite(K).all())
+    ref = np.array([[_arccos_reference(x, z, 2)[kind == "ntk"] for z in rows[:2]] for x in rows[:2]])
+    np.testing.assert_allclose(K[:2, :2], ref, rtol=1e-3 if dtype == np.float32 else 1e-6)
+    np.testing.assert_array_equal(K[2], 0.0)
+    np.testing.assert_array_equal(K[:, 2], 0.0)
+    assert bool(jnp.isfinite(grad).all())

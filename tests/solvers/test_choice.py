@@ -53,6 +53,34 @@ def test_default_memory_budget_is_half_the_reported_memory(monkeypatch):
     assert default_memory_budget() == 4 * 2**30
 
 
+def test_available_memory_reads_the_hosts_memavailable_in_kib(monkeypatch):
+    """On a CPU, ``/proc/meminfo``'s ``MemAvailable`` (kB, that is KiB) in bytes; ``None``
+    where the file cannot be read; a device that reports no memory in use has its limit free."""
+    import io
+
+    from dnc_jax.solvers import available_memory, choice
+
+    class Device:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device(None)])
+    meminfo = "MemTotal:       32000000 kB\nMemFree: 1 kB\nMemAvailable:   1234567 kB\n"
+    monkeypatch.setattr(choice, "open", lambda *a, **k: io.StringIO(meminfo), raising=False)
+    assert available_memory() == 1234567 * 1024
+
+    def unreadable(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(choice, "open", unreadable, raising=False)
+    assert available_memory() is None
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device({"bytes_limit": 1000})])
+    assert available_memory() == 1000
+
+
 def test_solver_choice_and_option_boundaries(monkeypatch):
     """``choose_solver``'s documented rule at its edges, and each option's boundary value
     accepted while the value past it raises."""

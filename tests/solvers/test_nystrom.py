@@ -51,6 +51,23 @@ def test_nystrom_fit_is_traceable_and_equals_the_shell(rng, x64):
         fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom")
 
 
+def test_traced_fit_takes_centres_as_the_shell_does(rng, x64):
+    """Under ``jit`` an ``(m, d)`` array of centres means Nyström when the solver is
+    ``"auto"``, as eagerly (the same fit to the CG tolerance, as above); a count of centres
+    (drawn eagerly only), centres beside another solver, or Nyström without centres are
+    refused, not fitted by another solver."""
+    X, Y, _ = radial_problem(rng, np.float64, n=30)
+    Z = X[::3]
+    eager, info = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-2, centers=Z, tol=1e-12)
+    assert info.solver == "nystrom"
+    traced = jax.jit(lambda X: fit_kernel_predictor(X, Y, bandwidth=2.0, reg=1e-2, centers=Z,
+                                                    tol=1e-12).predict(X[:4]))(X)
+    np.testing.assert_allclose(traced, eager.predict(X[:4]), rtol=0, atol=1e-9)
+    for bad in (dict(centers=5), dict(centers=Z, solver="cg"), dict(solver="nystrom")):
+        with pytest.raises(ValueError, match="Under jax.jit"):
+            jax.jit(lambda X, bad=bad: fit_kernel_predictor(X, Y, **bad).coefs)(X)
+
+
 def test_nystrom_with_every_point_is_the_exact_fit(digits_rows, x64):
     X, _, Y = (a.astype(np.float64) for a in digits_rows)
     exact, _ = fit_kernel_ridge(X, Y, bandwidth=2.0, reg=1e-3, solver="cholesky")
