@@ -53,8 +53,8 @@ def main() -> None:
         for n in ns:
             runs = [multi_index_rfm(MultiIndexConfig(d=d, n=int(n), n_test=2000, seed=s))[-1]
                     for s in args.seeds]
-            dist = np.array([r["subspace_distance"] for r in runs])
-            err = np.array([r["relative_error"] for r in runs])
+            dist = np.array([r.subspace_distance for r in runs])
+            err = np.array([r.relative_error for r in runs])
             means.append(dist.mean())
             print(f"| {d} | {n} | {n / d**2:.2f} | {dist.mean():.3f} +- {dist.std(ddof=1):.3f} "
                   f"| {err.mean():.3f} +- {err.std(ddof=1):.3f} |", flush=True)

@@ -65,8 +65,8 @@ def run_ours(method: str, X, y, Xt):
     tic = time.perf_counter()
     model.fit(X, y)
     seconds = time.perf_counter() - tic
-    solves = [h["solve"] for h in model.history_]
-    rows = [h["solve"].get("agop_rows") for h in model.history_]
+    solves = [h.solve for h in model.history_]
+    rows = [h.solve.agop_rows for h in model.history_]
     return seconds, model.decision_function(Xt), solves, rows
 
 
@@ -113,7 +113,7 @@ def one(method: str, n: int) -> dict:
             row["peak device GiB"] = stats.get("peak_bytes_in_use", float("nan")) / 2**30
     return {**row,
             "test acc": float(np.mean(np.argmax(out, 1) == yt)),
-            "iters": None if solves is None else [s["iterations"] for s in solves],
+            "iters": None if solves is None else [s.iterations for s in solves],
             "agop rows": rows}
 
 

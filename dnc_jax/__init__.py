@@ -18,7 +18,7 @@ from dnc_jax.kernels import Kernel, gaussian_kernel, kernel_matrix, laplace_kern
 from dnc_jax.layer_records import LayerRecord
 from dnc_jax.nets import MLP, EpochRecord, HeadLayerRecord, TrainConfig, layer_analysis, train_mlp
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.rfm import RFMFit, fit_rfm, fit_with_agop, rfm_step
+from dnc_jax.rfm import RFMFit, RFMIteration, fit_rfm, fit_with_agop, rfm_step
 from dnc_jax.sharding import Rows, as_rows, data_mesh
 from dnc_jax.solvers import (
     SolveInfo,
@@ -45,6 +45,7 @@ __all__ = [
     "RFM",
     "RFMClassifier",
     "RFMFit",
+    "RFMIteration",
     "RFMRegressor",
     "Rows",
     "SolveInfo",

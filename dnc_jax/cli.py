@@ -178,7 +178,7 @@ def _grokking_command(args) -> None:
     out = args.out
     with jax.enable_x64(True):  # the published runs are float64
         results = run_grokking(out, config=config, progress=not args.no_progress)
-    print(grokking_table(results["iterations"]))
+    print(grokking_table(results.iterations))
     print(f"wrote {out}/results.json, {out}/iterations.csv, {out}/grokking.png, "
           f"{out}/agop_heatmaps.png, {out}/agop_fourier.png")
 
@@ -190,7 +190,7 @@ def _multi_index_command(args) -> None:
     out = args.out
     results = run_multi_index(out, config=config, sizes=tuple(args.n),
                               progress=not args.no_progress)
-    print(multi_index_table(results["sizes"]))
+    print(multi_index_table(results.sizes))
     print(f"wrote {out}/results.json, {out}/steps.csv, {out}/multi_index.png")
 
 

@@ -47,7 +47,7 @@ class RFM(BaseEstimator):
     on; with it off, float64 becomes float32 with one ``Float64Warning``.
 
     Fitted attributes: ``transform_`` (``T``, ``(d, d)``), ``agop_`` (the last AGOP),
-    ``predictor_`` (``KernelPredictor`` on ``X T``), ``history_`` (per-iteration dicts),
+    ``predictor_`` (``KernelPredictor`` on ``X T``), ``history_`` (one ``RFMIteration`` per fit),
     ``best_iter_``, ``classes_`` (classification), ``n_features_in_``.
     """
 

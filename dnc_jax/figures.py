@@ -7,6 +7,7 @@ to draw is ``experiments.run_figures``' job."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -15,9 +16,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dnc_jax.conventions import nc1_key, nc1_label  # noqa: E402
-from dnc_jax.layer_records import LayerRecord, LayerSummary  # noqa: E402
+from dnc_jax.layer_records import LayerRecord, LayerSummary, MeanStd  # noqa: E402
 from dnc_jax.nets.measurements import POINTS, EpochRecord  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
+
+if TYPE_CHECKING:  # annotations only: the follow-ups import the kernel machinery
+    from dnc_jax.experiments.mlp_seeds import EpochSummary, LossSummary
+    from dnc_jax.experiments.multi_index import MultiIndexSize
+    from dnc_jax.followups.grokking import GrokkingIteration
 
 FORMATS = ("png", "pdf", "svg")
 
@@ -87,36 +93,37 @@ def plot_training(measurements: list[EpochRecord], path: str, title: str,
     save_figure(fig, path)
 
 
-def _band(ax, x, stats, label, log=False, **style):
-    mean = np.array([s["mean"] for s in stats])
-    std = np.array([s["std"] for s in stats])
+def _band(ax, x, stats: list[MeanStd], label, log=False, **style):
+    mean = np.array([s.mean for s in stats])
+    std = np.array([s.std for s in stats])
     lower = np.maximum(mean - std, mean / 20) if log else mean - std  # as gen_nn_plots.py
     ax.plot(x, mean, label=label, **style)
     ax.fill_between(x, lower, mean + std, alpha=0.15, **style)
 
 
-def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, title: str,
-                        script: str | None = None) -> None:
+def plot_training_seeds(summary: list[EpochSummary], losses: list[LossSummary], path: str,
+                        title: str, script: str | None = None) -> None:
     """Per head layer over epochs, mean with a +- std band: NC1 at the four points (log; in
     the convention of the official ``script`` a preset reproduces, else ours),
     ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)`` at the layer's input, the
     latter in the official scripts' convention (``C`` times ours; log), the NFA
     correlations; and a last column with the train loss of every epoch (``losses``, log)
     and the accuracies at the measurements."""
-    epochs = [e["epoch"] for e in summary]
-    num_layers = len(summary[-1]["layers"])
-    prefix = nc1_key(script) + "_"
+    epochs = [e.epoch for e in summary]
+    num_layers = len(summary[-1].layers)
+    key = nc1_key(script)
     fig, axes = plt.subplots(3, num_layers + 1, figsize=(3.2 * (num_layers + 1), 8.4),
                              squeeze=False)
     for layer in range(num_layers):
-        recs = [e["layers"][layer] for e in summary]
+        recs = [e.layers[layer] for e in summary]
         for point in POINTS:
-            _band(axes[0, layer], epochs, [r[prefix + point] for r in recs], point, log=True)
-        for key, label in (("within_total", "tr(S_W)/tr(S_T)"),
-                           ("between_total_official", "tr(S_B)/tr(S_T), official")):
-            _band(axes[1, layer], epochs, [r[key] for r in recs], label, log=True)
-        for key in ("nfa_sqrt_agop", "nfa_agop"):
-            _band(axes[2, layer], epochs, [r[key] for r in recs], key)
+            _band(axes[0, layer], epochs, [getattr(r, key)[point] for r in recs], point,
+                  log=True)
+        for name, label in (("within_total", "tr(S_W)/tr(S_T)"),
+                            ("between_total_official", "tr(S_B)/tr(S_T), official")):
+            _band(axes[1, layer], epochs, [getattr(r, name) for r in recs], label, log=True)
+        for name in ("nfa_sqrt_agop", "nfa_agop"):
+            _band(axes[2, layer], epochs, [getattr(r, name) for r in recs], name)
         axes[0, layer].set_title(f"layer {layer}: {nc1_label(script)}")
         axes[1, layer].set_title(f"layer {layer}: input traces")
         axes[2, layer].set_title(f"layer {layer}: NFA corr.")
@@ -125,13 +132,13 @@ def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, titl
         axes[2, layer].set_ylim(-0.05, 1.05)
         axes[2, layer].set_xlabel("epoch")
     side = axes[:, num_layers]
-    _band(side[0], [e["epoch"] for e in losses], [e["train_loss"] for e in losses],
+    _band(side[0], [e.epoch for e in losses], [e.train_loss for e in losses],
           "train loss", log=True)
     side[0].set_yscale("log")
     side[0].set_title("train loss")
-    for key in ("train_accuracy", "test_accuracy"):
-        if all(e[key] is not None for e in summary):
-            _band(side[1], epochs, [e[key] for e in summary], key)
+    for name in ("train_accuracy", "test_accuracy"):
+        if all(getattr(e, name) is not None for e in summary):
+            _band(side[1], epochs, [getattr(e, name) for e in summary], name)
     side[1].set_title("accuracy")
     side[2].axis("off")
     for ax in (axes[0, 0], axes[1, 0], axes[2, 0], side[1]):
@@ -141,19 +148,19 @@ def plot_training_seeds(summary: list[dict], losses: list[dict], path: str, titl
     save_figure(fig, path)
 
 
-def plot_grokking(records: list[dict], path: str, title: str) -> None:
+def plot_grokking(records: list[GrokkingIteration], path: str, title: str) -> None:
     """Over RFM iterations: train / test accuracy, and the metric's circulant deviation
-    (``ab`` block) with its alignment to the final metric."""
-    its = [r["iter"] for r in records]
+    (``ab`` block) with its alignment to the final metric (once set)."""
+    its = [r.iter for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    axes[0].plot(its, [r["train_accuracy"] for r in records], "--", color="0.5", label="train")
-    axes[0].plot(its, [r["test_accuracy"] for r in records], "-", color="k", label="test")
+    axes[0].plot(its, [r.train_accuracy for r in records], "--", color="0.5", label="train")
+    axes[0].plot(its, [r.test_accuracy for r in records], "-", color="k", label="test")
     axes[0].set_ylim(-0.03, 1.03)
     axes[0].set_ylabel("accuracy")
-    axes[1].plot(its, [r["circulant_deviation"] for r in records], "-", color="k",
+    axes[1].plot(its, [r.circulant_deviation for r in records], "-", color="k",
                  label="circulant deviation")
-    if all("alignment" in r for r in records):
-        axes[1].plot(its, [r["alignment"] for r in records], "--", color="0.5",
+    if all(r.alignment is not None for r in records):
+        axes[1].plot(its, [r.alignment for r in records], "--", color="0.5",
                      label="alignment with final")
     for ax in axes:
         ax.set_xlabel("RFM iteration")
@@ -191,29 +198,29 @@ def plot_spectra(spectra: list, labels: list[str], path: str, title: str, xlabel
     save_figure(fig, path)
 
 
-def plot_multi_index(sizes: list[dict], path: str, title: str) -> None:
+def plot_multi_index(sizes: list[MultiIndexSize], path: str, title: str) -> None:
     """Left: per step, the AGOP's distance to the hidden subspace, one line per ``n``.
     Right: after the last step, the distances and ``1 - captured`` against ``n`` (log)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, entry in enumerate(sizes):
-        recs = entry["records"]
-        axes[0].plot([r["step"] for r in recs], [r["leading_distance"] for r in recs],
+        recs = entry.records
+        axes[0].plot([r.step for r in recs], [r.leading_distance for r in recs],
                      marker="o", color=str(0.7 * i / max(len(sizes) - 1, 1)),
-                     label=f"n = {entry['n']}")
+                     label=f"n = {entry.n}")
     axes[0].set_xlabel("RFM step")
     axes[0].set_ylabel("leading eigenvector's distance to span(U)")
-    ns = [e["n"] for e in sizes]
-    last = [e["records"][-1] for e in sizes]
-    first = [e["records"][0] for e in sizes]
-    axes[1].plot(ns, [r["leading_distance"] for r in last], "-o", color="k",
+    ns = [e.n for e in sizes]
+    last = [e.records[-1] for e in sizes]
+    first = [e.records[0] for e in sizes]
+    axes[1].plot(ns, [r.leading_distance for r in last], "-o", color="k",
                  label="leading eigenvector, last step")
-    axes[1].plot(ns, [r["leading_distance"] for r in first], "--o", color="0.5",
+    axes[1].plot(ns, [r.leading_distance for r in first], "--o", color="0.5",
                  label="leading eigenvector, step 0 (kernel ridge)")
-    axes[1].plot(ns, [r["subspace_distance"] for r in last], ":s", color="k",
+    axes[1].plot(ns, [r.subspace_distance for r in last], ":s", color="k",
                  label="top-r eigenspace, last step")
-    axes[1].plot(ns, [1.0 - r["captured"] for r in last], "-.^", color="0.4",
+    axes[1].plot(ns, [1.0 - r.captured for r in last], "-.^", color="0.4",
                  label="1 - captured, last step")
-    axes[1].axhline(last[0]["random_baseline"], color="0.7", lw=1, label="random subspace")
+    axes[1].axhline(last[0].random_baseline, color="0.7", lw=1, label="random subspace")
     axes[1].set_xscale("log")
     axes[1].minorticks_off()
     axes[1].set_xticks(ns, [str(n) for n in ns])

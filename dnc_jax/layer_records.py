@@ -155,6 +155,11 @@ class MeanStd(NamedTuple):
         """Over ``values`` (one per seed); ``None`` if any is ``None``."""
         if any(v is None for v in values):
             return None
+        return cls.over([float(v) for v in values if v is not None])
+
+    @classmethod
+    def over(cls, values: Sequence[float]) -> MeanStd:
+        """Over ``values`` (one per seed, every one known)."""
         a = np.asarray(values, dtype=np.float64)
         return cls(float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0)
 

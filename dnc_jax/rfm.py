@@ -246,6 +246,28 @@ def fit_with_agop(
             info._replace(agop_rows=used))
 
 
+class RFMIteration(NamedTuple):
+    """One fit of the RFM loop: ``iter`` (the last one is the final fit, without an AGOP
+    update), how it was solved (``SolveInfo``; its ``agop_rows`` the rows of its AGOP) and
+    its ``val_score`` (``fit_rfm``'s ``score``; ``None`` without one)."""
+
+    iter: int
+    solve: SolveInfo
+    val_score: float | None = None
+
+    def to_json(self) -> dict:
+        """``{"iter", "solve", "val_score"}`` (no ``val_score`` key without a score)."""
+        data = {"iter": self.iter, "solve": self.solve.to_dict()}
+        if self.val_score is not None:
+            data["val_score"] = self.val_score
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> RFMIteration:
+        """The record from its ``to_json`` form."""
+        return cls(data["iter"], SolveInfo(**data["solve"]), data.get("val_score"))
+
+
 class RFMFit(NamedTuple):
     """What ``fit_rfm`` returns: the kernel's transform ``T`` (``(d, d)``), the predictor on
     ``X T``, the last AGOP (``None`` when ``iters = 0``), one record per fit, and the
@@ -254,7 +276,7 @@ class RFMFit(NamedTuple):
     transform: jax.Array
     predictor: KernelPredictor
     agop: jax.Array | np.ndarray | None
-    history: list[dict]
+    history: list[RFMIteration]
     best_iter: int
 
 
@@ -297,7 +319,7 @@ def fit_rfm(
                            centered, diag, batch_size, solver, agop_samples, mesh, score)
     X = _checks.as_float_matrix("X", X)
     transform = jnp.eye(X.shape[1], dtype=X.dtype)
-    history: list[dict] = []
+    history: list[RFMIteration] = []
     best_score, best = -np.inf, (int(iters), transform, None)
     A, init = None, None
     for it in range(int(iters) + 1):
@@ -316,12 +338,10 @@ def fit_rfm(
                 seed=seed, mesh=mesh,
             )
             init = predictor.coefs if warm_start and info.solver == "cg" else None
-        record = {"iter": it, "solve": info.to_dict()}
-        if score is not None:
-            value = record["val_score"] = score(transform, predictor)
-            if value > best_score:
-                best_score, best = value, (it, transform, predictor)
-        history.append(record)
+        value = None if score is None else float(score(transform, predictor))
+        if value is not None and value > best_score:
+            best_score, best = value, (it, transform, predictor)
+        history.append(RFMIteration(it, info, value))
         if not last:
             A_host = np.asarray(A)
             transform = matrix_power(np.diag(A_host) if diag else A_host,

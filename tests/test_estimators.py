@@ -26,7 +26,7 @@ def test_rfm_classifier_with_nystrom_and_sampled_agop(digits_rows):
     X, y, _ = digits_rows
     model = RFMClassifier(bandwidth=2.0, iters=2, centers=200, agop_samples=300, devices="all")
     model.fit(X, y)
-    assert [h["solve"]["solver"] for h in model.history_] == ["nystrom"] * 3
+    assert [h.solve.solver for h in model.history_] == ["nystrom"] * 3
     assert model.score(X, y) > 0.9
 
 
@@ -53,7 +53,7 @@ def test_rfm_beats_kernel_ridge_on_digits(digits):
 def test_rfm_validation_keeps_best_iteration(digits):
     X, y = digits.X_train, digits.y_train
     model = RFM(iters=3, bandwidth=5.0).fit(X[:800], y[:800], X_val=X[800:], y_val=y[800:])
-    scores = [h["val_score"] for h in model.history_]
+    scores = [h.val_score for h in model.history_]
     assert len(scores) == 4 and model.best_iter_ == int(np.argmax(scores))
     reg = RFM(task="regression", iters=1, bandwidth=5.0).fit(X[:300], X[:300, 10])
     assert reg.predict(X[:5]).shape == (5,)
@@ -91,7 +91,7 @@ def test_rfm_regression_with_validation_scores_what_history_says(digits):
         X[:400], target[:400], X_val=X[400:], y_val=target[400:])
     pred = model.predict(X[400:])
     mse = float(np.mean((pred - target[400:]) ** 2))
-    assert model.history_[model.best_iter_]["val_score"] == pytest.approx(-mse, rel=1e-5)
+    assert model.history_[model.best_iter_].val_score == pytest.approx(-mse, rel=1e-5)
     r2 = 1 - mse / float(np.var(target[400:]))
     assert r2 > 0.8, r2
 

@@ -186,7 +186,7 @@ def test_fit_rfm_warm_start_reaches_the_cold_start_solution(rng, x64):
     options = dict(bandwidth=3.0, reg=0.1, iters=2, solver=SolverOptions("cg", tol=1e-12))
     warm = fit_rfm(X, Y, **options)
     cold = fit_rfm(X, Y, warm_start=False, **options)
-    iterations = [[r["solve"]["iterations"] for r in f.history] for f in (warm, cold)]
+    iterations = [[r.solve.iterations for r in f.history] for f in (warm, cold)]
     assert iterations[0][0] == iterations[1][0]
     Xq = rng.standard_normal((50, 5))
     kappa = (300 + 0.1) / 0.1

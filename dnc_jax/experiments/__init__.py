@@ -7,15 +7,24 @@ with the same ``OUT`` and configuration.
 
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.experiments.deep_rfm import DeepRFMRun, deep_rfm_table, run_deep_rfm
-from dnc_jax.experiments.grokking import grokking_table, run_grokking
+from dnc_jax.experiments.grokking import GrokkingRun, GrokkingSummary, grokking_table, run_grokking
 from dnc_jax.experiments.mlp import MLPRun, mlp_table, run_mlp
-from dnc_jax.experiments.multi_index import multi_index_table, run_multi_index
+from dnc_jax.experiments.multi_index import (
+    MultiIndexRun,
+    MultiIndexSize,
+    multi_index_table,
+    run_multi_index,
+)
 from dnc_jax.experiments.run_figures import deep_rfm_figures
 from dnc_jax.experiments.seeds import aggregate_layers, run_deep_rfm_seeds, summary_table
 
 __all__ = [
     "DeepRFMRun",
+    "GrokkingRun",
+    "GrokkingSummary",
     "MLPRun",
+    "MultiIndexRun",
+    "MultiIndexSize",
     "aggregate_layers",
     "deep_rfm_figures",
     "deep_rfm_table",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from dnc_jax.figures import plot_grokking, plot_matrices, plot_spectra
 from dnc_jax.followups.grokking import (
     GrokkingConfig,
+    GrokkingIteration,
     add_alignment,
     discrete_log_order,
     first_iteration_above,
@@ -25,26 +27,77 @@ CSV_KEYS = ("iter", "train_accuracy", "test_accuracy", "train_loss", "test_loss"
             "circulant_deviation", "alignment", "trace")
 
 
-def grokking_table(records: list[dict], every: int = 5) -> str:
+def grokking_table(records: list[GrokkingIteration], every: int = 5) -> str:
     """Every ``every``-th iteration (and the last): accuracies, test loss, structure."""
     lines = [f"{'iter':>4} {'train acc':>9} {'test acc':>8} {'test loss':>9} "
              f"{'circ. dev.':>10} {'alignment':>9}"]
-    shown = [r for r in records if r["iter"] % every == 0 or r is records[-1]]
+    shown = [r for r in records if r.iter % every == 0 or r is records[-1]]
     for r in shown:
-        align = f"{r['alignment']:.4f}" if "alignment" in r else ""
-        lines.append(f"{r['iter']:>4} {r['train_accuracy']:>9.4f} {r['test_accuracy']:>8.4f} "
-                     f"{r['test_loss']:>9.4g} {r['circulant_deviation']:>10.4f} {align:>9}")
+        align = "" if r.alignment is None else f"{r.alignment:.4f}"
+        lines.append(f"{r.iter:>4} {r.train_accuracy:>9.4f} {r.test_accuracy:>8.4f} "
+                     f"{r.test_loss:>9.4g} {r.circulant_deviation:>10.4f} {align:>9}")
     return "\n".join(lines)
 
 
-def grokking_summary(records: list[dict]) -> dict:
-    """When the test accuracy passed 50% and 90%, and the structure before and after."""
-    return {"first_iter_test_acc_over_0.5": first_iteration_above(records, "test_accuracy", 0.5),
-            "first_iter_test_acc_over_0.9": first_iteration_above(records, "test_accuracy", 0.9),
-            "final_test_accuracy": records[-1]["test_accuracy"],
-            "initial_test_accuracy": records[0]["test_accuracy"],
-            "circulant_deviation_first": records[0]["circulant_deviation"],
-            "circulant_deviation_last": records[-1]["circulant_deviation"]}
+class GrokkingSummary(NamedTuple):
+    """When the test accuracy first passed 50% and 90% (``None``: never), the first and
+    last test accuracy, and the ``ab`` block's circulant deviation before and after."""
+
+    first_iter_over_half: int | None
+    first_iter_over_nine_tenths: int | None
+    final_test_accuracy: float
+    initial_test_accuracy: float
+    circulant_deviation_first: float
+    circulant_deviation_last: float
+
+    @classmethod
+    def of(cls, records: list[GrokkingIteration]) -> GrokkingSummary:
+        """The summary of a finished run's records."""
+        return cls(first_iteration_above(records, "test_accuracy", 0.5),
+                   first_iteration_above(records, "test_accuracy", 0.9),
+                   records[-1].test_accuracy, records[0].test_accuracy,
+                   records[0].circulant_deviation, records[-1].circulant_deviation)
+
+    def to_json(self) -> dict:
+        """As ``results.json``'s ``summary`` holds it (the levels in the key names)."""
+        return {SUMMARY_KEYS.get(k, k): v for k, v in self._asdict().items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> GrokkingSummary:
+        """The summary from its ``to_json`` form."""
+        names = {v: k for k, v in SUMMARY_KEYS.items()}
+        return cls(**{names.get(k, k): v for k, v in data.items()})
+
+
+SUMMARY_KEYS = {"first_iter_over_half": "first_iter_test_acc_over_0.5",
+                "first_iter_over_nine_tenths": "first_iter_test_acc_over_0.9"}
+
+
+class GrokkingRun(NamedTuple):
+    """A ``grokking`` run folder's ``results.json``: the recorded ``config`` (JSON), the
+    ``environment``, one ``GrokkingIteration`` per iteration, and the ``summary`` once
+    every iteration ran (``None`` before)."""
+
+    config: dict
+    environment: dict
+    iterations: list[GrokkingIteration]
+    summary: GrokkingSummary | None = None
+
+    def to_json(self) -> dict:
+        """The run as ``results.json`` holds it (no ``summary`` key before it is set)."""
+        data = {"config": self.config, "environment": self.environment,
+                "iterations": [r.to_json() for r in self.iterations]}
+        if self.summary is not None:
+            data["summary"] = self.summary.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> GrokkingRun:
+        """The run from its ``to_json`` form."""
+        summary = data.get("summary")
+        return cls(data["config"], data["environment"],
+                   [GrokkingIteration.from_json(r) for r in data["iterations"]],
+                   None if summary is None else GrokkingSummary.from_json(summary))
 
 
 def _ordered(M: np.ndarray, p: int, op: str) -> np.ndarray:
@@ -58,7 +111,8 @@ def _ordered(M: np.ndarray, p: int, op: str) -> np.ndarray:
     return A
 
 
-def _figures(out: str, config: GrokkingConfig, records: list[dict], metrics: list) -> None:
+def _figures(out: str, config: GrokkingConfig, records: list[GrokkingIteration],
+             metrics: list) -> None:
     title = f"RFM on (a {config.op} b) mod {config.p}, train fraction {config.train_fraction}"
     plot_grokking(records, os.path.join(out, "grokking.png"), title)
     if len(records) < config.iters:
@@ -73,31 +127,33 @@ def _figures(out: str, config: GrokkingConfig, records: list[dict], metrics: lis
 
 
 def run_grokking(out: str, *, config: GrokkingConfig = GrokkingConfig(), progress: bool = True,
-                 stop_after: int | None = None) -> dict:
-    """RFM grokking into ``out`` (resuming); returns the results dict. At the end the
-    records get their ``alignment`` with the final metric and the results a ``summary``.
-    ``stop_after`` stops after that many iterations of this call (to test interruption)."""
+                 stop_after: int | None = None) -> GrokkingRun:
+    """RFM grokking into ``out`` (resuming); returns the run (``GrokkingRun``: its
+    ``to_json()`` is ``out/results.json``). At the end the records get their ``alignment``
+    with the final metric and the run a ``summary``. ``stop_after`` stops after that many
+    iterations of this call (to test interruption). A shell call."""
     if not jax.config.read("jax_enable_x64"):
         raise ValueError("grokking runs in float64: call "
                          "jax.config.update('jax_enable_x64', True) first.")
     ensure_writable(out)
     run = RunDirectory(out, {"experiment": "grokking", **dataclasses.asdict(config)}, "iterations")
-    results, state = run.resume()
-    records = results["iterations"]
+    saved, state = run.resume()
+    results = GrokkingRun.from_json(saved)
+    records = results.iterations
     metrics = [] if state is None else list(state["metrics"])
     steps = grokking_steps(config, start=len(records), M=metrics[-1] if metrics else None)
     for record, M in resumable_steps(
             steps, total=config.iters, initial=len(records), desc="grokking RFM",
             progress=progress, stop_after=stop_after,
-            postfix=lambda step: {"test_acc": f"{step[0]['test_accuracy']:.3f}"}):
+            postfix=lambda step: {"test_acc": f"{step[0].test_accuracy:.3f}"}):
         records.append(record)
         metrics.append(M)
         if len(records) == config.iters:
-            add_alignment(records, metrics)
-            results["summary"] = grokking_summary(records)
-        run.commit(results, {"metrics": np.stack(metrics)})
+            records[:] = add_alignment(records, metrics)
+            results = results._replace(summary=GrokkingSummary.of(records))
+        run.commit(results.to_json(), {"metrics": np.stack(metrics)})
         atomic_write_csv(os.path.join(out, "iterations.csv"),
-                         [{k: r.get(k) for k in CSV_KEYS} for r in records])
+                         [{k: getattr(r, k) for k in CSV_KEYS} for r in records])
     if records:
         _figures(out, config, records, metrics)
     return results

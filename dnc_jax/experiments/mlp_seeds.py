@@ -18,38 +18,119 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.mlp import run_mlp
-from dnc_jax.experiments.seeds import checked_seeds, mean_std, seed_dir
+from dnc_jax.experiments.seeds import checked_seeds, seed_dir
 from dnc_jax.figures import plot_training_seeds
+from dnc_jax.layer_records import MeanStd
 from dnc_jax.nets.measurements import POINTS, EpochRecord, HeadLayerRecord
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
 SCALARS = ("train_loss", "train_accuracy", "test_accuracy")
 
 
-def _layer_values(rec: HeadLayerRecord) -> dict:
-    values = {f"nc1_{p}": rec.at(p).nc1 for p in POINTS}
-    values.update({f"nc1_official_{p}": rec.at(p).nc1_official for p in POINTS})
-    inputs = rec.input  # where nc_nn_ratio.py takes its traces (module docstring)
-    values["within_total"] = inputs.within_total_official
-    values["between_total_official"] = inputs.between_total_official
-    values["nfa_sqrt_agop"] = rec.nfa_sqrt_agop
-    values["nfa_agop"] = rec.nfa_agop
-    return values
+class HeadLayerSummary(NamedTuple):
+    """One head layer at one measurement epoch over seeds (module docstring): NC1 at each
+    of ``POINTS`` in our convention (``nc1``) and the official scripts' (``nc1_official``),
+    the trace ratios at the layer's input, the NFA correlations; each a ``MeanStd``."""
+
+    layer: int
+    nc1: dict[str, MeanStd]
+    nc1_official: dict[str, MeanStd]
+    within_total: MeanStd
+    between_total_official: MeanStd
+    nfa_sqrt_agop: MeanStd
+    nfa_agop: MeanStd
+
+    @classmethod
+    def of(cls, layer: int, records: list[HeadLayerRecord]) -> HeadLayerSummary:
+        """Over the seeds' records of head layer ``layer``."""
+        def stats(value):
+            return MeanStd.over([value(r) for r in records])
+
+        # the traces at the layer's input, where nc_nn_ratio.py takes them (module docstring)
+        return cls(layer, {p: stats(lambda r, p=p: r.at(p).nc1) for p in POINTS},
+                   {p: stats(lambda r, p=p: r.at(p).nc1_official) for p in POINTS},
+                   stats(lambda r: r.input.within_total_official),
+                   stats(lambda r: r.input.between_total_official),
+                   stats(lambda r: r.nfa_sqrt_agop), stats(lambda r: r.nfa_agop))
+
+    def values(self) -> dict[str, MeanStd]:
+        """Every value by its ``summary.json`` name (``nc1_<point>``,
+        ``nc1_official_<point>``, ``within_total``, ...), in the file's order."""
+        out = {f"nc1_{p}": self.nc1[p] for p in POINTS}
+        out.update({f"nc1_official_{p}": self.nc1_official[p] for p in POINTS})
+        out.update(within_total=self.within_total,
+                   between_total_official=self.between_total_official,
+                   nfa_sqrt_agop=self.nfa_sqrt_agop, nfa_agop=self.nfa_agop)
+        return out
+
+    def to_json(self) -> dict:
+        """As ``summary.json`` holds it: ``layer`` and ``{"mean", "std"}`` per value."""
+        return {"layer": self.layer, **{k: v.to_json() for k, v in self.values().items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeadLayerSummary:
+        """The summary from its ``to_json`` form."""
+        stats = {k: MeanStd(**v) for k, v in data.items() if k != "layer"}
+        return cls(data["layer"], {p: stats[f"nc1_{p}"] for p in POINTS},
+                   {p: stats[f"nc1_official_{p}"] for p in POINTS}, stats["within_total"],
+                   stats["between_total_official"], stats["nfa_sqrt_agop"], stats["nfa_agop"])
 
 
-def aggregate_measurements(runs: list[list[EpochRecord]]) -> list[dict]:
+def _optional(data: dict | None) -> MeanStd | None:
+    return None if data is None else MeanStd(**data)
+
+
+class EpochSummary(NamedTuple):
+    """One measurement epoch over ``seeds`` runs: the train loss and accuracies
+    (``MeanStd``; ``None`` where a run has none) and one ``HeadLayerSummary`` per head
+    layer."""
+
+    epoch: int
+    seeds: int
+    train_loss: MeanStd
+    train_accuracy: MeanStd
+    test_accuracy: MeanStd | None
+    layers: list[HeadLayerSummary]
+
+    def to_json(self) -> dict:
+        """As ``summary.json``'s ``measurements`` hold it."""
+        out: dict = {"epoch": self.epoch, "seeds": self.seeds}
+        out.update({k: None if getattr(self, k) is None else getattr(self, k).to_json()
+                    for k in SCALARS})
+        out["layers"] = [layer.to_json() for layer in self.layers]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> EpochSummary:
+        """The summary from its ``to_json`` form."""
+        return cls(data["epoch"], data["seeds"], MeanStd(**data["train_loss"]),
+                   MeanStd(**data["train_accuracy"]), _optional(data["test_accuracy"]),
+                   [HeadLayerSummary.from_json(layer) for layer in data["layers"]])
+
+
+class LossSummary(NamedTuple):
+    """The train loss of one epoch over the seeds that reached it."""
+
+    epoch: int
+    train_loss: MeanStd
+
+    def to_json(self) -> dict:
+        """As ``summary.json``'s ``losses`` hold it."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss.to_json()}
+
+
+def aggregate_measurements(runs: list[list[EpochRecord]]) -> list[EpochSummary]:
     """Mean and std over runs at each measurement epoch that every run has reached.
 
     Args:
       runs: per seed, its ``measurements`` (``run_mlp``'s records).
 
     Returns:
-      One dict per epoch: ``epoch``, ``seeds``, each of ``SCALARS`` as ``{"mean", "std"}``
-      (``None`` where a run has none), and ``layers``: per head layer, ``layer`` and
-      ``{"mean", "std"}`` of each value (module docstring).
+      One ``EpochSummary`` per epoch.
     """
     count = min((len(r) for r in runs), default=0)
     summary = []
@@ -58,64 +139,60 @@ def aggregate_measurements(runs: list[list[EpochRecord]]) -> list[dict]:
         epochs = {m.epoch for m in recs}
         if len(epochs) != 1:
             raise ValueError(f"The runs measured different epochs: {sorted(epochs)}.")
-        entry: dict = {"epoch": recs[0].epoch, "seeds": len(recs)}
-        entry.update({k: mean_std([getattr(m, k) for m in recs]) for k in SCALARS})
-        layers = []
-        for layer in range(len(recs[0].layers or [])):
-            values = [_layer_values((m.layers or [])[layer]) for m in recs]
-            layers.append({"layer": layer, **{k: mean_std([v[k] for v in values])
-                                              for k in values[0]}})
-        entry["layers"] = layers
-        summary.append(entry)
+        layers = [HeadLayerSummary.of(layer, [(m.layers or [])[layer] for m in recs])
+                  for layer in range(len(recs[0].layers or []))]
+        summary.append(EpochSummary(
+            recs[0].epoch, len(recs), MeanStd.over([m.train_loss for m in recs]),
+            MeanStd.over([m.train_accuracy for m in recs]),
+            MeanStd.of([m.test_accuracy for m in recs]), layers))
     return summary
 
 
-def aggregate_losses(histories: list[list[EpochRecord]]) -> list[dict]:
-    """Per epoch that every run has reached: ``{"epoch", "train_loss": {"mean", "std"}}``
-    (``run_mlp``'s ``history``, one entry per epoch)."""
+def aggregate_losses(histories: list[list[EpochRecord]]) -> list[LossSummary]:
+    """Per epoch that every run has reached, the train loss over the runs (``run_mlp``'s
+    ``history``, one entry per epoch)."""
     count = min((len(h) for h in histories), default=0)
-    return [{"epoch": histories[0][i].epoch,
-             "train_loss": mean_std([h[i].train_loss for h in histories])}
+    return [LossSummary(histories[0][i].epoch, MeanStd.over([h[i].train_loss for h in histories]))
             for i in range(count)]
 
 
-def mlp_summary_table(summary: list[dict], script: str | None = None) -> str:
+def mlp_summary_table(summary: list[EpochSummary], script: str | None = None) -> str:
     """At the last common measurement, per head layer: NC1 mean +- std at the four points
     (in ``script``'s convention, as ``deep_rfm_table``) and the NFA correlation (square
     root of the AGOP)."""
     last = summary[-1]
-    acc = last["train_accuracy"]
-    prefix = nc1_key(script) + "_"
+    acc = last.train_accuracy
+    key = nc1_key(script)
     lines = [convention_header(script),
-             f"epoch {last['epoch']}, {last['seeds']} seeds: train acc "
-             f"{acc['mean']:.4f} +- {acc['std']:.4f}",
+             f"epoch {last.epoch}, {last.seeds} seeds: train acc "
+             f"{acc.mean:.4f} +- {acc.std:.4f}",
              f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>20}" for p in POINTS)
              + f" {'NFA sqrt':>16}"]
-    for rec in last["layers"]:
-        cells = " ".join(f"{rec[prefix + p]['mean']:>10.4g} +- {rec[prefix + p]['std']:<6.2g}"
-                         for p in POINTS)
-        nfa = rec["nfa_sqrt_agop"]
-        lines.append(f"{rec['layer']:>5} {cells} {nfa['mean']:>8.3f} +- {nfa['std']:.3f}")
+    for rec in last.layers:
+        nc1 = getattr(rec, key)
+        cells = " ".join(f"{nc1[p].mean:>10.4g} +- {nc1[p].std:<6.2g}" for p in POINTS)
+        nfa = rec.nfa_sqrt_agop
+        lines.append(f"{rec.layer:>5} {cells} {nfa.mean:>8.3f} +- {nfa.std:.3f}")
     return "\n".join(lines)
 
 
-def _summary_rows(summary: list[dict]) -> list[dict]:
+def _summary_rows(summary: list[EpochSummary]) -> list[dict]:
     rows = []
     for entry in summary:
-        for rec in entry["layers"]:
-            row = {"epoch": entry["epoch"], "seeds": entry["seeds"], "layer": rec["layer"]}
+        for rec in entry.layers:
+            row: dict = {"epoch": entry.epoch, "seeds": entry.seeds, "layer": rec.layer}
             for key in SCALARS:
-                if entry[key] is not None:
-                    row[f"{key}_mean"], row[f"{key}_std"] = entry[key]["mean"], entry[key]["std"]
-            for key, stats in rec.items():
-                if key != "layer":
-                    row[f"{key}_mean"], row[f"{key}_std"] = stats["mean"], stats["std"]
+                stats = getattr(entry, key)
+                if stats is not None:
+                    row[f"{key}_mean"], row[f"{key}_std"] = stats.mean, stats.std
+            for key, stats in rec.values().items():
+                row[f"{key}_mean"], row[f"{key}_std"] = stats.mean, stats.std
             rows.append(row)
     return rows
 
 
 def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = True,
-                  script: str | None = None, **run_options) -> list[dict]:
+                  script: str | None = None, **run_options) -> list[EpochSummary]:
     """``run_mlp`` once per seed into ``OUT/seed-K`` (each resuming on its own), then the
     aggregate; returns the summary (also written to ``summary.json`` / ``.csv`` and drawn
     in ``training_seeds.png``, its NC1 in the convention of the official ``script`` a
@@ -132,7 +209,8 @@ def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = 
     losses = aggregate_losses(histories)
     atomic_write_json(os.path.join(out, "summary.json"),
                       {"seeds": list(seeds), "config": dataclasses.asdict(config) | {"seed": None},
-                       "measurements": summary, "losses": losses})
+                       "measurements": [e.to_json() for e in summary],
+                       "losses": [e.to_json() for e in losses]})
     atomic_write_csv(os.path.join(out, "summary.csv"), _summary_rows(summary))
     head = "MLP" if config.backbone == "none" else f"{config.backbone} + MLP head"
     plot_training_seeds(summary, losses, os.path.join(out, "training_seeds.png"),

@@ -2,7 +2,7 @@
 
 ``OUT/seed-K/`` holds seed ``K``'s run (as ``run_deep_rfm`` writes it); ``OUT/summary.json``
 and ``OUT/summary.csv`` hold, per layer, measurement point and metric, the mean and
-standard deviation (``n - 1``, ``mean_std``) over the seeds that have completed that layer.
+standard deviation (``n - 1``, ``layer_records.MeanStd``) over the seeds that have completed that layer.
 """
 
 from __future__ import annotations
@@ -57,13 +57,6 @@ def aggregate_layers(runs: list[list[LayerRecord]]) -> list[LayerSummary]:
             train_accuracy=MeanStd.of([rec.train_accuracy for rec in recs]),
             test_accuracy=MeanStd.of([rec.test_accuracy for rec in recs])))
     return out
-
-
-def mean_std(values: list) -> dict | None:
-    """``MeanStd.of(values)`` in its JSON form ``{mean, std}``; ``None`` if any value is
-    ``None``."""
-    stats = MeanStd.of(values)
-    return None if stats is None else stats.to_json()
 
 
 def summary_table(summary: list[LayerSummary], script: str | None = None) -> str:

@@ -36,6 +36,7 @@ Structure of the learned metric (the paper's "block-circulant features"):
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -217,14 +218,48 @@ def _scores(pred: np.ndarray, Y: np.ndarray, y: np.ndarray) -> tuple[float, floa
     return float(np.mean(np.argmax(pred, axis=1) == y)), float(np.mean((pred - Y) ** 2))
 
 
+class GrokkingIteration(NamedTuple):
+    """One RFM iteration of the grokking run (``grokking_steps``).
+
+    ``iter`` (``t``); the train and test accuracy and mean squared error (``_scores``) of
+    the machine fitted in the metric ``M_t``; the structure of the next metric
+    ``M_{t+1}``: ``block_deviations`` (``aa``, ``bb``, ``ab``), ``circulant_deviation``
+    (its ``ab`` block), ``trace`` and ``top_eigenvalues`` (the 8 largest of the AGOP);
+    ``solve_seconds`` (kernel and solve); ``alignment`` of ``M_{t+1}`` with the run's last
+    metric, set when the run ends (``add_alignment``), ``None`` before.
+    """
+
+    iter: int
+    train_accuracy: float
+    train_loss: float
+    test_accuracy: float
+    test_loss: float
+    block_deviations: dict[str, float]
+    circulant_deviation: float
+    trace: float
+    top_eigenvalues: list[float]
+    solve_seconds: float
+    alignment: float | None = None
+
+    def to_json(self) -> dict:
+        """The record as ``results.json`` holds it (no ``alignment`` key before it is set)."""
+        data = self._asdict()
+        if self.alignment is None:
+            del data["alignment"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> GrokkingIteration:
+        """The record from its ``to_json`` form."""
+        return cls(**data)
+
+
 def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | None = None):
-    """Yield ``(record, M_next)`` for iterations ``start .. iters-1`` (module docstring).
+    """Yield ``(GrokkingIteration, M_next)`` for iterations ``start .. iters-1`` (module
+    docstring).
 
     ``M`` is the metric iteration ``start`` uses (identity when ``start == 0``); the run
     is deterministic, so resuming from a saved ``M_next`` equals an uninterrupted run.
-    Each record: ``iter``, train/test ``accuracy`` and ``loss`` of the machine fitted in
-    ``M_t``, and the structure of ``M_{t+1}``: ``circulant_deviation`` (its ``ab`` block),
-    ``block_deviations`` (all three), ``trace``, ``top_eigenvalues`` (of the AGOP).
     """
     if not jax.config.read("jax_enable_x64"):
         raise ValueError("grokking runs in float64, as published: call "
@@ -244,13 +279,12 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
         test_acc, test_loss = _scores(np.asarray(predictor.predict(Xtj, transform=T)), Yt, yt)
         evals, evecs = psd_eigh(A)
         M = power_from_eigh(evals, evecs, config.metric_power)
-        record = {"iter": t, "train_accuracy": train_acc, "train_loss": train_loss,
-                  "test_accuracy": test_acc, "test_loss": test_loss,
-                  "block_deviations": (blocks := block_deviations(M, config.p, config.op)),
-                  "circulant_deviation": blocks["ab"],
-                  "trace": float(np.trace(M)),
-                  "top_eigenvalues": np.sort(evals)[::-1][:8].tolist(),
-                  "solve_seconds": info.kernel_seconds + info.solve_seconds}
+        blocks = block_deviations(M, config.p, config.op)
+        record = GrokkingIteration(
+            iter=t, train_accuracy=train_acc, train_loss=train_loss, test_accuracy=test_acc,
+            test_loss=test_loss, block_deviations=blocks, circulant_deviation=blocks["ab"],
+            trace=float(np.trace(M)), top_eigenvalues=np.sort(evals)[::-1][:8].tolist(),
+            solve_seconds=info.kernel_seconds + info.solve_seconds)
         yield record, M
 
 
@@ -275,23 +309,26 @@ def per_class_agops(config: GrokkingConfig, M: np.ndarray | None = None) -> np.n
     return np.asarray(einsum("de,cef,fg->cdg", T, per, T))  # w.r.t. x: T A_z T
 
 
-def grokking_rfm(config: GrokkingConfig = GrokkingConfig()) -> tuple[list[dict], list[np.ndarray]]:
+def grokking_rfm(config: GrokkingConfig = GrokkingConfig()
+                 ) -> tuple[list[GrokkingIteration], list[np.ndarray]]:
     """Run every iteration: ``(records, metrics M_1 .. M_iters)``, each record with its
-    ``alignment`` to the final metric added."""
+    ``alignment`` to the final metric set."""
     records, metrics = [], []
     for record, M in grokking_steps(config):
         records.append(record)
         metrics.append(M)
-    add_alignment(records, metrics)
-    return records, metrics
+    return add_alignment(records, metrics), metrics
 
 
-def add_alignment(records: list[dict], metrics: list[np.ndarray]) -> None:
-    """Set each record's ``alignment`` (of its ``M_{t+1}`` with the last metric)."""
-    for record, M in zip(records, metrics, strict=True):
-        record["alignment"] = alignment(M, metrics[-1])
+def add_alignment(records: list[GrokkingIteration], metrics: list[np.ndarray]
+                  ) -> list[GrokkingIteration]:
+    """The records with their ``alignment`` (of each one's ``M_{t+1}`` with the last metric)."""
+    return [r._replace(alignment=alignment(M, metrics[-1]))
+            for r, M in zip(records, metrics, strict=True)]
 
 
-def first_iteration_above(records: list[dict], key: str, level: float) -> int | None:
-    """The first ``iter`` whose ``record[key]`` exceeds ``level`` (``None`` if never)."""
-    return next((r["iter"] for r in records if r[key] > level), None)
+def first_iteration_above(records: list[GrokkingIteration], field: str, level: float
+                          ) -> int | None:
+    """The first ``iter`` whose ``field`` (e.g. ``"test_accuracy"``) exceeds ``level``
+    (``None`` if never)."""
+    return next((r.iter for r in records if getattr(r, field) > level), None)

@@ -31,6 +31,7 @@ while ``subspace_distance`` of the top 3 cannot go below ``sqrt(2/3)``).
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -126,12 +127,37 @@ def top_eigenspace(M: np.ndarray, r: int) -> np.ndarray:
     return psd_eigh(M)[1][:, ::-1][:, :r]
 
 
-def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]:
-    """Run the AGOP steps; one record per step: ``step``, ``test_mse``, ``relative_error``
-    (``test_mse / var(y_test)``), ``subspace_distance``, ``leading_distance`` and
-    ``captured`` of its AGOP (module docstring), ``random_baseline`` (``sqrt(1 - r/d)``,
-    where a random subspace would be), ``coherence`` of ``U`` (``data.coherence``),
-    ``agop_top`` (the AGOP's leading eigenvalues, largest first). A shell call."""
+class MultiIndexStep(NamedTuple):
+    """One AGOP step of ``multi_index_rfm``: ``step``; the kernel machine's ``test_mse``
+    and ``relative_error`` (``test_mse / var(y_test)``); of its AGOP (module docstring)
+    the ``subspace_distance`` of the top-``r`` eigenspace to ``span(U)``, the
+    ``leading_distance`` of the leading eigenvector, the share ``captured`` in ``span(U)``
+    and ``agop_top`` (the ``r + 3`` leading eigenvalues, largest first); the
+    ``random_baseline`` (``sqrt(1 - r/d)``, a random subspace's distance) and the
+    ``coherence`` of ``U`` (``data.coherence``)."""
+
+    step: int
+    test_mse: float
+    relative_error: float
+    subspace_distance: float
+    leading_distance: float
+    captured: float
+    random_baseline: float
+    coherence: float
+    agop_top: list[float]
+
+    def to_json(self) -> dict:
+        """The record as ``results.json`` holds it."""
+        return self._asdict()
+
+    @classmethod
+    def from_json(cls, data: dict) -> MultiIndexStep:
+        """The record from its ``to_json`` form."""
+        return cls(**data)
+
+
+def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[MultiIndexStep]:
+    """Run the AGOP steps: one ``MultiIndexStep`` per step. A shell call."""
 
     def task(n: int, sample_seed: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return multi_index_regression(n, config.d, config.r, inputs=config.inputs,
@@ -154,14 +180,14 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[dict]
         A = np.asarray(A, np.float64)
         evals, evecs = psd_eigh(A)  # one decomposition: the subspace and the next transform
         top = evecs[:, ::-1][:, : config.r]
-        records.append({
-            "step": step, "test_mse": mse, "relative_error": mse / float(np.var(yt)),
-            "subspace_distance": subspace_distance(top, U.T),
-            "leading_distance": subspace_distance(top[:, :1], U.T),
-            "captured": float(np.trace(U @ A @ U.T) / np.trace(A)),
-            "random_baseline": float(np.sqrt(1.0 - config.r / config.d)),
-            "coherence": coherence(U),
-            "agop_top": evals[::-1][: config.r + 3].tolist(),
-        })
+        records.append(MultiIndexStep(
+            step=step, test_mse=mse, relative_error=mse / float(np.var(yt)),
+            subspace_distance=subspace_distance(top, U.T),
+            leading_distance=subspace_distance(top[:, :1], U.T),
+            captured=float(np.trace(U @ A @ U.T) / np.trace(A)),
+            random_baseline=float(np.sqrt(1.0 - config.r / config.d)),
+            coherence=coherence(U),
+            agop_top=evals[::-1][: config.r + 3].tolist(),
+        ))
         T = jnp.asarray(power_from_eigh(evals, evecs, 0.5), jnp.float32)
     return records

@@ -32,7 +32,12 @@ import dataclasses
 
 import numpy as np
 
-from dnc_jax.followups.grokking import GrokkingConfig, discrete_log_order, grokking_steps
+from dnc_jax.followups.grokking import (
+    GrokkingConfig,
+    GrokkingIteration,
+    discrete_log_order,
+    grokking_steps,
+)
 from dnc_jax.gradient_outer_product import power_from_eigh
 
 STRUCTURES = ("circulant", "iid")
@@ -72,14 +77,14 @@ def random_circulant_metric(p: int, op: str, seed: int = 0,
 
 
 def random_circulant_fit(config: GrokkingConfig = GrokkingConfig(), seed: int = 0,
-                         structure: str = "circulant") -> dict:
+                         structure: str = "circulant") -> GrokkingIteration:
     """Fit one kernel machine in ``random_circulant_metric(config.p, config.op, seed,
     structure)`` on ``config``'s task and split; return its record as ``grokking_steps``
-    gives it (``train_accuracy``, ``test_accuracy``, losses, and the structure of the AGOP
-    of that machine), with ``metric_seed`` and ``structure``. Needs float64
+    gives it (``GrokkingIteration``: accuracies, losses, and the structure of the AGOP of
+    that machine). Needs float64
     (``jax_enable_x64``), as the grokking run. A shell call (NumPy metric, the grokking
     step's fit)."""
     metric = random_circulant_metric(config.p, config.op, seed, structure)
     one = dataclasses.replace(config, iters=1)
     record, _ = next(grokking_steps(one, M=metric))
-    return {**record, "metric_seed": seed, "structure": structure}
+    return record

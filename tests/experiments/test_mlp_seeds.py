@@ -1,10 +1,12 @@
 """MLP training over seeds: aggregation."""
 
+import json
+
 import numpy as np
 import pytest
 
 from dnc_jax.collapse import CollapseMetrics
-from dnc_jax.nets.measurements import EpochRecord, HeadLayerRecord
+from dnc_jax.nets.measurements import POINTS, EpochRecord, HeadLayerRecord
 
 
 def _measurement(epoch, nc1_in, nfa, loss):
@@ -18,24 +20,33 @@ def _measurement(epoch, nc1_in, nfa, loss):
 
 
 def test_mlp_seeds_aggregate_mean_and_std():
-    from dnc_jax.experiments.mlp_seeds import aggregate_losses, aggregate_measurements
+    from dnc_jax.experiments.mlp_seeds import EpochSummary, aggregate_losses, aggregate_measurements
 
     runs = [[_measurement(5, 2.0, 0.6, 0.3), _measurement(10, 1.0, 0.7, 0.1)],
             [_measurement(5, 4.0, 0.8, 0.5)]]  # the second run has one measurement so far
     (entry,) = aggregate_measurements(runs)
-    assert entry["epoch"] == 5 and entry["seeds"] == 2
+    assert entry.epoch == 5 and entry.seeds == 2
     root2 = pytest.approx(np.sqrt(2))  # the n - 1 std of two values 2 apart
-    assert entry["layers"][0]["nc1_input"] == {"mean": 3.0, "std": root2}
-    assert entry["layers"][0]["nc1_official_input"]["mean"] == pytest.approx(0.3)
-    assert entry["layers"][0]["nfa_sqrt_agop"]["mean"] == pytest.approx(0.7)
-    assert entry["layers"][0]["within_total"] == {"mean": 0.25, "std": 0.0}
+    layer = entry.layers[0]
+    assert layer.nc1["input"] == (3.0, root2)
+    assert layer.nc1_official["input"].mean == pytest.approx(0.3)
+    assert layer.nfa_sqrt_agop.mean == pytest.approx(0.7)
+    assert layer.within_total == (0.25, 0.0)
     # the script's convention: C tr(S_B) / tr(S_T)
-    assert entry["layers"][0]["between_total_official"] == {"mean": 7.5, "std": 0.0}
-    assert entry["train_loss"] == {"mean": pytest.approx(0.4),
-                                   "std": pytest.approx(0.1 * np.sqrt(2))}
-    assert entry["test_accuracy"] is None
+    assert layer.between_total_official == (7.5, 0.0)
+    assert entry.train_loss == (pytest.approx(0.4), pytest.approx(0.1 * np.sqrt(2)))
+    assert entry.test_accuracy is None
+    # summary.json's form: the same keys as before the records were typed, and back
+    data = json.loads(json.dumps(entry.to_json()))
+    assert list(data) == ["epoch", "seeds", "train_loss", "train_accuracy", "test_accuracy",
+                          "layers"]
+    assert data["layers"][0]["nc1_input"] == {"mean": 3.0, "std": pytest.approx(np.sqrt(2))}
+    assert list(data["layers"][0]) == ["layer", *(f"nc1_{p}" for p in POINTS),
+                                       *(f"nc1_official_{p}" for p in POINTS), "within_total",
+                                       "between_total_official", "nfa_sqrt_agop", "nfa_agop"]
+    assert EpochSummary.from_json(data) == entry
     with pytest.raises(ValueError, match="different epochs"):
         aggregate_measurements([[_measurement(5, 1.0, 0.5, 0.1)], [_measurement(6, 1.0, 0.5, 0.1)]])
     losses = aggregate_losses([[EpochRecord(1, 1.0, 1.0, None), EpochRecord(2, 0.5, 1.0, None)],
                                [EpochRecord(1, 3.0, 1.0, None)]])
-    assert losses == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": root2}}]
+    assert [e.to_json() for e in losses] == [{"epoch": 1, "train_loss": {"mean": 2.0, "std": root2}}]

@@ -1,5 +1,7 @@
 """Grokking modular arithmetic with RFM."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from helpers import without_time
 from tolerances import F64, ROUNDING
 
 from dnc_jax.data import modular_arithmetic
-from dnc_jax.experiments import run_grokking
+from dnc_jax.experiments import GrokkingRun, run_grokking
 from dnc_jax.followups import (
     GrokkingConfig,
     alignment,
@@ -178,11 +180,11 @@ def test_grokking_p13_generalises_after_iterations():
     the a-b block's circulant deviation falls from 0.69 to 0.02."""
     with jax.enable_x64(True):
         records, _ = grokking_rfm(GrokkingConfig(p=13, train_fraction=0.7, iters=40))
-    assert records[0]["test_accuracy"] == 0.0
-    assert records[-1]["test_accuracy"] >= 0.9
-    assert all(r["train_accuracy"] == 1.0 for r in records)
-    assert records[0]["circulant_deviation"] > 0.5 > 0.05 > records[-1]["circulant_deviation"]
-    assert records[-1]["alignment"] == pytest.approx(1.0)
+    assert records[0].test_accuracy == 0.0
+    assert records[-1].test_accuracy >= 0.9
+    assert all(r.train_accuracy == 1.0 for r in records)
+    assert records[0].circulant_deviation > 0.5 > 0.05 > records[-1].circulant_deviation
+    assert records[-1].alignment == pytest.approx(1.0)
 
 
 def test_grokking_needs_x64_and_a_prime():
@@ -200,10 +202,15 @@ def test_grokking_resume_equals_uninterrupted(tmp_path):
         full = run_grokking(str(tmp_path / "full"), config=config, progress=False)
         run_grokking(str(tmp_path / "part"), config=config, progress=False, stop_after=2)
         part = run_grokking(str(tmp_path / "part"), config=config, progress=False)
-    strip = [without_time(r) for r in full["iterations"]]
-    assert [without_time(r) for r in part["iterations"]] == strip
-    assert part["summary"] == full["summary"]
-    assert all("alignment" in r for r in part["iterations"])
+    strip = [without_time(r) for r in full.iterations]
+    assert [without_time(r) for r in part.iterations] == strip
+    assert part.summary == full.summary and full.summary is not None
+    assert all(r.alignment is not None for r in part.iterations)
+    # results.json is the run's JSON form, and reads back to the same records
+    saved = json.loads((tmp_path / "part" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(part.to_json()))
+    assert GrokkingRun.from_json(saved) == part
+    assert "first_iter_test_acc_over_0.5" in saved["summary"]
 
 
 def test_per_class_agops_sum_to_the_agop_the_run_takes(x64):

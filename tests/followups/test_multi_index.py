@@ -36,10 +36,10 @@ def test_multi_index_agop_finds_the_subspace(inputs, subspace):
                               target="sum_prod", steps=2)
     records = multi_index_rfm(config)
     last = records[-1]
-    assert last["random_baseline"] == pytest.approx(np.sqrt(1 - 3 / 20))
-    assert last["leading_distance"] < 0.3 * last["random_baseline"]
-    assert last["captured"] > 0.9
-    assert last["relative_error"] < records[0]["relative_error"] < 1.0
+    assert last.random_baseline == pytest.approx(np.sqrt(1 - 3 / 20))
+    assert last.leading_distance < 0.3 * last.random_baseline
+    assert last.captured > 0.9
+    assert last.relative_error < records[0].relative_error < 1.0
 
 
 def test_one_kernel_fit_recovers_a_low_coherence_subspace():
@@ -52,9 +52,9 @@ def test_one_kernel_fit_recovers_a_low_coherence_subspace():
     config = MultiIndexConfig(n=2000, n_test=1000)
     assert (config.d, config.r, config.steps, config.subspace) == (30, 3, 1, "random")
     (record,) = multi_index_rfm(config)
-    assert record["coherence"] < 0.5 * config.d / config.r  # far from coordinate axes
-    assert record["subspace_distance"] < 0.4 * np.sqrt(2 / 3)
-    assert record["relative_error"] > 0.2  # recovered before the target is learned
+    assert record.coherence < 0.5 * config.d / config.r  # far from coordinate axes
+    assert record.subspace_distance < 0.4 * np.sqrt(2 / 3)
+    assert record.relative_error > 0.2  # recovered before the target is learned
 
 
 def test_multi_index_targets():
