@@ -33,7 +33,7 @@ def main() -> None:
         config = GrokkingConfig(p=args.p, op=op)
         cells = []
         for structure in ("circulant", "iid"):
-            acc = np.array([random_circulant_fit(config, s, structure).test_accuracy
+            acc = np.array([random_circulant_fit(config, s, structure).record.test_accuracy
                             for s in args.seeds])
             cells.append(f"{acc.mean():.3f} +- {acc.std(ddof=1):.3f}")
         identity = next(grokking_steps(GrokkingConfig(p=args.p, op=op, iters=1)))[0]

@@ -319,6 +319,7 @@ def test_adaptive_agop_on_fewer_rows_than_its_pairs_replays_the_rule(rng, scale)
             assert used == expected
 
 
+@pytest.mark.slow
 def test_adaptive_agop_of_a_zero_predictor_stops_when_nothing_moves(rng):
     """A predictor fitted to zero targets has AGOP 0 at every round: its distances are 0
     (not 0/0) and do not move, so even ``tol = 0`` stops at the second round."""
@@ -475,6 +476,7 @@ def test_sharded_diagonal_agop_with_and_without_a_metric(digits_rows, rng):
         assert one.shape == four.shape == (X.shape[1],) and rel64(four, one) <= 1e-5
 
 
+@pytest.mark.slow
 def test_per_class_agops_are_uncentred_by_default_and_check_the_feature_count(rng):
     """With no options the per-class AGOPs sum to ``kernel_agop``'s (uncentred) AGOP; rows
     with another feature count are refused."""

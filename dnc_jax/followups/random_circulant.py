@@ -29,6 +29,7 @@ test accuracy reported. The draws are seeded here (the script's are not). The co
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,15 +77,23 @@ def random_circulant_metric(p: int, op: str, seed: int = 0,
     return power_from_eigh(*np.linalg.eigh(M), 0.5)  # negative eigenvalues to 0
 
 
+class RandomCirculantFit(NamedTuple):
+    """One kernel machine in a random metric: its ``record`` as ``grokking_steps`` gives it
+    (accuracies, losses, and the structure of the machine's AGOP), the metric's
+    ``metric_seed`` and ``structure``."""
+
+    record: GrokkingIteration
+    metric_seed: int
+    structure: str
+
+
 def random_circulant_fit(config: GrokkingConfig = GrokkingConfig(), seed: int = 0,
-                         structure: str = "circulant") -> GrokkingIteration:
+                         structure: str = "circulant") -> RandomCirculantFit:
     """Fit one kernel machine in ``random_circulant_metric(config.p, config.op, seed,
-    structure)`` on ``config``'s task and split; return its record as ``grokking_steps``
-    gives it (``GrokkingIteration``: accuracies, losses, and the structure of the AGOP of
-    that machine). Needs float64
+    structure)`` on ``config``'s task and split (``RandomCirculantFit``). Needs float64
     (``jax_enable_x64``), as the grokking run. A shell call (NumPy metric, the grokking
     step's fit)."""
     metric = random_circulant_metric(config.p, config.op, seed, structure)
     one = dataclasses.replace(config, iters=1)
     record, _ = next(grokking_steps(one, M=metric))
-    return record
+    return RandomCirculantFit(record, seed, structure)

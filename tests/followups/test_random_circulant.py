@@ -52,7 +52,7 @@ def test_random_circulant_features_generalise_and_iid_ones_do_not(x64, op):
     config = GrokkingConfig(p=31, op=op)
     circulant = random_circulant_fit(config, seed=0)
     iid = random_circulant_fit(config, seed=0, structure="iid")
-    assert circulant.train_accuracy == iid.train_accuracy == 1.0
-    assert circulant.test_accuracy >= 0.9
-    assert iid.test_accuracy <= 0.15
-    assert (circulant["metric_seed"], iid["structure"]) == (0, "iid")
+    assert circulant.record.train_accuracy == iid.record.train_accuracy == 1.0
+    assert circulant.record.test_accuracy >= 0.9
+    assert iid.record.test_accuracy <= 0.15
+    assert (circulant.metric_seed, iid.structure) == (0, "iid")

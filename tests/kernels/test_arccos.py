@@ -82,6 +82,7 @@ def test_relu_kernels_by_name_and_by_default_have_one_hidden_layer(rng, x64):
                                    rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["ntk", "nngp"])
 def test_relu_kernel_gradient_is_finite_at_equal_points_and_a_zero_row_gives_zero(kind, dtype):

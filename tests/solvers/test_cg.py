@@ -201,14 +201,16 @@ def test_warm_start_from_the_solution_needs_no_iteration(digits_rows, x64, mesh)
 def test_pcg_start_is_never_farther_than_zero(rng, x64):
     """``pcg``'s warm start is the multiple of ``x0`` nearest the solution in the A-norm:
     with no iteration its error is at most the zero start's (``||x*||_A``), even from a
-    start pointing the wrong way, and its scale is ``x0^T b / x0^T A x0`` per column."""
+    start pointing the wrong way or a tiny one (``x0^T A x0 < 1``), and its scale is
+    ``x0^T b / x0^T A x0`` per column; a zero column starts at zero (not 0/0)."""
     from dnc_jax.solvers.cg import pcg
 
     G = rng.standard_normal((30, 30))
     A = jnp.asarray(G @ G.T + 30 * np.eye(30))
     B = jnp.asarray(rng.standard_normal((30, 3)))
     solution = np.linalg.solve(np.asarray(A), np.asarray(B))
-    for X0 in (-5.0 * solution + rng.standard_normal((30, 3)), rng.standard_normal((30, 3))):
+    for X0 in (-5.0 * solution + rng.standard_normal((30, 3)), rng.standard_normal((30, 3)),
+               1e-3 * rng.standard_normal((30, 3))):
         start = pcg(lambda v: A @ v, lambda v: v, B, tol=0.0, max_iter=0,
                     X0=jnp.asarray(X0)).solution
         gamma = np.sum(X0 * np.asarray(B), 0) / np.sum(X0 * (np.asarray(A) @ X0), 0)
@@ -216,3 +218,9 @@ def test_pcg_start_is_never_farther_than_zero(rng, x64):
         for c in range(3):
             err = np.asarray(start)[:, c] - solution[:, c]
             assert err @ np.asarray(A) @ err <= solution[:, c] @ np.asarray(A) @ solution[:, c]
+    X0 = rng.standard_normal((30, 3))
+    X0[:, 1] = 0.0
+    start = np.asarray(pcg(lambda v: A @ v, lambda v: v, B, tol=0.0, max_iter=0,
+                           X0=jnp.asarray(X0)).solution)
+    assert np.isfinite(start).all()
+    np.testing.assert_array_equal(start[:, 1], 0.0)

@@ -51,6 +51,7 @@ def test_nystrom_fit_is_traceable_and_equals_the_shell(rng, x64):
         fit(Kernel("laplace", 2.0), X, Y, 1e-2, solver="nystrom")
 
 
+@pytest.mark.slow
 def test_traced_fit_takes_centres_as_the_shell_does(rng, x64):
     """Under ``jit`` an ``(m, d)`` array of centres means Nyström when the solver is
     ``"auto"``, as eagerly (the same fit to the CG tolerance, as above); a count of centres
