@@ -24,7 +24,9 @@ XLA threads already run. This runner keeps the expensive part warm:
    the worker drops ``dnc_jax`` and the test modules from ``sys.modules``, clears JAX's
    caches and runs ``pytest -x`` in-process on the tests that execute the mutated line,
    up to ``--budget`` seconds of them (their durations in step 2): the fastest case of
-   each test function, fastest function first, then the remaining cases. A
+   each test function, fastest function first, then the remaining cases. A line that runs
+   only at import (a constant, a default, a decorator) gets the defaults test, the tests of
+   its module's own test file and those of the functions that use the name it assigns. A
    persistent compilation cache makes the unchanged programs cheap to recompile (its key
    is the program, so a mutated program compiles afresh). A failing test kills the mutant;
    so does a run over its time limit ("timeout"); a mutant no test executes is "no tests".
@@ -84,7 +86,8 @@ CHILD_PROCESS_TESTS = {
 
 # Tests that read default values from signatures and dataclass fields (they run no line
 # of the function): added for every mutant of a line that runs only at import (a default
-# argument, a class attribute, a module-level constant).
+# argument, a class attribute, a module-level constant), with the tests of the module's own
+# test file (``mirror_test_file``), where its declarations (a registry, a flag) are checked.
 DEFAULTS_TESTS = ["tests/test_rfm.py::test_defaults_are_the_papers_and_agree_across_entry_points"]
 
 BINOPS = {
@@ -341,6 +344,13 @@ def _parsed(path: str) -> ast.Module:
     return ast.parse((ROOT / path).read_text())
 
 
+def mirror_test_file(path: str) -> str:
+    """The test module of a source module (tests mirror the package):
+    ``dnc_jax/kernels/families.py`` -> ``tests/kernels/test_families.py``."""
+    parts = Path(path).parts[1:]
+    return str(Path("tests", *parts[:-1], "test_" + parts[-1]))
+
+
 def tests_for(m: Mutant, cmap: dict, budget: float, first: tuple[str, ...] = ()) -> list[str]:
     """The tests that execute ``m``'s lines, up to ``budget`` seconds: those whose id starts
     with one of ``first``, then the fastest case of each test function, then the rest."""
@@ -359,6 +369,7 @@ def tests_for(m: Mutant, cmap: dict, budget: float, first: tuple[str, ...] = ())
 
         spans = body_of(m.line) if m.function else []
         found.update(DEFAULTS_TESTS)
+        found.update(t for t in cmap["durations"] if t.split("::")[0] == mirror_test_file(m.path))
         if m.function and not spans:  # a class attribute (a dataclass field): the class
             inner = min((f for f in defs if f.lineno <= m.line <= f.end_lineno),
                         key=lambda f: f.end_lineno - f.lineno, default=None)

@@ -100,10 +100,24 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
     want = np.asarray(model.predict(data.X_test, mesh=mesh))
     np.testing.assert_allclose(np.asarray(loaded.predict(data.X_test, mesh=mesh)), want,
                                rtol=0, atol=1e-5 * np.abs(want).max())
+    # the default layer is the last; negative layers count from the end, down to -depth
+    for default, explicit in ((model.predict(data.X_test, mesh=mesh), 2),
+                              (model.predict(data.X_test, -3, mesh=mesh), 0)):
+        np.testing.assert_array_equal(np.asarray(default),
+                                      np.asarray(model.predict(data.X_test, explicit, mesh=mesh)))
     with pytest.raises(ValueError, match="layer must be in 0..3"):
         model.transform(data.X_train, 4)
     with pytest.raises(ValueError, match="layer must be in -3..2"):
         model.predict(data.X_train, 3)
+    with pytest.raises(ValueError, match="layer must be in -3..2"):
+        model.predict(data.X_train, -4)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # the model and its layers are values
+        model.layers[0].features = "tanh"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.layers = ()  # type: ignore[misc]
+    _, one = deep_rfm(data.X_train, data.y_train, depth=1, width=40, mesh=mesh,
+                      return_model=True)
+    assert one.predict(data.X_test, mesh=mesh).shape == (len(data.X_test), 10)
     with pytest.raises(ValueError, match="features; the model takes"):
         model.transform(data.X_train[:, :5])
 

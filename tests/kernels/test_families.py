@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import RADIAL, agop_data, radial_problem
-from tolerances import F64, ROUNDING
+from tolerances import F32, F64, ROUNDING
 
 from dnc_jax import (
     Kernel,
@@ -127,3 +127,14 @@ def test_each_named_family_is_its_formula(x64):
         hash(family)
         with pytest.raises(dataclasses.FrozenInstanceError):
             family.name = "other"  # type: ignore[misc]
+
+
+def test_relu_kernel_names_are_the_one_hidden_layer_kernels(rng):
+    """``"relu_ntk"`` and ``"relu_nngp"`` name the arc-cosine kernels of depth 1 (their
+    formulas are tested in ``test_arccos.py``)."""
+    from dnc_jax.kernels import ArcCosine
+
+    X = jnp.asarray(rng.standard_normal((4, 5)), jnp.float32)
+    for kind in ("ntk", "nngp"):
+        np.testing.assert_allclose(kernel_matrix(X, X, f"relu_{kind}", 1.0),
+                                   Kernel(ArcCosine(kind, 1))(X, X), rtol=ROUNDING[F32])

@@ -47,8 +47,8 @@ def test_default_memory_budget_is_half_the_reported_memory(monkeypatch):
     from dnc_jax.solvers import choice
 
     monkeypatch.setattr(jax, "local_devices", lambda: [Device(None)] * 4)
-    monkeypatch.setattr(choice, "available_memory", lambda: 8000)
-    assert default_memory_budget() == 1000
+    monkeypatch.setattr(choice, "available_memory", lambda: 8001)
+    assert default_memory_budget() == 1000 and isinstance(default_memory_budget(), int)
     monkeypatch.setattr(choice, "available_memory", lambda: None)
     assert default_memory_budget() == 4 * 2**30
 

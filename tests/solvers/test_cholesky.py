@@ -119,6 +119,9 @@ def test_blocked_cholesky_equals_lapack_and_takes_over_past_its_size(monkeypatch
         assert rel64(blocked, direct) < 1e-4, block
     indefinite = K - 2.0 * jnp.eye(len(X), dtype=K.dtype)
     assert not bool(cholesky._blocked_cholesky_solve(indefinite, jnp.asarray(Y), shift, 64)[1])
+    # a finite factor whose coefficients overflow float32 (near its largest finite value) is flagged
+    huge = jnp.asarray(Y) * jnp.float32(3e38)  # Y is one-hot: entries 0 and 3e38
+    assert not bool(cholesky._blocked_cholesky_solve(K, huge, shift, 64)[1])
 
     calls = []
 
