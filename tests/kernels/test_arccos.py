@@ -1,5 +1,7 @@
 """The ReLU NTK and NNGP against an independent recursion and a wide network's empirical NTK."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,13 +74,16 @@ def test_relu_ntk_equals_a_wide_networks_empirical_ntk(key):
 
 def test_the_default_relu_kernel_has_one_hidden_layer(rng, x64):
     """``ArcCosine()`` is the NTK of one hidden ReLU layer (the official code's ``ntk.py``
-    default), against the independent recursion."""
+    default), against the independent recursion; a frozen, hashable value."""
     from dnc_jax.kernels import ArcCosine
 
     X, Z = rng.standard_normal((4, 5)), rng.standard_normal((3, 5))
     ref = np.array([[_arccos_reference(x, z, 1)[1] for z in Z] for x in X])
     np.testing.assert_allclose(Kernel(ArcCosine())(jnp.asarray(X), jnp.asarray(Z)), ref,
                                rtol=1e-6)
+    hash(ArcCosine())  # a static value under jit: hashable and immutable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ArcCosine().depth = 2  # type: ignore[misc]
 
 
 @pytest.mark.slow
