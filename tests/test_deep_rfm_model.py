@@ -178,8 +178,9 @@ def test_a_custom_feature_map_is_a_function(tmp_path):
     assert H.shape == (200, 30) and np.abs(H).max() < 1 and (H < 0).any()  # tanh, not relu
     path = str(tmp_path / "tanh.npz")
     model.save(path)
-    with pytest.raises(ValueError, match="custom feature map"):
-        DeepRFM.load(path)
+    for features in (None, "tanh"):  # the function itself, not a name, is needed
+        with pytest.raises(ValueError, match="custom feature map"):
+            DeepRFM.load(path, features=features)
     np.testing.assert_array_equal(DeepRFM.load(path, features=jnp.tanh).transform(data.X_train),
                                   H)
     with pytest.raises(ValueError, match="must be a name"):
