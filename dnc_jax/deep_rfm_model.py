@@ -341,9 +341,10 @@ def _layer_map(X: jax.Array, root: jax.Array, W: jax.Array, b: jax.Array, featur
 
 
 @jax.jit
-def _hits(pred: jax.Array, y: jax.Array) -> jax.Array:
-    """Correct argmax predictions; labels of padding rows are -1 and never match."""
-    return jnp.sum(jnp.argmax(pred, axis=1).astype(y.dtype) == y)
+def _hits(pred: jax.Array, y: jax.Array, n: jax.Array) -> jax.Array:
+    """Correct argmax predictions among the first ``n`` rows (the others are padding)."""
+    real = jnp.arange(pred.shape[0]) < n
+    return jnp.sum((jnp.argmax(pred, axis=1).astype(y.dtype) == y) & real)
 
 
 def host_rows(X) -> np.ndarray | None:
@@ -379,7 +380,7 @@ def random_weights(key: jax.Array, d: int, config: DeepRFMConfig) -> tuple[jax.A
 
 
 def _accuracy(pred: Rows, y: Rows) -> float:
-    return int(_hits(pred.data, y.data)) / pred.n
+    return int(_hits(pred.data, y.data, pred.n)) / pred.n
 
 
 def _refit_accuracies(projected, Y, y_rows, Xt, root, yt_rows, config,
@@ -442,8 +443,9 @@ def deep_rfm_layers(
     X = as_rows(X, mesh, dtype=dtype)
     Xt = None if Xt is None else as_rows(Xt, mesh, dtype=dtype)
     Y = as_rows(one_hot_pm1(y_train, C), mesh, dtype=dtype)
+    # padding rows get label -1: no class in the collapse sums
     y_rows = as_rows(y_train.astype(np.int32), mesh, fill=-1)
-    yt_rows = None if y_test is None else as_rows(y_test.astype(np.int32), mesh, fill=-1)
+    yt_rows = None if y_test is None else as_rows(y_test.astype(np.int32), mesh)
     key = jax.random.key(config.seed)
     options = config.solver_options()
 

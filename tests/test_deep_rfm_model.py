@@ -299,6 +299,17 @@ def test_deep_rfm_layer_rebuilt_by_hand(digits, features, weights):
     assert abs(other.output.nc1 - record.output.nc1) > 1e-3 * record.output.nc1
 
 
+def test_accuracy_counts_only_the_real_rows():
+    """A layer's accuracy is over the ``n`` real rows: a padding row whose prediction
+    matches its (padding) label does not count."""
+    from dnc_jax.deep_rfm_model import _accuracy
+    from dnc_jax.sharding import Rows
+
+    pred = Rows(jnp.eye(3)[jnp.asarray([0, 1, 2, 0])], 3)
+    labels = Rows(jnp.asarray([0, 1, 0, 0], jnp.int32), 3)
+    assert _accuracy(pred, labels) == 2 / 3
+
+
 def test_random_weights_follow_their_laws():
     """ReLU layers draw ``W`` uniform on ``[-1/sqrt(d), 1/sqrt(d)]`` (as the module docstring
     says) or Gaussian with that standard deviation, phases 0; cosine layers draw
