@@ -15,7 +15,7 @@ from helpers import assert_valid_results, without_time
 from dnc_jax.cli import build_parser, main, preset_defaults
 from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.deep_rfm_model import DeepRFMConfig
-from dnc_jax.experiments import run_deep_rfm
+from dnc_jax.experiments import GrokkingRun, MultiIndexRun, run_deep_rfm
 from dnc_jax.followups import (
     GrokkingConfig,
     MultiIndexConfig,
@@ -33,6 +33,7 @@ def test_cli_grokking_and_multi_index(tmp_path, capsys):
     assert not jax.config.jax_enable_x64  # the command's float64 does not leak
     results = assert_valid_results(out / "results.json")
     assert len(results["iterations"]) == 3 and "summary" in results
+    assert GrokkingRun.from_json(results).to_json() == results  # the typed form reads it
     for name in ("grokking.png", "agop_heatmaps.png", "agop_fourier.png"):
         assert (out / name).stat().st_size > 1000
     assert "circ. dev." in capsys.readouterr().out
@@ -41,6 +42,7 @@ def test_cli_grokking_and_multi_index(tmp_path, capsys):
                  "2", "--out", str(out), "--no-progress"]) == 0
     results = assert_valid_results(out / "results.json")
     assert [e["n"] for e in results["sizes"]] == [100, 200]
+    assert MultiIndexRun.from_json(results).to_json() == results
     assert (out / "steps.csv").read_text().count("\n") == 5
     assert (out / "multi_index.png").stat().st_size > 1000
     assert main(["grokking", "--p", "12", "--out", str(tmp_path / "bad")]) == 2

@@ -1,11 +1,13 @@
 """The scikit-learn RFM estimators."""
 
+import json
+
 import numpy as np
 import pytest
 from helpers import assert_batch_invariant
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dnc_jax import RFM, data_mesh, fit_kernel_ridge, kernel_agop, matrix_power
+from dnc_jax import RFM, RFMIteration, data_mesh, fit_kernel_ridge, kernel_agop, matrix_power
 from dnc_jax.estimators import RFMClassifier, RFMRegressor
 from dnc_jax.predictor import predict_block
 
@@ -92,6 +94,9 @@ def test_rfm_regression_with_validation_scores_what_history_says(digits):
     pred = model.predict(X[400:])
     mse = float(np.mean((pred - target[400:]) ** 2))
     assert model.history_[model.best_iter_].val_score == pytest.approx(-mse, rel=1e-5)
+    assert [h.iter for h in model.history_] == [0, 1, 2]
+    for h in model.history_:  # each record's JSON form reads back to the record
+        assert RFMIteration.from_json(json.loads(json.dumps(h.to_json()))) == h
     r2 = 1 - mse / float(np.var(target[400:]))
     assert r2 > 0.8, r2
 

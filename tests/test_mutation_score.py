@@ -8,8 +8,10 @@ counts as alive again, silently (15 of 57 keys went stale in the moves of issue 
 import json
 
 import mutation_score
+import pytest
 
 
+@pytest.mark.slow  # parses the twelve core modules' mutants: 3-5 s
 def test_every_recorded_equivalent_names_a_current_mutant_with_a_reason():
     keys = {m.key for paths in mutation_score.MODULES.values() for path in paths
             for m in mutation_score.mutants(path)}

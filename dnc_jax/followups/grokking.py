@@ -224,7 +224,8 @@ class GrokkingIteration(NamedTuple):
     ``iter`` (``t``); the train and test accuracy and mean squared error (``_scores``) of
     the machine fitted in the metric ``M_t``; the structure of the next metric
     ``M_{t+1}``: ``block_deviations`` (``aa``, ``bb``, ``ab``), ``circulant_deviation``
-    (its ``ab`` block), ``trace`` and ``top_eigenvalues`` (the 8 largest of the AGOP);
+    (its ``ab`` block), ``trace`` (of ``M_{t+1}``); ``top_eigenvalues`` (the 8 largest of
+    the AGOP ``M_{t+1}`` is a power of);
     ``solve_seconds`` (kernel and solve); ``alignment`` of ``M_{t+1}`` with the run's last
     metric, set when the run ends (``add_alignment``), ``None`` before.
     """
