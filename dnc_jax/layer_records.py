@@ -168,8 +168,14 @@ class MeanStd(NamedTuple):
         return self._asdict()
 
 
-def _optional(stats: MeanStd | None) -> dict | None:
+def stats_json(stats: MeanStd | None) -> dict | None:
+    """``stats.to_json()``, or ``None`` for a value some run lacks."""
     return None if stats is None else stats.to_json()
+
+
+def stats_from_json(data: dict | None) -> MeanStd | None:
+    """The inverse of ``stats_json``."""
+    return None if data is None else MeanStd(**data)
 
 
 class LayerSummary(NamedTuple):
@@ -199,7 +205,7 @@ class LayerSummary(NamedTuple):
     def to_json(self) -> dict:
         """The summary as ``summary.json`` holds it."""
         out: dict = {"layer": self.layer, "seeds": self.seeds}
-        out.update({p: {m: _optional(s) for m, s in self.at(p).items()} for p in POINTS})
-        out.update(train_accuracy=_optional(self.train_accuracy),
-                   test_accuracy=_optional(self.test_accuracy))
+        out.update({p: {m: stats_json(s) for m, s in self.at(p).items()} for p in POINTS})
+        out.update(train_accuracy=stats_json(self.train_accuracy),
+                   test_accuracy=stats_json(self.test_accuracy))
         return out

@@ -24,7 +24,7 @@ from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.experiments.mlp import run_mlp
 from dnc_jax.experiments.seeds import checked_seeds, seed_dir
 from dnc_jax.figures import plot_training_seeds
-from dnc_jax.layer_records import MeanStd
+from dnc_jax.layer_records import MeanStd, stats_from_json, stats_json
 from dnc_jax.nets.measurements import POINTS, EpochRecord, HeadLayerRecord
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
@@ -80,10 +80,6 @@ class HeadLayerSummary(NamedTuple):
                    stats["between_total_official"], stats["nfa_sqrt_agop"], stats["nfa_agop"])
 
 
-def _optional(data: dict | None) -> MeanStd | None:
-    return None if data is None else MeanStd(**data)
-
-
 class EpochSummary(NamedTuple):
     """One measurement epoch over ``seeds`` runs: the train loss and accuracies
     (``MeanStd``; ``None`` where a run has none) and one ``HeadLayerSummary`` per head
@@ -99,8 +95,7 @@ class EpochSummary(NamedTuple):
     def to_json(self) -> dict:
         """As ``summary.json``'s ``measurements`` hold it."""
         out: dict = {"epoch": self.epoch, "seeds": self.seeds}
-        out.update({k: None if getattr(self, k) is None else getattr(self, k).to_json()
-                    for k in SCALARS})
+        out.update({k: stats_json(getattr(self, k)) for k in SCALARS})
         out["layers"] = [layer.to_json() for layer in self.layers]
         return out
 
@@ -108,7 +103,7 @@ class EpochSummary(NamedTuple):
     def from_json(cls, data: dict) -> EpochSummary:
         """The summary from its ``to_json`` form."""
         return cls(data["epoch"], data["seeds"], MeanStd(**data["train_loss"]),
-                   MeanStd(**data["train_accuracy"]), _optional(data["test_accuracy"]),
+                   MeanStd(**data["train_accuracy"]), stats_from_json(data["test_accuracy"]),
                    [HeadLayerSummary.from_json(layer) for layer in data["layers"]])
 
 
