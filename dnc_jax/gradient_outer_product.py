@@ -103,24 +103,106 @@ def _check_options(X, batch_size, normalize):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("f", "batch_size", "centered", "diag", "normalize", "forward")
+    jax.jit, static_argnames=("program", "batch_size", "centered", "diag", "normalize", "forward")
 )
-def _agop_autodiff(f, X, args, batch_size, centered, diag, normalize, forward):
+def _agop_autodiff(program, consts, X, leaves, batch_size, centered, diag, normalize, forward):
+    def f(x, *leaves):
+        return program(consts, x, *leaves)
+
     jac = jax.jacfwd(f) if forward else jax.jacrev(f)
 
     def jac_fn(Xb):
-        J = jax.vmap(jac, in_axes=(0,) + (None,) * len(args))(Xb, *args)
+        J = jax.vmap(jac, in_axes=(0,) + (None,) * len(leaves))(Xb, *leaves)
         return J.reshape(Xb.shape[0], -1, Xb.shape[1])
 
     outer, total = jacobian_sums(jac_fn, (X,), batch_size or X.shape[0], centered, diag)
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize)
 
 
+class _Program:
+    """A user's function as the program it traces to: ``(consts, x, *leaves) -> (C,)``.
+
+    The function is traced afresh at every call (``jax.make_jaxpr``): whatever it closes
+    over (a module's weights, arrays, Python numbers) is read then, the arrays passed as
+    the argument ``consts`` instead of being baked into a compiled program. Two programs
+    are equal when their jaxprs print the same and hold the same opaque parts (custom
+    derivative rules, nested constants), so one compiled program serves every value of
+    the closed-over arrays; nothing is keyed by the identity of the user's function.
+    """
+
+    def __init__(self, jaxpr, key):
+        self.jaxpr, self.key = jaxpr, key
+
+    def __eq__(self, other):
+        return isinstance(other, _Program) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __call__(self, consts, x, *leaves):
+        from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
+
+        out = jaxpr_as_fun(ClosedJaxpr(self.jaxpr, list(consts)))(x, *leaves)
+        return out[0]
+
+
+class _Unique:
+    """A key part equal only to itself: a program that holds nested constants is never
+    shared (its values are part of the compiled program)."""
+
+
+def program_key(jaxpr) -> tuple:
+    """What makes two traced programs the same: the jaxpr's text, and the parts the text
+    does not show in full: opaque parameters (custom derivative rules, compared as
+    objects), array literals (by value), and nested constants (never equal)."""
+    from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+
+    parts: list = []
+
+    def visit(param):
+        if isinstance(param, ClosedJaxpr):
+            if param.consts:
+                parts.append(_Unique())
+            walk(param.jaxpr)
+        elif isinstance(param, Jaxpr):
+            walk(param)
+        elif isinstance(param, tuple | list):
+            for item in param:
+                visit(item)
+        elif callable(param):
+            parts.append(param)
+
+    def walk(j):
+        for eqn in j.eqns:
+            for var in eqn.invars:
+                if isinstance(var, Literal) and np.ndim(var.val) > 0:
+                    parts.append(("literal", np.asarray(var.val).tobytes()))
+            for param in eqn.params.values():
+                visit(param)
+
+    walk(jaxpr)
+    return str(jaxpr), tuple(parts)
+
+
+def trace_program(f: Callable, x, args: tuple) -> tuple[_Program, list, list]:
+    """``(program, consts, leaves)``: ``f(x, *args)`` traced at ``x``'s shape (a
+    ``ShapeDtypeStruct`` or an array), with ``program(consts, x, *leaves)`` its output."""
+    leaves, treedef = jax.tree.flatten(args)
+
+    def flat(x, *leaves):
+        return f(x, *jax.tree.unflatten(treedef, leaves))
+
+    closed = jax.make_jaxpr(flat)(x, *leaves)
+    if len(closed.out_avals) != 1:
+        raise ValueError(f"f must return one array per example; it returns "
+                         f"{len(closed.out_avals)} arrays.")
+    return _Program(closed.jaxpr, program_key(closed.jaxpr)), list(closed.consts), leaves
+
+
 @dataclasses.dataclass(frozen=True)
 class _MergedModule:
     """``x, state -> nnx.merge(graphdef, state)(x)``: a Flax NNX module as a pure function
-    of its state. Equal (and hashed) by the module's graph structure, so one compiled
-    program serves every value of the weights, which are passed as an argument."""
+    of its state, which is passed as an argument (read at each call, never cached)."""
 
     graphdef: Any
 
@@ -131,8 +213,9 @@ class _MergedModule:
 
 
 def as_pure_function(f: Callable, args: tuple) -> tuple[Callable, tuple]:
-    """``(f, args)``, with a Flax NNX module split into its graph (static) and its current
-    state (the first argument): the module is read at every call, never cached."""
+    """``(f, args)``, with a Flax NNX module split into its graph and its current state
+    (the first argument): a module's call that updates its own state (batch statistics,
+    RNG counts) then updates a merged copy, never the caller's module."""
     try:
         from flax import nnx
     except ImportError:  # pragma: no cover - flax is a dependency
@@ -159,10 +242,12 @@ def agop(
 
     Args:
       f: maps one example ``x`` of shape ``(d,)`` (and ``*args``, e.g. parameters, passed
-        unbatched) to ``(C,)`` or a scalar. Module-level functions compile once per shape;
-        a new lambda each call recompiles. A Flax NNX module is read at each call
-        (``nnx.split``: its current weights are an argument, not a constant), so the AGOP
-        follows its training.
+        unbatched) to ``(C,)`` or a scalar. It is traced at every call and whatever it
+        closes over (a module's weights, arrays, numbers) is read then: the arrays go in
+        as arguments of one compiled program per input shape and program text, so a
+        closure over a model that trains gives the current AGOP without recompiling. A
+        Flax NNX module is read through ``nnx.split`` (its state an argument; a module
+        whose call updates its own state, e.g. batch statistics, updates a copy).
       X: ``(m, d)`` evaluation points.
       *args: pytrees passed to ``f`` after ``x``.
       batch_size: rows whose Jacobians are held at once (default: all).
@@ -182,9 +267,10 @@ def agop(
     """
     f, args = as_pure_function(f, args)
     X, batch_size, normalize = _check_options(X, batch_size, normalize)
-    out_shape = jax.eval_shape(f, X[0], *args).shape
-    forward = int(np.prod(out_shape)) > X.shape[1]
-    return _agop_autodiff(f, X, tuple(args), batch_size, centered, diag, normalize, forward)
+    program, consts, leaves = trace_program(f, jax.ShapeDtypeStruct(X.shape[1:], X.dtype), args)
+    forward = int(np.prod(program.jaxpr.outvars[0].aval.shape)) > X.shape[1]
+    return _agop_autodiff(program, tuple(consts), X, tuple(leaves), batch_size, centered, diag,
+                          normalize, forward)
 
 
 def gradient_weights(d2: jax.Array, kernel, bandwidth):
