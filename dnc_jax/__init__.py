@@ -1,5 +1,6 @@
 """dnc_jax: deep neural collapse through the average gradient outer product, in JAX."""
 
+from dnc_jax._checks import checked
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.collapse_toolkit import (
     ClassMoments,
@@ -53,6 +54,7 @@ __all__ = [
     "TrainConfig",
     "agop",
     "as_rows",
+    "checked",
     "class_moments",
     "collapse_metrics",
     "data_mesh",

@@ -1,8 +1,11 @@
 """Input validation shared by the public entry points (host side, before any jit).
 
-Value checks (finite, positive) need concrete values: under ``jax.jit``, ``vmap`` or
-``grad`` an argument is a tracer and they are skipped (shape checks still run), so that
-the public functions compose with JAX's transformations.
+Eagerly a failed check is a ``ValueError`` that names the argument. Under ``jax.jit``,
+``vmap`` or ``grad`` an argument is a tracer and Python cannot raise on its value: the
+same value checks (finite, positive, labels in range) are then ``checkify.debug_check``s,
+no-ops unless the caller runs the computation through ``dnc_jax.checked`` (or
+``jax.experimental.checkify.checkify``), which reports them; unchecked, the functions
+return NaN where their inputs leave an output undefined. Shape checks run in both.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 
@@ -62,9 +66,17 @@ def is_traced(*values) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
 
 
+def traced_check(pred, message: str, **values) -> None:
+    """A value check on traced arrays: reported when run through ``checked``, a no-op
+    otherwise (``checkify.debug_check``)."""
+    checkify.debug_check(pred, message, **values)
+
+
 def check_finite(name: str, X: jax.Array) -> None:
-    """Raise ``ValueError`` if ``X`` holds a NaN or an infinity (skipped for tracers)."""
+    """Raise ``ValueError`` if ``X`` holds a NaN or an infinity (a ``traced_check`` for
+    tracers)."""
     if is_traced(X):
+        traced_check(jnp.isfinite(X).all(), f"{name} contains NaN or infinite values.")
         return
     with jax.ensure_compile_time_eval():  # a concrete array inside someone's jit
         finite = bool(jnp.isfinite(X).all())
@@ -84,7 +96,11 @@ def check_same_rows(name_a: str, a, name_b: str, b) -> None:
 
 
 def check_positive(name: str, value: ArrayLike) -> None:
+    """``ValueError`` unless ``value`` is a positive finite number (traced: ``traced_check``)."""
     if is_traced(value):
+        traced = jnp.asarray(value)
+        traced_check(jnp.all(jnp.isfinite(traced) & (traced > 0)),
+                     f"{name} must be a positive finite number; got {{value}}.", value=traced)
         return
     number = np.asarray(value)
     if not (np.isrealobj(number) and np.isfinite(number) and number > 0):
@@ -92,8 +108,51 @@ def check_positive(name: str, value: ArrayLike) -> None:
 
 
 def check_nonnegative(name: str, value: ArrayLike) -> None:
+    """``ValueError`` unless ``value`` is a finite number ``>= 0`` (traced: ``traced_check``)."""
     if is_traced(value):
+        traced = jnp.asarray(value)
+        traced_check(jnp.all(jnp.isfinite(traced) & (traced >= 0)),
+                     f"{name} must be a non-negative finite number; got {{value}}.", value=traced)
         return
     number = np.asarray(value)
     if not (np.isrealobj(number) and np.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be a non-negative finite number; got {value!r}.")
+
+
+def nan_unless(ok, x: jax.Array) -> jax.Array:
+    """``x`` where ``ok``, NaN elsewhere: the documented answer of a traced call whose
+    input leaves ``x`` undefined (``ok`` broadcasts against ``x``)."""
+    return jnp.where(ok, x, jnp.nan)
+
+
+def checked(fn, *, errors=checkify.user_checks):
+    """``fn`` with dnc_jax's value checks reported under ``jit``, ``vmap`` and ``grad``.
+
+    Eagerly every public function raises ``ValueError`` on bad values. Traced, Python
+    cannot raise, so the checks are ``checkify`` checks that only a checked call runs:
+    ``dnc_jax.checked(jax.jit(f))(x)`` runs ``f`` as one program and raises
+    ``jax.experimental.checkify.JaxRuntimeError`` naming the first failed check (NaN or
+    infinite inputs, labels out of range, an empty class, a bandwidth or ridge that is not
+    positive). Wrap the outermost call: the error is thrown on the host. ``errors`` adds
+    checkify's own sets (e.g. ``checkify.user_checks | checkify.nan_checks``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import dnc_jax as dj
+      >>> f = jax.jit(lambda L: dj.laplace_kernel(jnp.ones((2, 3)), jnp.ones((2, 3)), L))
+      >>> bool(jnp.isnan(f(-1.0)).all())  # unchecked: the documented NaN
+      True
+      >>> dj.checked(f)(-1.0)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      jax._src.checkify.JaxRuntimeError: bandwidth must be a positive finite number; got -1.0...
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        error, out = checkify.checkify(fn, errors=errors)(*args, **kwargs)
+        error.throw()
+        return out
+
+    return run

@@ -462,15 +462,42 @@ def traced_collapse_metrics(
     The same definitions (module docstring) from the whole ``(n, d)`` features at once, with
     the ``C x C`` algebra in the features' dtype (float64 with x64 on; the eager path
     always uses float64); the rank of ``Sigma_B`` is cut by a mask, so shapes are static.
-    Every class must occur (not checked here: an empty class gives NaN). Fields are arrays
-    (``nc3`` / ``ncc_mismatch`` ``None`` when their inputs are).
+    Fields are arrays (``nc3`` / ``ncc_mismatch`` ``None`` when their inputs are).
+
+    The values eager calls refuse cannot raise here: a label outside ``0..C-1``, a class
+    with no sample, or a NaN or infinite feature make **every** float field NaN (and
+    ``nc1_pinv_rank`` -1), never a number computed from part of the data; run the call
+    through ``dnc_jax.checked`` to have them reported as errors instead.
     """
     H = jnp.asarray(H)
     if not jnp.issubdtype(H.dtype, jnp.floating):
         H = H.astype(jnp.float32)
+    if H.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (samples x features); got shape {H.shape}.")
     n, d = H.shape
-    C = num_classes
-    y = jnp.asarray(y).astype(jnp.int32)
+    C = int(num_classes)
+    if C < 2:
+        raise ValueError(f"Collapse metrics need at least 2 classes; got num_classes={C}.")
+    y = jnp.asarray(y)
+    if y.shape != (n,) or not jnp.issubdtype(y.dtype, jnp.integer):
+        raise ValueError(f"labels must be ({n},) integers; got shape {y.shape}, dtype {y.dtype}.")
+    y = y.astype(jnp.int32)
+    in_range = jnp.all((y >= 0) & (y < C))
+    present = jnp.all(jnp.zeros(C, jnp.int32).at[y].add(1, mode="drop") > 0)
+    finite = jnp.all(jnp.isfinite(H))
+    _checks.traced_check(in_range, f"labels must lie in 0..{C - 1}.")
+    _checks.traced_check(present, f"every class of 0..{C - 1} must occur in labels.")
+    _checks.traced_check(finite, "features contain NaN or infinite values.")
+    metrics = _traced_metrics(H, y, C, classifier, predictions, rtol)
+    valid = in_range & present & finite
+    undefined = {f: _checks.nan_unless(valid, v) for f, v in metrics._asdict().items()
+                 if f not in ("num_classes", "num_samples", "nc1_pinv_rank") and v is not None}
+    return metrics._replace(nc1_pinv_rank=jnp.where(valid, metrics.nc1_pinv_rank, -1), **undefined)
+
+
+def _traced_metrics(H, y, C, classifier, predictions, rtol) -> CollapseMetrics:
+    """The formulas of ``traced_collapse_metrics`` on inputs it has checked."""
+    n, d = H.shape
     dtype = H.dtype
     shifted = H - H[:1]
     onehot = jax.nn.one_hot(y, C, dtype=dtype)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import checkify
 import pytest
 from flax import nnx
 
@@ -105,3 +106,114 @@ def test_agop_keeps_programs_apart_that_differ_only_in_a_number(rng):
     X = rng.standard_normal((6, 3)).astype(np.float32)
     for c in (1.0, 2.0):
         np.testing.assert_allclose(dj.agop(lambda x: c * x, X), c * c * np.eye(3), rtol=1e-6)
+
+
+# -------------------------------------------------------------- NaN in, NaN or an error out
+
+
+@pytest.mark.parametrize("family", ["laplace", "matern32", "matern52", "gaussian"])
+def test_a_nan_row_predicts_nan_and_leaves_the_other_rows(rng, family):
+    """``predict`` at a row holding a NaN is NaN in every output (the Laplace and Matérn
+    kernels once gave finite values there: the square root's guard mapped NaN to 0); the
+    other rows are what they are without it. The kernel AGOP's weights keep the NaN too."""
+    X = rng.standard_normal((40, 4)).astype(np.float32)
+    Y = rng.standard_normal((40, 3)).astype(np.float32)
+    p = dj.fit(dj.Kernel(family, 2.0), X, Y, 1e-2)
+    Xq = rng.standard_normal((3, 4)).astype(np.float32)
+    Xn = Xq.copy()
+    Xn[0, 1] = np.nan
+    out = np.asarray(p.predict(Xn))
+    assert np.isnan(out[0]).all()
+    np.testing.assert_array_equal(out[1:], np.asarray(p.predict(Xq))[1:])
+    G = np.asarray(dj.kernel_gradients(jnp.asarray(Xn), p.centers, p.coefs, family, 2.0))
+    assert np.isnan(G[0]).all() and np.isfinite(G[1:]).all()
+
+
+def test_fit_refuses_nan_eagerly_and_reports_it_checked(rng):
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    Y = rng.standard_normal((20, 2)).astype(np.float32)
+    Xn = X.copy()
+    Xn[4, 0] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        dj.fit(dj.Kernel("laplace", 2.0), Xn, Y)
+    with pytest.raises(ValueError, match="Y contains NaN"):
+        dj.fit(dj.Kernel("laplace", 2.0), X, np.where(np.arange(20)[:, None] == 3, np.inf, Y))
+    traced = jax.jit(lambda X: dj.fit(dj.Kernel("laplace", 2.0), X, Y).coefs)
+    assert np.isnan(np.asarray(traced(Xn))).any()  # unchecked: the documented NaN
+    with pytest.raises(checkify.JaxRuntimeError, match="X contains NaN"):
+        dj.checked(traced)(Xn)
+
+
+# -------------------------------------------------------------- collapse metrics under jit
+
+
+def _nc1_reference(H, y, C):
+    """The paper's ``tr(Sigma_W) / tr(Sigma_B)`` in float64 (DESIGN.md's definitions)."""
+    H = np.asarray(H, np.float64)
+    means = np.stack([H[y == c].mean(0) for c in range(C)])
+    within = sum(((H[y == c] - means[c]) ** 2).sum() for c in range(C)) / len(H)
+    centred = means - means.mean(0)
+    return within / ((centred ** 2).sum() / C)
+
+
+def test_traced_collapse_metrics_are_nan_or_an_error_for_labels_they_cannot_use(rng):
+    """Under ``jit``: a class with no sample, or a label out of range, make every float
+    field NaN (a stray label once gave a finite NC1 from part of the data) and
+    ``dnc_jax.checked`` reports it; valid labels give the float64 reference."""
+    H = rng.standard_normal((60, 5)).astype(np.float32)
+    y = np.arange(60) % 3
+    np.testing.assert_allclose(
+        jax.jit(lambda H, y: dj.collapse_metrics(H, y, num_classes=3))(H, y).nc1,
+        _nc1_reference(H, y, 3), rtol=1e-4)
+    y_stray = y.copy()
+    y_stray[0] = 7
+    cases = ((4, y, "every class of 0..3 must occur"), (3, y_stray, "labels must lie in 0..2"),
+             (3, y - 1, "labels must lie in 0..2"))
+    for C, labels, message in cases:
+        fn = jax.jit(lambda H, y, C=C: dj.collapse_metrics(H, y, num_classes=C))
+        out = fn(H, labels)
+        floats = [v for k, v in out._asdict().items()
+                  if v is not None and k not in ("num_classes", "num_samples", "nc1_pinv_rank")]
+        assert all(np.isnan(np.asarray(v)) for v in floats)
+        assert int(out.nc1_pinv_rank) == -1
+        with pytest.raises(checkify.JaxRuntimeError, match=message):
+            dj.checked(fn)(H, labels)
+    Hn = H.copy()
+    Hn[3, 3] = np.inf
+    with pytest.raises(checkify.JaxRuntimeError, match="features contain NaN"):
+        dj.checked(jax.jit(lambda H: dj.collapse_metrics(H, y, num_classes=3)))(Hn)
+
+
+# -------------------------------------------------------------- hyperparameters and options
+
+
+def test_a_bandwidth_that_is_not_positive_is_refused_or_nan(rng):
+    """``laplace_kernel(X, X, -1)`` once returned ``exp(+r)``: eagerly a ValueError, under
+    jit NaN (the documented answer) or a checked error."""
+    X = rng.standard_normal((4, 3)).astype(np.float32)
+    for bad in (-1.0, 0.0):
+        with pytest.raises(ValueError, match="bandwidth must be a positive"):
+            dj.laplace_kernel(X, X, bad)
+        for family in ("laplace", "gaussian", "l1_laplace", "matern32"):
+            traced = jax.jit(lambda L, family=family: dj.kernel_matrix(X, X, family, L))
+            assert np.isnan(np.asarray(traced(bad))).all()
+            with pytest.raises(checkify.JaxRuntimeError, match="bandwidth must be a positive"):
+                dj.checked(traced)(bad)
+    with pytest.raises(ValueError, match="reg must be a non-negative"):
+        dj.fit(dj.Kernel("laplace", 1.0), X, X, -1.0)
+    with pytest.raises(checkify.JaxRuntimeError, match="reg must be a non-negative"):
+        dj.checked(jax.jit(lambda r: dj.fit(dj.Kernel("laplace", 1.0), X, X, r).coefs))(-1.0)
+
+
+def test_kernels_without_a_bandwidth_ignore_it_and_keep_their_registry_name(rng):
+    """``Kernel("relu_ntk", -1.0)`` is the NTK (it once was refused, naming "relu_ntk_1"),
+    and every built-in family's name maps back to the family."""
+    X = rng.standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(dj.Kernel("relu_ntk", -1.0).check()(X, X),
+                                  dj.Kernel("relu_ntk", 1.0)(X, X))
+    from dnc_jax.kernels import FAMILIES, ArcCosine, family_of, kernel_name
+
+    for name, family in FAMILIES.items():
+        assert kernel_name(family) == name and family_of(kernel_name(family)) == family
+    deep = ArcCosine("nngp", 3)
+    assert family_of(kernel_name(deep)) == deep

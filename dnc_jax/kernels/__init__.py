@@ -20,6 +20,7 @@ from dnc_jax.kernels.families import (
     kernel_distances,
     kernel_name,
     radial_kernel,
+    uses_bandwidth,
 )
 from dnc_jax.kernels.value import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel
 
@@ -49,4 +50,5 @@ __all__ = [
     "radial_kernel",
     "safe_sqrt",
     "squared_distances",
+    "uses_bandwidth",
 ]

@@ -68,7 +68,9 @@ class ArcCosine:
 
     @property
     def name(self) -> str:
-        return f"relu_{self.kind}_{self.depth}"
+        """``relu_ntk`` / ``relu_nngp`` for one hidden layer (the registry's keys),
+        ``relu_ntk_<depth>`` beyond: names ``family_of`` maps back to this family."""
+        return f"relu_{self.kind}" if self.depth == 1 else f"relu_{self.kind}_{self.depth}"
 
     def matrix(self, X: jax.Array, Z: jax.Array, bandwidth=None) -> jax.Array:
         nngp, ntk = arccos_kernels(X, Z, int(self.depth))

@@ -54,6 +54,13 @@ def squared_distances(
 
 
 def safe_sqrt(d2: jax.Array) -> jax.Array:
-    """``sqrt(d2)`` with derivative 0 (not NaN) where ``d2 == 0``."""
+    """``sqrt(d2)`` with derivative 0 (not NaN) where ``d2 == 0``; NaN where ``d2`` is NaN
+    (an input row holding a NaN), never a finite number."""
     positive = d2 > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), zero_or_nan(d2))
+
+
+def zero_or_nan(x: jax.Array) -> jax.Array:
+    """0 where ``x`` is a number, NaN where it is NaN: the value a guarded branch takes at
+    a point that must stay undefined."""
+    return jnp.where(jnp.isnan(x), x, jnp.zeros_like(x))

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from dnc_jax.kernels.arccos import ArcCosine
-from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances
+from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances, zero_or_nan
 from dnc_jax.precision import matmul
 
 
@@ -41,7 +41,7 @@ def _laplace_values(d2, L):
 
 def _laplace_weights(d2, L, K):
     dist = safe_sqrt(d2)
-    return jnp.where(dist > 0, K / jnp.where(dist > 0, dist, 1.0), 0.0) / L
+    return jnp.where(dist > 0, K / jnp.where(dist > 0, dist, 1.0), zero_or_nan(dist)) / L
 
 
 def _gaussian_values(d2, L):
@@ -53,6 +53,13 @@ def _gaussian_weights(d2, L, K):
 
 
 SQRT3, SQRT5 = 3.0**0.5, 5.0**0.5
+
+
+def valid_bandwidth(bandwidth):
+    """``bandwidth``, or NaN where it is not positive: a kernel with ``L <= 0`` is
+    undefined, and ``exp(-r / L)`` would otherwise grow with the distance."""
+    bandwidth = jnp.asarray(bandwidth)
+    return jnp.where(bandwidth > 0, bandwidth, jnp.nan)
 
 
 def laplace_profile(t):
@@ -95,7 +102,9 @@ class Radial:
     weights: Callable | None = None
 
     def kernel_values(self, d2: jax.Array, bandwidth) -> jax.Array:
-        """``k`` from squared distances ``d2`` (any shape)."""
+        """``k`` from squared distances ``d2`` (any shape); NaN for a bandwidth that is
+        not positive (a traced one: an eager one is refused before)."""
+        bandwidth = valid_bandwidth(bandwidth)
         if self.values is not None:
             return self.values(d2, bandwidth)
         return self.profile(safe_sqrt(d2) / bandwidth)
@@ -103,13 +112,14 @@ class Radial:
     def gradient_weights(self, d2: jax.Array, bandwidth) -> tuple[jax.Array, jax.Array]:
         """``(K, W)`` from squared distances: ``grad_x k(x, z) = W M (z - x)``."""
         K = self.kernel_values(d2, bandwidth)
+        bandwidth = valid_bandwidth(bandwidth)
         if self.weights is not None:
             return K, self.weights(d2, bandwidth, K)
         t = safe_sqrt(d2) / bandwidth
         positive = t > 0
         t_safe = jnp.where(positive, t, 1.0)
         _, slope = jax.jvp(self.profile, (t_safe,), (jnp.ones_like(t_safe),))
-        return K, jnp.where(positive, -slope / (t_safe * bandwidth**2), 0.0)
+        return K, jnp.where(positive, -slope / (t_safe * bandwidth**2), zero_or_nan(t))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +130,7 @@ class L1Laplace:
 
     def matrix(self, X: jax.Array, Z: jax.Array, bandwidth) -> jax.Array:
         l1 = jnp.sum(jnp.abs(X[:, None, :] - Z[None, :, :]), axis=-1)
-        return jnp.exp(-l1 / bandwidth)
+        return jnp.exp(-l1 / valid_bandwidth(bandwidth))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,12 +195,22 @@ def family_of(kernel: str | Family) -> Family:
         return kernel
     if isinstance(kernel, str) and kernel in FAMILIES:
         return FAMILIES[kernel]
+    if isinstance(kernel, str) and kernel.startswith(("relu_ntk_", "relu_nngp_")):
+        kind, _, depth = kernel[len("relu_"):].partition("_")
+        if depth.isdigit() and int(depth) >= 1:
+            return ArcCosine(kind, int(depth))
     raise ValueError(f"Unknown kernel {kernel!r}; choose one of {KERNELS} or a family from "
                      "dnc_jax.kernels.radial_kernel.")
 
 
+def uses_bandwidth(kernel: str | Family) -> bool:
+    """Whether the family has a bandwidth (the arc-cosine and quadratic kernels have none)."""
+    return isinstance(family_of(kernel), Radial | L1Laplace)
+
+
 def kernel_name(kernel: str | Family) -> str:
-    """The name records use for ``kernel``."""
+    """The name records use for ``kernel``: for a built-in family, a name ``family_of``
+    maps back to it."""
     return family_of(kernel).name
 
 

@@ -14,7 +14,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import map_row_blocks
-from dnc_jax.kernels.families import Family, Radial, family_of, kernel_distances
+from dnc_jax.kernels.families import Family, Radial, family_of, kernel_distances, uses_bandwidth
 
 
 def kernel_matrix(
@@ -29,9 +29,15 @@ def kernel_matrix(
     """``(n, m)`` kernel matrix ``k(x_i, z_j)``, ``block_size`` rows of ``X`` at a time.
 
     ``kernel`` is a name in ``KERNELS`` or a family; ``bandwidth`` a scalar (an array leaf:
-    traceable and differentiable). Supports ``jit``, ``vmap`` and ``grad``.
+    traceable and differentiable; ignored by the families without one). Supports ``jit``,
+    ``vmap`` and ``grad``. A bandwidth that is not positive is a ``ValueError`` eagerly;
+    traced, a ``dnc_jax.checked`` error, and NaN entries unchecked. A NaN in a row of ``X``
+    or ``Z`` gives NaN in that row or column.
     """
     family = family_of(kernel)
+    if uses_bandwidth(family):
+        _checks.check_positive("bandwidth", bandwidth)
+    X, Z = jnp.asarray(X), jnp.asarray(Z)  # numpy rows indexed by traced positions below
     if not isinstance(family, Radial):
         if M is not None:
             raise ValueError(f"the {family.name} kernel takes no metric M.")
@@ -93,7 +99,8 @@ class Kernel:
                                  f"{type(leaf).__name__}.")
         if jnp.ndim(self.bandwidth) != 0:
             raise ValueError(f"bandwidth must be a scalar; got shape {jnp.shape(self.bandwidth)}.")
-        _checks.check_positive("bandwidth", self.bandwidth)
+        if uses_bandwidth(self.family):  # the arc-cosine and quadratic kernels ignore it
+            _checks.check_positive("bandwidth", self.bandwidth)
         if self.M is not None:
             shape = jnp.shape(self.M)
             if len(shape) != 2 or shape[0] != shape[1] or (d is not None and shape[0] != d):

@@ -42,8 +42,9 @@ def checked_inputs(kernel: Kernel, X: ArrayLike, Y: ArrayLike, reg: ArrayLike
                    ) -> tuple[jax.Array, jax.Array]:
     """The checks of a traceable fit (``fit``, ``rfm_step``): ``(X, Y)`` as float arrays
     with ``Y`` 2-D, or ``ValueError`` for a kernel that is not a ``Kernel`` value, a ``Y``
-    whose rows differ from ``X``'s, a bad kernel leaf or a negative ridge (value checks
-    are skipped for tracers)."""
+    whose rows differ from ``X``'s, a bad kernel leaf, a negative ridge or a NaN or
+    infinity in ``X``, ``Y`` or ``M`` (for tracers these value checks are reported by
+    ``dnc_jax.checked``; unchecked, such inputs give NaN coefficients)."""
     if not isinstance(kernel, Kernel):
         raise ValueError("kernel must be a dnc_jax.Kernel value, e.g. Kernel('laplace', 2.0); "
                          f"got {type(kernel).__name__}.")
@@ -55,6 +56,10 @@ def checked_inputs(kernel: Kernel, X: ArrayLike, Y: ArrayLike, reg: ArrayLike
         raise ValueError(f"Y must be (n,) or (n, C) with n = {X.shape[0]}; got {Y.shape}.")
     kernel.check(X.shape[1])
     _checks.check_nonnegative("reg", reg)
+    _checks.check_finite("X", X)
+    _checks.check_finite("Y", Y)
+    if kernel.M is not None:
+        _checks.check_finite("M", jnp.asarray(kernel.M))
     return X, Y
 
 
