@@ -14,6 +14,8 @@ to its input ``h = Phi_l(x)``, all layers' from one shared backward pass
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,15 +25,9 @@ from dnc_jax.collapse import collapse_metrics
 from dnc_jax.gradient_outer_product import agop
 from dnc_jax.nets.layer_agop import shared_layer_agops
 from dnc_jax.nets.measurements import HeadLayerRecord
-from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, forward_from
+from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, activation_function, forward_from
 from dnc_jax.nets.network import Network, head_inputs
 from dnc_jax.precision import matmul
-
-# One stable function object per activation, so that agop compiles once per shape.
-_SUBNETWORK = {
-    name: (lambda h, layers, _name=name: forward_from(h, layers, _name)) for name in ACTIVATIONS
-}
-
 
 def right_singular_step(inputs: jax.Array, W: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(Phi V S, U)`` for ``W = U S V^T`` (thin SVD, float64): ``Phi V S U^T = Phi W^T``.
@@ -96,14 +92,19 @@ def pearson(a: ArrayLike, b: ArrayLike) -> float:
 
 
 def layer_agops(
-    layers: tuple[Layer, ...], inputs: list[jax.Array], activation: str = "relu",
+    layers: tuple[Layer, ...], inputs: list[jax.Array], activation: str | Callable = "relu",
     batch_size: int = 512,
 ) -> list[jax.Array]:
     """``AGOP_l`` of the sub-network ``layers[l:]`` at ``inputs[l]``, for each given input.
 
-    Per-sample Jacobians by ``vmap(jacrev)``, ``batch_size`` samples at a time.
+    Per-sample Jacobians by ``vmap(jacrev)``, ``batch_size`` samples at a time;
+    ``activation`` a key of ``ACTIVATIONS`` or an elementwise function.
     """
-    fn = _SUBNETWORK[activation]
+    act = activation_function(activation)
+
+    def fn(h, layers):  # agop traces it at each call: one program per shape and activation
+        return forward_from(h, layers, act)
+
     return [agop(fn, H, tuple(layers[l:]), batch_size=batch_size) for l, H in enumerate(inputs)]
 
 
@@ -132,6 +133,57 @@ def readable_layers(model) -> tuple[Layer, ...]:
     )
 
 
+def model_activation(model, activation: str | Callable | None = None) -> str | Callable:
+    """The activation between ``model``'s layers: ``activation`` when given (a name in
+    ``ACTIVATIONS`` or an elementwise function), else the model's ``activation`` attribute
+    (a name or a function: an ``MLP``'s, or any module's), else ReLU for bare weights
+    (a tuple of ``(W, b)``). A module that reads as layers but names no activation is
+    refused: guessing one would measure a different network."""
+    if activation is not None:
+        activation_function(activation)  # ValueError for an unknown name
+        return activation
+    own = getattr(model, "activation", None)
+    if own is not None:
+        activation_function(own)
+        return own
+    if isinstance(model, tuple | list):
+        return "relu"
+    raise ValueError(
+        f"{type(model).__name__} names no activation: pass layer_analysis(..., activation=...) "
+        f"(one of {tuple(ACTIVATIONS)} or the function its layers apply), or give the module "
+        "an 'activation' attribute.")
+
+
+def check_reads_as_layers(model, layers: tuple[Layer, ...], act: Callable, X: jax.Array,
+                          rows: int = 8) -> None:
+    """``ValueError`` unless the layers read from an NNX ``model`` with activation ``act``
+    reproduce the module's own outputs on the first ``rows`` rows of ``X``: an activation
+    attribute that is not the one applied, or a call that does more than the layers
+    (residuals, normalisation), would otherwise be measured as a different network.
+    Tolerance: float32 rounding of the layers' products, ``1e-3`` of the outputs' scale.
+    A module that cannot be called on a batch of rows is not compared."""
+    from flax import nnx
+
+    if not isinstance(model, nnx.Module):
+        return
+    rows_in = X[:rows]
+    try:
+        own = model(rows_in)
+    except Exception:  # noqa: BLE001 - a module that takes one example at a time
+        try:
+            own = jax.vmap(model)(rows_in)
+        except Exception:  # noqa: BLE001 - not callable on rows: nothing to compare
+            return
+    read = forward_from(rows_in, layers, act)
+    own = np.asarray(own, np.float64)
+    scale = max(float(np.abs(own).max()), 1e-30)
+    if own.shape != read.shape or float(np.abs(own - np.asarray(read, np.float64)).max()) > 1e-3 * scale:
+        raise ValueError(
+            f"{type(model).__name__}'s layers with this activation do not reproduce its own "
+            "outputs: pass the activation its layers apply (layer_analysis(..., activation=)), "
+            "or analyse a module whose call is its layers with the activation between them.")
+
+
 def layer_analysis(
     model: Network | MLP | tuple[Layer, ...],
     X: ArrayLike,
@@ -149,9 +201,11 @@ def layer_analysis(
       model: a ``Network`` (``train_mlp``'s; with a backbone its head is measured at the
         backbone's features of ``X``), an ``MLP`` or its ``weights()``, or any NNX module
         that exposes its layers (``readable_layers``: a ``weights()`` method or a
-        ``layers`` list of ``nnx.Linear``; its ``activation`` attribute, if a name, is used).
+        ``layers`` list of ``nnx.Linear``).
       X: ``(n, d)`` inputs; y: ``(n,)`` integer labels.
-      activation: the model's (taken from an ``MLP``; default ``"relu"`` for raw weights).
+      activation: a name in ``ACTIVATIONS`` or an elementwise function; default the
+        model's ``activation`` attribute (a name or a function), ReLU for raw weights, and
+        a ``ValueError`` for a module that names none (``model_activation``).
       batch_size: samples whose Jacobians are held at once.
 
     Returns:
@@ -164,13 +218,11 @@ def layer_analysis(
     """
     if isinstance(model, Network):
         X, model = head_inputs(model, jnp.asarray(X)), model.head
-    named = getattr(model, "activation", None)  # an MLP's, or any module's that names it
-    if isinstance(named, str):
-        activation = activation or named
     layers = readable_layers(model)
-    activation = activation or "relu"
-    act = ACTIVATIONS[activation]
+    activation = model_activation(model, activation)
+    act = activation_function(activation)
     X = jnp.asarray(X, layers[0][0].dtype)
+    check_reads_as_layers(model, layers, act, X)
     H = X
     y = np.asarray(y)
     agops = shared_layer_agops(layers, X, activation, batch_size)

@@ -19,6 +19,7 @@ forms ``J_l^T J_l`` at the input width. The two agree to rounding (``tests/nets/
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,17 +27,16 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import row_chunk_sum
-from dnc_jax.nets.mlp import ACTIVATIONS, Layer
+from dnc_jax.nets.mlp import ACTIVATIONS, Layer, activation_function
 from dnc_jax.precision import PRECISION, matmul
 
 
-def _activation_and_slope(name: str, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _activation_and_slope(act: Callable, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(act(z), act'(z))`` elementwise (one forward-mode pass)."""
-    return jax.jvp(ACTIVATIONS[name], (z,), (jnp.ones_like(z),))
+    return jax.jvp(act, (z,), (jnp.ones_like(z),))
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "batch_size"))
-def _gram_sums(layers: tuple[Layer, ...], X: jax.Array, activation: str, batch_size: int):
+def _gram_sums(layers: tuple[Layer, ...], X: jax.Array, activation: Callable, batch_size: int):
     """``S_l = sum_i G_l^T G_l`` for every hidden layer ``l`` (a tuple of ``(w_l, w_l)``)."""
 
     def sums(Xb):
@@ -60,8 +60,15 @@ def _gram_sums(layers: tuple[Layer, ...], X: jax.Array, activation: str, batch_s
     return row_chunk_sum(sums, (X,), batch_size)
 
 
+@functools.partial(jax.jit, static_argnames=("activation", "batch_size"))
+def _named_gram_sums(layers, X, activation: str, batch_size: int):
+    """``_gram_sums`` of a built-in activation, compiled once per shape."""
+    return _gram_sums(layers, X, ACTIVATIONS[activation], batch_size)
+
+
 def shared_layer_agops(
-    layers: tuple[Layer, ...], X: ArrayLike, activation: str = "relu", batch_size: int = 512,
+    layers: tuple[Layer, ...], X: ArrayLike, activation: str | Callable = "relu",
+    batch_size: int = 512,
 ) -> list[jax.Array]:
     """``AGOP_l`` of the sub-network ``layers[l:]`` at the forward pass's ``h_l`` from ``X``,
     for every hidden layer ``l = 0 .. len(layers) - 2`` (module docstring).
@@ -70,15 +77,15 @@ def shared_layer_agops(
       layers: ``MLP.weights()``: ``(W (out, in), bias or None)``, input side first; the last
         is the classifier (biases do not enter a Jacobian).
       X: ``(n, d)`` network inputs.
-      activation: a key of ``ACTIVATIONS`` (any elementwise activation).
+      activation: a key of ``ACTIVATIONS`` or any elementwise function (a user's function
+        is compiled at each call, never cached by identity).
       batch_size: samples whose ``G_l`` (``(batch, C, w_l)``) are held at once.
 
     Returns:
       One ``(in_l, in_l)`` AGOP per hidden layer, equal to ``layer_agops`` at the same
       inputs.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}; got {activation!r}.")
+    act = activation_function(activation)
     layers = tuple(layers)
     if len(layers) < 2:
         raise ValueError("the network needs at least one hidden layer and a classifier.")
@@ -90,6 +97,10 @@ def shared_layer_agops(
                          f"{layers[0][0].shape[1]}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    S = _gram_sums(layers, X, activation, min(int(batch_size), X.shape[0]))
+    batch = min(int(batch_size), X.shape[0])
+    if isinstance(activation, str):
+        S = _named_gram_sums(layers, X, activation, batch)
+    else:
+        S = jax.jit(functools.partial(_gram_sums, activation=act, batch_size=batch))(layers, X)
     n = X.shape[0]
     return [matmul(matmul(W.T, S_l), W) / n for (W, _), S_l in zip(layers[:-1], S, strict=True)]

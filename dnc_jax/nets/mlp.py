@@ -14,6 +14,8 @@ lines 623-627: only the layers after the first are re-initialised).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Literal
 
 import jax
@@ -96,13 +98,27 @@ class MLP(nnx.Module):
         )
 
 
-def forward_from(h: jax.Array, layers: tuple[Layer, ...], activation: str = "relu") -> jax.Array:
-    """Apply ``layers`` to ``h`` (``(..., in)``): activation after all but the last.
+def activation_function(activation: str | Callable[[jax.Array], jax.Array]
+                        ) -> Callable[[jax.Array], jax.Array]:
+    """The elementwise function named by ``activation`` (a key of ``ACTIVATIONS``) or the
+    callable itself; ``ValueError`` for anything else."""
+    if callable(activation):
+        return activation
+    if activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)} or an elementwise "
+                     f"function; got {activation!r}.")
+
+
+def forward_from(h: jax.Array, layers: tuple[Layer, ...],
+                 activation: str | Callable[[jax.Array], jax.Array] = "relu") -> jax.Array:
+    """Apply ``layers`` to ``h`` (``(..., in)``): ``activation`` (a name or a function)
+    after all but the last.
 
     With ``layers = model.weights()[l:]`` this is the sub-network from layer ``l`` up,
     whose AGOP with respect to ``h`` the Neural Feature Ansatz compares with ``W_l^T W_l``.
     """
-    act = ACTIVATIONS[activation]
+    act = activation_function(activation)
     for i, (W, b) in enumerate(layers):
         h = matmul(h, W.T)
         if b is not None:

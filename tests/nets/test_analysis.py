@@ -34,7 +34,7 @@ def test_layer_analysis_reads_any_module_that_exposes_its_layers(rng):
     X = jnp.asarray(rng.standard_normal((60, 6)), jnp.float32)
     y = np.arange(60) % 3
     weights = tuple((m.kernel[...].T, None) for m in model.layers)
-    got, ref = layer_analysis(model, X, y), layer_analysis(weights, X, y)
+    got, ref = layer_analysis(model, X, y, activation="relu"), layer_analysis(weights, X, y)
     assert len(got) == 2
     for a, b in zip(got, ref, strict=True):
         assert a.nfa_agop == b.nfa_agop and a.output.nc1 == b.output.nc1
@@ -49,6 +49,11 @@ def test_layer_analysis_reads_any_module_that_exposes_its_layers(rng):
 
     with pytest.raises(ValueError, match="Cannot read the layers of NoLayers"):
         layer_analysis(NoLayers(), X, y)
+    # no activation named: refused, not assumed; a wrong one: refused by its outputs
+    with pytest.raises(ValueError, match="_UsersNet names no activation"):
+        layer_analysis(model, X, y)
+    with pytest.raises(ValueError, match="do not reproduce its own outputs"):
+        layer_analysis(model, X, y, activation="tanh")
 
 
 def test_right_singular_step_then_U_is_the_preactivation(rng):
