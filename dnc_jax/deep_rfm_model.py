@@ -28,7 +28,7 @@ from dnc_jax import _checks
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import family_of, kernel_name
+from dnc_jax.kernels import KERNELS, Family, family_of, kernel_name
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
 from dnc_jax.options import option, parse_agop_samples
 from dnc_jax.precision import matmul
@@ -52,7 +52,8 @@ class DeepRFMConfig:
     depth: int = option(10, "layers")
     width: int | None = option(512, "random features per layer (None: the layer's input "
                                      "dimension, as the official random-Fourier variant)")
-    kernel: str = option("laplace", "each layer's kernel", choices=("laplace", "gaussian"))
+    kernel: str = option("laplace", "each layer's kernel (a name in the registry; in Python "
+                                    "also a family from radial_kernel)", choices=KERNELS)
     bandwidth: float = option(2.0, "its bandwidth L")
     reg: float = option(1e-3, "its ridge")
     features: str | Callable[[jax.Array], jax.Array] = option(
@@ -197,7 +198,9 @@ class DeepRFM:
     def _rows(self, X, mesh):
         if isinstance(X, Rows):
             return X, X.mesh
-        mesh = check_mesh(mesh)
+        # default: the mesh the model's centres live on (a model fitted on a mesh predicts
+        # there), else one device
+        mesh = check_mesh(self.layers[0].predictor.mesh if mesh is None else mesh)
         dtype = self.layers[0].root.dtype
         X = _checks.as_float_matrix("X", X, dtype=dtype)
         if X.shape[1] != self.layers[0].root.shape[0]:
@@ -214,11 +217,14 @@ class DeepRFM:
         atomic_save_npz(path, **arrays)
 
     @classmethod
-    def load(cls, path: str, *, features: Callable[[jax.Array], jax.Array] | None = None
-             ) -> DeepRFM:
+    def load(cls, path: str, *, features: Callable[[jax.Array], jax.Array] | None = None,
+             kernel: Family | None = None) -> DeepRFM:
         """A model written by ``save``, or the folder a run wrote with ``save_model``
         (``run_deep_rfm``; ``dnc-jax run --save-model``): its ``model/`` layer files.
-        ``features``: the function of a model built with a custom feature map."""
+        ``features``: the function of a model built with a custom feature map; ``kernel``:
+        the family of a model built with a user kernel (``radial_kernel``; a function is
+        saved by name only). The model loads onto the loader's default device, whatever
+        devices it was fitted on."""
         folder = os.path.join(path, MODEL_FOLDER) if os.path.isdir(path) else None
         if folder is not None:
             if not os.path.isdir(folder):
@@ -230,13 +236,13 @@ class DeepRFM:
                 if name != layer_file_name(l):
                     raise ValueError(f"{folder}: layer {l}'s file is missing (found {name}).")
                 with load_npz(os.path.join(folder, name), f"layer {l} of a DeepRFM") as data:
-                    layers.append(layer_from_arrays(dict(data), features))
+                    layers.append(layer_from_arrays(dict(data), features, kernel))
             return cls(tuple(layers))
         with load_npz(path, "a DeepRFM model (DeepRFM.save)") as data:
             depth = len({key.split("/")[0] for key in data.files})
             return cls(tuple(layer_from_arrays(
                 {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
-                features) for l in range(depth)))
+                features, kernel) for l in range(depth)))
 
 
 MODEL_FOLDER = "model"
@@ -263,9 +269,28 @@ def layer_arrays(spec: DeepRFMLayer) -> dict[str, np.ndarray]:
             "meta": np.array([kernel_name(p.kernel), name])}
 
 
-def layer_from_arrays(data: dict, features: Callable | None = None) -> DeepRFMLayer:
-    """The inverse of ``layer_arrays``; ``features`` replaces a custom map's name."""
-    kernel, name = (str(v) for v in data["meta"])
+def saved_kernel(name: str, kernel: Family | None) -> Family:
+    """The family a saved model names: ``kernel`` when given (it must carry that name),
+    else the built-in family of that name; a user family's name alone is refused."""
+    if kernel is not None:
+        if kernel_name(kernel) != name:
+            raise ValueError(f"this model was fitted with the kernel {name!r}; the kernel "
+                             f"passed to load is {kernel_name(kernel)!r}.")
+        return family_of(kernel)
+    try:
+        return family_of(name)
+    except ValueError:
+        raise ValueError(f"this model was fitted with a user kernel ({name!r}), saved by name "
+                         "only: pass its family as load(..., kernel=radial_kernel(profile, "
+                         f"name={name!r})).") from None
+
+
+def layer_from_arrays(data: dict, features: Callable | None = None,
+                      kernel: Family | None = None) -> DeepRFMLayer:
+    """The inverse of ``layer_arrays``; ``features`` replaces a custom map's name,
+    ``kernel`` a user kernel's (``saved_kernel``)."""
+    saved, name = (str(v) for v in data["meta"])
+    kernel = saved_kernel(saved, kernel)
     if name.startswith(CUSTOM):
         if features is None or not callable(features):
             raise ValueError(f"this model was built with a custom feature map "

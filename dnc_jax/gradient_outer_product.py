@@ -26,7 +26,13 @@ from dnc_jax import _checks
 from dnc_jax.blocks import pad_rows, row_chunk_sum
 from dnc_jax.kernels import Radial, family_of, kernel_distances
 from dnc_jax.precision import einsum, matmul
-from dnc_jax.predictor import KernelPredictor, centre_specs, on_mesh, over_centres
+from dnc_jax.predictor import (
+    KernelPredictor,
+    block_outputs,
+    centre_specs,
+    on_mesh,
+    over_centres,
+)
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
 
 Normalize = Literal["max", "trace"] | None
@@ -349,12 +355,27 @@ def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
 
 
+def centre_gradients(Xb: jax.Array, centers: jax.Array, coefs: jax.Array, kernel,
+                     bandwidth, M: jax.Array | None) -> jax.Array:
+    """``(b, C, d)`` gradients at ``Xb`` of ``sum_j coefs_j k(x, centers_j)`` over the given
+    centres: the metric-free closed form ``G`` of a radial kernel (``kernel_gradients``;
+    ``grad f = G M``), autodiff of the predictor's block for the others (no metric)."""
+    if isinstance(family_of(kernel), Radial):
+        return kernel_gradients(Xb, centers, coefs, kernel, bandwidth, M)
+
+    def outputs(x):
+        return block_outputs(x[None, :], centers, coefs, kernel, bandwidth, None)[0]
+
+    return jax.vmap(jax.jacrev(outputs))(Xb)
+
+
 @functools.partial(
     jax.jit, static_argnames=("mesh", "n", "batch_size", "centered", "diag", "normalize"))
 def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, normalize):
     """The AGOP at row-sharded points ``X`` (``(n_pad, d)``, ``n`` real rows): each device
     sums ``J^T J`` over its own rows, the gradients summed over the centres (a ring when
-    they are sharded too), and the sums are added across devices."""
+    they are sharded too; ``centre_gradients``: closed form or autodiff, both linear in
+    the centres' coefficients), and the sums are added across devices."""
     p = num_shards(mesh)
     rows = X.shape[0] // p
     diag_sums = diag and predictor.M is None
@@ -365,7 +386,7 @@ def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, norm
         def jac_fn(Xb, mb):
             G = over_centres(
                 predictor,
-                lambda c, a: kernel_gradients(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
+                lambda c, a: centre_gradients(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
                 centers, coefs, p)
             return G * mb[:, None, None]
 
@@ -518,7 +539,7 @@ def kernel_agop(
     mesh: Mesh | None = None,
 ) -> jax.Array:
     """Closed-form AGOP of a ``KernelPredictor`` of a radial kernel at ``X`` (autodiff for
-    the others, on one device).
+    the others, on one device or on a mesh alike).
 
     Equal to ``agop(predictor.predict_one, X, ...)`` to rounding, at cost
     ``O(m n d C + m C d^2)`` for ``m`` points and ``n`` centres (see ``kernel_gradients``).
@@ -558,11 +579,8 @@ def kernel_agop(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
         )
     mesh = predictor.mesh if mesh is None else mesh
-    if not isinstance(family_of(predictor.kernel), Radial):  # no closed form: autodiff
-        if mesh is not None:
-            raise ValueError(f"the {family_of(predictor.kernel).name} kernel's AGOP (autodiff) "
-                             "runs on one device; pass a predictor and points without a mesh.")
-        assert not isinstance(X, Rows)  # Rows carry a mesh, refused above
+    if mesh is None and not isinstance(family_of(predictor.kernel), Radial):  # autodiff
+        assert not isinstance(X, Rows)  # Rows set the mesh above
         return agop(predictor.predict_one, X.astype(predictor.centers.dtype),
                     batch_size=batch_size, centered=centered, diag=diag, normalize=normalize)
     if mesh is None:

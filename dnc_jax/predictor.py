@@ -13,6 +13,7 @@ import functools
 from typing import overload
 
 import jax
+import numpy as np
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
@@ -61,6 +62,13 @@ class KernelPredictor:
     kernel: str | Family
     bandwidth: ArrayLike
     mesh: Mesh | None = None
+
+    def __reduce__(self):
+        """Pickled as host arrays without the mesh (``Device`` handles cannot be pickled):
+        it unpickles onto the loader's default device (sharded centres keep their
+        zero-coefficient padding rows, which add nothing)."""
+        host = [None if a is None else np.asarray(a) for a in (self.centers, self.coefs, self.M)]
+        return _unpickle_predictor, (*host, self.kernel, np.asarray(self.bandwidth))
 
     @property
     def kernel_value(self) -> Kernel:
@@ -128,6 +136,13 @@ class KernelPredictor:
         return out if isinstance(X, Rows) else out.valid()
 
 
+def _unpickle_predictor(centers, coefs, M, kernel, bandwidth) -> KernelPredictor:
+    """``KernelPredictor.__reduce__``'s inverse, on the default device."""
+    return KernelPredictor(jax.numpy.asarray(centers), jax.numpy.asarray(coefs),
+                           None if M is None else jax.numpy.asarray(M), kernel,
+                           jax.numpy.asarray(bandwidth))
+
+
 def block_outputs(Xb, centers, coefs, kernel, bandwidth, M):
     """``K(Xb, centers) coefs``: ``(b, d) -> (b, C)``."""
     return matmul(kernel_matrix(Xb, centers, kernel, bandwidth, M), coefs)
@@ -148,12 +163,16 @@ def _predict(predictor: KernelPredictor, X: jax.Array, transform, block_size: in
 
 def on_mesh(predictor: KernelPredictor, mesh: Mesh) -> KernelPredictor:
     """The predictor ready for ``shard_map`` on ``mesh``: replicated centres are placed on
-    every device of it; sharded ones must already live there."""
+    every device of it; centres sharded over another mesh are sharded anew over this one
+    (their zero-coefficient padding rows add nothing wherever they fall)."""
     if predictor.mesh is not None:
-        if predictor.mesh != mesh:
-            raise ValueError("The predictor's centres are sharded over another mesh than the "
-                             "one passed.")
-        return predictor
+        if predictor.mesh == mesh:
+            return predictor
+        centers, coefs = as_rows(np.asarray(predictor.centers), mesh), as_rows(
+            np.asarray(predictor.coefs), mesh)
+        M = None if predictor.M is None else replicate(np.asarray(predictor.M), mesh)
+        return dataclasses.replace(predictor, centers=centers.data, coefs=coefs.data, M=M,
+                                   mesh=mesh)
     M = None if predictor.M is None else replicate(predictor.M, mesh)
     return dataclasses.replace(predictor, centers=replicate(predictor.centers, mesh),
                                coefs=replicate(predictor.coefs, mesh), M=M)
