@@ -26,7 +26,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
-from dnc_jax.data import one_hot_pm1
+from dnc_jax.data import as_class_labels, one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import KERNELS, Family, family_of, kernel_name
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
@@ -445,8 +445,10 @@ def deep_rfm_layers(
                          "jax.config.update('jax_enable_x64', True) first.")
     dtype = jnp.dtype(config.dtype)
     mesh = check_mesh(mesh)
-    y_train = np.asarray(y_train).astype(np.int64)
+    y_train = as_class_labels("y_train", y_train)
     C = int(num_classes or y_train.max() + 1)
+    if y_train.max() >= C:
+        raise ValueError(f"y_train holds label {int(y_train.max())} but num_classes is {C}.")
     if start is None:
         X, Xt, first = X_train, X_test, 0
     else:
@@ -463,7 +465,9 @@ def deep_rfm_layers(
     if y_test is not None:
         if Xt is None:
             raise ValueError("y_test was given without X_test.")
-        y_test = np.asarray(y_test).astype(np.int64)
+        y_test = as_class_labels("y_test", y_test)
+        if y_test.size and y_test.max() >= C:
+            raise ValueError(f"y_test holds label {int(y_test.max())} but there are {C} classes.")
         _checks.check_same_rows("X_test", Xt, "y_test", y_test)
     X = as_rows(X, mesh, dtype=dtype)
     Xt = None if Xt is None else as_rows(Xt, mesh, dtype=dtype)

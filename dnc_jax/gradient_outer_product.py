@@ -88,18 +88,25 @@ def finish_agop(outer, total, m, centered, diag, normalize, M=None):
     return jnp.where(scale > 0, A / jnp.where(scale > 0, scale, 1.0), A)
 
 
+def check_normalize(normalize) -> Normalize:
+    """``normalize`` with ``"none"`` as ``None``, or ``ValueError`` naming the choices (a
+    misspelt option would otherwise mean no normalisation)."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
+    return None if normalize == "none" else normalize
+
+
 def _check_batch_and_normalize(batch_size, normalize):
     """``(batch_size, normalize with "none" as None)``, or ``ValueError``.
 
     ``None`` stays ``None`` (every row in one batch); a given ``batch_size`` is kept even
     above the number of rows (the batch is padded), so that each row's Jacobian comes from the same
     program whatever the number of rows."""
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
+    normalize = check_normalize(normalize)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
     batch_size = None if batch_size is None else int(batch_size)
-    return batch_size, None if normalize == "none" else normalize
+    return batch_size, normalize
 
 
 def _check_options(X, batch_size, normalize):

@@ -25,9 +25,9 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.gradient_outer_product import (
-    NORMALIZATIONS,
     adaptive_kernel_agop,
     check_agop_samples,
+    check_normalize,
     coef_outer_centers,
     finish_agop,
     gradient_weights,
@@ -121,9 +121,7 @@ def rfm_step(
         raise ValueError("rfm_step's metric is its transform T: pass a Kernel without M.")
     T = None if transform is None else jnp.asarray(transform, X.dtype)
     Z = X if T is None else matmul(X, T)
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}.")
-    normalize = None if normalize == "none" else normalize
+    normalize = check_normalize(normalize)
     family = family_of(kernel.family)
     if solver == "cholesky" and isinstance(family, Radial):
         bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
@@ -196,6 +194,7 @@ def fit_with_agop(
       and every row in the AGOP, the distances are computed once for both.
     """
     Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
+    normalize = check_normalize(normalize)
     check_agop_samples(agop_samples)
     if agop_samples == "auto" and centered:
         raise ValueError("agop_samples='auto' estimates the uncentred AGOP (a mean over rows, "
@@ -314,6 +313,13 @@ def fit_rfm(
     ``reg``) every step is ``rfm_step`` (``solver.solver`` ``"cholesky"`` or ``"cg"``,
     every row in the AGOP, one device, no ``score``) and ``history`` is empty.
     """
+    family_of(kernel)  # ValueError for an unknown kernel, before any work
+    normalize = check_normalize(normalize)
+    check_agop_samples(agop_samples)
+    if isinstance(iters, bool) or not isinstance(iters, int | np.integer) or iters < 0:
+        raise ValueError(f"iters must be an int >= 0; got {iters!r}.")
+    if not np.isfinite(agop_power):
+        raise ValueError(f"agop_power must be a finite number; got {agop_power!r}.")
     if _checks.is_traced(X, Y, bandwidth, reg):
         return _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize,
                            centered, diag, batch_size, solver, agop_samples, mesh, score)

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import checkify
 import pytest
 from flax import nnx
+from jax.experimental import checkify
 
 import dnc_jax as dj
 from dnc_jax import gradient_outer_product as gop
@@ -105,7 +105,8 @@ def test_agop_keeps_programs_apart_that_differ_only_in_a_number(rng):
     different answer, never a cached one."""
     X = rng.standard_normal((6, 3)).astype(np.float32)
     for c in (1.0, 2.0):
-        np.testing.assert_allclose(dj.agop(lambda x: c * x, X), c * c * np.eye(3), rtol=1e-6)
+        scaled = lambda x: c * x  # noqa: E731, B023 - c is read at call time, as tested
+        np.testing.assert_allclose(dj.agop(scaled, X), c * c * np.eye(3), rtol=1e-6)
 
 
 # -------------------------------------------------------------- NaN in, NaN or an error out
@@ -339,3 +340,38 @@ def test_a_sharded_estimator_and_model_pickle_and_predict(rng):
     again = pickle.loads(pickle.dumps(model))  # on one device now: sums in another order
     np.testing.assert_allclose(np.asarray(again.predict(X)), np.asarray(model.predict(X)),
                                rtol=1e-5, atol=1e-5)
+
+
+# -------------------------------------------------------------- options and labels
+
+
+def test_misspelt_options_are_refused_where_they_are_used(rng):
+    """``RFMClassifier(normalize="l2")`` once fitted with no normalisation; the same option
+    of ``fit_rfm`` and ``rfm_step``, and unknown kernels, are refused before any work."""
+    X, y = _small_task(rng, n=30)
+    with pytest.raises(ValueError, match="normalize must be one of .*got 'l2'"):
+        dj.RFMClassifier(normalize="l2", iters=1).fit(X, y)
+    Y = dj.data.one_hot_pm1(y, 3)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        dj.fit_rfm(X, Y, normalize="L2", iters=1)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        dj.rfm_step(dj.Kernel("laplace", 2.0), X, Y, normalize="maximum")
+    with pytest.raises(ValueError, match="Unknown kernel 'laplacian'"):
+        dj.RFMClassifier(kernel="laplacian", iters=1).fit(X, y)
+    with pytest.raises(ValueError, match="iters must be an int >= 0"):
+        dj.fit_rfm(X, Y, iters=-1)
+
+
+def test_labels_that_are_not_class_indices_get_a_message_that_says_so(rng):
+    """One-hot targets and string labels once failed deep inside numpy ("operands could
+    not be broadcast", "invalid literal for int()", ``UFuncTypeError``)."""
+    X, y = _small_task(rng, n=30)
+    strings = np.array(["cat", "dog", "emu"])[y]
+    for call in (lambda labels: dj.deep_rfm(X, labels, depth=1, width=8),
+                 lambda labels: dj.prepare(X, labels)):
+        with pytest.raises(ValueError, match="one-hot or .*argmax along axis 1"):
+            call(dj.data.one_hot_pm1(y, 3))
+        with pytest.raises(ValueError, match="integer class labels.*LabelEncoder"):
+            call(strings)
+    with pytest.raises(ValueError, match="y_train holds label 2 but num_classes is 2"):
+        dj.deep_rfm(X, y, depth=1, width=8, num_classes=2)

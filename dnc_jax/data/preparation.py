@@ -24,12 +24,16 @@ def as_class_labels(name: str, y) -> np.ndarray:
     """``y`` as 1-D int64 class labels ``0..C-1``, or one ``ValueError`` naming ``name``
     (integral floats are accepted; negative, fractional or non-finite labels are not)."""
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise ValueError(f"{name} must be 1-D integer class labels; got shape {y.shape} (one-hot "
+                         f"or {{-1, +1}} targets? pass their argmax along axis 1).")
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D integer class labels; got shape {y.shape}.")
     if y.size and not (np.issubdtype(y.dtype, np.integer)
                        or (np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
                            and np.all(y == np.round(y)))):
-        raise ValueError(f"{name} must hold integer class labels 0..C-1; got {y.dtype} values.")
+        raise ValueError(f"{name} must hold integer class labels 0..C-1; got {y.dtype} values "
+                         "(encode other labels first, e.g. sklearn.preprocessing.LabelEncoder).")
     if y.size and y.min() < 0:
         raise ValueError(f"{name} must hold class labels 0..C-1 (>= 0); got {int(y.min())}.")
     return y.astype(np.int64)
@@ -129,7 +133,8 @@ def prepare(
     4. labels to ``{-1, +1}`` one-hot targets.
     """
     X_train = np.asarray(X_train)
-    y_train = np.asarray(y_train)
+    y_train = as_class_labels("y_train", y_train)
+    y_test = None if y_test is None else as_class_labels("y_test", y_test)
     if X_train.shape[0] != y_train.shape[0]:
         raise ValueError(f"X_train has {X_train.shape[0]} rows but y_train has {y_train.shape[0]}.")
     if (X_test is None) != (y_test is None):

@@ -29,6 +29,7 @@ from dnc_jax.nets.mlp import ACTIVATIONS, MLP, Layer, activation_function, forwa
 from dnc_jax.nets.network import Network, head_inputs
 from dnc_jax.precision import matmul
 
+
 def right_singular_step(inputs: jax.Array, W: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(Phi V S, U)`` for ``W = U S V^T`` (thin SVD, float64): ``Phi V S U^T = Phi W^T``.
 

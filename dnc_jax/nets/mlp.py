@@ -15,7 +15,6 @@ lines 623-627: only the layers after the first are re-initialised).
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Literal
 
 import jax
