@@ -25,6 +25,7 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.blocks import pad_rows, row_chunk_sum
 from dnc_jax.kernels import Radial, family_of, kernel_distances
+from dnc_jax.kernels.distances import symmetric_part
 from dnc_jax.precision import einsum, matmul
 from dnc_jax.predictor import (
     KernelPredictor,
@@ -76,6 +77,7 @@ def finish_agop(outer, total, m, centered, diag, normalize, M=None):
         mean_jac = total / m
         A = A - (jnp.sum(mean_jac * mean_jac, axis=0) if A.ndim == 1 else matmul(mean_jac.T, mean_jac))
     if M is not None:  # J = G M with G the metric-free gradient, so J^T J = M G^T G M
+        M = symmetric_part(M)  # the metric's symmetric part, as the distances use
         A = matmul(matmul(M, A), M)
     if diag and A.ndim == 2:
         A = jnp.diagonal(A)

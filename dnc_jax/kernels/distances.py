@@ -31,7 +31,10 @@ def squared_distances(
     Args:
       X: ``(n, d)`` points.
       Z: ``(m, d)`` points.
-      M: optional ``(d, d)`` symmetric PSD metric; identity when ``None``.
+      M: optional ``(d, d)`` PSD metric; identity when ``None``. Only its symmetric part
+        ``(M + M^T) / 2`` defines a distance, and only it is used, so the gradient with
+        respect to ``M`` is symmetric too: a gradient step stays among symmetric matrices
+        (to keep ``M`` PSD as well, optimise a factor ``B`` with ``M = B B^T``).
       near: recompute each row's ``near`` smallest entries by direct difference (exact 0
         for identical rows; relative rather than absolute round-off), at ``O(n near d)``
         extra work and a top-``near`` selection over the ``(n, m)`` block.
@@ -39,6 +42,7 @@ def squared_distances(
     Returns:
       ``(n, m)`` array.
     """
+    M = None if M is None else symmetric_part(M)
     XM = X if M is None else matmul(X, M)
     ZM = Z if M is None else matmul(Z, M)
     xx = jnp.sum(XM * X, axis=1)
@@ -51,6 +55,12 @@ def squared_distances(
         diff_m = diff if M is None else XM[:, None, :] - ZM[idx]
         d2 = d2.at[jnp.arange(X.shape[0])[:, None], idx].set(jnp.sum(diff_m * diff, axis=-1))
     return jnp.maximum(d2, 0.0)
+
+
+def symmetric_part(M: jax.Array) -> jax.Array:
+    """``(M + M^T) / 2``: exact (bit for bit) for a matrix that is already symmetric."""
+    M = jnp.asarray(M)
+    return (M + M.T) / 2.0
 
 
 def safe_sqrt(d2: jax.Array) -> jax.Array:
