@@ -268,6 +268,7 @@ CAUCHY = dj.radial_kernel(lambda t: 1.0 / (1.0 + t ** 2), name="cauchy")
 
 
 def _deep_rfm_save_load_predict(X, y, kernel, tmp_path, **options):
+    options.setdefault("bandwidth", 3.0)  # not the default 2.0: the saved one must be used
     records, model = dj.deep_rfm(X, y, depth=2, width=16, kernel=kernel, return_model=True,
                                  **options)
     path = str(tmp_path / f"model-{dj.kernels.kernel_name(kernel)}.npz")
@@ -413,3 +414,113 @@ def test_the_gradient_with_respect_to_the_metric_is_symmetric(rng):
     # float32 kernel values (relative rounding ~1e-7 per entry, 120 terms) against a
     # float64 central difference (error ~h^2): 1e-3 of the gradient's scale is ample
     np.testing.assert_allclose(g, fd, atol=1e-3 * np.abs(fd).max())
+
+
+# -------------------------------------------------------------- values computed in the test
+
+
+@pytest.mark.parametrize("family", ["laplace", "gaussian", "matern32"])
+def test_a_fit_in_a_metric_equals_a_float64_solve_built_here(rng, family):
+    """``fit(Kernel(family, L, M))`` against a kernel matrix built here in that metric
+    (``k(x, z) = phi(sqrt((x - z)^T M (x - z)) / L)``) and ``numpy.linalg.solve``: the
+    coefficients and the predictions at new points, so the solve and the prediction
+    cannot disagree about ``M`` unnoticed."""
+    profiles = {"laplace": lambda t: np.exp(-t), "gaussian": lambda t: np.exp(-t ** 2 / 2),
+                "matern32": lambda t: (1 + np.sqrt(3) * t) * np.exp(-np.sqrt(3) * t)}
+    X = rng.standard_normal((30, 4))
+    Y = rng.standard_normal((30, 2))
+    Xq = rng.standard_normal((5, 4))
+    B = rng.standard_normal((4, 4))
+    M, L, reg = B @ B.T / 4 + 0.5 * np.eye(4), 1.7, 1e-1
+
+    def gram(P, Q):
+        diff = P[:, None, :] - Q[None, :, :]
+        return profiles[family](np.sqrt(np.einsum("nmi,ij,nmj->nm", diff, M, diff)) / L)
+
+    coefs = np.linalg.solve(gram(X, X) + reg * np.eye(30), Y)
+    f32 = np.float32
+    p = dj.fit(dj.Kernel(family, L, M.astype(f32)), X.astype(f32), Y.astype(f32), reg)
+    # float32 kernel entries (~1e-7 relative) through a system of condition number
+    # ~ (1 + 30) / 0.1 ~ 300: coefficients to ~1e-4 relative, predictions likewise
+    np.testing.assert_allclose(p.coefs, coefs, rtol=0, atol=3e-4 * np.abs(coefs).max())
+    want = gram(Xq, X) @ coefs
+    np.testing.assert_allclose(p.predict(Xq.astype(f32)), want, rtol=0,
+                               atol=3e-4 * np.abs(want).max())
+
+
+def _distance_change_here(old, new, pairs, power):
+    """The adaptive rule's quantity computed here: ``r_p(A) = delta_p^T (A / tr A)^s delta_p``
+    (``s = power``, the power from numpy's ``eigh``), rms change relative to the new rms."""
+    def r(A):
+        A = A / np.trace(A)
+        w, V = np.linalg.eigh((A + A.T) / 2)
+        P = (V * np.clip(w, 0, None) ** power) @ V.T
+        return np.einsum("pi,ij,pj->p", pairs, P, pairs)
+
+    r_old, r_new = r(old), r(new)
+    return np.sqrt(np.mean((r_new - r_old) ** 2)) / np.sqrt(np.mean(r_new ** 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("power", [0.5, 1.5])
+def test_the_adaptive_rule_at_a_metric_power_replayed_with_a_power_computed_here(rng, power):
+    """``adaptive_kernel_agop(power=s)`` stops at the round the rule gives when the metric
+    ``(A / tr A)^s`` is computed in the test (tolerances 1% either side of each round's
+    change), and the two powers' changes differ, so a power ignored would be seen."""
+    from dnc_jax.gradient_outer_product import AUTO_PAIRS, adaptive_kernel_agop, row_order
+
+    X = jnp.asarray(rng.standard_normal((3000, 6)), jnp.float32)
+    Y = jnp.tanh(X[:, :2] @ jnp.asarray(rng.standard_normal((2, 2)), jnp.float32))
+    pred = dj.fit(dj.Kernel("laplace", 3.0), X[:400], Y[:400], 1e-2)
+    order = row_order(3000, 5)
+    pairs = np.asarray(X[order[:AUTO_PAIRS]] - X[order[AUTO_PAIRS:2 * AUTO_PAIRS]], np.float64)
+    counts = [200, 400, 800, 1600, 3000]
+    fixed = [np.asarray(dj.kernel_agop(pred, X, samples=m, seed=5), np.float64) for m in counts]
+    changes = [_distance_change_here(a, b, pairs, power) for a, b in zip(fixed, fixed[1:],
+                                                                          strict=False)]
+    at_one = [_distance_change_here(a, b, pairs, 1.0) for a, b in zip(fixed, fixed[1:],
+                                                                       strict=False)]
+    assert all(abs(c - c1) > 1e-2 * c for c, c1 in zip(changes, at_one, strict=True))
+    for c in changes[:3]:
+        for tol in (1.01 * c, 0.99 * c):
+            assert all(abs(other - tol) > 1e-3 * tol for other in changes)  # a real gap
+            expected = next((counts[k + 1] for k, ck in enumerate(changes) if ck <= tol), 3000)
+            _, used = adaptive_kernel_agop(pred, X, tol=tol, first=200, power=power, seed=5)
+            assert used == expected
+
+
+def test_fit_rfm_judges_its_adaptive_sample_in_the_metric_its_kernel_uses(rng, monkeypatch):
+    """RFM's kernel sees ``x A^p``, so its metric is ``A^(2p)``: the adaptive rule must
+    weigh distances at the power ``2 p`` (computed here), for every ``agop_power``."""
+    import dnc_jax.rfm as rfm_module
+
+    seen = []
+    real = rfm_module.adaptive_kernel_agop
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["power"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rfm_module, "adaptive_kernel_agop", spy)
+    X, y = _small_task(rng, n=60)
+    Y = dj.data.one_hot_pm1(y, 3)
+    for p in (0.25, 0.5, 0.75):
+        seen.clear()
+        dj.fit_rfm(X, Y, iters=2, agop_power=p, agop_samples="auto")
+        assert seen == [2 * p, 2 * p]
+
+
+def test_prepare_scales_both_splits_before_the_statistics(rng):
+    """``input_scale`` multiplies the training and the test split, before the training
+    mean and std (computed here) standardise both."""
+    X = rng.integers(0, 256, (40, 5)).astype(np.float64)
+    Xt = rng.integers(0, 256, (10, 5)).astype(np.float64)
+    y, yt = np.arange(40) % 2, np.arange(10) % 2
+    s = 1 / 255
+    raw = dj.prepare(X, y, Xt, yt, input_scale=s, standardize_features=False)
+    np.testing.assert_allclose(raw.X_train, X * s, rtol=1e-6)
+    np.testing.assert_allclose(raw.X_test, Xt * s, rtol=1e-6)
+    std = dj.prepare(X, y, Xt, yt, input_scale=s)
+    mean, sd = (X * s).mean(0), (X * s).std(0)
+    np.testing.assert_allclose(std.X_train, (X * s - mean) / sd, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std.X_test, (Xt * s - mean) / sd, rtol=1e-5, atol=1e-5)
