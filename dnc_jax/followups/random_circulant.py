@@ -10,7 +10,11 @@ The metric (``random_circulant_metric``), as the script builds it (lines 120-145
   the same with its columns rotated (``rot90``: ``C[i, j] = c[(i + j + 1) mod p]``) for
   ``-``; for ``*`` and ``/`` the same on the nonzero residues in discrete-log order (a
   column of ``p - 1``; ``utils.gen_random_mult_circulant`` / ``gen_random_div_circulant``,
-  lines 59-77, and ``unorder``), zero in the row and column of residue 0;
+  lines 59-77, and ``unorder``), zero in the row and column of residue 0: with ``g`` the
+  smallest primitive root, ``C[g^k, g^l] = c[(k - l) mod (p - 1)]`` for ``*`` and
+  ``c[(k + l - 1) mod (p - 1)]`` for ``/`` (the script puts the rotated circulant at rows
+  and columns ``1 .. p - 1`` and ``unorder`` sends position ``k`` to ``g^k``, which shifts
+  both indices by one: the rotation's ``+ 1`` becomes ``- 1``);
 - ``M = [[I - 11^T/p, C], [C^T, I - 11^T/p]]`` (``2p x 2p``), and the metric the kernel
   sees is ``real(sqrtm(M))`` (line 145). ``M`` is symmetric but not PSD (``C``'s spectrum
   pushes some eigenvalues below 0). On its positive eigenspace ``real(sqrtm(M))`` is
@@ -61,7 +65,10 @@ def random_circulant_block(p: int, op: str, rng: np.random.Generator,
     column = rng.uniform(size=n)
     column -= column.mean()
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    circ = column[(i - j) % n] if op in ("+", "*") else column[(i + j + 1) % n]
+    if op in ("+", "*"):
+        circ = column[(i - j) % n]
+    else:  # rot90 of the circulant; the discrete-log order shifts both indices (docstring)
+        circ = column[(i + j + 1) % n] if op == "-" else column[(i + j - 1) % n]
     C = np.zeros((p, p))
     C[np.ix_(idx, idx)] = circ
     return C
