@@ -524,3 +524,24 @@ def test_prepare_scales_both_splits_before_the_statistics(rng):
     mean, sd = (X * s).mean(0), (X * s).std(0)
     np.testing.assert_allclose(std.X_train, (X * s - mean) / sd, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(std.X_test, (Xt * s - mean) / sd, rtol=1e-5, atol=1e-5)
+
+
+def test_a_radial_kernel_reads_the_numbers_its_profile_closes_over(rng):
+    """A family is static under jit: compared by its profile's identity it once kept the
+    first value of a number the profile reads. It is compared by the profile's program
+    now: a fit after the number changes equals one with the number written in; arrays
+    closed over are refused (no key can hold their values)."""
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    Y = X[:, :1]
+    scale = 2.0
+    family = dj.radial_kernel(lambda t: 1.0 / (1.0 + scale * t ** 2), name="cauchy")
+    first = dj.fit(dj.Kernel(family, 1.0), X, Y).predict(X)
+    scale = 3.0
+    again = dj.fit(dj.Kernel(family, 1.0), X, Y).predict(X)
+    fixed = dj.radial_kernel(lambda t: 1.0 / (1.0 + 3.0 * t ** 2), name="cauchy")
+    np.testing.assert_array_equal(again, dj.fit(dj.Kernel(fixed, 1.0), X, Y).predict(X))
+    assert not np.allclose(first, again)
+    assert family == fixed and hash(family) == hash(fixed)
+    weights = jnp.ones(())
+    with pytest.raises(ValueError, match="must not close over arrays"):
+        dj.radial_kernel(lambda t: weights * jnp.exp(-t))
