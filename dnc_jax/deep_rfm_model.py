@@ -33,6 +33,7 @@ from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
 from dnc_jax.options import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
+from dnc_jax.programs import StaticFunction
 from dnc_jax.records import atomic_save_npz, load_npz
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
@@ -172,7 +173,8 @@ class DeepRFM:
         rows, mesh = self._rows(X, mesh)
         for spec in self.layers[:layer]:
             unit = _unit_rows_on_mesh(rows.data, mesh)
-            rows = Rows(_layer_map(unit, spec.root, spec.weights, spec.phases, spec.features,
+            rows = Rows(_layer_map(unit, spec.root, spec.weights, spec.phases,
+                                   static_features(spec.features),
                                    rows.n, mesh)[1], rows.n)
         return rows if isinstance(X, Rows) else rows.valid()
 
@@ -345,6 +347,15 @@ def random_features(P: jax.Array, W: jax.Array, b: jax.Array,
 _unit_rows = jax.jit(unit_rows)
 
 
+def static_features(features: str | Callable) -> str | StaticFunction:
+    """A feature map as ``_layer_map``'s static argument: a name as it is; a user's
+    function compared by the program it traces to (``programs.StaticFunction``), never by
+    its identity (a closure over a changed number would keep its first program)."""
+    if isinstance(features, str):
+        return features
+    return StaticFunction(features, jax.ShapeDtypeStruct((2, 3), jnp.float32))
+
+
 @functools.partial(jax.jit, static_argnames=("mesh",))
 def _unit_rows_on_mesh(X: jax.Array, mesh: Mesh) -> jax.Array:
     """``unit_rows`` of row-sharded ``X``, in blocks of ``MAP_BLOCK`` rows on each device."""
@@ -352,7 +363,7 @@ def _unit_rows_on_mesh(X: jax.Array, mesh: Mesh) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("features", "n", "mesh"))
-def _layer_map(X: jax.Array, root: jax.Array, W: jax.Array, b: jax.Array, features: str,
+def _layer_map(X: jax.Array, root: jax.Array, W: jax.Array, b: jax.Array, features: str | StaticFunction,
                n: int, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     """``(X M^(1/2), random_features(X M^(1/2)))`` of row-sharded ``X`` (``root`` is
     ``M^(1/2)``), in blocks of ``MAP_BLOCK`` rows; rows past the first ``n`` (padding) of
@@ -496,7 +507,8 @@ def deep_rfm_layers(
         evals, evecs = psd_eigh(M)
         root = jnp.asarray(power_from_eigh(evals, evecs, 0.5), dtype)
         W, b = random_weights(jax.random.fold_in(key, layer), X.shape[1], config)
-        projected, X_next = _layer_map(X.data, root, W, b, config.features, X.n, mesh)
+        features = static_features(config.features)
+        projected, X_next = _layer_map(X.data, root, W, b, features, X.n, mesh)
         X_next.block_until_ready()
         tic_metrics = time.perf_counter()
         map_seconds = tic_metrics - tic - fit_seconds
@@ -514,7 +526,7 @@ def deep_rfm_layers(
             refit = _refit_accuracies(Rows(projected, X.n), Y, y_rows, Xt, root, yt_rows,
                                       config, mesh)
         if Xt is not None:
-            Xt = Rows(_layer_map(Xt.data, root, W, b, config.features, Xt.n, mesh)[1], Xt.n)
+            Xt = Rows(_layer_map(Xt.data, root, W, b, features, Xt.n, mesh)[1], Xt.n)
         input_dim = int(X.shape[1])
         X = Rows(X_next, X.n)
         seconds = time.perf_counter() - tic

@@ -94,3 +94,81 @@ def trace_program(f: Callable, x, args: tuple) -> tuple[Program, list, list]:
         raise ValueError(f"f must return one array per example; it returns "
                          f"{len(closed.out_avals)} arrays.")
     return Program(closed.jaxpr, program_key(closed.jaxpr)), list(closed.consts), leaves
+
+
+def function_key(fn: Callable, *examples: jax.ShapeDtypeStruct) -> tuple:
+    """The key of the program ``fn`` traces to at ``examples``, re-traced at each call (a
+    number ``fn`` closes over is read then), or ``ValueError`` when it closes over arrays,
+    whose values no key can hold."""
+    closed = jax.make_jaxpr(lambda *args: fn(*args))(*examples)  # fresh: no trace cache
+    if closed.consts:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise ValueError(f"{name} must not close over arrays (their values would be fixed at "
+                         "its first compilation): write numbers into it, or pass arrays as "
+                         "arguments where the function takes them.")
+    return program_key(closed.jaxpr)
+
+
+class StaticFunction:
+    """A user's function as a static argument of a jitted function, made at each use:
+    equal to another when both traced to the same program at ``example`` when made
+    (``function_key``), so neither its identity nor a stale closure decides which
+    compiled program runs."""
+
+    def __init__(self, fn: Callable, example: jax.ShapeDtypeStruct):
+        self.fn = fn
+        # read now: a key that changed while a cache holds it would break the cache (a
+        # value is made at each use, just before the call that traces it)
+        self.key = function_key(fn, example)
+
+    def __eq__(self, other):
+        return isinstance(other, StaticFunction) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+class ElementwiseProgram:
+    """A scalar function ``phi(t)``, applied elementwise, frozen as the programs it traces
+    to at a float32 and a float64 scalar **when it is made**: what it closes over is read
+    once, then, and the value compares (and hashes) by those programs, so a jit cache can
+    neither mix programs of two readings nor key on the function's identity. Arrays it
+    closes over are refused (``ValueError``). Inputs of other float dtypes run through the
+    float32 program."""
+
+    def __init__(self, fn: Callable, name: str):
+        from jax.extend.core import jaxpr_as_fun
+
+        self.name = name
+        self._programs = {}
+        keys = []
+        for dtype in (np.float32, np.float64):
+            with jax.enable_x64(dtype == np.float64):
+                closed = jax.make_jaxpr(lambda t: fn(t))(jax.ShapeDtypeStruct((), dtype))
+            if closed.consts:
+                raise ValueError(f"{name} must not close over arrays (their values would be "
+                                 "fixed when it is made): write numbers into it, or use the "
+                                 "kernel's bandwidth and metric.")
+            if len(closed.out_avals) != 1 or closed.out_avals[0].shape != ():
+                raise ValueError(f"{name} must map a scalar to one scalar.")
+            self._programs[np.dtype(dtype)] = jaxpr_as_fun(closed)
+            keys.append(program_key(closed.jaxpr))
+        self.key = tuple(keys)
+
+    def __eq__(self, other):
+        return isinstance(other, ElementwiseProgram) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __call__(self, t):
+        import jax.numpy as jnp
+
+        t = jnp.asarray(t)
+        program_dtype = np.dtype(np.float64) if t.dtype == np.float64 else np.dtype(np.float32)
+        program = self._programs[program_dtype]
+        flat = jax.vmap(lambda s: program(s)[0])(t.reshape(-1).astype(program_dtype))
+        return flat.reshape(t.shape).astype(t.dtype)

@@ -526,22 +526,49 @@ def test_prepare_scales_both_splits_before_the_statistics(rng):
     np.testing.assert_allclose(std.X_test, (Xt * s - mean) / sd, rtol=1e-5, atol=1e-5)
 
 
-def test_a_radial_kernel_reads_the_numbers_its_profile_closes_over(rng):
-    """A family is static under jit: compared by its profile's identity it once kept the
-    first value of a number the profile reads. It is compared by the profile's program
-    now: a fit after the number changes equals one with the number written in; arrays
-    closed over are refused (no key can hold their values)."""
+def test_a_radial_family_is_the_profile_it_was_made_from(rng):
+    """A family is static under jit: held by its profile's identity, a number the profile
+    reads could change under a compiled program (its first value kept by some programs,
+    the new one used by others). The family is a value now: the profile is read when the
+    family is made; a later change needs a new family, which then gives the new kernel;
+    families made from the same body are equal; arrays closed over are refused."""
     X = rng.standard_normal((20, 3)).astype(np.float32)
     Y = X[:, :1]
     scale = 2.0
     family = dj.radial_kernel(lambda t: 1.0 / (1.0 + scale * t ** 2), name="cauchy")
     first = dj.fit(dj.Kernel(family, 1.0), X, Y).predict(X)
     scale = 3.0
-    again = dj.fit(dj.Kernel(family, 1.0), X, Y).predict(X)
-    fixed = dj.radial_kernel(lambda t: 1.0 / (1.0 + 3.0 * t ** 2), name="cauchy")
-    np.testing.assert_array_equal(again, dj.fit(dj.Kernel(fixed, 1.0), X, Y).predict(X))
-    assert not np.allclose(first, again)
-    assert family == fixed and hash(family) == hash(fixed)
+    np.testing.assert_array_equal(dj.fit(dj.Kernel(family, 1.0), X, Y).predict(X), first)
+    np.testing.assert_array_equal(dj.fit(dj.Kernel(family, 1.0), X[:15], Y[:15]).predict(X),
+                                  dj.fit(dj.Kernel(dj.radial_kernel(
+                                      lambda t: 1.0 / (1.0 + 2.0 * t ** 2), name="cauchy"),
+                                      1.0), X[:15], Y[:15]).predict(X))  # new shapes, same
+    remade = dj.radial_kernel(lambda t: 1.0 / (1.0 + scale * t ** 2), name="cauchy")
+    written = dj.radial_kernel(lambda t: 1.0 / (1.0 + 3.0 * t ** 2), name="cauchy")
+    assert remade == written and hash(remade) == hash(written) and remade != family
+    t = np.linspace(0.0, 3.0, 7, dtype=np.float32)
+    np.testing.assert_allclose(remade.profile(t), 1.0 / (1.0 + 3.0 * t ** 2), rtol=1e-6)
     weights = jnp.ones(())
     with pytest.raises(ValueError, match="must not close over arrays"):
         dj.radial_kernel(lambda t: weights * jnp.exp(-t))
+
+
+def test_a_custom_feature_map_reads_the_numbers_it_closes_over(rng):
+    """Deep RFM's feature map is a static argument of its jitted map: compared by identity
+    it kept the first value of a number its function reads."""
+    X, y = _small_task(rng, n=30)
+    slope = 1.0
+
+    def leaky(pre):
+        return jnp.where(pre > 0, pre, slope * 0.1 * pre)
+
+    first = np.asarray(dj.deep_rfm(X, y, depth=1, width=8, features=leaky,
+                                   return_model=True)[1].transform(X))
+    slope = 2.0
+    again = np.asarray(dj.deep_rfm(X, y, depth=1, width=8, features=leaky,
+                                   return_model=True)[1].transform(X))
+    written = np.asarray(dj.deep_rfm(
+        X, y, depth=1, width=8, features=lambda pre: jnp.where(pre > 0, pre, 0.2 * pre),
+        return_model=True)[1].transform(X))
+    np.testing.assert_array_equal(again, written)
+    assert not np.array_equal(first, again)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from dnc_jax.kernels.arccos import ArcCosine
 from dnc_jax.kernels.distances import NEAR_PAIRS, safe_sqrt, squared_distances, zero_or_nan
 from dnc_jax.precision import matmul
-from dnc_jax.programs import program_key
+from dnc_jax.programs import ElementwiseProgram
 
 
 def _laplace_values(d2, L):
@@ -83,14 +83,14 @@ def matern52_profile(t):
     return (1.0 + SQRT5 * t + 5.0 * t**2 / 3.0) * jnp.exp(-SQRT5 * t)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class Radial:
     """A radial kernel family ``k(x, z) = profile(||x - z||_M / L)``.
 
-    Static under ``jit`` (part of the program), and compared by what it computes, not by
-    the identity of its profile: two families are equal when their profiles trace to the
-    same program (``profile_key``), re-traced at every comparison, so a profile that reads
-    a Python number it closes over gives a new program when that number changes.
+    Static under ``jit`` (part of the program). A user's profile is held as the programs
+    it traced to when the family was made (``programs.ElementwiseProgram``): families
+    compare by those programs, not by the identity of a function whose closure could
+    change under a compiled program.
 
     Attributes:
       name: what records and errors call it.
@@ -106,15 +106,6 @@ class Radial:
     steep: bool
     values: Callable | None = None
     weights: Callable | None = None
-
-    def _key(self) -> tuple:
-        return self.name, self.steep, self.values, self.weights, profile_key(self.profile)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Radial) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def kernel_values(self, d2: jax.Array, bandwidth) -> jax.Array:
         """``k`` from squared distances ``d2`` (any shape); NaN for a bandwidth that is
@@ -160,25 +151,6 @@ class Quadratic:
         return 3.0 * matmul(X, Z.T) ** 2
 
 
-_BUILT_IN_PROFILES = (laplace_profile, gaussian_profile, matern32_profile, matern52_profile)
-
-
-def profile_key(profile: Callable) -> object:
-    """What identifies a radial profile as a program: a built-in profile itself; a user's,
-    the key of the program it traces to at a float32 scalar (``programs.program_key``),
-    or ``ValueError`` when it closes over arrays, whose values no key can hold (write the
-    numbers into the profile, or pass them as the bandwidth or metric)."""
-    if any(profile is known for known in _BUILT_IN_PROFILES):
-        return profile
-    # a fresh function per trace: make_jaxpr caches traces by the function it is given
-    closed = jax.make_jaxpr(lambda t: profile(t))(jax.ShapeDtypeStruct((), jnp.float32))
-    if closed.consts:
-        raise ValueError("a radial profile must not close over arrays (their values would be "
-                         "fixed at its first compilation): use numbers written into it, or "
-                         "the kernel's bandwidth and metric.")
-    return program_key(closed.jaxpr)
-
-
 LAPLACE = Radial("laplace", laplace_profile, True, _laplace_values, _laplace_weights)
 GAUSSIAN = Radial("gaussian", gaussian_profile, False, _gaussian_values, _gaussian_weights)
 MATERN32 = Radial("matern32", matern32_profile, False)
@@ -200,10 +172,11 @@ def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
     ``vmap`` and ``grad``.
 
     Its AGOP is in closed form from ``phi'`` (autodiff of the profile, elementwise). The
-    profile must be a JAX-traceable elementwise function of ``t`` alone (numbers it closes
-    over are read at each use; arrays are refused); ``name`` defaults to its ``__name__``.
-    Families compare by the program their profile traces to, so a new lambda with the same
-    body reuses the compiled programs.
+    profile must be a JAX-traceable elementwise function of ``t`` alone. It is read once,
+    here: the family holds the programs it traces to (numbers it closes over are fixed
+    now, so call ``radial_kernel`` again after changing one; arrays are refused), and
+    families compare by those programs, so a new lambda with the same body reuses the
+    compiled programs. ``name`` defaults to the profile's ``__name__``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -220,8 +193,8 @@ def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
         raise ValueError(f"profile must be a JAX-traceable function of t: {err}") from err
     if jnp.shape(at_zero) != ():
         raise ValueError(f"profile must map a scalar t to a scalar; got shape {jnp.shape(at_zero)}.")
-    profile_key(profile)  # ValueError for a profile that closes over arrays
-    return Radial(str(name or getattr(profile, "__name__", "radial")), profile, bool(slope != 0))
+    name = str(name or getattr(profile, "__name__", "radial"))
+    return Radial(name, ElementwiseProgram(profile, f"the profile of {name}"), bool(slope != 0))
 
 
 def family_of(kernel: str | Family) -> Family:
