@@ -26,7 +26,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
-from dnc_jax.data import as_class_labels, one_hot_pm1
+from dnc_jax.data import Standardization, as_class_labels, one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import KERNELS, Family, family_of, kernel_name
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
@@ -135,7 +135,8 @@ class DeepRFMLayer:
     features: str | Callable[[jax.Array], jax.Array]
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["layers"], meta_fields=[])
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["layers", "preparation"],
+                   meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class DeepRFM:
     """A fitted Deep RFM as a model (a pytree of its layers) that maps new data.
@@ -144,13 +145,16 @@ class DeepRFM:
     (``X_0 = X``, ``X_{l+1} = map_l(unit(X_l) M_l^(1/2))``); ``predict(X, l)`` the outputs
     of layer ``l``'s kernel predictor on ``unit(X_l)`` (the record's accuracies). Rows go
     through the run's fixed-size blocks, so the training rows reproduce the run's features
-    bit for bit. ``X`` is prepared as the training data was (``prepare``). The model is a
+    bit for bit. Which rows it takes: with ``preparation`` (the ``Standardization`` of
+    ``prepare``, kept by ``deep_rfm(..., preparation=...)``) raw rows, which it prepares as
+    the training rows were; without, rows already prepared. The model is a
     pytree, but ``transform`` and ``predict`` are shell functions (rows placed on a mesh,
     host checks): call them outside ``jit``; the pieces they use (``kernel_matrix``,
     ``KernelPredictor.predict``) compose with the transformations.
     """
 
     layers: tuple[DeepRFMLayer, ...]
+    preparation: Standardization | None = None
 
     @property
     def depth(self) -> int:
@@ -204,6 +208,8 @@ class DeepRFM:
         # there), else one device
         mesh = check_mesh(self.layers[0].predictor.mesh if mesh is None else mesh)
         dtype = self.layers[0].root.dtype
+        if self.preparation is not None:  # raw rows, prepared as the training rows were
+            X = self.preparation.apply(np.asarray(X))
         X = _checks.as_float_matrix("X", X, dtype=dtype)
         if X.shape[1] != self.layers[0].root.shape[0]:
             raise ValueError(f"X has {X.shape[1]} features; the model takes "
@@ -211,11 +217,18 @@ class DeepRFM:
         return as_rows(X, mesh, dtype=dtype), mesh
 
     def save(self, path: str) -> None:
-        """Write the model to ``path`` (``.npz``, written atomically). A custom feature
-        map is saved by name only: pass the function again to ``load``."""
+        """Write the model to ``path`` (``.npz``, written atomically), its preparation
+        with it. A custom feature map is saved by name only: pass the function again to
+        ``load``."""
         arrays: dict[str, np.ndarray] = {}
         for l, spec in enumerate(self.layers):
             arrays |= {f"{l}/{k}": v for k, v in layer_arrays(spec).items()}
+        if self.preparation is not None:
+            prep = self.preparation
+            arrays |= {f"{PREPARATION}/input_scale": np.asarray(prep.input_scale)}
+            if prep.mean is not None and prep.std is not None:
+                arrays |= {f"{PREPARATION}/mean": np.asarray(prep.mean),
+                           f"{PREPARATION}/std": np.asarray(prep.std)}
         atomic_save_npz(path, **arrays)
 
     @classmethod
@@ -241,13 +254,20 @@ class DeepRFM:
                     layers.append(layer_from_arrays(dict(data), features, kernel))
             return cls(tuple(layers))
         with load_npz(path, "a DeepRFM model (DeepRFM.save)") as data:
-            depth = len({key.split("/")[0] for key in data.files})
+            depth = len({key.split("/")[0] for key in data.files} - {PREPARATION})
+            preparation = None
+            if f"{PREPARATION}/input_scale" in data.files:
+                stats = [data[f"{PREPARATION}/{k}"] if f"{PREPARATION}/{k}" in data.files
+                         else None for k in ("mean", "std")]
+                preparation = Standardization(
+                    *stats, float(data[f"{PREPARATION}/input_scale"]))
             return cls(tuple(layer_from_arrays(
                 {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
-                features, kernel) for l in range(depth)))
+                features, kernel) for l in range(depth)), preparation)
 
 
 MODEL_FOLDER = "model"
+PREPARATION = "preparation"  # the saved Standardization's keys: preparation/mean, ...
 CUSTOM = "custom:"
 
 
@@ -550,6 +570,7 @@ def deep_rfm(
     num_classes: int | None = None,
     on_layer: Callable[[LayerRecord], None] | None = None,
     return_model: bool = False,
+    preparation: Standardization | None = None,
     **options: Any,
 ) -> list[LayerRecord] | tuple[list[LayerRecord], DeepRFM]:
     """Deep RFM on prepared data (see the module docstring; ``prepare`` does the paper's
@@ -566,6 +587,8 @@ def deep_rfm(
       on_layer: called with each layer's record as it completes.
       return_model: also return the fitted ``DeepRFM`` (it holds each layer's kernel
         predictor, whose centres are that layer's training features).
+      preparation: ``prepare(...).standardization``: kept with the model, whose
+        ``transform`` and ``predict`` then take raw rows (saved and loaded with it).
 
     Returns:
       One ``LayerRecord`` per layer: ``layer``, ``input_dim``, ``CollapseMetrics`` at
@@ -586,4 +609,4 @@ def deep_rfm(
             layers.append(state.fitted)
         if on_layer is not None:
             on_layer(record)
-    return (records, DeepRFM(tuple(layers))) if return_model else records
+    return (records, DeepRFM(tuple(layers), preparation)) if return_model else records

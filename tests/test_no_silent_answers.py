@@ -572,3 +572,28 @@ def test_a_custom_feature_map_reads_the_numbers_it_closes_over(rng):
         return_model=True)[1].transform(X))
     np.testing.assert_array_equal(again, written)
     assert not np.array_equal(first, again)
+
+
+def test_a_model_keeps_its_preparation_and_takes_raw_rows(rng, tmp_path):
+    """``prepare`` kept no mean or std, so a fitted model could not take raw new data: the
+    ``Standardization`` it returns maps raw rows as the training rows were (checked with a
+    mean and std computed here), and a model that keeps it predicts raw rows as the
+    prepared ones, also after save and load."""
+    X = rng.normal(3.0, 5.0, (40, 6))
+    y = np.arange(40) % 3
+    X[np.arange(40), y] += 10.0
+    Xt = rng.normal(3.0, 5.0, (8, 6))
+    data = dj.prepare(X, y, Xt, np.arange(8) % 3, input_scale=0.5)
+    mean, std = (0.5 * X).mean(0), (0.5 * X).std(0)
+    np.testing.assert_allclose(data.standardization.apply(Xt), (0.5 * Xt - mean) / std,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(data.standardization.apply(Xt), data.X_test)
+    _, model = dj.deep_rfm(data.X_train, data.y_train, depth=1, width=8, return_model=True,
+                           preparation=data.standardization)
+    _, bare = dj.deep_rfm(data.X_train, data.y_train, depth=1, width=8, return_model=True)
+    np.testing.assert_array_equal(np.asarray(model.predict(Xt)),
+                                  np.asarray(bare.predict(data.X_test)))
+    path = str(tmp_path / "prepared.npz")
+    model.save(path)
+    np.testing.assert_array_equal(np.asarray(dj.DeepRFM.load(path).predict(Xt)),
+                                  np.asarray(model.predict(Xt)))

@@ -37,6 +37,7 @@ from dnc_jax.data.npz import (
 from dnc_jax.data.preparation import (
     TEST_STATISTICS,
     PreparedData,
+    Standardization,
     apply_standardization,
     as_class_labels,
     balanced_indices,
@@ -78,6 +79,7 @@ __all__ = [
     "TFDS",
     "DatasetNotPreparedError",
     "PreparedData",
+    "Standardization",
     "apply_standardization",
     "as_class_labels",
     "balanced_indices",

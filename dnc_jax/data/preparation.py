@@ -8,8 +8,29 @@ from typing import NamedTuple
 import numpy as np
 
 
+class Standardization(NamedTuple):
+    """What ``prepare`` did to the training features, to do again to new raw rows:
+    ``x -> (input_scale x - mean) / std`` per feature (``std = 0``: the feature is 0).
+    ``mean``, ``std``: ``(d,)`` float64 (``None`` when ``prepare`` did not standardise)."""
+
+    mean: np.ndarray | None
+    std: np.ndarray | None
+    input_scale: float = 1.0
+
+    def apply(self, X) -> np.ndarray:
+        """Raw rows ``(m, d)`` prepared as the training rows were, float32."""
+        X = np.asarray(X, dtype=np.float64) * self.input_scale
+        if self.mean is None or self.std is None:
+            return X.astype(np.float32)
+        if X.ndim != 2 or X.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"X must be (m, {self.mean.shape[0]}) raw rows; got shape {X.shape}.")
+        return apply_standardization(X, self.mean, self.std)
+
+
 class PreparedData(NamedTuple):
-    """Output of ``prepare``: standardised features, ``{-1,+1}`` targets, integer labels."""
+    """Output of ``prepare``: standardised features, ``{-1,+1}`` targets, integer labels,
+    and the ``Standardization`` that maps new raw rows as the training rows were mapped
+    (``deep_rfm(..., preparation=data.standardization)`` keeps it with the model)."""
 
     X_train: np.ndarray  # (n, d) float32
     Y_train: np.ndarray  # (n, C) float32 in {-1, +1}
@@ -18,6 +39,7 @@ class PreparedData(NamedTuple):
     Y_test: np.ndarray | None
     y_test: np.ndarray | None
     num_classes: int
+    standardization: Standardization | None = None
 
 
 def as_class_labels(name: str, y) -> np.ndarray:
@@ -149,7 +171,9 @@ def prepare(
             raise ValueError(f"n={n} must be between 1 and the {X_train.shape[0]} training samples.")
         keep = balanced_indices(y_train, n, seed) if balanced else np.arange(n)
         X_train, y_train = X_train[keep], y_train[keep]
+    mean = std = None
     if standardize_features:
+        mean, std = feature_statistics(X_train)
         X_train, X_test = standardize(X_train, X_test, test_statistics=test_statistics)
     if sort_by_class:
         order = np.argsort(y_train, kind="stable")
@@ -163,4 +187,5 @@ def prepare(
         None if y_test is None else one_hot_pm1(y_test, C),
         None if y_test is None else np.asarray(y_test).astype(np.int64),
         C,
+        Standardization(mean, std, float(input_scale)),
     )
