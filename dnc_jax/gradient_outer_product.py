@@ -205,8 +205,18 @@ def agop(
     X, batch_size, normalize = _check_options(X, batch_size, normalize)
     program, consts, leaves = trace_program(f, jax.ShapeDtypeStruct(X.shape[1:], X.dtype), args)
     forward = int(np.prod(program.jaxpr.outvars[0].aval.shape)) > X.shape[1]
-    return _agop_autodiff(program, tuple(consts), X, tuple(leaves), batch_size, centered, diag,
-                          normalize, forward)
+    A = _agop_autodiff(program, tuple(consts), X, tuple(leaves), batch_size, centered, diag,
+                       normalize, forward)
+    return nan_unless_finite(X, A)
+
+
+def nan_unless_finite(X, A: jax.Array) -> jax.Array:
+    """``A``, or NaN when traced points ``X`` hold a NaN or an infinity (eager ``X`` was
+    checked at the entry): a Jacobian at an infinite point can be finite (a saturated
+    ``tanh``), which no average over the points should hide."""
+    if not _checks.is_traced(X):
+        return A
+    return _checks.nan_unless(jnp.isfinite(X).all(), A)
 
 
 def gradient_weights(d2: jax.Array, kernel, bandwidth):
@@ -516,7 +526,8 @@ def kernel_agop(
     if mesh is None:
         assert not isinstance(X, Rows)  # Rows set the mesh above
         X = X.astype(predictor.centers.dtype)
-        return _kernel_agop(predictor, X, batch_size, centered, diag, normalize)
+        return nan_unless_finite(X, _kernel_agop(predictor, X, batch_size, centered, diag,
+                                                 normalize))
     rows = as_rows(X, mesh, dtype=predictor.centers.dtype)
     return _kernel_agop_sharded(on_mesh(predictor, mesh), rows.data, mesh, rows.n, batch_size,
                                 centered, diag, normalize)
@@ -600,7 +611,9 @@ def matrix_power(M: ArrayLike, s: float) -> jax.Array:
     """``M^s`` of a symmetric PSD matrix through ``eigh`` in float64 (negative eigenvalues clipped).
 
     Under ``jax.jit``, ``vmap`` or ``grad`` (a traced ``M`` or ``s``) the same formula runs
-    in JAX in ``M``'s dtype (float64 only with x64 on); eagerly, in numpy float64.
+    in JAX in ``M``'s dtype (float64 only with x64 on), and an ``M`` holding a NaN or an
+    infinity gives NaN (``dnc_jax.checked`` reports it); eagerly, in numpy float64, and
+    such an ``M`` is a ``ValueError``.
 
     Args:
       M: ``(d, d)``.
@@ -610,7 +623,9 @@ def matrix_power(M: ArrayLike, s: float) -> jax.Array:
       ``(d, d)`` in ``M``'s float dtype.
     """
     if _checks.is_traced(M, s):
-        return _traced_matrix_power(jnp.asarray(M), s)
+        M = jnp.asarray(M)
+        _checks.check_finite("M", M)
+        return _checks.nan_unless(jnp.isfinite(M).all(), _traced_matrix_power(M, s))
     dtype = np.asarray(M).dtype
     dtype = jax.dtypes.canonicalize_dtype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
     return jnp.asarray(power_from_eigh(*psd_eigh(M), s), dtype=dtype)

@@ -54,7 +54,8 @@ def squared_distances(
         diff = X[:, None, :] - Z[idx]
         diff_m = diff if M is None else XM[:, None, :] - ZM[idx]
         d2 = d2.at[jnp.arange(X.shape[0])[:, None], idx].set(jnp.sum(diff_m * diff, axis=-1))
-    return jnp.maximum(d2, 0.0)
+    # an infinite input (or an overflow) has no distance: NaN, not a kernel value of 0
+    return jnp.where(jnp.isinf(d2), jnp.nan, jnp.maximum(d2, 0.0))
 
 
 def symmetric_part(M: jax.Array) -> jax.Array:

@@ -57,10 +57,11 @@ SQRT3, SQRT5 = 3.0**0.5, 5.0**0.5
 
 
 def valid_bandwidth(bandwidth):
-    """``bandwidth``, or NaN where it is not positive: a kernel with ``L <= 0`` is
-    undefined, and ``exp(-r / L)`` would otherwise grow with the distance."""
+    """``bandwidth``, or NaN where it is not a positive finite number: a kernel with
+    ``L <= 0`` is undefined (``exp(-r / L)`` would grow with the distance), and ``L = inf``
+    would make every entry 1."""
     bandwidth = jnp.asarray(bandwidth)
-    return jnp.where(bandwidth > 0, bandwidth, jnp.nan)
+    return jnp.where(jnp.isfinite(bandwidth) & (bandwidth > 0), bandwidth, jnp.nan)
 
 
 def laplace_profile(t):

@@ -18,12 +18,15 @@ decisions (no memory check, no retries, no timing), so it composes with ``jax.ji
 
 Cholesky and CG hold ``K`` (``n x n``) in memory; Nyström ``K_nm`` (``n x m``). The shell
 (``fit_kernel_ridge``) chooses the solver by memory, shards, retries an indefinite float32
-matrix in float64 and checks the result; ``fit`` cannot raise on values: a system that is
-not positive definite gives NaN coefficients under Cholesky, and an unconverged CG gives
-its last iterate.
+matrix in float64 and checks the result. Traced, ``fit`` cannot raise on values: NaN or
+infinite inputs, a ridge that is negative and a bandwidth that is not positive give NaN
+coefficients (``dnc_jax.checked`` reports them as errors), a system that is not positive
+definite gives NaN coefficients under Cholesky, and an unconverged CG its last iterate.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +104,16 @@ def fit(
       (2, 20, 1)
     """
     X, Y = checked_inputs(kernel, X, Y, reg)
+    predictor = _fit(kernel, X, Y, reg, solver, tol, max_iter, centers)
+    # a traced ridge that is negative or not finite: NaN coefficients, never a solve of
+    # another system (an eager one was refused above)
+    ridge = jnp.asarray(reg)
+    return dataclasses.replace(predictor, coefs=_checks.nan_unless(
+        jnp.isfinite(ridge) & (ridge >= 0), predictor.coefs))
+
+
+def _fit(kernel, X, Y, reg, solver, tol, max_iter, centers) -> KernelPredictor:
+    """``fit`` on checked inputs."""
     if solver not in CORE_SOLVERS:
         raise ValueError(f"solver must be one of {CORE_SOLVERS}; got {solver!r}.")
     bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
