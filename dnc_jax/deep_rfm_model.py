@@ -257,10 +257,10 @@ class DeepRFM:
             depth = len({key.split("/")[0] for key in data.files} - {PREPARATION})
             preparation = None
             if f"{PREPARATION}/input_scale" in data.files:
-                stats = [data[f"{PREPARATION}/{k}"] if f"{PREPARATION}/{k}" in data.files
-                         else None for k in ("mean", "std")]
-                preparation = Standardization(
-                    *stats, float(data[f"{PREPARATION}/input_scale"]))
+                mean, std = (data[f"{PREPARATION}/{k}"] if f"{PREPARATION}/{k}" in data.files
+                             else None for k in ("mean", "std"))
+                preparation = Standardization(mean, std,
+                                              float(data[f"{PREPARATION}/input_scale"]))
             return cls(tuple(layer_from_arrays(
                 {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
                 features, kernel) for l in range(depth)), preparation)
