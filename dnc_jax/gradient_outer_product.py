@@ -328,7 +328,7 @@ def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, norm
                 predictor,
                 lambda c, a: centre_gradients(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
                 centers, coefs, p)
-            return G * mb[:, None, None]
+            return jnp.where(mb[:, None, None] > 0, G, 0.0)  # padding rows: 0, even if NaN
 
         sums = jacobian_sums(jac_fn, (X_local, mask), batch_size or rows, centered, diag_sums)
         return jax.lax.psum(sums, DATA)

@@ -597,3 +597,32 @@ def test_a_model_keeps_its_preparation_and_takes_raw_rows(rng, tmp_path):
     model.save(path)
     np.testing.assert_array_equal(np.asarray(dj.DeepRFM.load(path).predict(Xt)),
                                   np.asarray(model.predict(Xt)))
+
+
+@pytest.mark.parametrize("family", ["relu_ntk", "l1_laplace", "quadratic"])
+def test_a_non_radial_kernel_agop_on_four_devices_equals_one_device(rng, family):
+    """The autodiff AGOP of a kernel without a closed form, on a mesh (replicated centres,
+    and centres sharded by a CG fit on the mesh: a ring over the shards) equals the
+    one-device ``vmap(jacrev)`` of the predictor, computed here in float64."""
+    X, _, Y = _data_for_agop(rng)
+    mesh = dj.data_mesh("all")
+    one = dj.fit(dj.Kernel(family, 2.0), X, Y, 1e-1)
+    J = np.asarray(jax.vmap(jax.jacrev(one.predict_one))(jnp.asarray(X)), np.float64)
+    want = np.einsum("ncd,nce->de", J, J) / X.shape[0]
+    tol = dict(rtol=1e-4, atol=1e-5 * np.abs(want).max())  # float32 sums in another order
+    np.testing.assert_allclose(dj.kernel_agop(one, X, mesh=mesh), want, **tol)
+    sharded, _ = dj.fit_kernel_ridge(X, Y, kernel=family, bandwidth=2.0, reg=1e-1, mesh=mesh,
+                                     solver="cg", tol=1e-7)
+    assert sharded.mesh is not None
+    n = X.shape[0]  # the centres past n are the mesh's padding (zero coefficients)
+    alone = dj.KernelPredictor(jnp.asarray(np.asarray(sharded.centers)[:n]),
+                               jnp.asarray(np.asarray(sharded.coefs)[:n]), None, family, 2.0)
+    J = np.asarray(jax.vmap(jax.jacrev(alone.predict_one))(jnp.asarray(X)), np.float64)
+    want = np.einsum("ncd,nce->de", J, J) / X.shape[0]
+    np.testing.assert_allclose(dj.kernel_agop(sharded, X), want, **tol)
+
+
+def _data_for_agop(rng, n=30, d=4):
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = np.arange(n) % 3
+    return X, y, dj.data.one_hot_pm1(y, 3)

@@ -23,6 +23,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from dnc_jax.kernels.distances import safe_sqrt
 from dnc_jax.precision import matmul
 
 SIGMA_W2 = 2.0
@@ -42,7 +43,9 @@ def arccos_kernels(X: jax.Array, Z: jax.Array, depth: int) -> tuple[jax.Array, j
     szz = SIGMA_W2 * jnp.sum(Z * Z, axis=1) / d
     ntk = sxz
     for _ in range(depth):
-        norm = jnp.sqrt(sxx[:, None] * szz[None, :])
+        # sqrt's derivative at 0 is infinite: a zero row (a mesh's padding) would make
+        # every gradient through it NaN, though its kernel values are 0
+        norm = safe_sqrt(sxx[:, None] * szz[None, :])
         safe = jnp.where(norm > 0, norm, 1.0)
         t = _angle(sxz / safe)
         expectation = norm * (jnp.sin(t) + (jnp.pi - t) * jnp.cos(t)) / (2 * jnp.pi)
