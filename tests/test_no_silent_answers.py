@@ -100,6 +100,24 @@ def test_agop_compiles_once_for_a_module_and_a_pure_function(rng):
         assert gop._agop_autodiff._cache_size() == 1
 
 
+def test_agop_composes_with_jit_grad_and_vmap_through_what_f_closes_over(rng):
+    """Closed-over arrays are arguments of the program, so an outer ``jit``, ``grad`` and
+    ``vmap`` reach them as they reach ``*args``: the same values and gradients."""
+    X = jnp.asarray(rng.standard_normal((10, 3)), jnp.float32)
+    B = jnp.asarray(rng.standard_normal((2, 3)), jnp.float32)
+
+    def closed(B):
+        return jnp.trace(dj.agop(lambda x: jnp.tanh(B @ x), X))
+
+    def passed(B):
+        return jnp.trace(dj.agop(lambda x, B: jnp.tanh(B @ x), X, B))
+
+    np.testing.assert_allclose(jax.jit(closed)(B), passed(B), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(closed)(B), jax.grad(passed)(B), rtol=1e-6)
+    Bs = jnp.stack([B, 2.0 * B])
+    np.testing.assert_allclose(jax.vmap(closed)(Bs), [passed(B), passed(2.0 * B)], rtol=1e-6)
+
+
 def test_agop_keeps_programs_apart_that_differ_only_in_a_number(rng):
     """Closed-over Python numbers are part of the program: a different number is a
     different answer, never a cached one."""
