@@ -145,9 +145,11 @@ class DeepRFM:
     (``X_0 = X``, ``X_{l+1} = map_l(unit(X_l) M_l^(1/2))``); ``predict(X, l)`` the outputs
     of layer ``l``'s kernel predictor on ``unit(X_l)`` (the record's accuracies). Rows go
     through the run's fixed-size blocks, so the training rows reproduce the run's features
-    bit for bit. Which rows it takes: with ``preparation`` (the ``Standardization`` of
-    ``prepare``, kept by ``deep_rfm(..., preparation=...)``) raw rows, which it prepares as
-    the training rows were; without, rows already prepared. The model is a
+    bit for bit. Which rows it takes is said at each call when the model carries its
+    ``preparation`` (the ``Standardization`` of ``prepare``, kept by ``deep_rfm(...,
+    preparation=...)`` and by a run's saved model): ``raw=True`` for raw rows, prepared as
+    the training rows were, ``raw=False`` for rows already prepared (not saying is a
+    ``ValueError``: one reading would be silently wrong); without one, prepared rows. The model is a
     pytree, but ``transform`` and ``predict`` are shell functions (rows placed on a mesh,
     host checks): call them outside ``jit``; the pieces they use (``kernel_matrix``,
     ``KernelPredictor.predict``) compose with the transformations.
@@ -162,19 +164,19 @@ class DeepRFM:
 
     @overload
     def transform(self, X: Rows, layer: int | None = None, *,
-                  mesh: Mesh | None = None) -> Rows: ...
+                  mesh: Mesh | None = None, raw: bool | None = None) -> Rows: ...
 
     @overload
     def transform(self, X: ArrayLike, layer: int | None = None, *,
-                  mesh: Mesh | None = None) -> jax.Array: ...
+                  mesh: Mesh | None = None, raw: bool | None = None) -> jax.Array: ...
 
     def transform(self, X: ArrayLike | Rows, layer: int | None = None, *,
-                  mesh: Mesh | None = None) -> jax.Array | Rows:
+                  mesh: Mesh | None = None, raw: bool | None = None) -> jax.Array | Rows:
         """Features after ``layer`` maps (default: all of them), ``(m, d) -> (m, d_layer)``."""
         layer = self.depth if layer is None else int(layer)
         if not 0 <= layer <= self.depth:
             raise ValueError(f"layer must be in 0..{self.depth}; got {layer}.")
-        rows, mesh = self._rows(X, mesh)
+        rows, mesh = self._rows(X, mesh, raw)
         for spec in self.layers[:layer]:
             unit = _unit_rows_on_mesh(rows.data, mesh)
             rows = Rows(_layer_map(unit, spec.root, spec.weights, spec.phases,
@@ -183,32 +185,42 @@ class DeepRFM:
         return rows if isinstance(X, Rows) else rows.valid()
 
     @overload
-    def predict(self, X: Rows, layer: int = -1, *, mesh: Mesh | None = None) -> Rows: ...
+    def predict(self, X: Rows, layer: int = -1, *, mesh: Mesh | None = None,
+                raw: bool | None = None) -> Rows: ...
 
     @overload
     def predict(self, X: ArrayLike, layer: int = -1, *,
-                mesh: Mesh | None = None) -> jax.Array: ...
+                mesh: Mesh | None = None, raw: bool | None = None) -> jax.Array: ...
 
     def predict(self, X: ArrayLike | Rows, layer: int = -1, *,
-                mesh: Mesh | None = None) -> jax.Array | Rows:
+                mesh: Mesh | None = None, raw: bool | None = None) -> jax.Array | Rows:
         """Outputs ``(m, C)`` of layer ``layer``'s kernel predictor (default: the last)."""
         if not -self.depth <= layer < self.depth:
             raise ValueError(f"layer must be in -{self.depth}..{self.depth - 1}; got {layer}.")
         layer = range(self.depth)[layer]
-        rows, mesh = self._rows(X, mesh)
+        rows, mesh = self._rows(X, mesh, raw)
         features = self.transform(rows, layer, mesh=mesh)
         out = self.layers[layer].predictor.predict(Rows(_unit_rows_on_mesh(features.data, mesh),
                                                         features.n))
         return out if isinstance(X, Rows) else out.valid()
 
-    def _rows(self, X, mesh):
+    def _rows(self, X, mesh, raw: bool | None = None):
+        if raw is None and self.preparation is not None and not isinstance(X, Rows):
+            raise ValueError("this model carries its data preparation: pass raw=True for raw "
+                             "rows (prepared as the training rows were) or raw=False for rows "
+                             "already prepared.")
+        if raw and self.preparation is None:
+            raise ValueError("this model has no preparation (deep_rfm(..., preparation=...)): "
+                             "pass rows already prepared.")
         if isinstance(X, Rows):
+            if raw:
+                raise ValueError("Rows are features already on a mesh: pass raw rows as an array.")
             return X, X.mesh
         # default: the mesh the model's centres live on (a model fitted on a mesh predicts
         # there), else one device
         mesh = check_mesh(self.layers[0].predictor.mesh if mesh is None else mesh)
         dtype = self.layers[0].root.dtype
-        if self.preparation is not None:  # raw rows, prepared as the training rows were
+        if raw and self.preparation is not None:  # prepared as the training rows were
             X = self.preparation.apply(np.asarray(X))
         X = _checks.as_float_matrix("X", X, dtype=dtype)
         if X.shape[1] != self.layers[0].root.shape[0]:
@@ -223,12 +235,8 @@ class DeepRFM:
         arrays: dict[str, np.ndarray] = {}
         for l, spec in enumerate(self.layers):
             arrays |= {f"{l}/{k}": v for k, v in layer_arrays(spec).items()}
-        if self.preparation is not None:
-            prep = self.preparation
-            arrays |= {f"{PREPARATION}/input_scale": np.asarray(prep.input_scale)}
-            if prep.mean is not None and prep.std is not None:
-                arrays |= {f"{PREPARATION}/mean": np.asarray(prep.mean),
-                           f"{PREPARATION}/std": np.asarray(prep.std)}
+        arrays |= {f"{PREPARATION}/{k}": v
+                   for k, v in preparation_arrays(self.preparation).items()}
         atomic_save_npz(path, **arrays)
 
     @classmethod
@@ -246,21 +254,23 @@ class DeepRFM:
                 raise ValueError(f"{path} holds no saved model (no {MODEL_FOLDER}/ folder): "
                                  "run with save_model (--save-model).")
             files = sorted(f for f in os.listdir(folder) if f.startswith("layer-"))
+            preparation = None
+            if os.path.exists(os.path.join(folder, PREPARATION_FILE)):
+                with load_npz(os.path.join(folder, PREPARATION_FILE), "a model's preparation"
+                              ) as data:
+                    preparation = preparation_from_arrays(dict(data))
             layers = []
             for l, name in enumerate(files):
                 if name != layer_file_name(l):
                     raise ValueError(f"{folder}: layer {l}'s file is missing (found {name}).")
                 with load_npz(os.path.join(folder, name), f"layer {l} of a DeepRFM") as data:
                     layers.append(layer_from_arrays(dict(data), features, kernel))
-            return cls(tuple(layers))
+            return cls(tuple(layers), preparation)
         with load_npz(path, "a DeepRFM model (DeepRFM.save)") as data:
             depth = len({key.split("/")[0] for key in data.files} - {PREPARATION})
-            preparation = None
-            if f"{PREPARATION}/input_scale" in data.files:
-                mean, std = (data[f"{PREPARATION}/{k}"] if f"{PREPARATION}/{k}" in data.files
-                             else None for k in ("mean", "std"))
-                preparation = Standardization(mean, std,
-                                              float(data[f"{PREPARATION}/input_scale"]))
+            preparation = preparation_from_arrays(
+                {k.split("/", 1)[1]: data[k] for k in data.files
+                 if k.startswith(f"{PREPARATION}/")})
             return cls(tuple(layer_from_arrays(
                 {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
                 features, kernel) for l in range(depth)), preparation)
@@ -268,6 +278,25 @@ class DeepRFM:
 
 MODEL_FOLDER = "model"
 PREPARATION = "preparation"  # the saved Standardization's keys: preparation/mean, ...
+PREPARATION_FILE = "preparation.npz"  # in a run's model/ folder
+
+
+def preparation_arrays(preparation: Standardization | None) -> dict[str, np.ndarray]:
+    """A ``Standardization`` as numpy arrays (``input_scale``, and ``mean``, ``std`` when it
+    standardised); empty for ``None``."""
+    if preparation is None:
+        return {}
+    arrays = {"input_scale": np.asarray(preparation.input_scale)}
+    if preparation.mean is not None and preparation.std is not None:
+        arrays |= {"mean": np.asarray(preparation.mean), "std": np.asarray(preparation.std)}
+    return arrays
+
+
+def preparation_from_arrays(data: dict) -> Standardization | None:
+    """The inverse of ``preparation_arrays`` (``None`` from no arrays)."""
+    if "input_scale" not in data:
+        return None
+    return Standardization(data.get("mean"), data.get("std"), float(data["input_scale"]))
 CUSTOM = "custom:"
 
 

@@ -146,7 +146,9 @@ def test_a_run_saves_its_model_and_resumes_it(tmp_path):
     data = prepare(X[:250], y[:250], Xt[:150], yt[:150])
     _, model = deep_rfm(data.X_train, data.y_train, depth=3, width=40, return_model=True)
     for l, record in enumerate(results.layers):
-        out_l = np.asarray(loaded.predict(data.X_test, l))
+        out_l = np.asarray(loaded.predict(data.X_test, l, raw=False))
+        raw_l = np.asarray(loaded.predict(Xt[:150], l, raw=True))  # the run's preparation
+        np.testing.assert_array_equal(raw_l, out_l)
         assert float(np.mean(np.argmax(out_l, axis=1) == data.y_test)) == record.test_accuracy
         np.testing.assert_array_equal(loaded.layers[l].root, model.layers[l].root)
     with pytest.raises(ValueError, match="no saved model"):

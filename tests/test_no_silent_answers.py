@@ -596,7 +596,7 @@ def test_a_model_keeps_its_preparation_and_takes_raw_rows(rng, tmp_path):
     """``prepare`` kept no mean or std, so a fitted model could not take raw new data: the
     ``Standardization`` it returns maps raw rows as the training rows were (checked with a
     mean and std computed here), and a model that keeps it predicts raw rows as the
-    prepared ones, also after save and load."""
+    prepared ones, also after save and load; each call says which rows it passes."""
     X = rng.normal(3.0, 5.0, (40, 6))
     y = np.arange(40) % 3
     X[np.arange(40), y] += 10.0
@@ -609,12 +609,18 @@ def test_a_model_keeps_its_preparation_and_takes_raw_rows(rng, tmp_path):
     _, model = dj.deep_rfm(data.X_train, data.y_train, depth=1, width=8, return_model=True,
                            preparation=data.standardization)
     _, bare = dj.deep_rfm(data.X_train, data.y_train, depth=1, width=8, return_model=True)
-    np.testing.assert_array_equal(np.asarray(model.predict(Xt)),
+    np.testing.assert_array_equal(np.asarray(model.predict(Xt, raw=True)),
                                   np.asarray(bare.predict(data.X_test)))
+    np.testing.assert_array_equal(np.asarray(model.predict(data.X_test, raw=False)),
+                                  np.asarray(bare.predict(data.X_test)))
+    with pytest.raises(ValueError, match="pass raw=True for raw rows"):
+        model.predict(Xt)  # which rows these are is not guessed
+    with pytest.raises(ValueError, match="has no preparation"):
+        bare.predict(Xt, raw=True)
     path = str(tmp_path / "prepared.npz")
     model.save(path)
-    np.testing.assert_array_equal(np.asarray(dj.DeepRFM.load(path).predict(Xt)),
-                                  np.asarray(model.predict(Xt)))
+    np.testing.assert_array_equal(np.asarray(dj.DeepRFM.load(path).predict(Xt, raw=True)),
+                                  np.asarray(model.predict(Xt, raw=True)))
 
 
 @pytest.mark.parametrize("family", ["relu_ntk", "l1_laplace", "quadratic"])

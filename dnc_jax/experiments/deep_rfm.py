@@ -13,11 +13,13 @@ from jax.sharding import Mesh
 from dnc_jax.conventions import convention_header, nc1_key
 from dnc_jax.deep_rfm_model import (
     MODEL_FOLDER,
+    PREPARATION_FILE,
     DeepRFMConfig,
     LayerState,
     deep_rfm_layers,
     layer_arrays,
     layer_file_name,
+    preparation_arrays,
 )
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.figures import plot_layer_collapse
@@ -136,7 +138,9 @@ def run_deep_rfm(
 
     ``save_model`` writes each layer of the ``DeepRFM`` as it completes to
     ``out/model/layer-NNNN.npz`` (its centres are the layer's training features: about
-    ``n x width`` numbers per layer); ``DeepRFM.load(out)`` reads the model back.
+    ``n x width`` numbers per layer) and the data's preparation to
+    ``out/model/preparation.npz``; ``DeepRFM.load(out)`` reads the model back, and it takes
+    raw rows of the data set.
 
     ``stop_after`` stops after that many layers of this call (to test interruption);
     ``mesh`` shards the rows over its devices (the results record how many).
@@ -199,6 +203,10 @@ def run_deep_rfm(
         if save_model:  # before the commit: a committed layer always has its file
             assert next_state.fitted is not None  # deep_rfm_layers sets it on every layer
             arrays = layer_arrays(next_state.fitted)  # every process: gathers sharded rows
+            preparation = getattr(data, "standardization", None)
+            if jax.process_index() == 0 and record.layer == 0 and preparation is not None:
+                atomic_save_npz(os.path.join(out, MODEL_FOLDER, PREPARATION_FILE),
+                                **preparation_arrays(preparation))
             if jax.process_index() == 0:
                 atomic_save_npz(os.path.join(out, MODEL_FOLDER,
                                              layer_file_name(record.layer)), **arrays)
