@@ -1,11 +1,19 @@
 """A user's function as the program it traces to, compared by that program's text.
 
 Library functions that take a user's function (``agop``'s ``f``, a radial kernel's
-profile) must neither bake the values it closes over into a compiled program nor compile
-anew at every call. Tracing the function at every call (``jax.make_jaxpr``) reads what it
-closes over *then*; its arrays are passed as arguments (``consts``); and two traces are
-the same program when their jaxprs print the same and hold the same opaque parts. Nothing
-is keyed by the identity of the user's function.
+profile, a Deep RFM feature map) must neither bake the values it closes over into a
+compiled program unseen nor compile anew at every call. So the function is traced
+(``jax.make_jaxpr``, always through a fresh function: ``make_jaxpr`` itself caches traces
+by function identity), and two traces are the same program when their jaxprs print the
+same and hold the same opaque parts (``program_key``). Nothing is keyed by the identity
+of the user's function. Three forms:
+
+- ``trace_program`` / ``Program`` (``agop``): traced at every call, what the function
+  closes over read then, its arrays passed as arguments;
+- ``StaticFunction`` (a feature map): a static argument made at each use, its key read
+  when made;
+- ``ElementwiseProgram`` (a radial profile, part of a kernel value): read once, when the
+  value is made, and evaluated as those programs from then on.
 """
 
 from __future__ import annotations
