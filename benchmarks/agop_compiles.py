@@ -4,8 +4,9 @@
 
 A small CNN (flat rows as 8 x 8 images; conv 3x3, 8 channels; a dense head to 10) takes
 ``--steps`` SGD steps; after each, the AGOP is taken three ways: of the module itself,
-of a closure over it (``lambda x: cnn(x)``), and of a module-level function of the row
-and the model's state passed as an argument (``nnx.split``).
+of a closure over it (a new ``lambda x: cnn(x)`` at each call, and one closure defined
+once and reused), and of a module-level function of the row and the model's state
+passed as an argument (``nnx.split``).
 Each call is checked against ``vmap(jacrev)`` of the same function, and the table gives
 the compiled programs of ``agop`` after all calls (``_agop_autodiff._cache_size()``), the
 first call's seconds (trace, compile, run) and the mean of the later calls' (trace and
@@ -57,7 +58,7 @@ def main():
     X = rng.standard_normal((args.n, 64)).astype(np.float32)
     Y = jax.nn.one_hot(np.arange(args.n) % 10, 10)
     rows = []
-    for how in ("module", "closure", "pure function"):
+    for how in ("module", "new closure per call", "one closure reused", "pure function"):
         cnn = CNN(nnx.Rngs(0))
         optimizer = nnx.Optimizer(cnn, optax.sgd(0.1), wrt=nnx.Param)
 
@@ -66,11 +67,16 @@ def main():
             loss = lambda m: jnp.mean((m(X) - Y) ** 2)  # noqa: E731
             optimizer.update(cnn, nnx.grad(loss)(cnn))
 
-        def call(cnn=cnn, how=how):
+        def reused(x, cnn=cnn):
+            return cnn(x)
+
+        def call(cnn=cnn, how=how, reused=reused):
             if how == "module":
                 return agop(cnn, X)
-            if how == "closure":
+            if how == "new closure per call":
                 return agop(lambda x: cnn(x), X)
+            if how == "one closure reused":
+                return agop(reused, X)
             return agop(pure, X, nnx.split(cnn)[1])
 
         gop._agop_autodiff.clear_cache()
