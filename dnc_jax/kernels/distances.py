@@ -40,7 +40,7 @@ def squared_distances(
         extra work and a top-``near`` selection over the ``(n, m)`` block.
 
     Returns:
-      ``(n, m)`` array.
+      ``(n, m)`` array; NaN where a row of ``X`` or ``Z`` holds a NaN or an infinity.
     """
     M = None if M is None else symmetric_part(M)
     XM = X if M is None else matmul(X, M)
