@@ -184,7 +184,9 @@ def agop(
         closure over a model that trains gives the current AGOP without recompiling. A
         Flax NNX module is read through ``nnx.split`` (its state an argument; a module
         whose call updates its own state, e.g. batch statistics, updates a copy).
-      X: ``(m, d)`` evaluation points.
+      X: ``(m, d)`` evaluation points, or ``(m, *shape)`` examples of any shape (images
+        ``(m, H, W, C)``, sequences): ``f`` then takes one example of that shape, and the
+        AGOP is taken with respect to the flattened example (``d = prod(shape)``).
       *args: pytrees passed to ``f`` after ``x``.
       batch_size: rows whose Jacobians are held at once (default: all).
       centered: subtract the mean Jacobian (module docstring).
@@ -192,7 +194,8 @@ def agop(
       normalize: ``None``, ``"max"`` or ``"trace"``.
 
     Returns:
-      ``(d, d)`` AGOP, or ``(d,)`` when ``diag``. ``jacfwd`` is used when ``C > d``.
+      ``(d, d)`` AGOP, or ``(d,)`` when ``diag``; ``f``'s output of any shape counts as
+      ``C`` outputs, ``C`` its size. ``jacfwd`` is used when ``C > d``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -202,12 +205,32 @@ def agop(
       [[1.0, 2.0], [2.0, 5.0]]
     """
     f, args = as_pure_function(f, args)
+    f, X = flat_examples(f, X)
     X, batch_size, normalize = _check_options(X, batch_size, normalize)
     program, consts, leaves = trace_program(f, jax.ShapeDtypeStruct(X.shape[1:], X.dtype), args)
     forward = int(np.prod(program.jaxpr.outvars[0].aval.shape)) > X.shape[1]
     A = _agop_autodiff(program, tuple(consts), X, tuple(leaves), batch_size, centered, diag,
                        normalize, forward)
     return nan_unless_finite(X, A)
+
+
+def flat_examples(f: Callable, X: ArrayLike) -> tuple[Callable, ArrayLike]:
+    """``(f, X)`` with examples of any shape as flat rows: ``X`` of shape ``(m, *shape)``
+    becomes ``(m, d)``, ``d = prod(shape)``, and ``f`` takes the flat row (reshaped back
+    to ``shape`` inside), so the Jacobian is taken with respect to the flattened input.
+    Rows ``(m, d)`` pass unchanged; fewer than 2 dimensions is a ``ValueError``."""
+    X = X if isinstance(X, jax.Array) else np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"X must be (m, d) rows or (m, *shape) examples (images, sequences); "
+                         f"got shape {X.shape}.")
+    if X.ndim == 2:
+        return f, X
+    shape = X.shape[1:]
+
+    def on_flat_rows(x, *args):
+        return f(x.reshape(shape), *args)
+
+    return on_flat_rows, X.reshape(X.shape[0], -1)
 
 
 def nan_unless_finite(X, A: jax.Array) -> jax.Array:

@@ -519,3 +519,36 @@ def test_per_class_agops_sum_to_the_agop_and_equal_autodiff(x64, rng, kernel, ce
     jitted = jax.jit(lambda Z: per_class_kernel_agop(predictor, Z, batch_size=4,
                                                      centered=centered))(jnp.asarray(Xe))
     np.testing.assert_allclose(jitted, per, rtol=ROUNDING[F64], atol=1e-14 * np.abs(ref).max())
+
+
+class _ImageCNN(nnx.Module):
+    """A CNN on one ``(8, 8, 1)`` image (or a batch of them): conv, ReLU, dense head."""
+
+    def __init__(self, rngs):
+        self.conv = nnx.Conv(1, 4, (3, 3), strides=2, rngs=rngs)
+        self.head = nnx.Linear(4 * 4 * 4, 3, rngs=rngs)
+
+    def __call__(self, x):
+        h = jax.nn.relu(self.conv(x))
+        return self.head(h.reshape(*h.shape[:-3], -1))
+
+
+def test_agop_of_a_cnn_on_images_is_that_of_its_flattened_function(rng):
+    """``agop(cnn, X)`` with ``X`` of shape ``(n, 8, 8, 1)``: the ``(64, 64)`` AGOP with
+    respect to the flattened image, equal to ``vmap(jacrev)`` of the flattened function
+    (float64 sums, here), eagerly and under ``jit``; an output of any shape counts as its
+    entries, and a closure over the module reads its current weights."""
+    cnn = _ImageCNN(nnx.Rngs(0))
+    X = rng.standard_normal((20, 8, 8, 1)).astype(np.float32)
+
+    def flat(x):
+        return cnn(x.reshape(8, 8, 1))
+
+    J = np.asarray(jax.vmap(jax.jacrev(flat))(jnp.asarray(X.reshape(20, 64))), np.float64)
+    want = np.einsum("ncd,nce->de", J, J) / 20
+    tol = dict(rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    np.testing.assert_allclose(agop(cnn, X), want, **tol)
+    np.testing.assert_allclose(jax.jit(lambda X: agop(lambda x: cnn(x), X))(X), want, **tol)
+    np.testing.assert_allclose(agop(lambda x: cnn(x).reshape(3, 1), X), want, **tol)
+    with pytest.raises(ValueError, match=r"\(m, d\) rows or \(m, \*shape\) examples"):
+        agop(cnn, X[0, 0, 0])
