@@ -87,3 +87,32 @@ def agop_data(rng, dtype, n=40, d=6, C=3):
     A = rng.standard_normal((d, d))
     M = (A @ A.T / d).astype(dtype)
     return X, Y, M
+
+
+def adaptive_problem(rng, n=3000, d=6):
+    """``(predictor, X)``: a Laplace fit (L = 3) on the first 400 of ``n`` normal rows of a
+    ``tanh`` target, and the rows; the adaptive AGOP rule's test problem."""
+    import jax.numpy as jnp
+
+    from dnc_jax import Kernel, fit
+
+    X = jnp.asarray(rng.standard_normal((n, d)), jnp.float32)
+    Y = jnp.tanh(X[:, :2] @ jnp.asarray(rng.standard_normal((2, 2)), jnp.float32))
+    return fit(Kernel("laplace", 3.0), X[:400], Y[:400], 1e-2), X
+
+
+def assert_adaptive_rule_replayed(pred, X, counts, changes, power, seed=5):
+    """At tolerances 1% above and below each of the first three rounds' ``changes`` (the
+    change from ``counts[k]`` rows to ``counts[k + 1]``, computed by the caller), the
+    adaptive AGOP stops at the first round whose change is within the tolerance (all rows
+    when none is), and a real gap separates every tolerance from every change."""
+    from dnc_jax.gradient_outer_product import adaptive_kernel_agop
+
+    for c in changes[:3]:
+        for tol in (1.01 * c, 0.99 * c):
+            assert all(abs(other - tol) > 1e-3 * tol for other in changes)  # a real gap
+            expected = next((counts[k + 1] for k, ck in enumerate(changes) if ck <= tol),
+                            counts[-1])
+            _, used = adaptive_kernel_agop(pred, X, tol=tol, first=counts[0], power=power,
+                                           seed=seed)
+            assert used == expected
