@@ -1,6 +1,7 @@
 """dnc_jax: deep neural collapse through the average gradient outer product, in JAX."""
 
 from dnc_jax._checks import checked
+from dnc_jax.class_statistics import ClassStatistics
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.collapse_toolkit import (
     ClassMoments,
@@ -34,6 +35,7 @@ __version__ = "0.6.0"
 
 __all__ = [
     "ClassMoments",
+    "ClassStatistics",
     "CollapseMetrics",
     "DeepRFM",
     "DeepRFMConfig",

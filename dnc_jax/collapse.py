@@ -354,8 +354,8 @@ class _ClassStatistics(NamedTuple):
     within: np.ndarray
     pinv_sq: float
     pinv_rank: int
-    ncc_hits: int
-    ncc_miss: int
+    ncc_hits: float  # NaN where no second pass ran (class_statistics.metrics)
+    ncc_miss: float
     n: int
 
 
@@ -363,7 +363,7 @@ def _class_statistics(source: _Blocks, rtol: float | None) -> _ClassStatistics:
     """The two streaming passes over ``source``: class sums, then residual sums against the
     class means and their pseudo-inverse projection. Raises ``ValueError`` for fewer than 2
     classes, an empty class, non-finite features, or coinciding class means."""
-    n, d, dtype, C, counts = source.n, source.d, source.dtype, source.num_classes, source.counts
+    n, dtype, C, counts = source.n, source.dtype, source.num_classes, source.counts
     if C < 2:
         raise ValueError(f"Collapse metrics need at least 2 classes; got {C}.")
     if (counts == 0).any():
@@ -381,20 +381,29 @@ def _class_statistics(source: _Blocks, rtol: float | None) -> _ClassStatistics:
         raise ValueError(
             "All class means coincide (between-class scatter is 0): NC1 and NC2 are undefined."
         )
-    # Sigma_B^+ through the thin SVD Mt = U S V^T (C x d, no d x d): with Sigma_B = V S^2 V^T / C,
-    # tr(Sigma_W Sigma_B^+) / C = (1/n) sum_i ||S_r^-1 V_r^T r_i||^2, a sum of squares.
+    proj, rank = pinv_projection(centred, dtype, rtol)
+    within, pinv_sq, ncc_hits, ncc_miss = _summed(residual_sums, source, source.ref,
+                                                  jnp.asarray(means, dtype),
+                                                  jnp.asarray(proj, dtype))
+    return _ClassStatistics(counts, means, np.asarray(source.ref[0], dtype=np.float64),
+                           np.asarray(within, dtype=np.float64), float(pinv_sq),
+                           rank, int(ncc_hits), int(ncc_miss), n)
+
+
+def pinv_projection(centred: np.ndarray, dtype, rtol: float | None) -> tuple[np.ndarray, int]:
+    """``B = V_r S_r^-1`` padded to ``(d, C)`` and the rank ``r`` kept, from the thin SVD of
+    the centred class means ``Mt = U S V^T`` (``(C, d)``, float64; no ``d x d``): with
+    ``Sigma_B = V S^2 V^T / C``, ``tr(Sigma_W Sigma_B^+) / C = (1/n) sum_i ||r_i^T B||^2``, a
+    sum of squares. Singular values below ``rtol * s_max`` are cut (default ``max(C, d)``
+    times ``dtype``'s epsilon)."""
+    C, d = centred.shape
     _, sing, Vt = np.linalg.svd(centred, full_matrices=False)
     if rtol is None:
         rtol = max(C, d) * float(jnp.finfo(dtype).eps)
     keep = sing > rtol * sing[0]
     proj = np.zeros((d, C))
     proj[:, : keep.sum()] = Vt[keep].T / sing[keep]
-    within, pinv_sq, ncc_hits, ncc_miss = _summed(residual_sums, source, source.ref,
-                                                  jnp.asarray(means, dtype),
-                                                  jnp.asarray(proj, dtype))
-    return _ClassStatistics(counts, means, np.asarray(source.ref[0], dtype=np.float64),
-                           np.asarray(within, dtype=np.float64), float(pinv_sq),
-                           int(keep.sum()), int(ncc_hits), int(ncc_miss), n)
+    return proj, int(keep.sum())
 
 
 def _metrics(stats: _ClassStatistics, W: np.ndarray | None,

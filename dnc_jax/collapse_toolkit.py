@@ -26,9 +26,9 @@ those of the toolkit's ``neural_collapse/measure.py`` and ``kernels.py`` (commit
   ``c``'s rows to their mean), tiled (the toolkit's ``variability_cdnv``, ``dist_exp=1``).
 
 ``mu_G`` is the plain mean of the class means (the toolkit's ``MeanAccumulator.compute``
-default, and ours). ``class_moments`` streams features once for the counts, means and
-``v_c`` of very many classes. These are shell functions (host loops over tiles and
-chunks): call them eagerly.
+default, and ours). ``class_moments`` streams features once (``class_statistics``) for
+the counts, means and ``v_c`` of very many classes. These are shell functions (host loops
+over tiles and chunks): call them eagerly.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from dnc_jax import _checks
-from dnc_jax.collapse import DEFAULT_CHUNK, _checked_blocks, _summed
+from dnc_jax import _checks, class_statistics
+from dnc_jax.collapse import DEFAULT_CHUNK, _checked_blocks
 from dnc_jax.precision import matmul
 
 UNIFORMITY_KERNELS = ("dist", "log", "riesz")
@@ -58,47 +58,27 @@ class ClassMoments(NamedTuple):
     variances: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _class_block_sums(H, y, predictions, ref, num_classes: int):
-    """Per-class sums of ``h_i - ref`` over a block and whether its rows are finite, by
-    segment sums (``O(b d)``; ``collapse.class_sums``' one-hot product costs ``O(b C d)``,
-    too much for tens of thousands of classes). Padding rows (label ``-1``) add nothing."""
-    del predictions
-    valid = y >= 0
-    shifted = jnp.where(valid[:, None], H - ref, 0.0)
-    sums = jax.ops.segment_sum(shifted, jnp.where(valid, y, 0), num_segments=num_classes)
-    return sums, jnp.isfinite(H).all()
-
-
-@jax.jit
-def _squared_residuals(H, y, predictions, ref, means):
-    """Per-class sums of ``||(h_i - ref) - m_{y_i}||^2`` over a block, by segment sums
-    (padding rows, labelled ``-1``, add nothing)."""
-    del predictions
-    valid = y >= 0
-    labels = jnp.where(valid, y, 0)
-    R = jnp.where(valid[:, None], H - ref - means[labels], 0.0)
-    return jax.ops.segment_sum(jnp.sum(R * R, axis=1), labels, num_segments=means.shape[0])
+_update = jax.jit(class_statistics.update)
 
 
 def class_moments(features: ArrayLike, labels: ArrayLike, *, num_classes: int | None = None,
                   chunk_size: int | None = None) -> ClassMoments:
     """``ClassMoments`` of ``features`` (``(n, d)`` array or ``Rows``) grouped by ``labels``
-    in two streaming passes (as ``collapse_metrics``: rows shifted by the first row), in
-    memory ``O(chunk_size d + C d)`` and time ``O(n d)``. Every class must occur. A shell
-    function (host loop over chunks): call it eagerly."""
+    in one streaming pass (``class_statistics.update`` per chunk), in memory
+    ``O(chunk_size d + C d)`` and time ``O(n d)``. Every class must occur. A shell function
+    (host loop over chunks): call it eagerly, or accumulate ``ClassStatistics`` yourself."""
     source = _checked_blocks(features, labels, None, num_classes, int(chunk_size or DEFAULT_CHUNK))
     C, counts = source.num_classes, source.counts
     if (counts == 0).any():
         raise ValueError(f"Classes {np.flatnonzero(counts == 0)[:10].tolist()} have no samples; "
                          "pass num_classes matching the labels present.")
-    sums, finite = _summed(_class_block_sums, source, source.ref, C)
-    if not bool(finite):
+    stats = class_statistics.ClassStatistics.zeros(C, source.d, source.dtype)
+    for H, y, _ in source.blocks():
+        stats = _update(stats, H, y)
+    if not bool(stats.valid):
         raise ValueError("features contain NaN or infinite values; clean them before measuring.")
-    shifted = np.asarray(sums, dtype=np.float64) / counts[:, None]
-    within = _summed(_squared_residuals, source, source.ref, jnp.asarray(shifted, source.dtype))
-    ref = np.asarray(source.ref[0], dtype=np.float64)
-    return ClassMoments(counts, shifted + ref, np.asarray(within, np.float64) / counts)
+    return ClassMoments(counts, np.asarray(stats.means, np.float64),
+                        np.asarray(stats.m2, np.float64) / counts)
 
 
 def _checked_means(name: str, means: ArrayLike, min_classes: int = 2) -> np.ndarray:
