@@ -18,7 +18,16 @@ from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.gradient_outer_product import agop, kernel_agop, kernel_gradients, matrix_power
 from dnc_jax.kernels import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel, radial_kernel
 from dnc_jax.layer_records import LayerRecord
-from dnc_jax.nets import MLP, EpochRecord, HeadLayerRecord, TrainConfig, layer_analysis, train_mlp
+from dnc_jax.nets import (
+    MLP,
+    EpochRecord,
+    HeadLayerRecord,
+    LayerProbe,
+    TrainConfig,
+    layer_analysis,
+    probe,
+    train_mlp,
+)
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rfm import RFMFit, RFMIteration, fit_rfm, fit_with_agop, rfm_step
 from dnc_jax.sharding import Rows, as_rows, data_mesh
@@ -43,6 +52,7 @@ __all__ = [
     "HeadLayerRecord",
     "Kernel",
     "KernelPredictor",
+    "LayerProbe",
     "LayerRecord",
     "MLP",
     "RFM",
@@ -78,6 +88,7 @@ __all__ = [
     "ncc_agreement",
     "ood_orthogonality",
     "prepare",
+    "probe",
     "radial_kernel",
     "rfm_step",
     "solve_psd",

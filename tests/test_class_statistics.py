@@ -2,7 +2,6 @@
 against float64 references written here."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P

@@ -6,8 +6,9 @@ from dnc_jax.nets.layer_agop import shared_layer_agops
 from dnc_jax.nets.measurements import EpochRecord, HeadLayerRecord
 from dnc_jax.nets.mlp import ACTIVATIONS, MLP, forward_from
 from dnc_jax.nets.network import Network
+from dnc_jax.nets.probes import LayerProbe, probe, select_layers
 from dnc_jax.nets.train import TrainConfig, train_mlp
 
-__all__ = ["ACTIVATIONS", "MLP", "EpochRecord", "HeadLayerRecord", "Network", "TrainConfig",
-           "forward_from", "layer_agops", "layer_analysis", "readable_layers",
-           "shared_layer_agops", "train_mlp"]
+__all__ = ["ACTIVATIONS", "MLP", "EpochRecord", "HeadLayerRecord", "LayerProbe", "Network",
+           "TrainConfig", "forward_from", "layer_agops", "layer_analysis", "probe",
+           "readable_layers", "select_layers", "shared_layer_agops", "train_mlp"]
