@@ -1,5 +1,5 @@
 """The ``dnc-jax`` command: ``run`` (Deep RFM on the embedded MNIST, the main job),
-``deep-rfm``, ``mlp``, ``grokking`` and ``multi-index``. Bad arguments give one line on
+``deep-rfm``, ``mlp``, ``probe``, ``grokking`` and ``multi-index``. Bad arguments give one line on
 stderr and exit code 2."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from dnc_jax.compilation import set_gpu_flags
 from dnc_jax.data import DATASETS
 from dnc_jax.deep_rfm_model import FEATURES, DeepRFMConfig
+from dnc_jax.experiments.cnfa import CNFAConfig
 from dnc_jax.followups.grokking import GrokkingConfig
 from dnc_jax.followups.multi_index import MultiIndexConfig
 from dnc_jax.nets.backbones import BACKBONES
@@ -153,6 +154,12 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
                           "still override its values")
     if mlp_defaults is not None:
         mlp.set_defaults(n=mlp_defaults.n, n_test=mlp_defaults.n_test)
+    cnfa = sub.add_parser("probe", help="train the official vanilla CNN on digits; per-layer "
+                                        "CNFA correlation and collapse at init and trained")
+    add_flags(cnfa, CNFAConfig)
+    cnfa.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                      help="one network per seed; mean and std over them")
+    _output_args(cnfa, "probe")
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
@@ -192,6 +199,16 @@ def _multi_index_command(args) -> None:
                               progress=not args.no_progress)
     print(multi_index_table(results.sizes))
     print(f"wrote {out}/results.json, {out}/steps.csv, {out}/multi_index.png")
+
+
+def _probe_command(args) -> None:
+    from dnc_jax.experiments.cnfa import cnfa_table, run_cnfa
+
+    config = from_args(CNFAConfig, args)
+    out = args.out
+    run = run_cnfa(out, config=config, seeds=tuple(args.seeds), progress=not args.no_progress)
+    print(cnfa_table(run))
+    print(f"wrote {out}/results.json, {out}/cnfa.png")
 
 
 def _deep_rfm_command(args) -> None:
@@ -274,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             _grokking_command(args)
         elif args.command == "multi-index":
             _multi_index_command(args)
+        elif args.command == "probe":
+            _probe_command(args)
         else:
             _mlp_command(args)
     except (ValueError, FileNotFoundError, ImportError) as err:

@@ -21,6 +21,7 @@ from dnc_jax.nets.measurements import POINTS, EpochRecord  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
 if TYPE_CHECKING:  # annotations only: the follow-ups import the kernel machinery
+    from dnc_jax.experiments.cnfa import LayerSummary as CNFALayer
     from dnc_jax.experiments.mlp_seeds import EpochSummary, LossSummary
     from dnc_jax.experiments.multi_index import MultiIndexSize
     from dnc_jax.followups.grokking import GrokkingIteration
@@ -229,6 +230,30 @@ def plot_multi_index(sizes: list[MultiIndexSize], path: str, title: str) -> None
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_cnfa(layers: list[CNFALayer], path: str, title: str) -> None:
+    """Left: per layer, the CNFA correlation (the official cosine of the filter covariance
+    and the patch AGOP) at initialisation and after training, mean and std over seeds.
+    Right: NC1 at each layer's output, the same way (log scale)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = np.arange(len(layers))
+    names = [r.path for r in layers]
+    for ax, (init, trained), label in (
+            (axes[0], ("cosine_init", "cosine_trained"), "CNFA correlation (cosine)"),
+            (axes[1], ("nc1_init", "nc1_trained"), "NC1 at the layer's output")):
+        for key, style, colour, text in ((init, "--o", "0.55", "initialisation"),
+                                        (trained, "-s", "0.0", "trained")):
+            stats = [getattr(r, key) for r in layers]
+            ax.errorbar(x, [m.mean for m in stats], yerr=[m.std for m in stats], fmt=style,
+                        color=colour, capsize=3, label=text)
+        ax.set_xticks(x, names, rotation=30, fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_yscale("log")
     fig.suptitle(title)
     save_figure(fig, path)
 

@@ -20,8 +20,9 @@ AGOP is ``W^T G W / n`` with ``G`` summed over images, classes and positions. De
 applied to sequences (``(b, T, d)``) are treated the same way, positions as patches.
 
 Memory: per layer the class statistics of its input and output (``O(C d)``, ``d`` the
-flattened feature size) and ``G`` (``C_out^2``); per batch one forward and, for each
-output class in turn (``lax.scan``), one backward pass. No per-sample Jacobian is formed:
+flattened feature size) and ``G`` (``C_out^2``); per batch one forward and one backward
+pass per output class, ``classes_at_once`` of them vectorised together (the activation
+gradients of that many passes are held at once). No per-sample Jacobian is formed:
 the official code (``aradha/convrfm``, ``hyperparam_cnfa_verification/nfa.py``,
 ``egop_on_patches``) holds ``vmap(jacrev)`` of every patch, ``n x C x C_in q^2 x P x Q``
 numbers per batch.
@@ -206,10 +207,11 @@ class _Accumulator(NamedTuple):
     grams: dict
 
 
-def _batch_step(graphdef, paths, names, weighted, apply, state, acc, x, y):
+def _batch_step(graphdef, paths, names, weighted, apply, classes_at_once, state, acc, x, y):
     """Fold one batch (rows with ``y == -1`` are padding) into the accumulator; ``paths``
     the chosen modules, ``names`` their path names in call order, ``weighted`` those of
-    dense and conv layers."""
+    dense and conv layers; the backward passes ``classes_at_once`` output classes at a
+    time (``None``: all)."""
     valid = (y >= 0).astype(jnp.float32)
     _, inputs, outputs = jax.eval_shape(lambda: _forward(graphdef, state, x, {}, paths, apply))
     deltas = {p: jnp.zeros(outputs[p].shape, outputs[p].dtype) for p in weighted}
@@ -221,16 +223,24 @@ def _batch_step(graphdef, paths, names, weighted, apply, state, acc, x, y):
     logits, pullback, (ins, outs) = jax.vjp(run, deltas, has_aux=True)
     C = logits.shape[1]
 
-    def per_class(grams, c):
-        cot = (jax.nn.one_hot(c, C, dtype=logits.dtype)[None, :]
-               * valid.astype(logits.dtype)[:, None])
-        (g,) = pullback(cot)
+    k = C if classes_at_once is None else min(int(classes_at_once), C)
+    chunks = -(-C // k)
+    index = jnp.arange(chunks * k).reshape(chunks, k)
+    index = jnp.where(index < C, index, -1)  # one_hot(-1) is 0: a padded class adds nothing
+
+    def per_chunk(grams, classes):
+        cot = (jax.nn.one_hot(classes, C, dtype=logits.dtype)[:, None, :]
+               * valid.astype(logits.dtype)[None, :, None])
+        (g,) = jax.vmap(pullback)(cot)  # k backward passes at once
         for p in weighted:
             flat = g[p].reshape(-1, g[p].shape[-1])
             grams[p] = grams[p] + matmul(flat.T, flat)
         return grams, None
 
-    grams, _ = jax.lax.scan(per_class, dict(acc.grams), jnp.arange(C))
+    if chunks == 1:  # XLA runs a loop of one step about 2x slower than its body alone
+        grams, _ = per_chunk(dict(acc.grams), index[0])
+    else:
+        grams, _ = jax.lax.scan(per_chunk, dict(acc.grams), index)
     return _Accumulator(
         {p: cs.update(acc.inputs[p], ins[p].reshape(x.shape[0], -1), y) for p in names},
         {p: cs.update(acc.outputs[p], outs[p].reshape(x.shape[0], -1), y) for p in names},
@@ -261,7 +271,8 @@ def cosine(A: np.ndarray, B: np.ndarray) -> float:
 
 def probe(model: nnx.Module, batches, *, num_classes: int,
           layers: type | tuple[type, ...] | Sequence[str] = (nnx.Linear, nnx.Conv),
-          apply: Callable | None = None, second_pass: bool = True) -> list[LayerProbe]:
+          apply: Callable | None = None, second_pass: bool = True,
+          classes_at_once: int | None = None) -> list[LayerProbe]:
     """Per chosen layer: collapse at its input and output, and for dense and conv layers the
     AGOP above it against ``W^T W`` (module docstring). Eager; each batch runs as one
     compiled program (compiled once per probe call and batch shape).
@@ -280,10 +291,15 @@ def probe(model: nnx.Module, batches, *, num_classes: int,
         flattened to ``(b, C_out)`` and every output is differentiated.
       second_pass: run the batches again for ``nc1_pinv`` and the nearest-class-centre
         agreement; without it those fields are NaN (``class_statistics.metrics``).
+      classes_at_once: output classes whose backward passes run together (vectorised);
+        default all. Memory grows with it: about this many copies of the batch's
+        activation gradients. ``1`` is the least memory.
 
     Returns:
       ``LayerProbe`` per chosen layer, in the order the forward pass calls them.
     """
+    if classes_at_once is not None and int(classes_at_once) < 1:
+        raise ValueError(f"classes_at_once must be >= 1 (or None: all); got {classes_at_once}.")
     if second_pass and not callable(batches) and iter(batches) is batches:
         raise ValueError("batches is a one-shot iterator but second_pass=True reads it twice: "
                          "pass a list or a function returning a fresh iterator, or "
@@ -308,7 +324,8 @@ def probe(model: nnx.Module, batches, *, num_classes: int,
         {p: cs.ClassStatistics.zeros(num_classes, int(np.prod(outs[p].shape[1:])), outs[p].dtype)
          for p in order},
         {p: jnp.zeros((outs[p].shape[-1],) * 2, outs[p].dtype) for p in weighted})
-    step = jax.jit(lambda s, a, x, y: _batch_step(graphdef, chosen, order, weighted, apply, s, a, x, y))
+    step = jax.jit(lambda s, a, x, y: _batch_step(graphdef, chosen, order, weighted, apply,
+                                                  classes_at_once, s, a, x, y))
     n = 0
     for x, y in _chain(first, iterator):
         y = _labels(y, x)

@@ -185,3 +185,16 @@ def test_choices_and_refusals(rng):
     grouped = nnx.Sequential(nnx.Conv(4, 4, (3, 3), feature_group_count=2, rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="grouped convolution"):
         probe(grouped, [(np.zeros((2, 5, 5, 4), np.float32), np.array([0, 1]))], num_classes=2)
+
+
+def test_classes_in_chunks_equal_all_at_once(rng):
+    model = CNN(dtype=jnp.float32)
+    x, y = images(rng, 16, np.float32)
+    every = probe(model, [(x, y)], num_classes=C, second_pass=False)
+    for k in (1, 2):  # 5 classes: chunks of 2 pad the last one
+        chunked = probe(model, [(x, y)], num_classes=C, second_pass=False, classes_at_once=k)
+        for a, b in zip(every, chunked, strict=True):
+            np.testing.assert_allclose(b.agop, a.agop, rtol=ROUNDING[F32],
+                                       atol=1e-6 * np.abs(a.agop).max())
+    with pytest.raises(ValueError, match="classes_at_once"):
+        probe(model, [(x, y)], num_classes=C, classes_at_once=0)
