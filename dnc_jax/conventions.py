@@ -30,3 +30,15 @@ def convention_header(script: str | None) -> str:
 def nc1_label(script: str | None) -> str:
     """The axis label of the NC1 ``nc1_key(script)`` selects."""
     return "NC1" if nc1_key(script) == "nc1" else f"NC1 ({script})"
+
+
+def trace_ratio_point(script: str | None) -> str:
+    """Where a layer's trace ratios ``tr(Sigma_W)/tr(Sigma_T)`` and ``tr(Sigma_B)/tr(Sigma_T)``
+    are read for the script a preset reproduces (``neural_collapse_rfm`` at eee0604):
+    ``"input"`` for ``nc_nn_ratio.py`` (``get_class_variance(phiX, ...)`` of the layer's
+    input, lines 360 and 369); ``"output"`` for ``nc_nn.py`` (``phiX_next``, the layer's
+    output, lines 511-517; its saved and plotted ratios are the last layer's, lines 722-725
+    and ``gen_nn_plots.py`` lines 112-115) and for this library's own presets, which follow
+    the paper's figures."""
+    nc1_key(script)  # checks the name
+    return "input" if script == "nc_nn_ratio.py" else "output"

@@ -185,7 +185,11 @@ class LayerSummary(NamedTuple):
       layer: the layer's index; ``seeds``: how many runs completed it.
       input, projected, output: per metric name (``SUMMARY_METRICS`` of
         ``experiments.seeds``), its ``MeanStd`` at that point.
-      train_accuracy, test_accuracy: ``MeanStd``, ``None`` where a run has none.
+      train_accuracy, test_accuracy: ``MeanStd``, ``None`` where a run has none: the
+        predictor fitted before the AGOP step.
+      refit_train_accuracy, refit_test_accuracy: the same of the predictor refitted on the
+        projected features, where every run recorded it (``refit_accuracy``): the official
+        script's last printed accuracy ("Final Test Acc"), else ``None``.
     """
 
     layer: int
@@ -195,6 +199,8 @@ class LayerSummary(NamedTuple):
     output: dict[str, MeanStd | None]
     train_accuracy: MeanStd | None
     test_accuracy: MeanStd | None
+    refit_train_accuracy: MeanStd | None = None
+    refit_test_accuracy: MeanStd | None = None
 
     def at(self, point: str) -> dict[str, MeanStd | None]:
         """The summarised metrics at ``point`` (one of ``POINTS``)."""
@@ -208,4 +214,7 @@ class LayerSummary(NamedTuple):
         out.update({p: {m: stats_json(s) for m, s in self.at(p).items()} for p in POINTS})
         out.update(train_accuracy=stats_json(self.train_accuracy),
                    test_accuracy=stats_json(self.test_accuracy))
+        if self.refit_test_accuracy is not None:
+            out.update(refit_train_accuracy=stats_json(self.refit_train_accuracy),
+                       refit_test_accuracy=stats_json(self.refit_test_accuracy))
         return out

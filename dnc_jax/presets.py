@@ -87,8 +87,10 @@ def deep_rfm_preset(name: str, dataset: str = "mnist5k", features: str = "relu")
         features=features, weights="uniform",
         gamma=OFFICIAL_RFF_GAMMA.get(dataset, OFFICIAL_RFF_GAMMA_DEFAULT) if cosine else 1.0,
         refit_accuracy=True)
+    # preprocess: X.std(dim=0), torch's unbiased std (deep_rfm.py line 106): ddof 1
     return DeepRFMPreset(name, config, 500, 100,
-                         {"sort_by_class": True, "test_statistics": "own"}, script="deep_rfm.py")
+                         {"sort_by_class": True, "test_statistics": "own", "ddof": 1},
+                         script="deep_rfm.py")
 
 
 # ------------------------------------------------------------------------ networks
@@ -190,5 +192,7 @@ def mlp_preset(name: str, backbone: str = "none") -> MLPPreset:
                          last_batch="keep", backbone=backbone,
                          input_init="xavier" if backbone == "none" else "torch",
                          schedule="official")
-    return MLPPreset(name, config, 1000, 1000, {"sort_by_class": True, "test_statistics": "own"},
+    # preprocess: X.std(dim=0), torch's unbiased std (nc_nn.py line 122): ddof 1
+    return MLPPreset(name, config, 1000, 1000,
+                     {"sort_by_class": True, "test_statistics": "own", "ddof": 1},
                      script="nc_nn.py")

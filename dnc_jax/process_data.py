@@ -62,13 +62,13 @@ def process_sum(x: np.ndarray) -> np.ndarray:
     return allgather(x).sum(axis=0)
 
 
-def global_statistics(X_local: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std (``1/n``) of the rows all processes hold together (``n`` of
-    them; ``X_local``: this process's real rows), in float64, by two passes as
+def global_statistics(X_local: np.ndarray, n: int, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (``1/(n - ddof)``) of the rows all processes hold together
+    (``n`` of them; ``X_local``: this process's real rows), in float64, by two passes as
     ``data.feature_statistics`` computes them."""
     X = np.asarray(X_local, dtype=np.float64)
     mean = process_sum(X.sum(axis=0)) / n
-    var = process_sum(((X - mean) ** 2).sum(axis=0)) / n
+    var = process_sum(((X - mean) ** 2).sum(axis=0)) / (n - ddof)
     return mean, np.sqrt(var)
 
 
@@ -110,6 +110,7 @@ def load_process_data(dataset: str, n: int | None, n_test: int | None, data_dir:
     standardize = options.pop("standardize_features", True)
     test_statistics = options.pop("test_statistics", "train")
     num_classes = options.pop("num_classes", None)
+    ddof = options.pop("ddof", 0)
     if options:
         raise ValueError(f"Unknown preparation options {sorted(options)}.")
     check_test_statistics(test_statistics)
@@ -123,9 +124,9 @@ def load_process_data(dataset: str, n: int | None, n_test: int | None, data_dir:
     train = share("train", n)
     test = share("test", n_test) if has_test_split(dataset) else None
     if standardize:
-        stats = global_statistics(train.X, train.n)
+        stats = global_statistics(train.X, train.n, ddof)
         if test is not None:
-            own = global_statistics(test.X, test.n) if test_statistics == "own" else stats
+            own = global_statistics(test.X, test.n, ddof) if test_statistics == "own" else stats
             test = test._replace(X=apply_standardization(test.X, *own))
         train = train._replace(X=apply_standardization(train.X, *stats))
     y_train = _labels(train)

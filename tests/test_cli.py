@@ -57,7 +57,7 @@ def test_cli_official_preset_with_override(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     config = results["config"]
     assert (config["n"], config["n_test"], config["depth"]) == (500, 100, 2)  # depth overridden
-    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own", "ddof": 1}
     assert config["refit_accuracy"] and config["width"] == 512 and config["bandwidth"] == 2.0
     for layer in results["layers"]:
         assert 0.5 < layer["refit_test_accuracy"] <= 1.0 and layer["refit_train_accuracy"] == 1.0
@@ -98,7 +98,7 @@ def test_cli_mlp_official_preset(tmp_path, capsys):
     assert (config["n"], config["n_test"], config["epochs"], config["depth"]) == (200, 60, 2, 2)
     assert (config["optimizer"], config["lr"], config["classifier_init"], config["bias"],
             config["last_batch"]) == ("sgd", 0.01, "torch", False, "keep")
-    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own"}
+    assert config["prepare"] == {"sort_by_class": True, "test_statistics": "own", "ddof": 1}
     printed = capsys.readouterr().out
     assert "convention of dmbeaglehole/neural_collapse_rfm's nc_nn.py" in printed
     last = assert_valid_results(out / "results.json")["measurements"][-1]

@@ -69,3 +69,19 @@ def test_the_results_schema_is_valid_and_strict_where_it_matters():
     for results in bad:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(results, schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_the_probes_page_examples_run():
+    """docs/probes.md's code runs as written and gives what its text says."""
+    import re
+
+    text = (ROOT / "docs" / "probes.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/probes.md", "exec"), namespace)
+    layers = namespace["layers"]
+    assert [(p.path, p.kind) for p in layers] == [("conv1", "conv"), ("conv2", "conv"), ("head", "dense")]
+    assert layers[1].agop.shape == (72, 72) and layers[0].agop.shape == (9, 9)
+    assert namespace["stats"].counts.tolist() == [24.0] * 4

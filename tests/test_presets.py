@@ -13,7 +13,8 @@ def test_official_preset_equals_the_cited_script_values():
     p = deep_rfm_preset("official", "mnist5k")
     c = p.config
     assert (p.n, p.n_test) == (500, 100)  # -n default (l. 28); first 100 test (l. 239)
-    assert p.prepare_options == {"sort_by_class": True, "test_statistics": "own"}  # 242-251, 271-272
+    # 242-251, 271-272; preprocess's X.std(dim=0) is torch's unbiased std (l. 106)
+    assert p.prepare_options == {"sort_by_class": True, "test_statistics": "own", "ddof": 1}
     assert (c.depth, c.kernel, c.bandwidth, c.width) == (6, "laplace", 2.0, 512)  # l. 30-33
     assert c.reg == 1e-3  # reg=-1 ignored by fit; constructor default 1e-3
     assert (c.features, c.weights) == ("relu", "uniform")  # nn.Linear default init, l. 135-141
@@ -54,7 +55,8 @@ def test_official_mlp_preset_equals_the_cited_script_values():
     p = mlp_preset("official")
     c = p.config
     assert (p.n, p.n_test) == (1000, 1000)  # -n 1000 (l. 22), first n of each split (184-185)
-    assert p.prepare_options == {"sort_by_class": True, "test_statistics": "own"}
+    # preprocess's X.std(dim=0) is torch's unbiased std (l. 122)
+    assert p.prepare_options == {"sort_by_class": True, "test_statistics": "own", "ddof": 1}
     assert (c.depth, c.width, c.epochs, c.measure_every) == (3, 512, 1000, 25)  # l. 24-25, 31, 33
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
     assert (c.loss, c.batch_size, c.last_batch) == ("mse", 128, "keep")  # l. 62, 241-242

@@ -24,6 +24,7 @@ from dnc_jax.data.embedded import (
 from dnc_jax.data.loading import (
     AUGMENTED,
     DATASETS,
+    EIGHT_BIT_IMAGES,
     EMBEDDED,
     SPLITS,
     SYNTHETIC,
@@ -68,6 +69,7 @@ from dnc_jax.data.tfds_reader import (
 __all__ = [
     "AUGMENTED",
     "DATASETS",
+    "EIGHT_BIT_IMAGES",
     "EMBEDDED",
     "MODULAR_OPS",
     "MULTI_INDEX_INPUTS",

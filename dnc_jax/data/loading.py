@@ -18,6 +18,8 @@ AUGMENTED = ("mnist_shifted",)
 SYNTHETIC = ("gaussian_mixture", "modular_arithmetic", "multi_index")
 DATASETS = EMBEDDED + AUGMENTED + tuple(TFDS) + SYNTHETIC
 SPLITS = ("train", "test", "all")
+# the datasets of 8-bit images (pixels 0..255), which torchvision's ToTensor divides by 255
+EIGHT_BIT_IMAGES = ("mnist5k",) + AUGMENTED + tuple(TFDS)
 
 
 def _check_split(split: str) -> None:

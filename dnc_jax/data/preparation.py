@@ -78,19 +78,20 @@ def check_test_statistics(test_statistics: str) -> None:
 
 
 def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
-                test_statistics: str = "train"):
+                test_statistics: str = "train", ddof: int = 0):
     """Per-feature ``(x - mean) / std``; zero-variance features become 0.
 
     ``test_statistics="train"`` standardises ``X_test`` with the training mean and std (the
     default); ``"own"`` with its own, as the official Deep RFM script does (its
-    ``preprocess`` is applied to each split separately).
+    ``preprocess`` is applied to each split separately). ``ddof``: the standard deviation's
+    divisor ``n - ddof`` (``feature_statistics``).
 
     Returns ``(X_train, X_test)`` (``X_test`` ``None`` if not given), float32.
     """
     check_test_statistics(test_statistics)
 
     def fit(X):
-        mean, std = feature_statistics(X)
+        mean, std = feature_statistics(X, ddof)
         return lambda Z: apply_standardization(Z, mean, std)
 
     apply = fit(X_train)
@@ -99,10 +100,16 @@ def standardize(X_train: np.ndarray, X_test: np.ndarray | None = None, *,
     return apply(X_train), (apply if test_statistics == "train" else fit(X_test))(X_test)
 
 
-def feature_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation (``1/n``) of ``X``, float64 ``(d,)`` each."""
+def feature_statistics(X: np.ndarray, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of ``X``, float64 ``(d,)`` each; the
+    deviation divides by ``n - ddof`` (``0``: the population one; ``1``: ``torch.std``'s
+    default, which the official scripts' ``preprocess`` uses)."""
     X = np.asarray(X, dtype=np.float64)
-    return X.mean(axis=0), X.std(axis=0)
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1; got {ddof!r}.")
+    if ddof == 1 and X.shape[0] < 2:
+        raise ValueError("The unbiased standard deviation (ddof=1) needs at least 2 rows.")
+    return X.mean(axis=0), X.std(axis=0, ddof=ddof)
 
 
 def apply_standardization(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -140,6 +147,7 @@ def prepare(
     test_statistics: str = "train",
     num_classes: int | None = None,
     input_scale: float = 1.0,
+    ddof: int = 0,
 ) -> PreparedData:
     """The paper's preparation, step by step (each step optional).
 
@@ -150,7 +158,8 @@ def prepare(
     1. keep the first ``n`` training samples (or, with ``balanced``, a class-balanced
        random subsample drawn with ``seed``);
     2. standardise each feature with the training mean and std (zero-variance -> 0; the
-       test split with its own statistics when ``test_statistics="own"``);
+       test split with its own statistics when ``test_statistics="own"``; the std divides
+       by ``n - ddof``: ``ddof=1`` is ``torch.std``'s, as the official scripts);
     3. optionally sort the training samples by class;
     4. labels to ``{-1, +1}`` one-hot targets.
     """
@@ -173,8 +182,9 @@ def prepare(
         X_train, y_train = X_train[keep], y_train[keep]
     mean = std = None
     if standardize_features:
-        mean, std = feature_statistics(X_train)
-        X_train, X_test = standardize(X_train, X_test, test_statistics=test_statistics)
+        mean, std = feature_statistics(X_train, ddof)
+        X_train, X_test = standardize(X_train, X_test, test_statistics=test_statistics,
+                                      ddof=ddof)
     if sort_by_class:
         order = np.argsort(y_train, kind="stable")
         X_train, y_train = X_train[order], y_train[order]

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from dnc_jax.data import has_test_split, load_dataset, prepare
+import numpy as np
+
+from dnc_jax.data import EIGHT_BIT_IMAGES, has_test_split, is_npz_path, load_dataset, prepare
+
+
+def check_eight_bit(dataset: str, X: np.ndarray) -> None:
+    """``ValueError`` unless ``dataset`` holds 8-bit images (a named image dataset, or an
+    ``.npz`` of ``uint8``): what dividing by 255, as torchvision's ``ToTensor``, assumes."""
+    X = np.asarray(X)
+    lo, hi = float(X.min()), float(X.max())
+    stored = X.dtype
+    if is_npz_path(dataset):  # the loader gives float32: ask the file
+        with np.load(dataset) as f:
+            stored = f["X_train"].dtype
+    if (dataset in EIGHT_BIT_IMAGES or stored == np.uint8) and 0 <= lo and hi <= 255:
+        return
+    raise ValueError(
+        f"This preset divides inputs by 255, as torchvision's ToTensor does for 8-bit images, "
+        f"but {dataset} holds {stored} values in [{lo:g}, {hi:g}], not 8-bit pixels: use an "
+        f"image dataset ({', '.join(EIGHT_BIT_IMAGES)}) or an .npz of uint8 images.")
 
 
 def load_prepared(dataset: str, n: int | None, n_test: int | None, data_dir: str | None,
@@ -11,6 +30,8 @@ def load_prepared(dataset: str, n: int | None, n_test: int | None, data_dir: str
     the paper's preparation (``prepare``, with ``prepare_options``); no test data when an
     ``.npz`` dataset has none. ``download`` lets tensorflow-datasets fetch the data."""
     X, y = load_dataset(dataset, "train", n, data_dir=data_dir, seed=seed, download=download)
+    if (prepare_options or {}).get("input_scale", 1.0) != 1.0:
+        check_eight_bit(dataset, X)
     Xt = yt = None
     if has_test_split(dataset):
         Xt, yt = load_dataset(dataset, "test", n_test, data_dir=data_dir, seed=seed,

@@ -6,8 +6,9 @@ seeds, as ``gen_nn_plots.py`` of ``dmbeaglehole/neural_collapse_rfm`` draws them
 measurement epoch and head layer, the mean and standard deviation (``n - 1``, as
 ``torch.std``) over the seeds of: NC1 at input / right-singular step / AGOP projection /
 output (``nc1_<point>``; ``nc1_official_<point>`` in the official scripts' convention),
-the trace ratios at the layer's **input**, where ``nc_nn_ratio.py`` takes them
-(``phiX = fmap(train_X)`` for layer ``l``, lines 355-361 at eee0604):
+the trace ratios where the script the preset reproduces reads them
+(``conventions.trace_ratio_point``: the layer's output for ``nc_nn.py`` and our own
+presets, its input for ``nc_nn_ratio.py``; ``summary.json``'s ``trace_ratios_at`` says which):
 ``within_total`` = ``tr(Sigma_W)/tr(Sigma_T)`` (the same in both conventions) and
 ``between_total_official`` = ``C tr(Sigma_B)/tr(Sigma_T)`` (the script's convention,
 ``CollapseMetrics.between_total_official``), the NFA correlations, and the train loss and
@@ -20,7 +21,7 @@ import dataclasses
 import os
 from typing import NamedTuple
 
-from dnc_jax.conventions import convention_header, nc1_key
+from dnc_jax.conventions import convention_header, nc1_key, trace_ratio_point
 from dnc_jax.experiments.mlp import run_mlp
 from dnc_jax.experiments.seeds import checked_seeds, seed_dir
 from dnc_jax.figures import plot_training_seeds
@@ -34,7 +35,8 @@ SCALARS = ("train_loss", "train_accuracy", "test_accuracy")
 class HeadLayerSummary(NamedTuple):
     """One head layer at one measurement epoch over seeds (module docstring): NC1 at each
     of ``POINTS`` in our convention (``nc1``) and the official scripts' (``nc1_official``),
-    the trace ratios at the layer's input, the NFA correlations; each a ``MeanStd``."""
+    the trace ratios (at the layer's input or output: ``trace_ratio_point``), the NFA
+    correlations; each a ``MeanStd``."""
 
     layer: int
     nc1: dict[str, MeanStd]
@@ -45,16 +47,17 @@ class HeadLayerSummary(NamedTuple):
     nfa_agop: MeanStd
 
     @classmethod
-    def of(cls, layer: int, records: list[HeadLayerRecord]) -> HeadLayerSummary:
-        """Over the seeds' records of head layer ``layer``."""
+    def of(cls, layer: int, records: list[HeadLayerRecord],
+           trace_point: str = "output") -> HeadLayerSummary:
+        """Over the seeds' records of head layer ``layer``, the trace ratios read at
+        ``trace_point`` (``"input"`` or ``"output"``)."""
         def stats(value):
             return MeanStd.over([value(r) for r in records])
 
-        # the traces at the layer's input, where nc_nn_ratio.py takes them (module docstring)
         return cls(layer, {p: stats(lambda r, p=p: r.at(p).nc1) for p in POINTS},
                    {p: stats(lambda r, p=p: r.at(p).nc1_official) for p in POINTS},
-                   stats(lambda r: r.input.within_total_official),
-                   stats(lambda r: r.input.between_total_official),
+                   stats(lambda r: r.at(trace_point).within_total_official),
+                   stats(lambda r: r.at(trace_point).between_total_official),
                    stats(lambda r: r.nfa_sqrt_agop), stats(lambda r: r.nfa_agop))
 
     def values(self) -> dict[str, MeanStd]:
@@ -118,11 +121,14 @@ class LossSummary(NamedTuple):
         return {"epoch": self.epoch, "train_loss": self.train_loss.to_json()}
 
 
-def aggregate_measurements(runs: list[list[EpochRecord]]) -> list[EpochSummary]:
+def aggregate_measurements(runs: list[list[EpochRecord]],
+                           trace_point: str = "output") -> list[EpochSummary]:
     """Mean and std over runs at each measurement epoch that every run has reached.
 
     Args:
       runs: per seed, its ``measurements`` (``run_mlp``'s records).
+      trace_point: where each layer's trace ratios are read, ``"input"`` or ``"output"``
+        (``conventions.trace_ratio_point`` of the preset's script).
 
     Returns:
       One ``EpochSummary`` per epoch.
@@ -134,7 +140,7 @@ def aggregate_measurements(runs: list[list[EpochRecord]]) -> list[EpochSummary]:
         epochs = {m.epoch for m in recs}
         if len(epochs) != 1:
             raise ValueError(f"The runs measured different epochs: {sorted(epochs)}.")
-        layers = [HeadLayerSummary.of(layer, [(m.layers or [])[layer] for m in recs])
+        layers = [HeadLayerSummary.of(layer, [(m.layers or [])[layer] for m in recs], trace_point)
                   for layer in range(len(recs[0].layers or []))]
         summary.append(EpochSummary(
             recs[0].epoch, len(recs), MeanStd.over([m.train_loss for m in recs]),
@@ -200,10 +206,12 @@ def run_mlp_seeds(out: str, seeds: tuple[int, ...], *, config, progress: bool = 
                           progress=progress, script=script, **run_options)
         runs.append(results.measurements)
         histories.append(results.history)
-    summary = aggregate_measurements(runs)
+    point = trace_ratio_point(script)
+    summary = aggregate_measurements(runs, point)
     losses = aggregate_losses(histories)
     atomic_write_json(os.path.join(out, "summary.json"),
                       {"seeds": list(seeds), "config": dataclasses.asdict(config) | {"seed": None},
+                       "trace_ratios_at": point,
                        "measurements": [e.to_json() for e in summary],
                        "losses": [e.to_json() for e in losses]})
     atomic_write_csv(os.path.join(out, "summary.csv"), _summary_rows(summary))

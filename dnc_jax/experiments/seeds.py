@@ -19,7 +19,7 @@ from dnc_jax.layer_records import POINTS, LayerRecord, LayerSummary, MeanStd
 from dnc_jax.records import atomic_write_csv, atomic_write_json, ensure_writable
 
 SUMMARY_METRICS = ("nc1", "nc1_official", "nc2", "cdnv")
-SUMMARY_SCALARS = ("train_accuracy", "test_accuracy")
+SUMMARY_SCALARS = ("train_accuracy", "test_accuracy", "refit_train_accuracy", "refit_test_accuracy")
 
 
 def seed_dir(out: str, seed: int) -> str:
@@ -44,7 +44,7 @@ def aggregate_layers(runs: list[list[LayerRecord]]) -> list[LayerSummary]:
     Returns:
       One ``LayerSummary`` per layer: how many seeds, and at each point in ``POINTS`` the
       ``MeanStd`` of each metric in ``SUMMARY_METRICS``; the same for the accuracies
-      (``None`` where a run has none).
+      (``None`` where a run has none), the refitted predictor's too.
     """
     depth = min((len(r) for r in runs), default=0)
     out = []
@@ -55,22 +55,36 @@ def aggregate_layers(runs: list[list[LayerRecord]]) -> list[LayerSummary]:
         out.append(LayerSummary(
             layer, len(recs), **points,
             train_accuracy=MeanStd.of([rec.train_accuracy for rec in recs]),
-            test_accuracy=MeanStd.of([rec.test_accuracy for rec in recs])))
+            test_accuracy=MeanStd.of([rec.test_accuracy for rec in recs]),
+            refit_train_accuracy=MeanStd.of([rec.refit_train_accuracy for rec in recs]),
+            refit_test_accuracy=MeanStd.of([rec.refit_test_accuracy for rec in recs])))
     return out
 
 
 def summary_table(summary: list[LayerSummary], script: str | None = None) -> str:
     """Per layer: NC1 mean +- std at the three points (in ``script``'s convention, as
-    ``deep_rfm_table``), and the test accuracy."""
+    ``deep_rfm_table``), the test accuracy of the predictor fitted before the AGOP step and,
+    where the runs recorded it, of the one refitted on the projected features (the
+    official script's last printed accuracy, ``recursive_feature_machine.py`` lines
+    125-130)."""
     key = nc1_key(script)
+    refit = bool(summary) and summary[0].refit_test_accuracy is not None
     lines = [convention_header(script),
-             f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>22}" for p in POINTS) + f" {'test acc':>16}"]
+             f"{'layer':>5} " + " ".join(f"{'nc1 ' + p:>22}" for p in POINTS) + f" {'test acc':>16}"
+             + (f" {'refit test acc':>16}" if refit else "")]
     for entry in summary:
         cells = " ".join(_cell(entry.at(p)[key]) for p in POINTS)
-        acc = entry.test_accuracy
-        text = "" if acc is None else f"{acc.mean:.4f} +- {acc.std:.4f}"
-        lines.append(f"{entry.layer:>5} {cells} {text:>16}")
+        text = _accuracy(entry.test_accuracy)
+        extra = f" {_accuracy(entry.refit_test_accuracy):>16}" if refit else ""
+        lines.append(f"{entry.layer:>5} {cells} {text:>16}{extra}")
+    if refit:
+        lines.append("refit test acc: the predictor refitted on the projected features, the "
+                     "accuracy the official script prints last")
     return "\n".join(lines)
+
+
+def _accuracy(stats: MeanStd | None) -> str:
+    return "" if stats is None else f"{stats.mean:.4f} +- {stats.std:.4f}"
 
 
 def _cell(stats: MeanStd | None) -> str:

@@ -58,3 +58,42 @@ def test_prepare_balanced_subsample(rng):
     other = prepare(X, y, n=40, balanced=True, seed=4)
     assert not np.array_equal(other.X_train, data.X_train)
     np.testing.assert_allclose(data.X_train.mean(0), 0, atol=1e-6)  # standardised after
+
+
+def test_unbiased_standardisation_as_torch_std(rng):
+    """ddof=1: the official scripts' preprocess divides by X.std(dim=0), torch's unbiased
+    std (deep_rfm.py line 106, nc_nn.py line 122); each split with its own statistics."""
+    X = rng.standard_normal((30, 4)) * 2 + 5
+    Xt = rng.standard_normal((12, 4)) - 1
+    y, yt = np.arange(30) % 3, np.arange(12) % 3
+    data = prepare(X, y, Xt, yt, test_statistics="own", ddof=1)
+    for got, raw in ((data.X_train, X), (data.X_test, Xt)):
+        n = len(raw)
+        mean = raw.sum(axis=0) / n
+        unbiased = np.sqrt(((raw - mean) ** 2).sum(axis=0) / (n - 1))
+        np.testing.assert_allclose(got, (raw - mean) / unbiased, rtol=1e-5, atol=1e-6)
+    assert data.standardization.std == pytest.approx(X.std(axis=0, ddof=1))
+    population = prepare(X, y, ddof=0).X_train
+    np.testing.assert_allclose(data.X_train, population * np.sqrt(29 / 30), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ddof must be 0 or 1"):
+        prepare(X, y, ddof=2)
+
+
+def test_dividing_by_255_only_for_8_bit_images(tmp_path):
+    """The ratio preset's input_scale = 1/255 is ToTensor's on 8-bit pixels: refused for
+    data that are not (the digits hold 0..16; float features of an .npz)."""
+    from dnc_jax.experiments.common import load_prepared
+
+    options = {"standardize_features": False, "input_scale": 1 / 255}
+    with pytest.raises(ValueError, match="digits holds float32 values in \\[0, 16\\]"):
+        load_prepared("digits", 50, 20, None, 0, options)
+    images = load_prepared("mnist5k", 50, 20, None, 0, options)
+    assert images.X_train.min() == 0 and images.X_train.max() == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    floats, pixels = tmp_path / "floats.npz", tmp_path / "pixels.npz"
+    np.savez(floats, X_train=rng.normal(size=(20, 4)), y_train=np.arange(20) % 2)
+    np.savez(pixels, X_train=rng.integers(0, 256, (20, 4)).astype(np.uint8),
+             y_train=np.arange(20) % 2)
+    with pytest.raises(ValueError, match="not 8-bit pixels"):
+        load_prepared(str(floats), None, None, None, 0, options)
+    assert load_prepared(str(pixels), None, None, None, 0, options).X_train.max() <= 1.0

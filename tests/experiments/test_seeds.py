@@ -10,6 +10,7 @@ from dnc_jax.collapse import CollapseMetrics
 from dnc_jax.deep_rfm_model import DeepRFMConfig
 from dnc_jax.experiments import aggregate_layers, run_deep_rfm, run_deep_rfm_seeds
 from dnc_jax.experiments.run_figures import deep_rfm_figures
+from dnc_jax.experiments.seeds import summary_table
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
 from dnc_jax.solvers import SolveInfo
 
@@ -36,6 +37,26 @@ def test_aggregate_layers_mean_and_std():
     assert two[1].output["nc1_official"].mean == pytest.approx(0.35)
     assert two[1].output["nc1"].std == pytest.approx(1.5 * np.sqrt(2))
     assert aggregate_layers(runs[2:])[0].output["nc1"].std == 0.0  # one seed
+    assert summary[0].refit_test_accuracy is None and "refit" not in summary_table(summary)
+
+
+def test_the_summary_reports_the_refit_accuracy_the_script_prints_last():
+    """deep_rfm.py (through rfm's recursive_feature_machine.py lines 125-130) prints the
+    accuracy of the predictor refitted after the AGOP step last: the summary keeps both."""
+    def rec(first, refit):
+        point = CollapseMetrics(**dict.fromkeys(CollapseMetrics._fields, 1.0) | {"num_classes": 10})
+        return LayerRecord(0, 4, point, point, point, train_accuracy=1.0, test_accuracy=first,
+                           agop=Spectrum((1.0,), 1.0), solve=SolveInfo("cholesky", 0, None, None,
+                                                                      0.0, 0.0),
+                           seconds=0.0, phase_seconds=PhaseSeconds(*[0.0] * 6),
+                           refit_train_accuracy=1.0, refit_test_accuracy=refit)
+
+    (entry,) = aggregate_layers([[rec(0.80, 0.90)], [rec(0.82, 0.94)]])
+    assert entry.test_accuracy.mean == pytest.approx(0.81)
+    assert entry.refit_test_accuracy.mean == pytest.approx(0.92)
+    assert entry.to_json()["refit_test_accuracy"]["mean"] == pytest.approx(0.92)
+    table = summary_table([entry], "deep_rfm.py")
+    assert "refit test acc" in table and "0.9200 +- 0.0283" in table
 
 
 @pytest.mark.slow
