@@ -85,3 +85,22 @@ def test_the_probes_page_examples_run():
     assert [(p.path, p.kind) for p in layers] == [("conv1", "conv"), ("conv2", "conv"), ("head", "dense")]
     assert layers[1].agop.shape == (72, 72) and layers[0].agop.shape == (9, 9)
     assert namespace["stats"].counts.tolist() == [24.0] * 4
+
+
+def test_user_documents_name_no_issue_or_outside_path():
+    """README, BENCHMARKS, TESTING and the docs state results; issue numbers and paths
+    outside the repository (the history, the design notes kept beside it) stay out."""
+    import re
+
+    documents = [ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "TESTING.md",
+                 *sorted((ROOT / "docs").glob("*.md"))]
+    issue = re.compile(r"\b[Ii]ssues? #?\d+\b|\(#\d+\)")
+    outside = re.compile(r"\.\./[\w./-]+|\b(DESIGN|STYLE)\.md\b")
+    found = []
+    for path in documents:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for pattern in (issue, outside):
+                match = pattern.search(line)
+                if match:
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {match.group(0)}")
+    assert not found, "\n".join(found)
