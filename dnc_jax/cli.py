@@ -1,6 +1,6 @@
 """The ``dnc-jax`` command: ``run`` (Deep RFM on the embedded MNIST, the main job),
-``deep-rfm``, ``mlp``, ``probe``, ``grokking`` and ``multi-index``. Bad arguments give one line on
-stderr and exit code 2."""
+``deep-rfm``, ``mlp``, ``probe``, ``conv-rfm``, ``grokking`` and ``multi-index``. Bad
+arguments give one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import functools
 import sys
 
 from dnc_jax.compilation import set_gpu_flags
+from dnc_jax.conv_rfm import DeepConvRFMConfig
 from dnc_jax.data import DATASETS
 from dnc_jax.deep_rfm_model import FEATURES, DeepRFMConfig
 from dnc_jax.experiments.cnfa import CNFAConfig
@@ -160,6 +161,15 @@ def build_parser(preset=None) -> argparse.ArgumentParser:
     cnfa.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                       help="one network per seed; mean and std over them")
     _output_args(cnfa, "probe")
+    conv = sub.add_parser("conv-rfm", help="Deep ConvRFM against the fixed-metric "
+                                           "convolutional kernel on embedded images")
+    add_flags(conv, DeepConvRFMConfig, skip=("seed",))
+    conv.add_argument("--dataset", choices=("mnist5k", "digits"), default="mnist5k")
+    conv.add_argument("--n", type=_positive_int, default=1000, help="training images, the first n")
+    conv.add_argument("--n-test", type=_positive_int, default=1000, help="test images, the first n")
+    conv.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                      help="one run per seed (the AGOP sample, the random filters)")
+    _output_args(conv, "conv-rfm")
     fig = sub.add_parser("figures", help="redraw a run's figures (PNG, PDF or SVG)")
     fig.add_argument("kind", choices=("deep-rfm",))
     fig.add_argument("--run", required=True, help="a run folder, or a --seeds folder")
@@ -209,6 +219,17 @@ def _probe_command(args) -> None:
     run = run_cnfa(out, config=config, seeds=tuple(args.seeds), progress=not args.no_progress)
     print(cnfa_table(run))
     print(f"wrote {out}/results.json, {out}/cnfa.png")
+
+
+def _conv_rfm_command(args) -> None:
+    from dnc_jax.experiments.conv_rfm import conv_rfm_table, run_conv_rfm
+
+    config = from_args(DeepConvRFMConfig, args)
+    out = args.out
+    run = run_conv_rfm(out, config=config, dataset=args.dataset, n=args.n, n_test=args.n_test,
+                       seeds=tuple(args.seeds), progress=not args.no_progress)
+    print(conv_rfm_table(run))
+    print(f"wrote {out}/results.json")
 
 
 def _deep_rfm_command(args) -> None:
@@ -293,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             _multi_index_command(args)
         elif args.command == "probe":
             _probe_command(args)
+        elif args.command == "conv-rfm":
+            _conv_rfm_command(args)
         else:
             _mlp_command(args)
     except (ValueError, FileNotFoundError, ImportError) as err:

@@ -96,3 +96,23 @@ def test_configuration_is_checked():
         DeepConvRFMConfig(bandwidth=0.0)
     with pytest.raises(ValueError, match="depth must be >= 1"):
         DeepConvRFMConfig(depth=0)
+
+
+def test_conv_rfm_command_writes_and_resumes(tmp_path, capsys, monkeypatch):
+    from dnc_jax.cli import main
+    from dnc_jax.experiments import conv_rfm as experiment
+
+    out = str(tmp_path / "conv")
+    argv = ["conv-rfm", "--dataset", "digits", "--n", "120", "--n-test", "60", "--depth", "1",
+            "--iters", "1", "--agop-samples", "30", "--out", out, "--no-progress"]
+    assert main(argv + ["--seeds", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "identity" in printed and "AGOP 1" in printed and "1 seeds" in printed
+    calls = []
+    real = experiment.deep_conv_rfm
+    monkeypatch.setattr(experiment, "deep_conv_rfm",
+                        lambda *a: calls.append(a[-1].seed) or real(*a))
+    assert main(argv + ["--seeds", "0", "1"]) == 0
+    assert calls == [1] and "2 seeds" in capsys.readouterr().out
+    assert main(argv[:-3] + ["--bandwidth", "0", "--out", out + "-bad"]) == 2
+    assert "bandwidth must be > 0" in capsys.readouterr().err

@@ -87,6 +87,16 @@ def test_the_probes_page_examples_run():
     assert namespace["stats"].counts.tolist() == [24.0] * 4
 
 
+def test_the_conv_rfm_page_example_runs():
+    import re
+
+    text = (ROOT / "docs" / "conv-rfm.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, "docs/conv-rfm.md", "exec"), namespace)
+    assert [(s.layer, s.step) for s in namespace["steps"]] == [(0, 0), (0, 1)]
+
+
 def test_user_documents_name_no_issue_or_outside_path():
     """README, BENCHMARKS, TESTING and the docs state results; issue numbers and paths
     outside the repository (the history, the design notes kept beside it) stay out."""
