@@ -99,6 +99,8 @@ def test_configuration_is_checked():
 
 
 def test_conv_rfm_command_writes_and_resumes(tmp_path, capsys, monkeypatch):
+    from helpers import assert_valid_results
+
     from dnc_jax.cli import main
     from dnc_jax.experiments import conv_rfm as experiment
 
@@ -108,6 +110,8 @@ def test_conv_rfm_command_writes_and_resumes(tmp_path, capsys, monkeypatch):
     assert main(argv + ["--seeds", "0"]) == 0
     printed = capsys.readouterr().out
     assert "identity" in printed and "AGOP 1" in printed and "1 seeds" in printed
+    results = assert_valid_results(tmp_path / "conv" / "results.json")
+    assert [s["layer"] for s in results["seeds"][0]["steps"]] == [0, 0]
     calls = []
     real = experiment.deep_conv_rfm
     monkeypatch.setattr(experiment, "deep_conv_rfm",

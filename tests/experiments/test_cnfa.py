@@ -1,12 +1,13 @@
 """``dnc-jax probe``: the official vanilla CNN, its training, the run folder and resume."""
 
-import json
 import os
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+
+from helpers import assert_valid_results
 
 from dnc_jax.cli import main
 from dnc_jax.experiments import cnfa
@@ -45,8 +46,7 @@ def test_probe_command_writes_resumes_and_summarises(tmp_path, monkeypatch, caps
     assert main(argv + ["--seeds", "3"]) == 0
     printed = capsys.readouterr().out
     assert "convs/0" in printed and "test accuracy" in printed and "over 1 seeds" in printed
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
+    results = assert_valid_results(os.path.join(out, "results.json"))
     assert [s["seed"] for s in results["seeds"]] == [3]
     layers = results["seeds"][0]["trained"]
     assert [entry["path"] for entry in layers] == ["convs/0", "convs/1", "convs/2", "convs/3", "head"]
