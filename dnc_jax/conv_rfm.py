@@ -203,7 +203,7 @@ def deep_conv_rfm(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
     for layer in range(config.depth):
         P, Pt = (image_patches(Z, config.patch, config.padding) for Z in (X, Xt))
         d = P.shape[-1]
-        nc1 = collapse_metrics(np.asarray(X).reshape(len(X), -1), y, num_classes=C).nc1
+        nc1 = float(collapse_metrics(np.asarray(X).reshape(len(X), -1), y, num_classes=C).nc1)
         M = jnp.eye(d, dtype=jnp.float32)
         for step in range(config.iters + 1):
             root = matrix_root(M)

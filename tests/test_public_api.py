@@ -12,7 +12,8 @@ import types
 
 import dnc_jax
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README, LIBRARY = ROOT / "README.md", ROOT / "docs" / "library.md"
 
 
 def _submodules(package):
@@ -53,9 +54,9 @@ def test_every_public_function_of_the_modules_has_a_docstring():
 
 
 def _readme_names() -> set[str]:
-    text = README.read_text()
+    text = README.read_text() + LIBRARY.read_text()
     names = set(re.findall(r"\bdj\.([A-Za-z_][A-Za-z0-9_]*)", text))
-    library = text.split("## The library", 1)[1].split("\n## ", 1)[0]
+    library = LIBRARY.read_text().split("## The library", 1)[1].split("\n## ", 1)[0]
     for row in re.findall(r"^\| (.*?) \| .* \|$", library, flags=re.M):
         for span in re.findall(r"`([^`]+)`", row):
             match = re.match(r"([A-Za-z_][A-Za-z0-9_.]*)\(?", span)

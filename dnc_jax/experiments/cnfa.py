@@ -168,7 +168,7 @@ def summarise(run: CNFARun) -> tuple[list[LayerSummary], MeanStd]:
     rows = []
     for i, layer in enumerate(first.init):
         def over(point, key, i=i):
-            return MeanStd.of([getattr_path(s, point, i, key) for s in run.seeds])
+            return MeanStd.of([_seed_value(s, point, i, key) for s in run.seeds])
 
         rows.append(LayerSummary(layer["path"], over("init", "cosine"), over("trained", "cosine"),
                                  over("trained", "pearson_sqrt"), over("init", "nc1"),
@@ -176,7 +176,8 @@ def summarise(run: CNFARun) -> tuple[list[LayerSummary], MeanStd]:
     return rows, MeanStd.over([s.test_accuracy for s in run.seeds])
 
 
-def getattr_path(record: SeedRecord, point: str, layer: int, key: str):
+def _seed_value(record: SeedRecord, point: str, layer: int, key: str):
+    """One seed's ``key`` (``"nc1"``: at the layer's output) of layer ``layer`` at ``point``."""
     entry = getattr(record, point)[layer]
     return entry["output"]["nc1"] if key == "nc1" else entry[key]
 

@@ -168,7 +168,7 @@ def _default_apply(model, x):
     return model(x)
 
 
-def _forward(graphdef, state, x, deltas, paths, apply):
+def _forward(graphdef, state, x, deltas: dict, paths, apply: Callable) -> tuple:
     """``(logits (b, C), inputs, outputs)``: the model on ``x`` with ``deltas[name]`` added
     to the output of each layer named in ``deltas``; ``inputs`` / ``outputs`` by path name
     (``path_name``), in call order."""
