@@ -76,6 +76,7 @@ def test_kernel_and_patch_agop_equal_the_float64_references(rng, x64):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e4 * np.finfo(F64).eps * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_deep_conv_rfm_records_each_fit_and_learns_on_digits():
     from dnc_jax.experiments.cnfa import images
 
@@ -98,6 +99,7 @@ def test_configuration_is_checked():
         DeepConvRFMConfig(depth=0)
 
 
+@pytest.mark.slow
 def test_conv_rfm_command_writes_and_resumes(tmp_path, capsys, monkeypatch):
     from helpers import assert_valid_results
 

@@ -176,6 +176,7 @@ def _nc1_reference(H, y, C):
     return within / ((centred ** 2).sum() / C)
 
 
+@pytest.mark.slow
 def test_traced_collapse_metrics_are_nan_or_an_error_for_labels_they_cannot_use(rng):
     """Under ``jit``: a class with no sample, or a label out of range, make every float
     field NaN (a stray label once gave a finite NC1 from part of the data) and
@@ -298,6 +299,7 @@ def _deep_rfm_save_load_predict(X, y, kernel, tmp_path, **options):
     return records, model, path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["relu_ntk", CAUCHY])
 def test_deep_rfm_fits_saves_and_loads_other_kernels(rng, tmp_path, kernel):
     """``deep_rfm(kernel="relu_ntk")`` once stopped ("runs on one device; pass ... without a
@@ -323,6 +325,7 @@ def test_deep_rfm_with_every_family_saves_loads_and_predicts_alike(rng, tmp_path
     assert float(model.layers[0].predictor.bandwidth) == 3.5
 
 
+@pytest.mark.slow
 def test_a_model_fitted_on_four_devices_predicts_on_one_after_load(rng, tmp_path):
     """A ``DeepRFM`` built with ``mesh=`` once failed ``predict(X)`` ("sharded over another
     mesh than the one passed", none passed): it predicts on its own mesh, on another
@@ -400,6 +403,7 @@ def test_labels_that_are_not_class_indices_get_a_message_that_says_so(rng):
 # -------------------------------------------------------------- the gradient with respect to M
 
 
+@pytest.mark.slow
 def test_the_gradient_with_respect_to_the_metric_is_symmetric(rng):
     """A loss through the kernel in metric ``M`` once had ``max |g - g^T|`` 4.4e-3 against
     ``max |g|`` 7.2e-3: a gradient step left the symmetric matrices. Now ``g`` is
@@ -617,6 +621,7 @@ def test_a_model_keeps_its_preparation_and_takes_raw_rows(rng, tmp_path):
                                   np.asarray(model.predict(Xt, raw=True)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["relu_ntk", "l1_laplace", "quadratic"])
 def test_a_non_radial_kernel_agop_on_four_devices_equals_one_device(rng, family):
     """The autodiff AGOP of a kernel without a closed form, on a mesh (replicated centres,

@@ -38,6 +38,7 @@ def test_training_fits_the_training_images():
     assert before < 0.3 and accuracy() > 0.9
 
 
+@pytest.mark.slow
 def test_probe_command_writes_resumes_and_summarises(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "probe")
     argv = ["probe", "--width", "4", "--epochs", "1", "--n", "60", "--probe-batch", "32",
