@@ -28,6 +28,7 @@ from dnc_jax.data.loading import (
     EMBEDDED,
     SPLITS,
     SYNTHETIC,
+    data_source,
     load_dataset,
     load_dataset_rows,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "gaussian_mixture",
     "has_test_split",
     "is_npz_path",
+    "data_source",
     "load_dataset",
     "load_dataset_rows",
     "mnist5k_path",

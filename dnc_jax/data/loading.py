@@ -10,6 +10,7 @@ import numpy as np
 from dnc_jax.data.augmented import mnist_shifted, mnist_shifted_size
 from dnc_jax.data.embedded import _embedded
 from dnc_jax.data.npz import _npz, is_npz_path
+from dnc_jax.data.original_files import original_files, read_original
 from dnc_jax.data.synthetic import _synthetic
 from dnc_jax.data.tfds_reader import TFDS, _tfds, _tfds_records, _tfds_source
 
@@ -56,12 +57,14 @@ def load_dataset(
         training images, or more with ``max_shift``; see ``mnist_shifted``), ``digits``
         (scikit-learn's 8x8 digits), ``mnist``,
         ``fashion_mnist``, ``cifar10``, ``svhn`` (tensorflow-datasets, prepared in
-        ``data_dir``), or ``gaussian_mixture``, ``modular_arithmetic``, ``multi_index``; or
+        ``data_dir``; MNIST, Fashion-MNIST and CIFAR-10 from their original files, in
+        the files' order, when ``data_dir`` holds them: ``data.original_files``), or
+        ``gaussian_mixture``, ``modular_arithmetic``, ``multi_index``; or
         the path of an ``.npz`` file with arrays ``X_train``, ``y_train`` and optionally
         ``X_test``, ``y_test`` (features extracted elsewhere; rows are flattened).
       split: ``"train"``, ``"test"`` or ``"all"``.
       n: keep the first ``n`` samples (all by default); more than exist is an error.
-      data_dir: tensorflow-datasets data folder.
+      data_dir: tensorflow-datasets data folder, or where the original files are.
       seed: seed of the synthetic generators (the embedded split is fixed).
       download: let tensorflow-datasets download and prepare a dataset that is not in
         ``data_dir`` (needs network access; off by default).
@@ -76,7 +79,8 @@ def load_dataset(
     elif name in AUGMENTED:
         X, y = mnist_shifted(split, n, seed, **options)
     elif name in TFDS:
-        X, y = _tfds(name, split, n, data_dir, download)
+        original = _original(name, split, data_dir)
+        X, y = original if original is not None else _tfds(name, split, n, data_dir, download)
         if n is not None and len(y) < n:
             raise ValueError(f"n={n} but {name} {split} has only {len(y)} samples.")
     else:
@@ -86,6 +90,29 @@ def load_dataset(
             raise ValueError(f"n={n} but {name} {split} has only {len(y)} samples.")
         X, y = X[:n], y[:n]
     return np.ascontiguousarray(X, dtype=np.float32), y.astype(np.int64)
+
+
+def _original(name: str, split: str, data_dir: str | None):
+    """``name``'s split from its original files in ``data_dir`` (``"all"``: train then
+    test), or ``None`` where they are not there."""
+    parts = [read_original(name, s, data_dir) for s in (("train", "test") if split == "all"
+                                                         else (split,))]
+    if any(p is None for p in parts):
+        return None
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def data_source(name: str, split: str = "train", data_dir: str | None = None) -> str:
+    """Where ``load_dataset(name, split, data_dir=data_dir)`` reads its rows, and so their
+    order: ``"original files"`` (MNIST, Fashion-MNIST, CIFAR-10 as torchvision reads them,
+    ``data.original_files``), ``"tfds"`` (tensorflow-datasets' prepared records, shuffled
+    when prepared), or ``"built in"`` (embedded, generated, ``.npz``)."""
+    if is_npz_path(name) or name not in TFDS:
+        return "built in"
+    splits = ("train", "test") if split == "all" else (split,)
+    if all(original_files(name, s, data_dir) is not None for s in splits):
+        return "original files"
+    return "tfds"
 
 
 def load_dataset_rows(
@@ -114,7 +141,7 @@ def load_dataset_rows(
     if is_npz_path(name):
         _check_split(split)
         return _npz(name, split, n, row_range)
-    if name not in AUGMENTED + tuple(TFDS):
+    if name not in AUGMENTED + tuple(TFDS) or data_source(name, split, data_dir) != "tfds":
         X, y = load_dataset(name, split, n, data_dir=data_dir, seed=seed, download=download,
                             **options)
         start, stop = row_range(len(y))

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
-from dnc_jax.data import EIGHT_BIT_IMAGES, has_test_split, is_npz_path, load_dataset, prepare
+from dnc_jax.data import (
+    EIGHT_BIT_IMAGES,
+    data_source,
+    has_test_split,
+    is_npz_path,
+    load_dataset,
+    prepare,
+)
 
 
 def check_eight_bit(dataset: str, X: np.ndarray) -> None:
@@ -24,12 +33,26 @@ def check_eight_bit(dataset: str, X: np.ndarray) -> None:
         f"image dataset ({', '.join(EIGHT_BIT_IMAGES)}) or an .npz of uint8 images.")
 
 
+def report_source(dataset: str, data_dir: str | None) -> None:
+    """Say on stderr which order a tensorflow-datasets name's rows come in: the first ``n``
+    of the original files are the official scripts' images, tfds' first ``n`` are not."""
+    source = data_source(dataset, "train", data_dir)
+    if source == "original files":
+        print(f"data: {dataset} from the original files in {data_dir}, in their order (the "
+              "official scripts' first n)", file=sys.stderr)
+    elif source == "tfds":
+        print(f"data: {dataset} from tensorflow-datasets, whose order is not the original "
+              "files' (put those in --data-dir for the official scripts' first n)",
+              file=sys.stderr)
+
+
 def load_prepared(dataset: str, n: int | None, n_test: int | None, data_dir: str | None,
                   seed: int, prepare_options: dict | None = None, download: bool = False):
     """Train and test data of ``dataset`` (the first ``n`` / ``n_test`` of each split) with
     the paper's preparation (``prepare``, with ``prepare_options``); no test data when an
     ``.npz`` dataset has none. ``download`` lets tensorflow-datasets fetch the data."""
     X, y = load_dataset(dataset, "train", n, data_dir=data_dir, seed=seed, download=download)
+    report_source(dataset, data_dir)
     if (prepare_options or {}).get("input_scale", 1.0) != 1.0:
         check_eight_bit(dataset, X)
     Xt = yt = None
