@@ -32,6 +32,9 @@ def test_the_site_builds_strictly(tmp_path):
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     for name in ("fit_rfm", "rfm_step", "kernel_agop", "DeepRFM", "collapse_metrics"):
         assert f'id="dnc_jax.{name}"' in api, name
+    for notebook in ("tutorial", "paper_figures"):  # rendered with their outputs
+        page = (tmp_path / "site" / "notebooks" / notebook / "index.html").read_text()
+        assert 'class="jp-RenderedText jp-OutputArea-output' in page, notebook
 
 
 def test_the_commands_page_is_generated_from_the_parser():
