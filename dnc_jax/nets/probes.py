@@ -308,6 +308,7 @@ def probe(model: nnx.Module, batches, *, num_classes: int,
     modules = {path_name(p): m for p, m in nnx.iter_modules(model)}
     kinds = {path_name(p): layer_kind(modules[path_name(p)]) for p in chosen}
     graphdef, state = nnx.split(model)
+    snapshot = {path_name(p): m for p, m in nnx.iter_modules(nnx.merge(graphdef, state))}
     apply = apply or _default_apply
     iterator = iter(_batches(batches))
     try:
@@ -345,7 +346,7 @@ def probe(model: nnx.Module, batches, *, num_classes: int,
         agop = gram = None
         correlations: tuple[float | None, ...] = (None, None, None)
         if kinds[p] != "module":
-            layer: Any = modules[p]  # nnx.Linear or nnx.Conv
+            layer: Any = snapshot[p]  # nnx.Linear or nnx.Conv, as split at the call
             kernel = np.asarray(layer.kernel[...], np.float64)
             W_t = kernel.reshape(-1, kernel.shape[-1])  # W^T: (d_in or q1 q2 C_in, C_out)
             agop = W_t @ np.asarray(acc.grams[p], np.float64) @ W_t.T / n

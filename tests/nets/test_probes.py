@@ -198,3 +198,16 @@ def test_classes_in_chunks_equal_all_at_once(rng):
                                        atol=1e-6 * np.abs(a.agop).max())
     with pytest.raises(ValueError, match="classes_at_once"):
         probe(model, [(x, y)], num_classes=C, classes_at_once=0)
+
+
+def test_each_call_reads_the_model_as_it_is_then(rng):
+    """Nothing is cached by identity: after the weights change, the next probe sees them
+    (the head's AGOP is ``W^T W`` exactly, the network above it being the identity)."""
+    model = CNN(dtype=jnp.float32)
+    x, y = images(rng, 12, np.float32)
+    before = probe(model, [(x, y)], num_classes=C, layers=["head"], second_pass=False)[0]
+    kernel = np.asarray(model.head.kernel[...])
+    np.testing.assert_allclose(before.agop, kernel @ kernel.T, rtol=1e-5, atol=1e-7)
+    model.head.kernel[...] = 2.0 * model.head.kernel[...]
+    after = probe(model, [(x, y)], num_classes=C, layers=["head"], second_pass=False)[0]
+    np.testing.assert_allclose(after.agop, 4.0 * before.agop, rtol=1e-5, atol=1e-7)
