@@ -38,8 +38,9 @@ from dnc_jax.collapse import CollapseMetrics, _ClassStatistics, _metrics, pinv_p
 
 
 class ClassStatistics(NamedTuple):
-    """Per-class ``counts`` (``(C,)``), ``means`` (``(C, d)``), ``m2`` (``(C,)``, the sum
-    over the class's rows of ``||h_i - mu_c||^2``), in the features' dtype, and ``valid``
+    """Per-class ``counts`` (``(C,)`` int32: exact, where float32 stops counting at 2^24),
+    ``means`` (``(C, d)``) and ``m2`` (``(C,)``, the sum over the class's rows of
+    ``||h_i - mu_c||^2``) in the features' dtype, and ``valid``
     (``()`` bool: every label so far in ``-1..C-1`` and every labelled row finite)."""
 
     counts: jax.Array
@@ -53,7 +54,7 @@ class ClassStatistics(NamedTuple):
         if int(num_classes) < 1 or int(dim) < 1:
             raise ValueError(f"num_classes and dim must be positive; got {num_classes}, {dim}.")
         C, d = int(num_classes), int(dim)
-        return cls(jnp.zeros(C, dtype), jnp.zeros((C, d), dtype), jnp.zeros(C, dtype),
+        return cls(jnp.zeros(C, jnp.int32), jnp.zeros((C, d), dtype), jnp.zeros(C, dtype),
                    jnp.asarray(True))
 
     @property
@@ -63,7 +64,7 @@ class ClassStatistics(NamedTuple):
     @property
     def variances(self) -> jax.Array:
         """Per-class mean squared distance to the class mean, ``m2 / counts`` (``(C,)``)."""
-        return self.m2 / jnp.maximum(self.counts, 1)
+        return self.m2 / jnp.maximum(self.counts, 1).astype(self.m2.dtype)
 
     @property
     def global_mean(self) -> jax.Array:
@@ -80,12 +81,13 @@ class ClassStatistics(NamedTuple):
 
 
 def _combine(n_a, mu_a, m2_a, n_b, mu_b, m2_b):
-    """Chan et al.'s pairwise combination, per class (module docstring)."""
+    """Chan et al.'s pairwise combination, per class (module docstring); counts are int32."""
     n = n_a + n_b
-    share = jnp.where(n > 0, n_b / jnp.where(n > 0, n, 1), 0)
+    dtype = mu_a.dtype
+    share = jnp.where(n > 0, n_b.astype(dtype) / jnp.maximum(n, 1).astype(dtype), 0)
     delta = mu_b - mu_a
     mean = mu_a + delta * share[:, None]
-    m2 = m2_a + m2_b + jnp.sum(delta * delta, axis=1) * n_a * share
+    m2 = m2_a + m2_b + jnp.sum(delta * delta, axis=1) * n_a.astype(dtype) * share
     return n, mean, m2
 
 
@@ -119,11 +121,10 @@ def update(stats: ClassStatistics, H: ArrayLike, y: ArrayLike) -> ClassStatistic
     labelled = (y >= 0) & (y < C)
     ok = jnp.all((y >= -1) & (y < C)) & jnp.all(jnp.isfinite(H) | ~labelled[:, None])
     seg = jnp.where(labelled, y, 0)
-    weight = labelled.astype(H.dtype)
-    counts = jax.ops.segment_sum(weight, seg, num_segments=C)
+    counts = jax.ops.segment_sum(labelled.astype(jnp.int32), seg, num_segments=C)
     H0 = jnp.where(labelled[:, None], H, 0)
     sums = jax.ops.segment_sum(H0, seg, num_segments=C)
-    means = sums / jnp.maximum(counts, 1)[:, None]
+    means = sums / jnp.maximum(counts, 1).astype(H.dtype)[:, None]
     R = jnp.where(labelled[:, None], H0 - means[seg], 0)
     m2 = jax.ops.segment_sum(jnp.sum(R * R, axis=1), seg, num_segments=C)
     return merge(stats, ClassStatistics(counts, means, m2, ok))
@@ -134,9 +135,11 @@ def merge_over(stats: ClassStatistics, axis_name) -> ClassStatistics:
     ``pmap``; across hosts the same collectives span processes): ``n = sum n_k``,
     ``mu = sum n_k mu_k / n``, ``m2 = sum (m2_k + n_k ||mu_k - mu||^2)``."""
     n = jax.lax.psum(stats.counts, axis_name)
-    inv = jnp.where(n > 0, 1 / jnp.where(n > 0, n, 1), 0)
-    mean = jax.lax.psum(stats.means * stats.counts[:, None], axis_name) * inv[:, None]
-    spread = jnp.sum((stats.means - mean) ** 2, axis=1) * stats.counts
+    dtype = stats.means.dtype
+    count = stats.counts.astype(dtype)
+    inv = jnp.where(n > 0, 1 / jnp.maximum(n, 1).astype(dtype), 0)
+    mean = jax.lax.psum(stats.means * count[:, None], axis_name) * inv[:, None]
+    spread = jnp.sum((stats.means - mean) ** 2, axis=1) * count
     m2 = jax.lax.psum(stats.m2 + spread, axis_name)
     valid = jax.lax.pmin(stats.valid.astype(jnp.int32), axis_name) > 0
     return ClassStatistics(n, mean, m2, valid)
@@ -218,7 +221,7 @@ def metrics(stats: ClassStatistics, residuals: ResidualStatistics | None = None,
         W = np.asarray(classifier, np.float64)
         if W.shape != means.shape:
             raise ValueError(f"classifier must have shape (C, d) = {means.shape}; got {W.shape}.")
-    n = int(round(counts.sum()))
+    n = int(np.asarray(stats.counts, np.int64).sum())
     if residuals is None:
         second = (float("nan"), -1, float("nan"), float("nan"))
     else:

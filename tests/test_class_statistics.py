@@ -2,6 +2,7 @@
 against float64 references written here."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -145,3 +146,12 @@ def test_thirty_thousand_classes_in_memory_linear_in_classes(rng):
     seen = counts > 0
     np.testing.assert_allclose(np.asarray(stats.means, np.float64)[seen],
                                sums[seen] / counts[seen, None], rtol=0, atol=1e-5)
+
+
+def test_counts_stay_exact_past_float32s_integers():
+    """2^24 + 1 is the first integer float32 cannot hold: counts are int32."""
+    big = cs.ClassStatistics(jnp.asarray([2**24, 0], jnp.int32), jnp.zeros((2, 1)),
+                             jnp.zeros(2), jnp.asarray(True))
+    one_more = cs.update(big, np.ones((1, 1), np.float32), np.array([0], np.int32))
+    assert int(one_more.counts[0]) == 2**24 + 1
+    assert float(one_more.means[0, 0]) == pytest.approx(1 / (2**24 + 1), rel=1e-6)
