@@ -95,11 +95,13 @@ def load_dataset(
 def _original(name: str, split: str, data_dir: str | None):
     """``name``'s split from its original files in ``data_dir`` (``"all"``: train then
     test), or ``None`` where they are not there."""
-    parts = [read_original(name, s, data_dir) for s in (("train", "test") if split == "all"
-                                                         else (split,))]
-    if any(p is None for p in parts):
-        return None
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    parts = []
+    for part in ("train", "test") if split == "all" else (split,):
+        read = read_original(name, part, data_dir)
+        if read is None:
+            return None
+        parts.append(read)
+    return np.concatenate([X for X, _ in parts]), np.concatenate([y for _, y in parts])
 
 
 def data_source(name: str, split: str = "train", data_dir: str | None = None) -> str:
