@@ -21,7 +21,6 @@ from dnc_jax.nets.measurements import POINTS, EpochRecord  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
 if TYPE_CHECKING:  # annotations only: the follow-ups import the kernel machinery
-    from dnc_jax.experiments.cnfa import LayerSummary as CNFALayer
     from dnc_jax.experiments.mlp_seeds import EpochSummary, LossSummary
     from dnc_jax.experiments.multi_index import MultiIndexSize
     from dnc_jax.followups.grokking import GrokkingIteration
@@ -234,10 +233,13 @@ def plot_multi_index(sizes: list[MultiIndexSize], path: str, title: str) -> None
     save_figure(fig, path)
 
 
-def plot_cnfa(layers: list[CNFALayer], path: str, title: str) -> None:
+def plot_cnfa(layers: list, path: str, title: str) -> None:
     """Left: per layer, the CNFA correlation (the official cosine of the filter covariance
     and the patch AGOP) at initialisation and after training, mean and std over seeds.
-    Right: NC1 at each layer's output, the same way (log scale)."""
+    Right: NC1 at each layer's output, the same way (log scale). ``layers``: records with
+    ``path`` and ``MeanStd`` fields ``cosine_init``, ``cosine_trained``, ``nc1_init``,
+    ``nc1_trained`` (``experiments.cnfa.LayerSummary``; not imported: the experiments
+    import this module)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = np.arange(len(layers))
     names = [r.path for r in layers]
