@@ -101,13 +101,14 @@ def test_the_conv_rfm_page_example_runs():
 
 
 def test_user_documents_name_no_issue_or_outside_path():
-    """README, BENCHMARKS, TESTING and the docs state results; issue numbers and paths
-    outside the repository (the history, the design notes kept beside it) stay out."""
+    """README, BENCHMARKS, TESTING and the docs state results; issue numbers, accounts of
+    work sessions and paths outside the repository (the history, the design notes kept
+    beside it) stay out."""
     import re
 
     documents = [ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "TESTING.md",
                  *sorted((ROOT / "docs").glob("*.md"))]
-    issue = re.compile(r"\b[Ii]ssues? #?\d+\b|\(#\d+\)")
+    issue = re.compile(r"\b[Ii]ssues? #?\d+\b|\(#\d+\)|\b[Ss]essions?\b")  # no history
     outside = re.compile(r"\.\./[\w./-]+|\b(DESIGN|STYLE)\.md\b")
     found = []
     for path in documents:
