@@ -37,7 +37,14 @@ from dnc_jax.programs import StaticFunction
 from dnc_jax.records import atomic_save_npz, load_npz
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
-from dnc_jax.solvers import DEFAULT_RANK, SOLVERS, SolverOptions, fit_kernel_ridge
+from dnc_jax.solvers import (
+    DEFAULT_MAX_ITER,
+    DEFAULT_RANK,
+    DEFAULT_TOL,
+    SOLVERS,
+    SolverOptions,
+    fit_kernel_ridge,
+)
 
 FEATURES = ("relu", "cosine")
 WEIGHTS = ("uniform", "gaussian")
@@ -72,8 +79,8 @@ class DeepRFMConfig:
         None, "each layer's AGOP from this many seeded training rows, or 'auto': doubling "
               "rounds from 1,000 rows until the distances it makes move less than 1% "
               "(default all)", parse=parse_agop_samples)
-    tol: float = option(1e-6, "CG relative residual")
-    max_iter: int = option(1000, "CG iteration cap")
+    tol: float = option(DEFAULT_TOL, "CG relative residual")
+    max_iter: int = option(DEFAULT_MAX_ITER, "CG iteration cap")
     precond_rank: int = option(DEFAULT_RANK, "landmarks of the CG preconditioner")
     memory_budget: int | None = option(None, "bytes of kernel rows each device may hold "
                                              "between CG iterations (default: from free memory)")

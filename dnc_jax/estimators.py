@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from dnc_jax.data import one_hot_pm1
 from dnc_jax.rfm import fit_rfm
 from dnc_jax.sharding import data_mesh
-from dnc_jax.solvers import SolverOptions
+from dnc_jax.solvers import DEFAULT_MAX_ITER, DEFAULT_RANK, DEFAULT_TOL, SolverOptions
 
 
 class RFM(BaseEstimator):
@@ -66,9 +66,9 @@ class RFM(BaseEstimator):
         solver: str = "auto",
         centers: int | None = None,
         agop_samples: int | str | None = None,
-        tol: float = 1e-6,
-        cg_max_iter: int = 1000,
-        precond_rank: int = 500,
+        tol: float = DEFAULT_TOL,
+        cg_max_iter: int = DEFAULT_MAX_ITER,
+        precond_rank: int = DEFAULT_RANK,
         devices: str | int | None = None,
         seed: int = 0,
         memory_budget: int | None = None,
@@ -172,8 +172,9 @@ class RFM(BaseEstimator):
 
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
                      normalize="max", centered=False, diag=False, batch_size=1024,
-                     solver="auto", centers=None, agop_samples=None, tol=1e-6, cg_max_iter=1000,
-                     precond_rank=500, devices=None, seed=0, memory_budget=None):
+                     solver="auto", centers=None, agop_samples=None, tol=DEFAULT_TOL,
+                     cg_max_iter=DEFAULT_MAX_ITER, precond_rank=DEFAULT_RANK, devices=None, seed=0,
+                     memory_budget=None):
     """Set every hyperparameter but ``task`` (the subclasses fix it as a class attribute)."""
     self.kernel = kernel
     self.bandwidth = bandwidth

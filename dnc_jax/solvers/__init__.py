@@ -34,6 +34,7 @@ from dnc_jax.solvers.cholesky import (
     solve_psd,
     train_kernel_matrix,
 )
+from dnc_jax.solvers.core import DEFAULT_MAX_ITER, DEFAULT_TOL
 from dnc_jax.solvers.ridge import (
     DEFAULT_BLOCK,
     DEFAULT_RANK,
@@ -52,7 +53,9 @@ __all__ = [
     "CHOLESKY_AGOP_PEAK_MATRICES",
     "CHOLESKY_PEAK_MATRICES",
     "DEFAULT_BLOCK",
+    "DEFAULT_MAX_ITER",
     "DEFAULT_RANK",
+    "DEFAULT_TOL",
     "LAPACK_CHOLESKY_MAX_N",
     "SOLVERS",
     "available_memory",

@@ -38,6 +38,10 @@ from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.solvers.nystrom import apply_inverse_factors, device_factors
 
+# CG's stopping rule and iteration cap: every solver option and estimator defaults to these
+DEFAULT_TOL = 1e-6
+DEFAULT_MAX_ITER = 1000
+
 CORE_SOLVERS = ("cholesky", "cg", "nystrom")
 
 
@@ -73,7 +77,7 @@ def fit(
     reg: ArrayLike = 1e-3,
     *,
     solver: str = "cholesky",
-    tol: float = 1e-6,
+    tol: float = DEFAULT_TOL,
     max_iter: int | None = None,
     centers: ArrayLike | None = None,
 ) -> KernelPredictor:

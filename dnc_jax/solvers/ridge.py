@@ -35,8 +35,8 @@ class SolverOptions:
 
     solver: str = "auto"
     centers: int | None = None
-    tol: float = 1e-6
-    max_iter: int = 1000
+    tol: float = core.DEFAULT_TOL
+    max_iter: int = core.DEFAULT_MAX_ITER
     precond_rank: int = DEFAULT_RANK
     memory_budget: int | None = None
 
@@ -139,8 +139,8 @@ def fit_kernel_ridge(
     block_size: int | None = None,
     solver: str = "auto",
     centers: int | ArrayLike | None = None,
-    tol: float = 1e-6,
-    max_iter: int = 1000,
+    tol: float = core.DEFAULT_TOL,
+    max_iter: int = core.DEFAULT_MAX_ITER,
     precond_rank: int = DEFAULT_RANK,
     memory_budget: int | None = None,
     mesh: Mesh | None = None,
