@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
+from tolerances import F32, F64, ROUNDING
 
 from dnc_jax import class_statistics as cs
 from dnc_jax import collapse_metrics
-from tests.tolerances import F32, F64, ROUNDING
 
 
 def reference(H, y, C):

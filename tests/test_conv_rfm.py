@@ -3,6 +3,7 @@ written here (loops and the Laplace kernel's closed-form gradient), and the Deep
 
 import numpy as np
 import pytest
+from tolerances import F64
 
 from dnc_jax.conv_rfm import (
     DeepConvRFMConfig,
@@ -12,7 +13,6 @@ from dnc_jax.conv_rfm import (
     image_patches,
     patch_agop,
 )
-from tests.tolerances import F64
 
 
 def loop_patches(x, q, padding):

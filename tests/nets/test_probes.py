@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from tolerances import F32, F64, ROUNDING
 
 from dnc_jax import agop, collapse_metrics
 from dnc_jax.nets.backbones import BasicBlock, ResNet18
 from dnc_jax.nets.probes import cosine, probe, select_layers
 from dnc_jax.sharding import DATA, data_mesh
-from tests.tolerances import F32, F64, ROUNDING
 
 C = 5
 
