@@ -107,7 +107,7 @@ def patch_agop(P_at: jax.Array, P: jax.Array, alpha: jax.Array, root: jax.Array,
     m = P_at.shape[0]
     pad = (-m) % chunk
     Pp = jnp.concatenate([P_at, jnp.zeros((pad,) + P_at.shape[1:], P_at.dtype)])
-    # zero-padded images have nonzero gradients: mask them by a zero cotangent instead
+    # zero-padded images have nonzero gradients: their Jacobians are weighted by 0
     weights = jnp.concatenate([jnp.ones(m, P_at.dtype), jnp.zeros(pad, P_at.dtype)])
 
     def masked(total, xs):
