@@ -143,7 +143,7 @@ def load_dataset_rows(
     if is_npz_path(name):
         _check_split(split)
         return _npz(name, split, n, row_range)
-    if name not in AUGMENTED + tuple(TFDS) or data_source(name, split, data_dir) != "tfds":
+    if name not in AUGMENTED + tuple(TFDS) or data_source(name, split, data_dir) == "original files":
         X, y = load_dataset(name, split, n, data_dir=data_dir, seed=seed, download=download,
                             **options)
         start, stop = row_range(len(y))

@@ -47,6 +47,12 @@ def test_mnist_in_the_original_order(mnist_dir, capsys):
     assert data_source("mnist", "train", str(folder)) == "original files"
     assert data_source("mnist", "train", str(folder / "elsewhere")) == "tfds"
     assert data_source("mnist5k") == "built in"
+    from dnc_jax.data import load_dataset_rows  # one process's rows of a multi-process run
+
+    Xr, yr, total = load_dataset_rows("mnist", "train", None, lambda n: (2, 5),
+                                      data_dir=str(folder))
+    assert total == 10 and yr.tolist() == TRAIN_LABELS[2:5]
+    np.testing.assert_array_equal(Xr, images[2:5].reshape(3, -1).astype(np.float32))
     from dnc_jax.experiments.common import load_prepared
 
     load_prepared("mnist", 10, 3, str(folder), 0)
