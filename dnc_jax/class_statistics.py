@@ -34,7 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from dnc_jax.collapse import CollapseMetrics, _ClassStatistics, _metrics, pinv_projection, residual_sums
+from dnc_jax.collapse import (
+    CollapseMetrics,
+    _ClassStatistics,
+    _metrics,
+    check_class_counts,
+    check_class_means,
+    pinv_projection,
+    residual_sums,
+)
 
 
 class ClassStatistics(NamedTuple):
@@ -206,16 +214,9 @@ def metrics(stats: ClassStatistics, residuals: ResidualStatistics | None = None,
         raise ValueError("The statistics saw a label outside -1..C-1 or a non-finite "
                          "labelled feature row; clean the data and accumulate again.")
     counts = np.asarray(stats.counts, np.float64)
-    C = len(counts)
-    if C < 2:
-        raise ValueError(f"Collapse metrics need at least 2 classes; got {C}.")
-    if (counts == 0).any():
-        raise ValueError(f"Classes {np.flatnonzero(counts == 0)[:10].tolist()} have no rows.")
+    check_class_counts(counts)
     means = np.asarray(stats.means, np.float64)
-    centred = means - means.mean(axis=0)
-    if not np.trace(centred @ centred.T) > 0:
-        raise ValueError("All class means coincide (between-class scatter is 0): NC1 and NC2 "
-                         "are undefined.")
+    check_class_means(means - means.mean(axis=0))
     W = None
     if classifier is not None:
         W = np.asarray(classifier, np.float64)

@@ -364,23 +364,14 @@ def _class_statistics(source: _Blocks, rtol: float | None) -> _ClassStatistics:
     class means and their pseudo-inverse projection. Raises ``ValueError`` for fewer than 2
     classes, an empty class, non-finite features, or coinciding class means."""
     n, dtype, C, counts = source.n, source.dtype, source.num_classes, source.counts
-    if C < 2:
-        raise ValueError(f"Collapse metrics need at least 2 classes; got {C}.")
-    if (counts == 0).any():
-        raise ValueError(
-            f"Classes {np.flatnonzero(counts == 0).tolist()} have no samples; pass num_classes "
-            "matching the labels present, or relabel them to 0..C-1 without gaps."
-        )
+    check_class_counts(counts)
     # first pass: per-class sums of h_i - h_0 (labels only: predictions are not used)
     sums, finite = _summed(lambda H, y, _, *args: class_sums(H, y, *args), source, source.ref, C)
     if not bool(finite):
         raise ValueError("features contain NaN or infinite values; clean them before measuring.")
     means = np.asarray(sums, dtype=np.float64) / counts[:, None]  # shifted class means
     centred = means - means.mean(axis=0)  # Mt: shift-invariant
-    if not np.trace(centred @ centred.T) > 0:
-        raise ValueError(
-            "All class means coincide (between-class scatter is 0): NC1 and NC2 are undefined."
-        )
+    check_class_means(centred)
     proj, rank = pinv_projection(centred, dtype, rtol)
     within, pinv_sq, ncc_hits, ncc_miss = _summed(residual_sums, source, source.ref,
                                                   jnp.asarray(means, dtype),
@@ -388,6 +379,25 @@ def _class_statistics(source: _Blocks, rtol: float | None) -> _ClassStatistics:
     return _ClassStatistics(counts, means, np.asarray(source.ref[0], dtype=np.float64),
                            np.asarray(within, dtype=np.float64), float(pinv_sq),
                            rank, int(ncc_hits), int(ncc_miss), n)
+
+
+def check_class_counts(counts: np.ndarray) -> None:
+    """``ValueError`` for fewer than 2 classes or a class with no rows (``counts``: ``(C,)``)."""
+    if len(counts) < 2:
+        raise ValueError(f"Collapse metrics need at least 2 classes; got {len(counts)}.")
+    if (counts == 0).any():
+        raise ValueError(
+            f"Classes {np.flatnonzero(counts == 0)[:10].tolist()} have no rows (no samples); "
+            "pass num_classes matching the labels present, or relabel them to 0..C-1 without "
+            "gaps.")
+
+
+def check_class_means(centred: np.ndarray) -> None:
+    """``ValueError`` when the centred class means (``(C, d)``) are all 0: NC1 and NC2 are
+    then undefined."""
+    if not np.trace(centred @ centred.T) > 0:
+        raise ValueError(
+            "All class means coincide (between-class scatter is 0): NC1 and NC2 are undefined.")
 
 
 def pinv_projection(centred: np.ndarray, dtype, rtol: float | None) -> tuple[np.ndarray, int]:
