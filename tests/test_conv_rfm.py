@@ -78,10 +78,10 @@ def test_kernel_and_patch_agop_equal_the_float64_references(rng, x64):
 
 @pytest.mark.slow
 def test_deep_conv_rfm_records_each_fit_and_learns_on_digits():
-    from dnc_jax.experiments.cnfa import images
+    from dnc_jax.experiments.common import image_split
 
-    X, y = images("train", 300)
-    Xt, yt = images("test", 200)
+    X, y = image_split("digits", "train", 300)
+    Xt, yt = image_split("digits", "test", 200)
     config = DeepConvRFMConfig(depth=2, iters=1, width=8, agop_samples=100)
     records = deep_conv_rfm(X, y, Xt, yt, config)
     assert [(r.layer, r.step) for r in records] == [(0, 0), (0, 1), (1, 0), (1, 1)]

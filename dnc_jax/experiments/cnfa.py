@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from dnc_jax.data import load_dataset
+from dnc_jax.experiments.common import image_split
 from dnc_jax.figures import plot_cnfa
 from dnc_jax.layer_records import MeanStd
 from dnc_jax.nets.cnn import VanillaCNN
@@ -75,12 +75,6 @@ class SeedRecord(NamedTuple):
         return cls(**data)
 
 
-def images(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Digits as ``(n, 8, 8, 1)`` float32 images in ``[0, 1]`` and their labels."""
-    X, y = load_dataset("digits", split, n)
-    return (np.asarray(X, np.float32) / 16.0).reshape(-1, *IMAGE), np.asarray(y, np.int32)
-
-
 def _batches(X, y, size):
     return [(X[s:s + size], y[s:s + size]) for s in range(0, len(X), size)]
 
@@ -121,8 +115,8 @@ def _probe(model, X, y, config) -> list[LayerProbe]:
 
 def cnfa_seed(config: CNFAConfig, seed: int) -> SeedRecord:
     """One seed of the experiment (module docstring)."""
-    X, y = images("train", config.n)
-    Xt, yt = images("test")
+    X, y = image_split("digits", "train", config.n)
+    Xt, yt = image_split("digits", "test")
     model = VanillaCNN(IMAGE, CLASSES, width=config.width, patch=config.patch,
                        depth=config.depth, init=config.init, rngs=nnx.Rngs(seed))
     at_init = _probe(model, X, y, config)

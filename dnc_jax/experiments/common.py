@@ -15,6 +15,19 @@ from dnc_jax.data import (
     prepare,
 )
 
+# the embedded image datasets and what divides their pixels into [0, 1]
+IMAGE_DATASETS = {"mnist5k": (28, 255.0), "digits": (8, 16.0)}
+
+
+def image_split(dataset: str, split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An embedded image dataset's split (the first ``n``) as ``(n, H, W, 1)`` float32
+    images in ``[0, 1]`` and int32 labels (``dnc-jax probe``, ``dnc-jax conv-rfm``)."""
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"dataset must be one of {tuple(IMAGE_DATASETS)}; got {dataset!r}.")
+    side, scale = IMAGE_DATASETS[dataset]
+    X, y = load_dataset(dataset, split, n)
+    return (np.asarray(X, np.float32) / scale).reshape(-1, side, side, 1), np.asarray(y, np.int32)
+
 
 def check_eight_bit(dataset: str, X: np.ndarray) -> None:
     """``ValueError`` unless ``dataset`` holds 8-bit images (a named image dataset, or an

@@ -12,22 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 from dnc_jax.conv_rfm import ConvRFMStep, DeepConvRFMConfig, deep_conv_rfm
-from dnc_jax.data import load_dataset
+from dnc_jax.experiments.common import image_split
 from dnc_jax.layer_records import MeanStd
 from dnc_jax.records import RunDirectory, ensure_writable
 from dnc_jax.run_loop import resumable_steps
-
-# the embedded image datasets and what divides their pixels into [0, 1]
-IMAGE_DATASETS = {"mnist5k": (28, 255.0), "digits": (8, 16.0)}
-
-
-def image_split(dataset: str, split: str, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, H, W, 1)`` float32 images in ``[0, 1]`` and their labels."""
-    if dataset not in IMAGE_DATASETS:
-        raise ValueError(f"dataset must be one of {tuple(IMAGE_DATASETS)}; got {dataset!r}.")
-    side, scale = IMAGE_DATASETS[dataset]
-    X, y = load_dataset(dataset, split, n)
-    return (np.asarray(X, np.float32) / scale).reshape(-1, side, side, 1), np.asarray(y)
 
 
 class ConvRFMRun(NamedTuple):

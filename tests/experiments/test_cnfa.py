@@ -10,6 +10,7 @@ from helpers import assert_valid_results
 
 from dnc_jax.cli import main
 from dnc_jax.experiments import cnfa
+from dnc_jax.experiments.common import image_split
 from dnc_jax.nets.cnn import VanillaCNN
 
 
@@ -26,7 +27,7 @@ def test_vanilla_cnn_is_the_official_architecture():
 
 
 def test_training_fits_the_training_images():
-    X, y = cnfa.images("train", 200)
+    X, y = image_split("digits", "train", 200)
     config = cnfa.CNFAConfig(width=8, epochs=15, n=200, init=0.1, lr=3e-3)
     model = VanillaCNN(cnfa.IMAGE, 10, width=8, init=0.1, rngs=nnx.Rngs(1))
 
