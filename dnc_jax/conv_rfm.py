@@ -45,6 +45,7 @@ import numpy as np
 
 from dnc_jax.collapse import collapse_metrics
 from dnc_jax.data import one_hot_pm1
+from dnc_jax.gradient_outer_product import matrix_power
 from dnc_jax.options import option
 from dnc_jax.precision import PRECISION, einsum, matmul
 
@@ -122,12 +123,6 @@ def patch_agop(P_at: jax.Array, P: jax.Array, alpha: jax.Array, root: jax.Array,
     return total / m
 
 
-def matrix_root(M: jax.Array) -> jax.Array:
-    """``M^(1/2)`` of a symmetric PSD matrix (eigenvalues below 0 cut to 0)."""
-    evals, evecs = jnp.linalg.eigh((M + M.T) / 2)
-    return matmul(evecs * jnp.sqrt(jnp.clip(evals, 0.0, None))[None, :], evecs.T)
-
-
 @dataclasses.dataclass(frozen=True)
 class DeepConvRFMConfig:
     """Deep ConvRFM on images (module docstring for each choice against the official code)."""
@@ -170,6 +165,9 @@ class ConvRFMStep(NamedTuple):
         return self._asdict()
 
 
+_patch_agop = jax.jit(patch_agop, static_argnames=("chunk",))  # one program per shape
+
+
 @jax.jit
 def _spread_scale(P: jax.Array, A: jax.Array) -> jax.Array:
     """``tr(Sigma) / tr(A Sigma)``, ``Sigma`` the covariance of the patches ``P`` (module
@@ -206,19 +204,19 @@ def deep_conv_rfm(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
         nc1 = float(collapse_metrics(np.asarray(X).reshape(len(X), -1), y, num_classes=C).nc1)
         M = jnp.eye(d, dtype=jnp.float32)
         for step in range(config.iters + 1):
-            root = matrix_root(M)
+            root = matrix_power(M, 0.5)  # eigh in float64
             alpha, train_pred, test_pred = _accuracies(P, Y, Pt, root, config.bandwidth,
                                                        config.reg)
             records.append(ConvRFMStep(layer, step, float(np.mean(np.asarray(train_pred) == y)),
                                        float(np.mean(np.asarray(test_pred) == yt)), nc1))
             if step < config.iters:
-                A = patch_agop(P[agop_at], P, alpha, root, config.bandwidth)
+                A = _patch_agop(P[agop_at], P, alpha, root, config.bandwidth)
                 M = A * _spread_scale(P, A)
         if layer + 1 < config.depth:
             key, sub = jax.random.split(key)
             G = jax.random.normal(sub, (config.width, d), jnp.float32)
-            filters = matmul(G, matrix_root(M)).T.reshape(config.patch, config.patch, X.shape[-1],
-                                                     config.width)
+            filters = matmul(G, root).T.reshape(config.patch, config.patch, X.shape[-1],
+                                                config.width)
             X, Xt = (jax.lax.conv_general_dilated(
                 Z, filters, (1, 1), config.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 precision=PRECISION) / np.sqrt(d) for Z in (X, Xt))

@@ -51,6 +51,7 @@ from flax import nnx
 
 from dnc_jax import class_statistics as cs
 from dnc_jax.collapse import CollapseMetrics
+from dnc_jax.gradient_outer_product import power_from_eigh, psd_eigh
 from dnc_jax.nets.analysis import pearson
 from dnc_jax.precision import matmul
 
@@ -257,12 +258,6 @@ def _batches(batches) -> Iterable:
     return batches() if callable(batches) else batches
 
 
-def _root(A: np.ndarray) -> np.ndarray:
-    """``A^(1/2)`` of a symmetric PSD matrix (negative rounding eigenvalues cut to 0)."""
-    evals, evecs = np.linalg.eigh((A + A.T) / 2)
-    return (evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T
-
-
 def cosine(A: np.ndarray, B: np.ndarray) -> float:
     """The official CNFA ``corr``: ``<A, B> / (||A|| ||B||)`` over all entries (float64)."""
     A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
@@ -352,7 +347,8 @@ def probe(model: nnx.Module, batches, *, num_classes: int,
             agop = W_t @ np.asarray(acc.grams[p], np.float64) @ W_t.T / n
             gram = W_t @ W_t.T
             correlations = (cosine(gram, agop), pearson(gram, agop),
-                            pearson(_root(gram), _root(agop)))
+                            pearson(power_from_eigh(*psd_eigh(gram), 0.5),
+                                    power_from_eigh(*psd_eigh(agop), 0.5)))
         results.append(LayerProbe(p, kinds[p], metrics_in, metrics_out, agop, gram,
                                   *correlations))
     return results
