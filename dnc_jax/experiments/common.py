@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 
 import numpy as np
 
@@ -29,15 +30,22 @@ def image_split(dataset: str, split: str, n: int | None = None) -> tuple[np.ndar
     return (np.asarray(X, np.float32) / scale).reshape(-1, side, side, 1), np.asarray(y, np.int32)
 
 
+def _stored_dtype(path: str) -> np.dtype:
+    """The dtype ``X_train`` has in the ``.npz`` file (the loader gives float32), read from
+    the member's header without reading its data."""
+    with zipfile.ZipFile(path) as archive, archive.open("X_train.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        return read_header(member)[2]
+
+
 def check_eight_bit(dataset: str, X: np.ndarray) -> None:
     """``ValueError`` unless ``dataset`` holds 8-bit images (a named image dataset, or an
     ``.npz`` of ``uint8``): what dividing by 255, as torchvision's ``ToTensor``, assumes."""
     X = np.asarray(X)
     lo, hi = float(X.min()), float(X.max())
-    stored = X.dtype
-    if is_npz_path(dataset):  # the loader gives float32: ask the file
-        with np.load(dataset) as f:
-            stored = f["X_train"].dtype
+    stored = _stored_dtype(dataset) if is_npz_path(dataset) else X.dtype
     if (dataset in EIGHT_BIT_IMAGES or stored == np.uint8) and 0 <= lo and hi <= 255:
         return
     raise ValueError(
