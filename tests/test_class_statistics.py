@@ -155,3 +155,13 @@ def test_counts_stay_exact_past_float32s_integers():
     one_more = cs.update(big, np.ones((1, 1), np.float32), np.array([0], np.int32))
     assert int(one_more.counts[0]) == 2**24 + 1
     assert float(one_more.means[0, 0]) == pytest.approx(1 / (2**24 + 1), rel=1e-6)
+
+
+def test_wrong_shapes_are_refused_eagerly_and_under_jit(rng):
+    H, y = problem(rng, 20, 3, 2)
+    stats = cs.ClassStatistics.zeros(3, 2)
+    for update in (cs.update, jax.jit(cs.update)):
+        with pytest.raises(ValueError, match="features have 3 columns"):
+            update(stats, np.ones((4, 3), np.float32), y[:4])
+        with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
+            update(stats, H[:4], y[:5])
