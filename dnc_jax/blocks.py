@@ -26,6 +26,17 @@ def pad_rows(arrays: tuple, multiple: int) -> tuple[tuple, jax.Array]:
     return padded, (jnp.arange(n + pad) < n).astype(dtype)
 
 
+def even_batch(n: int, batch_size: int) -> int:
+    """The batch that splits ``n`` rows as evenly as ``batch_size`` allows: as many batches
+    as ``batch_size`` needs (``ceil(n / batch_size)``), of ``ceil(n / batches)`` rows each,
+    so that padding the last one adds fewer rows than there are batches (5,000 rows in
+    batches of 2,000: 3 of 1,667, one padding row, not 3 of 2,000 with 1,000 thrown away)."""
+    if n <= 0:
+        return int(batch_size)
+    batches = -(-n // int(batch_size))
+    return -(-n // batches)
+
+
 def map_row_blocks(fn: Callable, X: jax.Array, block_size: int | None):
     """Apply ``fn`` to blocks of exactly ``block_size`` rows of ``X`` and stack the results.
 

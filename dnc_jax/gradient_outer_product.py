@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.blocks import pad_rows, row_chunk_sum
+from dnc_jax.blocks import even_batch, pad_rows, row_chunk_sum
 from dnc_jax.kernels import Radial, family_of, kernel_distances
 from dnc_jax.kernels.distances import symmetric_part
 from dnc_jax.precision import einsum, matmul
@@ -46,15 +46,18 @@ def jacobian_sums(jac_fn: Callable, arrays: tuple, batch_size: int, centered: bo
     """Sum ``J^T J`` (or its diagonal) and, when ``centered``, ``J`` over row batches.
 
     ``jac_fn`` maps ``batch_size`` rows of each array in ``arrays`` (row-aligned) to the
-    ``(b, C, d)`` Jacobians of those samples. With ``pad`` the last batch is padded to
-    ``batch_size`` rows (``pad_rows``) and its padding weighted out, so that each row's
-    Jacobian comes from the same batch computation whatever rows share its batch; without
-    it (for arrays too large to copy) the remainder is one smaller batch.
+    ``(b, C, d)`` Jacobians of those samples. With ``pad`` the rows are split into batches
+    of equal size, at most ``batch_size`` (``even_batch``), the last padded (``pad_rows``,
+    fewer padding rows than batches) and its padding weighted out, so that every batch runs
+    the same program and almost no padded work is thrown away; without it (for arrays too
+    large to copy) the remainder is one smaller batch.
 
     Returns:
       ``(outer, total)``: ``(d, d)`` (or ``(d,)``) and ``(C, d)`` (or ``()``).
     """
 
+    if pad:
+        batch_size = even_batch(arrays[0].shape[0], batch_size)
     arrays, weights = pad_rows(arrays, batch_size if pad else 1)
 
     def sums(*blocks):
@@ -102,9 +105,8 @@ def check_normalize(normalize) -> Normalize:
 def _check_batch_and_normalize(batch_size, normalize):
     """``(batch_size, normalize with "none" as None)``, or ``ValueError``.
 
-    ``None`` stays ``None`` (every row in one batch); a given ``batch_size`` is kept even
-    above the number of rows (the batch is padded), so that each row's Jacobian comes from the same
-    program whatever the number of rows."""
+    ``None`` stays ``None`` (every row in one batch); a given ``batch_size`` is the most
+    rows held at once (``jacobian_sums`` splits the rows evenly under it)."""
     normalize = check_normalize(normalize)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
@@ -571,6 +573,7 @@ def _per_class_sums(predictor, X, batch_size, radial):
         J = J * w[:, None, None]
         return einsum("bcd,bce->cde", J, J), J.sum(0)
 
+    batch_size = even_batch(X.shape[0], batch_size)
     (X,), weights = pad_rows((X,), batch_size)
     return row_chunk_sum(sums, (X, weights), batch_size)
 

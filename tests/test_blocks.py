@@ -40,3 +40,16 @@ def test_fill_row_blocks_composes_with_vmap_and_grad(rng):
     np.testing.assert_array_equal(np.asarray(filled), 3.0 * np.asarray(X))
     g = jax.grad(lambda x: fill_row_blocks(out[0], lambda b: 3.0 * b, x, 4).sum())(X[0])
     np.testing.assert_array_equal(np.asarray(g), np.full((10, 3), 3.0, np.float32))
+
+
+@pytest.mark.parametrize("n,batch", [(5000, 2000), (6000, 2000), (7, 3), (3, 8), (1, 1), (10, 1)])
+def test_even_batch_splits_rows_evenly_under_the_cap(n, batch):
+    """As many batches as the cap needs, each at most the cap, fewer padding rows than
+    batches: 5,000 rows under 2,000 are 3 batches of 1,667 (1 padding row)."""
+    from dnc_jax.blocks import even_batch
+
+    b = even_batch(n, batch)
+    batches = -(-n // batch)
+    assert b <= batch and -(-n // b) == batches and 0 <= batches * b - n < batches
+    if (n, batch) == (5000, 2000):
+        assert b == 1667
