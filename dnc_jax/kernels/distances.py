@@ -14,6 +14,8 @@ derivative at 0 is 0 rather than NaN (the Laplace self term).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -50,12 +52,37 @@ def squared_distances(
     d2 = xx[:, None] + zz[None, :] - 2.0 * matmul(XM, Z.T)
     k = min(int(near), Z.shape[0])
     if k > 0:
-        _, idx = jax.lax.top_k(-jax.lax.stop_gradient(d2), k)  # (n, k) nearest columns
+        idx = nearest_columns(jax.lax.stop_gradient(d2), k)
         diff = X[:, None, :] - Z[idx]
         diff_m = diff if M is None else XM[:, None, :] - ZM[idx]
         d2 = d2.at[jnp.arange(X.shape[0])[:, None], idx].set(jnp.sum(diff_m * diff, axis=-1))
     # an infinite input (or an overflow) has no distance: NaN, not a kernel value of 0
     return jnp.where(jnp.isinf(d2), jnp.nan, jnp.maximum(d2, 0.0))
+
+
+def nearest_columns(d2: jax.Array, k: int) -> jax.Array:
+    """``(n, k)`` column indices of the ``k`` smallest entries of each row of ``d2``
+    (``(n, m)``; NaN counts as the largest; ties in any order).
+
+    In two stages, so that no sort runs over a whole row: the columns in groups of ``g``
+    (about ``sqrt(m / k)``), the ``k`` groups with the smallest minima, then the ``k``
+    smallest of their ``k g`` entries. Exact: a group holding one of the ``k`` smallest
+    entries has a minimum no larger than it, and fewer than ``k`` other groups can have a
+    smaller one (each would hold a smaller entry). On the CPU it took 0.022 s against
+    ``lax.top_k``'s 0.109 s over a 2,048 x 20,000 block (BENCHMARKS.md).
+    """
+    n, m = d2.shape
+    group = max(1, math.isqrt(m // k))
+    if m <= 4 * k * group:  # a short row: one selection
+        return jax.lax.top_k(-d2, k)[1]
+    groups = -(-m // group)
+    d2 = jnp.where(jnp.isnan(d2), jnp.inf, d2)
+    blocks = jnp.pad(d2, ((0, 0), (0, groups * group - m)), constant_values=jnp.inf)
+    blocks = blocks.reshape(n, groups, group)
+    _, best = jax.lax.top_k(-jnp.min(blocks, axis=2), k)  # (n, k) groups
+    candidates = jnp.take_along_axis(blocks, best[:, :, None], axis=1).reshape(n, k * group)
+    _, pick = jax.lax.top_k(-candidates, k)  # (n, k) positions among the candidates
+    return jnp.take_along_axis(best, pick // group, axis=1) * group + pick % group
 
 
 def symmetric_part(M: jax.Array) -> jax.Array:

@@ -101,3 +101,19 @@ def test_points_1e3_apart_keep_their_gradient_in_float32(rng, x64, with_metric):
     ref, got = agop_in(jnp.float64), agop_in(jnp.float32)
     assert np.linalg.norm(ref) > 0.5  # the pair's gradient (weight k / (L r) times r)
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-3
+
+
+@pytest.mark.parametrize("m,k", [(9, 3), (701, 3), (2000, 8)])
+def test_nearest_columns_are_each_rows_k_smallest(rng, m, k):
+    """The two-stage selection (groups' minima, then their entries) picks each row's ``k``
+    smallest entries, as a full sort does: on rows where they sit in one group, at the
+    row's end (the padded last group), spread out, and with NaN entries (counted largest)."""
+    from dnc_jax.kernels.distances import nearest_columns
+
+    D = rng.permutation(np.arange(6 * m, dtype=np.float32)).reshape(6, m)  # distinct values
+    D[1, :k] = -1.0 - np.arange(k)  # all in the first group
+    D[2, -k:] = -1.0 - np.arange(k)  # all at the end
+    D[3, rng.choice(m, m // 3, replace=False)] = np.nan
+    got = np.sort(np.asarray(nearest_columns(jnp.asarray(D), k)), axis=1)
+    expected = np.sort(np.argsort(np.where(np.isnan(D), np.inf, D), axis=1)[:, :k], axis=1)
+    np.testing.assert_array_equal(got, expected)
