@@ -47,7 +47,7 @@ class PCGResult(NamedTuple):
 
 
 def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=lambda x: x,
-        X0: jax.Array | None = None):
+        X0: jax.Array | None = None, warm=True):
     """Column-wise preconditioned conjugate gradients for ``A X = B`` (``B`` is ``(n, C)``).
 
     Args:
@@ -61,6 +61,8 @@ def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=l
         column starts from ``gamma x0`` with ``gamma = x0^T b / x0^T A x0``, the multiple
         of ``x0`` closest to the solution in the ``A``-norm, so never farther than zero
         (one more product).
+      warm: a boolean (traced or not): start from ``X0`` when true, from zero (no product
+        spent on ``X0``) when false; one compiled program serves both.
 
     Returns:
       ``PCGResult``; converged columns stop moving while the others go on.
@@ -71,13 +73,16 @@ def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=l
 
     b_norm = jnp.sqrt(colsum(B, B))
     b_safe = jnp.where(b_norm > 0, b_norm, 1.0)
-    if X0 is None:
-        X0, R0 = jnp.zeros_like(B), B
-    else:  # scaled per column to the multiple of X0 nearest the solution in the A-norm
+    def scaled_start(X0):  # the multiple of X0 nearest the solution in the A-norm
         AX0 = apply_A(X0)
         x_ax = colsum(X0, AX0)
         gamma = jnp.where(x_ax > 0, colsum(X0, B) / jnp.where(x_ax > 0, x_ax, 1.0), 0.0)
-        X0, R0 = gamma * X0, B - gamma * AX0
+        return gamma * X0, B - gamma * AX0
+
+    if X0 is None:
+        X0, R0 = jnp.zeros_like(B), B
+    else:
+        X0, R0 = jax.lax.cond(warm, scaled_start, lambda X0: (jnp.zeros_like(B), B), X0)
     Z = apply_Pinv(R0)
     state = (jnp.int32(0), X0, R0, Z, colsum(R0, Z), jnp.sqrt(colsum(R0, R0)) / b_safe)
 
@@ -151,20 +156,21 @@ def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter", "warm"),
+    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
 )
-def cg_solve(X, Y, F, Q, M, reg, tol, X0, *, mesh, kernel, bandwidth, n, hold, block_size,
-             max_iter, warm):
+def cg_solve(X, Y, F, Q, M, reg, tol, X0, warm, *, mesh, kernel, bandwidth, n, hold, block_size,
+             max_iter):
     """PCG on ``(K + reg I) alpha = Y`` for row-sharded ``X`` (``(n_pad, d)``), ``Y``,
     from ``alpha = X0`` (row-sharded like ``Y``; its padding rows are ignored) when
-    ``warm``, else from zero (``X0`` unused: no product spent on it).
+    ``warm`` (a boolean array: the cold and warm solves share one compiled program), else
+    from zero (``X0`` unused: no product spent on it).
 
     Returns a ``PCGResult`` with ``alpha`` row-sharded.
     """
     p = num_shards(mesh)
     rows = X.shape[0] // p
 
-    def local(X_local, Y_local, F_local, Q, M, reg, tol, X0_local):
+    def local(X_local, Y_local, F_local, Q, M, reg, tol, X0_local, warm):
         mask = row_mask(rows, n, X_local.dtype)[:, None]
         if hold:
             K_local = kernel_rows(X_local, X_local, M, kernel, bandwidth, p, block_size)
@@ -191,13 +197,13 @@ def cg_solve(X, Y, F, Q, M, reg, tol, X0, *, mesh, kernel, bandwidth, n, hold, b
             return v + matmul(F_local, matmul(Q, jax.lax.psum(matmul(F_local.T, v), DATA)))
 
         return pcg(apply_A, apply_Pinv, mask * Y_local, tol=tol, max_iter=max_iter,
-                   total=lambda x: jax.lax.psum(x, DATA), X0=mask * X0_local if warm else None)
+                   total=lambda x: jax.lax.psum(x, DATA), X0=mask * X0_local, warm=warm)
 
-    specs = (ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, REPLICATED, ROWS)
+    specs = (ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, REPLICATED, ROWS, REPLICATED)
     return jax.shard_map(local, mesh=mesh, in_specs=specs,
                          out_specs=PCGResult(ROWS, REPLICATED, REPLICATED, REPLICATED),
                          check_vma=False)(
-        X, Y, F, Q, M, reg, tol, X0)
+        X, Y, F, Q, M, reg, tol, X0, warm)
 
 
 def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, hold,
@@ -219,6 +225,6 @@ def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, h
     X0 = jnp.zeros_like(Y.data) if init is None else init
     result = cg_solve(
         X.data, Y.data, F, Q, M, jnp.asarray(reg, X.dtype), jnp.asarray(tol, X.dtype), X0,
-        mesh=mesh, kernel=kernel, bandwidth=bandwidth, n=X.n, hold=hold,
-        block_size=block_size, max_iter=max_iter, warm=init is not None)
+        jnp.asarray(init is not None), mesh=mesh, kernel=kernel, bandwidth=bandwidth, n=X.n,
+        hold=hold, block_size=block_size, max_iter=max_iter)
     return result._replace(solution=Rows(result.solution, X.n)), precond_seconds

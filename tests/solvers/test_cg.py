@@ -162,8 +162,8 @@ def test_held_kernel_rows_are_one_buffer():
     z = jnp.zeros
     compiled = cg_solve.lower(
         z((n, d)), z((n, 2)), z((n, r)), z((r, r)), jnp.eye(d), jnp.float32(1e-3),
-        jnp.float32(1e-6), z((n, 2)), mesh=data_mesh(jax.devices()[:1]), kernel="laplace", bandwidth=1.0,
-        n=n, hold=True, block_size=500, max_iter=10, warm=False).compile()
+        jnp.float32(1e-6), z((n, 2)), jnp.asarray(False), mesh=data_mesh(jax.devices()[:1]),
+        kernel="laplace", bandwidth=1.0, n=n, hold=True, block_size=500, max_iter=10).compile()
     kernel_bytes = n * n * 4
     assert compiled.memory_analysis().temp_size_in_bytes < 1.5 * kernel_bytes
 
@@ -196,6 +196,21 @@ def test_warm_start_from_the_solution_needs_no_iteration(digits_rows, x64, mesh)
     assert unpadded.iterations <= 1
     with pytest.raises(ValueError, match="init must be"):
         fit_kernel_ridge(X, Y, reg=1e-3, init=np.zeros((3, 10)), **options)
+
+
+def test_cold_and_warm_solves_share_one_program(digits_rows):
+    """The RFM loop's first fit starts CG from zero and the later ones from the previous
+    coefficients: one compiled ``cg_solve`` serves both (``warm`` is data, not a static
+    argument), and the warm start is still taken (fewer iterations from the solution)."""
+    from dnc_jax.solvers.cg import cg_solve
+
+    X, _, Y = (a.astype(np.float32) for a in digits_rows)
+    options = dict(bandwidth=2.0, solver="cg", tol=1e-4, precond_rank=20, reg=1e-3)
+    cg_solve.clear_cache()
+    cold, info = fit_kernel_ridge(X, Y, **options)
+    _, again = fit_kernel_ridge(X, Y, init=cold.coefs, **options)
+    assert cg_solve._cache_size() == 1
+    assert again.iterations < info.iterations
 
 
 def test_pcg_start_is_never_farther_than_zero(rng, x64):
