@@ -15,6 +15,7 @@ derivative at 0 is 0 rather than NaN (the Laplace self term).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,20 +45,71 @@ def squared_distances(
     Returns:
       ``(n, m)`` array; NaN where a row of ``X`` or ``Z`` holds a NaN or an infinity.
     """
-    M = None if M is None else symmetric_part(M)
-    XM = X if M is None else matmul(X, M)
-    ZM = Z if M is None else matmul(Z, M)
-    xx = jnp.sum(XM * X, axis=1)
-    zz = jnp.sum(ZM * Z, axis=1)
+    XM, xx = _metric_rows(X, M)
+    ZM, zz = _metric_rows(Z, M)
     d2 = xx[:, None] + zz[None, :] - 2.0 * matmul(XM, Z.T)
+    return _refine(d2, X, XM, Z, ZM, near, M is not None)
+
+
+def _metric_rows(X: jax.Array, M: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """``(X M, x^T M x per row)`` with ``M``'s symmetric part (``X`` itself when ``None``)."""
+    XM = X if M is None else matmul(X, symmetric_part(M))
+    return XM, jnp.sum(XM * X, axis=1)
+
+
+def _refine(d2, X, XM, Z, ZM, near, metric):
+    """The expansion ``d2`` (``(n, m)``) with each row's ``near`` nearest entries
+    recomputed by direct difference, clamped at 0, NaN for an infinity."""
     k = min(int(near), Z.shape[0])
     if k > 0:
         idx = nearest_columns(jax.lax.stop_gradient(d2), k)
         diff = X[:, None, :] - Z[idx]
-        diff_m = diff if M is None else XM[:, None, :] - ZM[idx]
+        diff_m = XM[:, None, :] - ZM[idx] if metric else diff
         d2 = d2.at[jnp.arange(X.shape[0])[:, None], idx].set(jnp.sum(diff_m * diff, axis=-1))
     # an infinite input (or an overflow) has no distance: NaN, not a kernel value of 0
     return jnp.where(jnp.isinf(d2), jnp.nan, jnp.maximum(d2, 0.0))
+
+
+def symmetric_distance_fill(X: jax.Array, M: jax.Array | None, *, near: int, tile: int,
+                            post: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """``post(squared_distances(X, X, M, near=near))`` (``(n, n)``), the expansion's
+    products taken over the upper triangle only: ``t x t`` tiles ``(a, b)`` with ``b >= a``,
+    each written at ``(a, b)`` and transposed at ``(b, a)``, so the ``2 n^2 d`` product
+    costs about half (``nb (nb + 1) / 2`` tiles of ``nb^2``, ``nb = ceil(n / t)``). A second
+    pass over row blocks of ``t`` then refines each row's ``near`` nearest entries (from
+    the full row, as ``squared_distances`` does) and applies ``post`` (e.g. the kernel's
+    values) in place: one ``n x n`` buffer, plus a tile and a row block. Entries agree with
+    ``squared_distances`` to the expansion's rounding (other product shapes); the matrix is
+    symmetric but for the refined entries. Traceable; ``n <= t`` is one block."""
+    n = X.shape[0]
+    if n <= tile:
+        return post(squared_distances(X, X, M, near=near))
+    XM, xx = _metric_rows(X, M)
+    starts = [min(i * tile, n - tile) for i in range(-(-n // tile))]
+    pairs = [(a, b) for i, a in enumerate(starts) for b in starts[i:]]
+    first = jnp.asarray([a for a, _ in pairs], jnp.int32)
+    second = jnp.asarray([b for _, b in pairs], jnp.int32)
+
+    def rows(A, start):
+        return jax.lax.dynamic_slice_in_dim(A, start, tile)
+
+    def tile_pass(k, D):
+        a, b = first[k], second[k]
+        T = rows(xx, a)[:, None] + rows(xx, b)[None, :] - 2.0 * matmul(rows(XM, a), rows(X, b).T)
+        D = jax.lax.dynamic_update_slice(D, T, (a, b))
+        return jax.lax.dynamic_update_slice(D, T.T, (b, a))
+
+    D = jax.lax.fori_loop(0, len(pairs), tile_pass, jnp.zeros((n, n), X.dtype))
+
+    def row_pass(i, D):  # the last block overlaps the one before: its rows done are kept
+        start = jnp.minimum(i * tile, n - tile).astype(jnp.int32)
+        old = jax.lax.dynamic_slice_in_dim(D, start, tile)
+        new = post(_refine(old, rows(X, start), rows(XM, start), X, XM, near, M is not None))
+        fresh = start + jnp.arange(tile, dtype=jnp.int32) >= (i * tile).astype(jnp.int32)
+        return jax.lax.dynamic_update_slice(D, jnp.where(fresh[:, None], new, old),
+                                            (start, jnp.int32(0)))
+
+    return jax.lax.fori_loop(0, len(starts), row_pass, D)
 
 
 def nearest_columns(d2: jax.Array, k: int) -> jax.Array:

@@ -29,6 +29,7 @@ import numpy as np
 
 from dnc_jax.blocks import fill_row_blocks, map_row_blocks
 from dnc_jax.kernels import kernel_matrix
+from dnc_jax.kernels.value import symmetric_kernel_matrix
 from dnc_jax.precision import matmul
 from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
 from dnc_jax.solvers.cholesky import train_kernel_matrix
@@ -144,7 +145,10 @@ def landmark_factor(X, landmarks, inv_sqrt, M, *, mesh, kernel, bandwidth, n):
 def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
     """Inside ``shard_map``: ``K(X_local, X)`` (``(s, p s)``) assembled over the ring,
     shard ``j`` of ``X`` in columns ``j s .. (j+1) s``, written block by block into one
-    buffer (``fill_row_blocks``: the kernel rows are held once)."""
+    buffer (``fill_row_blocks``: the kernel rows are held once). On one device the rows
+    are the whole symmetric ``K(X, X)``: ``symmetric_kernel_matrix`` (half the products)."""
+    if p == 1:
+        return symmetric_kernel_matrix(X_local, kernel, bandwidth, M)
     s = X_local.shape[0]
 
     def place(acc, X_j, j):
