@@ -75,7 +75,7 @@ def symmetric_distance_fill(X: jax.Array, M: jax.Array | None, *, near: int, til
     """``post(squared_distances(X, X, M, near=near))`` (``(n, n)``), the expansion's
     products taken over the upper triangle only: ``t x t`` tiles ``(a, b)`` with ``b >= a``,
     each written at ``(a, b)`` and transposed at ``(b, a)``, so the ``2 n^2 d`` product
-    costs about half (``nb (nb + 1) / 2`` tiles of ``nb^2``, ``nb = ceil(n / t)``). A second
+    costs about half (``nb (nb + 1) / 2`` of the ``nb^2`` tiles, ``nb = ceil(n / t)``). A second
     pass over row blocks of ``t`` then refines each row's ``near`` nearest entries (from
     the full row, as ``squared_distances`` does) and applies ``post`` (e.g. the kernel's
     values) in place: one ``n x n`` buffer, plus a tile and a row block. Entries agree with

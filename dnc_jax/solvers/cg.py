@@ -74,6 +74,7 @@ def pcg(apply_A, apply_Pinv, B: jax.Array, *, tol: float, max_iter: int, total=l
 
     b_norm = jnp.sqrt(colsum(B, B))
     b_safe = jnp.where(b_norm > 0, b_norm, 1.0)
+
     def scaled_start(X0):  # the multiple of X0 nearest the solution in the A-norm
         AX0 = apply_A(X0)
         x_ax = colsum(X0, AX0)
