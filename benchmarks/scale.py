@@ -2,13 +2,15 @@
 
     python benchmarks/scale.py [--sizes 10000 20000] [--methods cholesky cg nystrom5000 xrfm]
     python benchmarks/scale.py --sizes 10000 20000 --methods cg cg@5000 cg@1000 cg@auto xrfm
+    python benchmarks/scale.py --sizes 10000 20000 40000 --methods cg@5000 xrfm@5000 xrfm
 
 Settings shared by all: the ``mnist_shifted`` training images (d = 784, C = 10),
 standardised with the embedded 1,000-image test split; Laplace kernel, bandwidth 10,
 ridge 1e-3, 2 AGOP iterations then a final fit, each AGOP from 20,000 seeded training
 points (all when n is smaller), divided by its largest entry, kernel on ``x M^(1/2)``.
 Methods: ``cholesky``, ``cg`` (tol 1e-6, 500 landmarks), ``nystromM`` (M centres), and
-``xrfm`` (``xrfm.RFM.fit``, Cholesky, ``total_points_to_sample=20000``). A dnc_jax method
+``xrfm`` (``xrfm.RFM.fit``, Cholesky, ``total_points_to_sample=20000``, its default);
+``xrfm@5000`` gives xRFM the same 5,000 AGOP rows as ``cg@5000``. A dnc_jax method
 may name its AGOP sample after ``@``: ``cg@5000`` (5,000 seeded rows), ``cg@auto``
 (``agop_samples="auto"``: doubling rounds from 1,000 rows until the squared distances the
 next kernel computes, on 500 fixed pairs of rows, move less than 1e-2 in rms; the rows used
@@ -70,7 +72,14 @@ def run_ours(method: str, X, y, Xt):
     return seconds, model.decision_function(Xt), solves, rows
 
 
-def run_xrfm(X, y, Xt):
+def xrfm_points(method: str) -> int:
+    """xRFM's ``total_points_to_sample``: ``xrfm`` its default budget (20,000 rows),
+    ``xrfm@5000`` the same 5,000 rows as ``cg@5000``."""
+    _, _, samples = method.partition("@")
+    return int(samples) if samples else AGOP_POINTS
+
+
+def run_xrfm(method: str, X, y, Xt):
     import torch
     from xrfm.rfm_src.recursive_feature_machine import RFM as XRFM
 
@@ -84,7 +93,7 @@ def run_xrfm(X, y, Xt):
     model.fit((torch.from_numpy(X), torch.from_numpy(Y)), (torch.from_numpy(Xt[:10]),
               torch.from_numpy(one_hot_pm1(np.zeros(10, np.int64), 10))),
               iters=ITERS, method="lstsq", reg=REG, solver="cholesky", early_stop_rfm=False,
-              return_best_params=False, total_points_to_sample=AGOP_POINTS, M_batch_size=2000)
+              return_best_params=False, total_points_to_sample=xrfm_points(method), M_batch_size=2000)
     if DEVICE != "cpu":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
@@ -95,8 +104,8 @@ def run_xrfm(X, y, Xt):
 
 def one(method: str, n: int) -> dict:
     X, y, Xt, yt = data(n)
-    if method == "xrfm":
-        seconds, out, solves, rows = run_xrfm(X, y, Xt)
+    if method.partition("@")[0] == "xrfm":
+        seconds, out, solves, rows = run_xrfm(method, X, y, Xt)
     else:
         seconds, out, solves, rows = run_ours(method, X, y, Xt)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -156,13 +165,15 @@ def main():
                 row = {"method": method, "n": n, "error": f"over {args.timeout} s"}
             rows.append(row)
             print(table([row], list(row)), flush=True)
-    for row in rows:  # ratios against xRFM at the same n
-        peer = next((r for r in rows if r["method"] == "xrfm" and r["n"] == row["n"]
-                     and "seconds" in r), None)
-        if peer and "seconds" in row:
-            row["xrfm / this (time)"] = peer["seconds"] / row["seconds"]
-            row["this / xrfm (memory)"] = row["peak GiB"] / peer["peak GiB"]
-            row["acc - xrfm acc"] = row["test acc"] - peer["test acc"]
+    peers = [m for m in args.methods if m.partition("@")[0] == "xrfm"]
+    for row in rows:  # ratios against each xRFM budget at the same n
+        for name in peers:
+            peer = next((r for r in rows if r["method"] == name and r["n"] == row["n"]
+                         and "seconds" in r), None)
+            if peer and "seconds" in row and row is not peer:
+                row[f"{name} / this (time)"] = peer["seconds"] / row["seconds"]
+                row[f"this / {name} (memory)"] = row["peak GiB"] / peer["peak GiB"]
+                row[f"acc - {name} acc"] = row["test acc"] - peer["test acc"]
     exponents = {}
     for method in args.methods:
         pts = [(r["n"], r["seconds"]) for r in rows if r["method"] == method and "seconds" in r]
@@ -172,8 +183,10 @@ def main():
     print()
     print(f"machine: {machine()}")
     cols = ["method", "n", "seconds", "peak GiB"] + (
-        ["peak device GiB"] if args.device != "cpu" else []) + ["test acc", "xrfm / this (time)",
-            "this / xrfm (memory)", "acc - xrfm acc", "iters", "agop rows"]
+        ["peak device GiB"] if args.device != "cpu" else []) + ["test acc"] + [
+            f"{name} / this (time)" for name in peers] + [
+            f"this / {name} (memory)" for name in peers] + [
+            f"acc - {name} acc" for name in peers] + ["iters", "agop rows"]
     print(table([r for r in rows if "seconds" in r], cols))
     print("growth exponent of time with n:", {k: round(v, 2) for k, v in exponents.items()})
     print("saved", save("scale", {"machine": machine(), "rows": rows, "exponents": exponents}))
