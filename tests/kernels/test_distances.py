@@ -106,14 +106,20 @@ def test_points_1e3_apart_keep_their_gradient_in_float32(rng, x64, with_metric):
 @pytest.mark.parametrize("m,k", [(9, 3), (701, 3), (2000, 8)])
 def test_nearest_columns_are_each_rows_k_smallest(rng, m, k):
     """The two-stage selection (groups' minima, then their entries) picks each row's ``k``
-    smallest entries, as a full sort does: on rows where they sit in one group, at the
-    row's end (the padded last group), spread out, and with NaN entries (counted largest)."""
+    smallest entries, as a full stable sort and ``lax.top_k`` do: on rows where they sit in
+    one group, at the row's end (the padded last group), spread out, with NaN entries
+    (counted largest), and with ties (the lower columns win, so the same pairs are refined)."""
     from dnc_jax.kernels.distances import nearest_columns
 
     D = rng.permutation(np.arange(6 * m, dtype=np.float32)).reshape(6, m)  # distinct values
     D[1, :k] = -1.0 - np.arange(k)  # all in the first group
     D[2, -k:] = -1.0 - np.arange(k)  # all at the end
     D[3, rng.choice(m, m // 3, replace=False)] = np.nan
+    D[4] = rng.integers(0, 3, m)  # ties everywhere: the lower columns, as lax.top_k
+    D[5, -2 * k:] = 0.0  # ties across groups, in the padded last one
     got = np.sort(np.asarray(nearest_columns(jnp.asarray(D), k)), axis=1)
-    expected = np.sort(np.argsort(np.where(np.isnan(D), np.inf, D), axis=1)[:, :k], axis=1)
-    np.testing.assert_array_equal(got, expected)
+    order = np.argsort(np.where(np.isnan(D), np.inf, D), axis=1, kind="stable")
+    np.testing.assert_array_equal(got, np.sort(order[:, :k], axis=1))
+    no_nan = np.where(np.isnan(D), np.inf, D)
+    top = np.sort(np.asarray(jax.lax.top_k(-jnp.asarray(no_nan), k)[1]), axis=1)
+    np.testing.assert_array_equal(got, top)
