@@ -38,6 +38,26 @@ def test_cg_equals_cholesky_float64(digits_rows, x64):
     assert rel64(fit.coefs, exact.coefs) <= 1e-7
 
 
+def test_cg_on_the_tiled_held_kernel_equals_cholesky(rng, x64):
+    """Past one tile (1,100 rows against tiles of 512: three tiles a side, the last
+    overlapping) CG holds the kernel built from the upper triangle's tiles
+    (``symmetric_kernel_matrix``), duplicated rows included; it reaches the Cholesky
+    solution, whose kernel is built row block by row block, to CG's tolerance (relative
+    error <= kappa tol, kappa <= (n + reg) / reg for unit-diagonal K)."""
+    from dnc_jax.kernels.value import SYMMETRIC_TILE
+
+    n = 1100
+    assert n > 2 * SYMMETRIC_TILE
+    X = rng.standard_normal((n, 8))
+    X[n - 1] = X[3]
+    Y = np.eye(3)[rng.integers(0, 3, n)]
+    exact, _ = fit_kernel_ridge(X, Y, bandwidth=4.0, reg=1e-1, solver="cholesky")
+    fit, info = fit_kernel_ridge(X, Y, bandwidth=4.0, reg=1e-1, solver="cg", tol=1e-12,
+                                 precond_rank=200)
+    assert info.residual < 1e-11
+    assert rel64(coefs_of(fit, n), exact.coefs) <= 2 * (n + 0.1) / 0.1 * 1e-12
+
+
 def test_unconverged_cg_warns(digits_rows):
     X, _, Y = digits_rows
     with pytest.warns(RuntimeWarning, match="unconverged after 2 iterations") as caught:
