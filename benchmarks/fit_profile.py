@@ -8,8 +8,8 @@ iterations then a final fit, the AGOP from 5,000 seeded rows, CG to 1e-6 with 50
 landmarks, the kernel rows held. ``RFM.fit`` runs once, as a user runs it (compilation
 included), with the library's phase functions wrapped by timers that wait for their
 results (the preconditioner: its four steps); the compilation seconds (JAX's own compile
-events) are counted apart and taken out of the phase they fell in. The held kernel rows and the CG iterations share one
-compiled program, so the kernel rows are timed again after the fit, alone (the same
+events) are counted apart and taken out of the phase they fell in. The held kernel rows
+and the CG iterations share one compiled program, so the kernel rows are timed again after the fit, alone (the same
 ``symmetric_kernel_matrix`` program on the same rows), and the CG iterations are the
 solve less that. FLOPs per fit (n rows, d = 784, C = 10, r = 500 landmarks, m AGOP rows
 after the even batch split, k CG iterations):
@@ -114,7 +114,7 @@ def profile(n: int, samples: int) -> dict:
     m_padded = -(-m // even_batch(m, 2000)) * even_batch(m, 2000)
     fits = ITERS + 1
     r = LANDMARKS
-    products = sum(k + 1 for k in iterations) + sum(1 for i in range(1, fits))  # + warm starts
+    products = sum(k + 1 for k in iterations) + fits - 1  # each final residual; warm starts
     flops = {
         "transform": fits * 2 * n * d * d,
         "preconditioner": fits * (2 * n * r * d + 4 * n * r * r),
