@@ -9,9 +9,9 @@ landmarks, the kernel rows held. ``RFM.fit`` runs once, as a user runs it (compi
 included), with the library's phase functions wrapped by timers that wait for their
 results (the preconditioner: its four steps); the compilation seconds (JAX's own compile
 events) are counted apart and taken out of the phase they fell in. The held kernel rows
-and the CG iterations share one compiled program, so the kernel rows are timed again after the fit, alone (the same
-``symmetric_kernel_matrix`` program on the same rows), and the CG iterations are the
-solve less that. FLOPs per fit (n rows, d = 784, C = 10, r = 500 landmarks, m AGOP rows
+and the CG iterations share one compiled program, so the kernel rows are timed again
+after the fit, alone (the same ``symmetric_kernel_matrix`` program on the same rows), and
+the CG iterations are the solve less that. FLOPs per fit (n rows, d = 784, C = 10, r = 500 landmarks, m AGOP rows
 after the even batch split, k CG iterations):
 
 - transform ``Z = X T``: ``2 n d^2``;
