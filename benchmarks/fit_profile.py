@@ -11,8 +11,8 @@ results (the preconditioner: its four steps); the compilation seconds (JAX's own
 events) are counted apart and taken out of the phase they fell in. The held kernel rows
 and the CG iterations share one compiled program, so the kernel rows are timed again
 after the fit, alone (the same ``symmetric_kernel_matrix`` program on the same rows), and
-the CG iterations are the solve less that. FLOPs per fit (n rows, d = 784, C = 10, r = 500 landmarks, m AGOP rows
-after the even batch split, k CG iterations):
+the CG iterations are the solve less that. FLOPs per fit (n rows, d = 784, C = 10,
+r = 500 landmarks, m AGOP rows after the even batch split, k CG iterations):
 
 - transform ``Z = X T``: ``2 n d^2``;
 - preconditioner: ``K(X, X_S)`` ``2 n r d``, ``F = K(X, X_S) K_SS^(-1/2)`` and ``F^T F`` ``4 n r^2``;
