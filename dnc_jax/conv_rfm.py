@@ -44,9 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dnc_jax.collapse import collapse_metrics
-from dnc_jax.data import one_hot_pm1
 from dnc_jax.gradient_outer_product import matrix_power
-from dnc_jax.options import option
+from dnc_jax.labels import one_hot_pm1
+from dnc_jax.option_fields import option
 from dnc_jax.precision import PRECISION, einsum, matmul
 
 PADDINGS = ("VALID", "SAME")

@@ -10,7 +10,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from dnc_jax.data import one_hot_pm1
+from dnc_jax.labels import one_hot_pm1
 from dnc_jax.rfm import fit_rfm
 from dnc_jax.sharding import data_mesh
 from dnc_jax.solvers import DEFAULT_MAX_ITER, DEFAULT_RANK, DEFAULT_TOL, SolverOptions

@@ -35,7 +35,8 @@ from dnc_jax.predictor import (
     over_centres,
 )
 from dnc_jax.programs import trace_program
-from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, as_rows, num_shards, row_mask
+from dnc_jax.rows import DATA, REPLICATED, ROWS, Rows, num_shards, row_mask
+from dnc_jax.sharding import as_rows
 
 Normalize = Literal["max", "trace"] | None
 NORMALIZATIONS = (None, "none", "max", "trace")

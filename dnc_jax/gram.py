@@ -11,7 +11,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from dnc_jax.precision import matmul
-from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh
+from dnc_jax.rows import REPLICATED, Rows
+from dnc_jax.sharding import as_rows, check_mesh
 
 GRAM_PER_CLASS = 20  # samples per class in each layer's saved Gram matrix
 

@@ -5,7 +5,9 @@ A configuration declares each field once with ``option(default, help, ...)``; th
 line gets one flag per field (``--field-name``), with the field's default (or a preset's
 value), its choices and its help; ``from_args`` builds the configuration back, and the
 configuration's own ``__post_init__`` checks it (a ``ValueError`` the command prints as one
-line). Nothing here is numerical; it is the shell around the configurations.
+line). Nothing here is numerical; it is the shell around the configurations. The fields'
+declarations (``option``) live in ``option_fields``, which the core imports without
+``argparse``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,11 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
 from typing import Any
 
+from dnc_jax.option_fields import option, parse_agop_samples
 
-def option(default: Any, help: str = "", *, choices: tuple | None = None,
-           parse: Callable[[str], Any] | None = None, nargs: str | None = None,
-           metavar: str | None = None) -> Any:
-    """A dataclass field with its command line: ``help`` (also the field's documentation),
-    ``choices`` (the values a flag accepts; the configuration may accept more, such as a
-    function), ``parse`` (text to value, when the field's type is not one ``int`` / ``float``
-    / ``str`` / ``bool``), ``nargs="+"`` (several values: the command runs each)."""
-    return dataclasses.field(default=default, metadata={
-        "help": help, "choices": choices, "parse": parse, "nargs": nargs, "metavar": metavar})
+__all__ = ["add_flags", "flag_name", "from_args", "option", "parse_agop_samples"]
 
 
 def flag_name(field_name: str) -> str:
@@ -91,8 +85,3 @@ def from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
             value = getattr(args, field.name)
             values[field.name] = value[0] if field.metadata.get("nargs") else value
     return cls(**(values | overrides))
-
-
-def parse_agop_samples(text: str) -> int | str:
-    """``"auto"``, or a count of rows."""
-    return "auto" if text == "auto" else int(text)

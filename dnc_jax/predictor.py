@@ -21,7 +21,8 @@ from dnc_jax import _checks
 from dnc_jax.blocks import map_row_blocks
 from dnc_jax.kernels import Family, Kernel, kernel_matrix
 from dnc_jax.precision import matmul
-from dnc_jax.sharding import REPLICATED, ROWS, Rows, as_rows, num_shards, replicate, ring_sum
+from dnc_jax.rows import REPLICATED, ROWS, Rows, num_shards, ring_sum
+from dnc_jax.sharding import as_rows, replicate
 
 # Rows per prediction block, by backend: on CPUs small blocks are as fast as large ones
 # and make padding one row to a block cheap; accelerators need larger products

@@ -39,7 +39,8 @@ from dnc_jax.gradient_outer_product import (
 from dnc_jax.kernels import Kernel, Radial, family_of, kernel_distances
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.sharding import Rows, check_mesh, num_shards
+from dnc_jax.rows import Rows, num_shards
+from dnc_jax.sharding import check_mesh
 from dnc_jax.solvers import (
     SolveInfo,
     SolverOptions,

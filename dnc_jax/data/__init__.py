@@ -10,7 +10,8 @@ run of several; ``process_data``).
 
 Modules: ``preparation`` (``prepare``), ``embedded``, ``augmented`` (``mnist_shifted``),
 ``tfds_reader``, ``npz``, ``synthetic``, ``loading`` (``load_dataset``); this package
-re-exports their public names.
+re-exports their public names, and those of the core's ``labels`` and ``standardization``
+and of the follow-ups' tasks (``followups.modular_task``, ``followups.multi_index_task``).
 """
 
 from dnc_jax.data.augmented import (
@@ -39,32 +40,40 @@ from dnc_jax.data.npz import (
 from dnc_jax.data.preparation import (
     TEST_STATISTICS,
     PreparedData,
-    Standardization,
-    apply_standardization,
-    as_class_labels,
     balanced_indices,
     check_test_statistics,
     feature_statistics,
-    one_hot_pm1,
     prepare,
     standardize,
 )
 from dnc_jax.data.synthetic import (
-    MODULAR_OPS,
-    MULTI_INDEX_INPUTS,
-    MULTI_INDEX_SUBSPACES,
-    MULTI_INDEX_TARGETS,
-    coherence,
     gaussian_mixture,
-    modular_arithmetic,
     multi_index,
-    multi_index_regression,
-    multi_index_target,
-    pow_mod_inverse,
 )
 from dnc_jax.data.tfds_reader import (
     TFDS,
     DatasetNotPreparedError,
+)
+from dnc_jax.followups.modular_task import (
+    MODULAR_OPS,
+    modular_arithmetic,
+    pow_mod_inverse,
+)
+from dnc_jax.followups.multi_index_task import (
+    MULTI_INDEX_INPUTS,
+    MULTI_INDEX_SUBSPACES,
+    MULTI_INDEX_TARGETS,
+    coherence,
+    multi_index_regression,
+    multi_index_target,
+)
+from dnc_jax.labels import (
+    as_class_labels,
+    one_hot_pm1,
+)
+from dnc_jax.standardization import (
+    Standardization,
+    apply_standardization,
 )
 
 __all__ = [

@@ -7,24 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-
-class Standardization(NamedTuple):
-    """What ``prepare`` did to the training features, to do again to new raw rows:
-    ``x -> (input_scale x - mean) / std`` per feature (``std = 0``: the feature is 0).
-    ``mean``, ``std``: ``(d,)`` float64 (``None`` when ``prepare`` did not standardise)."""
-
-    mean: np.ndarray | None
-    std: np.ndarray | None
-    input_scale: float = 1.0
-
-    def apply(self, X) -> np.ndarray:
-        """Raw rows ``(m, d)`` prepared as the training rows were, float32."""
-        X = np.asarray(X, dtype=np.float64) * self.input_scale
-        if self.mean is None or self.std is None:
-            return X.astype(np.float32)
-        if X.ndim != 2 or X.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"X must be (m, {self.mean.shape[0]}) raw rows; got shape {X.shape}.")
-        return apply_standardization(X, self.mean, self.std)
+from dnc_jax.labels import as_class_labels, one_hot_pm1
+from dnc_jax.standardization import Standardization, apply_standardization
 
 
 class PreparedData(NamedTuple):
@@ -40,32 +24,6 @@ class PreparedData(NamedTuple):
     y_test: np.ndarray | None
     num_classes: int
     standardization: Standardization | None = None
-
-
-def as_class_labels(name: str, y) -> np.ndarray:
-    """``y`` as 1-D int64 class labels ``0..C-1``, or one ``ValueError`` naming ``name``
-    (integral floats are accepted; negative, fractional or non-finite labels are not)."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        raise ValueError(f"{name} must be 1-D integer class labels; got shape {y.shape} (one-hot "
-                         f"or {{-1, +1}} targets? pass their argmax along axis 1).")
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer class labels; got shape {y.shape}.")
-    if y.size and not (np.issubdtype(y.dtype, np.integer)
-                       or (np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
-                           and np.all(y == np.round(y)))):
-        raise ValueError(f"{name} must hold integer class labels 0..C-1; got {y.dtype} values "
-                         "(encode other labels first, e.g. sklearn.preprocessing.LabelEncoder).")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name} must hold class labels 0..C-1 (>= 0); got {int(y.min())}.")
-    return y.astype(np.int64)
-
-
-def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(n,)`` labels to ``(n, C)`` float32 targets: ``+1`` for the class, ``-1`` elsewhere."""
-    return np.where(np.arange(num_classes)[None, :] == np.asarray(y)[:, None], 1.0, -1.0).astype(
-        np.float32
-    )
 
 
 TEST_STATISTICS = ("train", "own")
@@ -110,14 +68,6 @@ def feature_statistics(X: np.ndarray, ddof: int = 0) -> tuple[np.ndarray, np.nda
     if ddof == 1 and X.shape[0] < 2:
         raise ValueError("The unbiased standard deviation (ddof=1) needs at least 2 rows.")
     return X.mean(axis=0), X.std(axis=0, ddof=ddof)
-
-
-def apply_standardization(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """``(X - mean) / std`` per feature in float64, features with ``std = 0`` set to 0;
-    float32."""
-    live = std > 0
-    return np.where(live, (np.asarray(X, dtype=np.float64) - mean) / np.where(live, std, 1.0),
-                    0.0).astype(np.float32)
 
 
 def balanced_indices(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

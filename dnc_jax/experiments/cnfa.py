@@ -28,7 +28,7 @@ from dnc_jax.figures import plot_cnfa
 from dnc_jax.layer_records import MeanStd
 from dnc_jax.nets.cnn import VanillaCNN
 from dnc_jax.nets.probes import LayerProbe, probe
-from dnc_jax.options import option
+from dnc_jax.option_fields import option
 from dnc_jax.records import RunDirectory, ensure_writable
 from dnc_jax.run_loop import resumable_steps
 

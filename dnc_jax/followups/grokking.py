@@ -42,9 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.data import MODULAR_OPS, modular_arithmetic
+from dnc_jax.followups.modular_task import MODULAR_OPS, modular_arithmetic
 from dnc_jax.gradient_outer_product import per_class_kernel_agop, power_from_eigh, psd_eigh
-from dnc_jax.options import option
+from dnc_jax.option_fields import option
 from dnc_jax.precision import einsum, matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions

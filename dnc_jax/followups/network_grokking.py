@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dnc_jax.data import MODULAR_OPS, modular_arithmetic
+from dnc_jax.followups.modular_task import MODULAR_OPS, modular_arithmetic
 from dnc_jax.gradient_outer_product import agop, power_from_eigh, psd_eigh
-from dnc_jax.options import option
+from dnc_jax.option_fields import option
 from dnc_jax.precision import matmul
 
 NET_ACTIVATIONS = {"quadratic": jnp.square, "relu": jax.nn.relu, "swish": jax.nn.silu,

@@ -22,13 +22,13 @@ from flax import nnx
 
 from dnc_jax import _checks
 from dnc_jax.blocks import map_row_blocks
-from dnc_jax.data import as_class_labels, one_hot_pm1
+from dnc_jax.labels import as_class_labels, one_hot_pm1
 from dnc_jax.nets.analysis import layer_analysis
 from dnc_jax.nets.backbones import BACKBONES
 from dnc_jax.nets.measurements import EpochRecord
 from dnc_jax.nets.mlp import ACTIVATIONS, CLASSIFIER_INITS, INITS
 from dnc_jax.nets.network import Network
-from dnc_jax.options import option
+from dnc_jax.option_fields import option
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 

@@ -31,7 +31,7 @@ from dnc_jax.blocks import fill_row_blocks, map_row_blocks
 from dnc_jax.kernels import kernel_matrix
 from dnc_jax.kernels.value import symmetric_kernel_matrix
 from dnc_jax.precision import matmul
-from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
+from dnc_jax.rows import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
 from dnc_jax.solvers.cholesky import train_kernel_matrix
 
 # Eigenvalues below this fraction of the largest are dropped from the r x r algebra.

@@ -35,7 +35,7 @@ import scipy.linalg
 from dnc_jax.blocks import row_chunk_sum
 from dnc_jax.kernels import kernel_matrix
 from dnc_jax.precision import matmul
-from dnc_jax.sharding import DATA, REPLICATED, ROWS, Rows, num_shards, row_mask
+from dnc_jax.rows import DATA, REPLICATED, ROWS, Rows, num_shards, row_mask
 from dnc_jax.solvers.cg import pcg
 from dnc_jax.solvers.cholesky import train_kernel_matrix
 

@@ -19,7 +19,8 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.kernels import Family, Kernel, family_of
 from dnc_jax.predictor import KernelPredictor
-from dnc_jax.sharding import REPLICATED, Rows, as_rows, check_mesh, num_shards, replicate
+from dnc_jax.rows import REPLICATED, Rows, num_shards
+from dnc_jax.sharding import as_rows, check_mesh, replicate
 from dnc_jax.solvers import cg, core, nystrom
 from dnc_jax.solvers.choice import SOLVERS, check_cholesky, choose_solver, default_memory_budget
 from dnc_jax.solvers.cholesky import solve_kernel_system, train_kernel_matrix

@@ -1,0 +1,25 @@
+"""A configuration field declared once with what the command line needs to know of it
+(help, choices, how to parse it), as dataclass metadata: the core's configurations use
+``option``; ``options`` turns the metadata into ``argparse`` flags (the shell)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+
+def option(default: Any, help: str = "", *, choices: tuple | None = None,
+           parse: Callable[[str], Any] | None = None, nargs: str | None = None,
+           metavar: str | None = None) -> Any:
+    """A dataclass field with its command line: ``help`` (also the field's documentation),
+    ``choices`` (the values a flag accepts; the configuration may accept more, such as a
+    function), ``parse`` (text to value, when the field's type is not one ``int`` / ``float``
+    / ``str`` / ``bool``), ``nargs="+"`` (several values: the command runs each)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "parse": parse, "nargs": nargs, "metavar": metavar})
+
+
+def parse_agop_samples(text: str) -> int | str:
+    """``"auto"``, or a count of rows."""
+    return "auto" if text == "auto" else int(text)
