@@ -13,6 +13,7 @@ from dnc_jax.collapse_toolkit import (
     uniform_duality,
 )
 from dnc_jax.data import load_dataset, prepare
+from dnc_jax.deep_rfm_files import load_deep_rfm, save_deep_rfm
 from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMConfig, deep_rfm
 from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.gradient_outer_product import agop, kernel_agop, kernel_gradients, matrix_power
@@ -84,6 +85,7 @@ __all__ = [
     "laplace_kernel",
     "layer_analysis",
     "load_dataset",
+    "load_deep_rfm",
     "matrix_power",
     "ncc_agreement",
     "ood_orthogonality",
@@ -91,6 +93,7 @@ __all__ = [
     "probe",
     "radial_kernel",
     "rfm_step",
+    "save_deep_rfm",
     "solve_psd",
     "tiled_cdnv",
     "train_mlp",

@@ -93,7 +93,7 @@ def _run_args(p) -> None:
                    help="run once per seed (OUT/seed-K, each resumable) and report mean and "
                         "std per layer (overrides --seed)")
     p.add_argument("--save-model", action="store_true",
-                   help="write each layer of the model to OUT/model/ (DeepRFM.load(OUT) "
+                   help="write each layer of the model to OUT/model/ (load_deep_rfm(OUT) "
                         "reads it; about n x width numbers per layer)")
     p.add_argument("--preset", choices=PRESETS, default="default",
                    help="official: the paper script's configuration; paper: the settings of "

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, overload
 
@@ -26,17 +26,17 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
-from dnc_jax.data import Standardization, as_class_labels, one_hot_pm1
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import KERNELS, Family, family_of, kernel_name
+from dnc_jax.kernels import KERNELS, Family, family_of
+from dnc_jax.labels import as_class_labels, one_hot_pm1
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
-from dnc_jax.options import option, parse_agop_samples
+from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.programs import StaticFunction
-from dnc_jax.records import atomic_save_npz, load_npz
 from dnc_jax.rfm import fit_with_agop
-from dnc_jax.sharding import Rows, as_rows, check_mesh, map_rows
+from dnc_jax.rows import Rows, map_rows
+from dnc_jax.sharding import as_rows, check_mesh
 from dnc_jax.solvers import (
     DEFAULT_MAX_ITER,
     DEFAULT_RANK,
@@ -45,6 +45,7 @@ from dnc_jax.solvers import (
     SolverOptions,
     fit_kernel_ridge,
 )
+from dnc_jax.standardization import Standardization
 
 FEATURES = ("relu", "cosine")
 WEIGHTS = ("uniform", "gaussian")
@@ -236,128 +237,22 @@ class DeepRFM:
         return as_rows(X, mesh, dtype=dtype), mesh
 
     def save(self, path: str) -> None:
-        """Write the model to ``path`` (``.npz``, written atomically), its preparation
-        with it. A custom feature map is saved by name only: pass the function again to
-        ``load``."""
-        arrays: dict[str, np.ndarray] = {}
-        for l, spec in enumerate(self.layers):
-            arrays |= {f"{l}/{k}": v for k, v in layer_arrays(spec).items()}
-        arrays |= {f"{PREPARATION}/{k}": v
-                   for k, v in preparation_arrays(self.preparation).items()}
-        atomic_save_npz(path, **arrays)
+        """Deprecated: ``dnc_jax.save_deep_rfm(model, path)`` (model files are the shell's)."""
+        warnings.warn("DeepRFM.save is deprecated: use dnc_jax.save_deep_rfm(model, path).",
+                      DeprecationWarning, stacklevel=2)
+        from dnc_jax.deep_rfm_files import save_deep_rfm  # deprecated alias: the shell's function
+
+        save_deep_rfm(self, path)
 
     @classmethod
     def load(cls, path: str, *, features: Callable[[jax.Array], jax.Array] | None = None,
              kernel: Family | None = None) -> DeepRFM:
-        """A model written by ``save``, or the folder a run wrote with ``save_model``
-        (``run_deep_rfm``; ``dnc-jax run --save-model``): its ``model/`` layer files.
-        ``features``: the function of a model built with a custom feature map; ``kernel``:
-        the family of a model built with a user kernel (``radial_kernel``; a function is
-        saved by name only). The model loads onto the loader's default device, whatever
-        devices it was fitted on."""
-        folder = os.path.join(path, MODEL_FOLDER) if os.path.isdir(path) else None
-        if folder is not None:
-            if not os.path.isdir(folder):
-                raise ValueError(f"{path} holds no saved model (no {MODEL_FOLDER}/ folder): "
-                                 "run with save_model (--save-model).")
-            files = sorted(f for f in os.listdir(folder) if f.startswith("layer-"))
-            preparation = None
-            if os.path.exists(os.path.join(folder, PREPARATION_FILE)):
-                with load_npz(os.path.join(folder, PREPARATION_FILE), "a model's preparation"
-                              ) as data:
-                    preparation = preparation_from_arrays(dict(data))
-            layers = []
-            for l, name in enumerate(files):
-                if name != layer_file_name(l):
-                    raise ValueError(f"{folder}: layer {l}'s file is missing (found {name}).")
-                with load_npz(os.path.join(folder, name), f"layer {l} of a DeepRFM") as data:
-                    layers.append(layer_from_arrays(dict(data), features, kernel))
-            return cls(tuple(layers), preparation)
-        with load_npz(path, "a DeepRFM model (DeepRFM.save)") as data:
-            depth = len({key.split("/")[0] for key in data.files} - {PREPARATION})
-            preparation = preparation_from_arrays(
-                {k.split("/", 1)[1]: data[k] for k in data.files
-                 if k.startswith(f"{PREPARATION}/")})
-            return cls(tuple(layer_from_arrays(
-                {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{l}/")},
-                features, kernel) for l in range(depth)), preparation)
+        """Deprecated: ``dnc_jax.load_deep_rfm(path, features=..., kernel=...)``."""
+        warnings.warn("DeepRFM.load is deprecated: use dnc_jax.load_deep_rfm(path).",
+                      DeprecationWarning, stacklevel=2)
+        from dnc_jax.deep_rfm_files import load_deep_rfm  # deprecated alias: the shell's function
 
-
-MODEL_FOLDER = "model"
-PREPARATION = "preparation"  # the saved Standardization's keys: preparation/mean, ...
-PREPARATION_FILE = "preparation.npz"  # in a run's model/ folder
-
-
-def preparation_arrays(preparation: Standardization | None) -> dict[str, np.ndarray]:
-    """A ``Standardization`` as numpy arrays (``input_scale``, and ``mean``, ``std`` when it
-    standardised); empty for ``None``."""
-    if preparation is None:
-        return {}
-    arrays = {"input_scale": np.asarray(preparation.input_scale)}
-    if preparation.mean is not None and preparation.std is not None:
-        arrays |= {"mean": np.asarray(preparation.mean), "std": np.asarray(preparation.std)}
-    return arrays
-
-
-def preparation_from_arrays(data: dict) -> Standardization | None:
-    """The inverse of ``preparation_arrays`` (``None`` from no arrays)."""
-    if "input_scale" not in data:
-        return None
-    return Standardization(data.get("mean"), data.get("std"), float(data["input_scale"]))
-CUSTOM = "custom:"
-
-
-def layer_file_name(layer: int) -> str:
-    """The file of layer ``layer`` in a run's ``model/`` folder."""
-    return f"layer-{layer:04d}.npz"
-
-
-def layer_arrays(spec: DeepRFMLayer) -> dict[str, np.ndarray]:
-    """One layer as numpy arrays (gathered from every process when sharded): centres,
-    coefficients, ``M^(1/2)``, the random map, the bandwidth and ``meta`` (kernel name,
-    feature map name; a custom map as ``"custom:<its name>"``)."""
-    p = spec.predictor
-    name = spec.features if isinstance(spec.features, str) else \
-        CUSTOM + getattr(spec.features, "__name__", "function")
-    # sharded centres keep their zero-coefficient padding rows (they add nothing)
-    return {"centers": np.asarray(host_rows(Rows(p.centers, p.centers.shape[0]))),
-            "coefs": np.asarray(host_rows(Rows(p.coefs, p.coefs.shape[0]))),
-            "root": np.asarray(spec.root), "weights": np.asarray(spec.weights),
-            "phases": np.asarray(spec.phases), "bandwidth": np.asarray(p.bandwidth),
-            "meta": np.array([kernel_name(p.kernel), name])}
-
-
-def saved_kernel(name: str, kernel: Family | None) -> Family:
-    """The family a saved model names: ``kernel`` when given (it must carry that name),
-    else the built-in family of that name; a user family's name alone is refused."""
-    if kernel is not None:
-        if kernel_name(kernel) != name:
-            raise ValueError(f"this model was fitted with the kernel {name!r}; the kernel "
-                             f"passed to load is {kernel_name(kernel)!r}.")
-        return family_of(kernel)
-    try:
-        return family_of(name)
-    except ValueError:
-        raise ValueError(f"this model was fitted with a user kernel ({name!r}), saved by name "
-                         "only: pass its family as load(..., kernel=radial_kernel(profile, "
-                         f"name={name!r})).") from None
-
-
-def layer_from_arrays(data: dict, features: Callable | None = None,
-                      kernel: Family | None = None) -> DeepRFMLayer:
-    """The inverse of ``layer_arrays``; ``features`` replaces a custom map's name,
-    ``kernel`` a user kernel's (``saved_kernel``)."""
-    saved, name = (str(v) for v in data["meta"])
-    kernel = saved_kernel(saved, kernel)
-    if name.startswith(CUSTOM):
-        if features is None or not callable(features):
-            raise ValueError(f"this model was built with a custom feature map "
-                             f"({name[len(CUSTOM):]}): pass it as load(..., features=fn).")
-        name = features
-    pred = KernelPredictor(jnp.asarray(data["centers"]), jnp.asarray(data["coefs"]), None,
-                           kernel, float(data["bandwidth"]))
-    return DeepRFMLayer(pred, jnp.asarray(data["root"]), jnp.asarray(data["weights"]),
-                        jnp.asarray(data["phases"]), name)
+        return load_deep_rfm(path, features=features, kernel=kernel)
 
 
 @dataclasses.dataclass

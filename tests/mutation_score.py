@@ -71,7 +71,7 @@ MODULES = {
         "dnc_jax/solvers/cg.py",
         "dnc_jax/solvers/nystrom.py",
     ],
-    "deep_rfm": ["dnc_jax/deep_rfm_model.py"],
+    "deep_rfm": ["dnc_jax/deep_rfm_model.py", "dnc_jax/deep_rfm_files.py"],
 }
 EQUIVALENT = ROOT / "tests" / "mutation_equivalent.json"
 # Left out of the map: the notebook test (its code runs in a kernel process) and the

@@ -196,9 +196,9 @@ def test_cli_deep_rfm_writes_results(tmp_path, capsys):
     code = main(["deep-rfm", "--dataset", "digits", "--n", "300", "--depth", "2", "--width",
                  "32", "--out", str(out), "--no-progress", "--save-model"])
     assert code == 0
-    from dnc_jax import DeepRFM
+    from dnc_jax import load_deep_rfm
 
-    assert DeepRFM.load(str(out)).depth == 2  # --save-model: the model beside the records
+    assert load_deep_rfm(str(out)).depth == 2  # --save-model: the model beside the records
     results = assert_valid_results(out / "results.json")
     assert set(results) == {"config", "environment", "layers"}
     layer = results["layers"][0]

@@ -70,9 +70,9 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
     """``DeepRFM.transform`` of the training rows gives each layer's recorded features bit
     for bit; ``predict`` gives each layer's recorded train and test accuracy; a saved and
     loaded model maps new data the same way."""
-    from dnc_jax import data_mesh, deep_rfm
+    from dnc_jax import data_mesh, deep_rfm, load_deep_rfm, save_deep_rfm
     from dnc_jax.data import load_dataset, prepare
-    from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMConfig, deep_rfm_layers, host_rows
+    from dnc_jax.deep_rfm_model import DeepRFMConfig, deep_rfm_layers, host_rows
 
     X, y = load_dataset("digits")
     Xt, yt = load_dataset("digits", split="test")
@@ -93,8 +93,8 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
             assert float(np.mean(np.argmax(out, axis=1) == ys)) == getattr(record, f"{split}_accuracy")
         assert records[l].test_accuracy == record.test_accuracy
     path = str(tmp_path / "model.npz")
-    model.save(path)
-    loaded = DeepRFM.load(path)
+    save_deep_rfm(model, path)
+    loaded = load_deep_rfm(path)
     # on 4 devices the fit is CG with sharded centres (a ring of partial sums); the loaded
     # model holds them whole: equal up to float32 summation order
     want = np.asarray(model.predict(data.X_test, mesh=mesh))
@@ -122,12 +122,35 @@ def test_deep_rfm_model_reproduces_the_run(tmp_path, devices):
         model.transform(data.X_train[:, :5])
 
 
+def test_the_deprecated_methods_save_and_load_as_the_functions(tmp_path):
+    """``DeepRFM.save`` / ``DeepRFM.load`` (the model files moved to the shell's
+    ``save_deep_rfm`` / ``load_deep_rfm``) warn and still write and read the same file."""
+    from dnc_jax import DeepRFM, load_deep_rfm, save_deep_rfm
+
+    X, y = load_dataset("digits")
+    data = prepare(X[:120], y[:120])
+    _, model = deep_rfm(data.X_train, data.y_train, depth=1, width=20, return_model=True,
+                        preparation=data.standardization)
+    old, new = str(tmp_path / "old.npz"), str(tmp_path / "new.npz")
+    with pytest.warns(DeprecationWarning, match="save_deep_rfm"):
+        model.save(old)
+    save_deep_rfm(model, new)
+    with np.load(old) as a, np.load(new) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+    with pytest.warns(DeprecationWarning, match="load_deep_rfm"):
+        loaded = DeepRFM.load(old)
+    np.testing.assert_array_equal(np.asarray(loaded.predict(X[120:160], raw=True)),
+                                  np.asarray(load_deep_rfm(new).predict(X[120:160], raw=True)))
+
+
 @pytest.mark.slow
 def test_a_run_saves_its_model_and_resumes_it(tmp_path):
     """``run_deep_rfm(save_model=True)`` (``--save-model``) writes each layer as it is
     committed; an interrupted and resumed run's folder loads as the model that
     ``deep_rfm`` returns, and it reproduces the run's recorded test accuracies."""
-    from dnc_jax import DeepRFM, deep_rfm
+    from dnc_jax import deep_rfm, load_deep_rfm
     from dnc_jax.data import load_dataset, prepare
     from dnc_jax.deep_rfm_model import DeepRFMConfig
     from dnc_jax.experiments import run_deep_rfm
@@ -137,9 +160,9 @@ def test_a_run_saves_its_model_and_resumes_it(tmp_path):
     options = dict(dataset="digits", n=250, n_test=150, config=config, progress=False,
                    save_model=True)
     run_deep_rfm(out, stop_after=2, **options)
-    assert len(DeepRFM.load(out).layers) == 2
+    assert len(load_deep_rfm(out).layers) == 2
     results = run_deep_rfm(out, **options)
-    loaded = DeepRFM.load(out)
+    loaded = load_deep_rfm(out)
     assert loaded.depth == 3
     X, y = load_dataset("digits")
     Xt, yt = load_dataset("digits", split="test")
@@ -152,14 +175,14 @@ def test_a_run_saves_its_model_and_resumes_it(tmp_path):
         assert float(np.mean(np.argmax(out_l, axis=1) == data.y_test)) == record.test_accuracy
         np.testing.assert_array_equal(loaded.layers[l].root, model.layers[l].root)
     with pytest.raises(ValueError, match="no saved model"):
-        DeepRFM.load(str(tmp_path))
+        load_deep_rfm(str(tmp_path))
 
 
 @pytest.mark.slow
 def test_a_custom_feature_map_is_a_function(tmp_path):
     """ReLU written as a function gives the built-in ReLU run bit for bit; ``tanh`` builds
     a model that transforms new data, saves, and loads given the function again."""
-    from dnc_jax import DeepRFM, deep_rfm
+    from dnc_jax import deep_rfm, load_deep_rfm, save_deep_rfm
     from dnc_jax.data import load_dataset, prepare
     from dnc_jax.deep_rfm_model import DeepRFMConfig
     from dnc_jax.experiments import run_deep_rfm
@@ -179,11 +202,11 @@ def test_a_custom_feature_map_is_a_function(tmp_path):
     H = np.asarray(model.transform(data.X_train))
     assert H.shape == (200, 30) and np.abs(H).max() < 1 and (H < 0).any()  # tanh, not relu
     path = str(tmp_path / "tanh.npz")
-    model.save(path)
+    save_deep_rfm(model, path)
     for features in (None, "tanh"):  # the function itself, not a name, is needed
         with pytest.raises(ValueError, match="custom feature map"):
-            DeepRFM.load(path, features=features)
-    np.testing.assert_array_equal(DeepRFM.load(path, features=jnp.tanh).transform(data.X_train),
+            load_deep_rfm(path, features=features)
+    np.testing.assert_array_equal(load_deep_rfm(path, features=jnp.tanh).transform(data.X_train),
                                   H)
     with pytest.raises(ValueError, match="must be a name"):
         run_deep_rfm(str(tmp_path / "run"), dataset="digits", n=100, progress=False,

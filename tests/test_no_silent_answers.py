@@ -292,9 +292,9 @@ def _deep_rfm_save_load_predict(X, y, kernel, tmp_path, **options):
     records, model = dj.deep_rfm(X, y, depth=2, width=16, kernel=kernel, return_model=True,
                                  **options)
     path = str(tmp_path / f"model-{dj.kernels.kernel_name(kernel)}.npz")
-    model.save(path)
+    dj.save_deep_rfm(model, path)
     user = not isinstance(kernel, str) and kernel not in dj.kernels.FAMILIES.values()
-    loaded = dj.DeepRFM.load(path, kernel=kernel if user else None)
+    loaded = dj.load_deep_rfm(path, kernel=kernel if user else None)
     np.testing.assert_array_equal(np.asarray(loaded.predict(X)), np.asarray(model.predict(X)))
     return records, model, path
 
@@ -310,9 +310,9 @@ def test_deep_rfm_fits_saves_and_loads_other_kernels(rng, tmp_path, kernel):
     assert records[-1].train_accuracy > 0.9
     if kernel is CAUCHY:
         with pytest.raises(ValueError, match="user kernel .'cauchy'.*load\\(..., kernel="):
-            dj.DeepRFM.load(path)
+            dj.load_deep_rfm(path)
         with pytest.raises(ValueError, match="fitted with the kernel 'cauchy'"):
-            dj.DeepRFM.load(path, kernel=dj.kernels.MATERN32)
+            dj.load_deep_rfm(path, kernel=dj.kernels.MATERN32)
 
 
 @pytest.mark.slow
@@ -342,8 +342,8 @@ def test_a_model_fitted_on_four_devices_predicts_on_one_after_load(rng, tmp_path
     np.testing.assert_allclose(np.asarray(sharded.predict(X)), want, **tol)
     np.testing.assert_allclose(np.asarray(sharded.predict(X, mesh=dj.data_mesh(2))), want, **tol)
     path = str(tmp_path / "sharded.npz")
-    sharded.save(path)
-    loaded = dj.DeepRFM.load(path)
+    dj.save_deep_rfm(sharded, path)
+    loaded = dj.load_deep_rfm(path)
     assert loaded.layers[0].predictor.mesh is None
     np.testing.assert_allclose(np.asarray(loaded.predict(X)), want, **tol)
 
@@ -616,8 +616,8 @@ def test_a_model_keeps_its_preparation_and_takes_raw_rows(rng, tmp_path):
     with pytest.raises(ValueError, match="has no preparation"):
         bare.predict(Xt, raw=True)
     path = str(tmp_path / "prepared.npz")
-    model.save(path)
-    np.testing.assert_array_equal(np.asarray(dj.DeepRFM.load(path).predict(Xt, raw=True)),
+    dj.save_deep_rfm(model, path)
+    np.testing.assert_array_equal(np.asarray(dj.load_deep_rfm(path).predict(Xt, raw=True)),
                                   np.asarray(model.predict(Xt, raw=True)))
 
 

@@ -11,16 +11,14 @@ import numpy as np
 from jax.sharding import Mesh
 
 from dnc_jax.conventions import convention_header, nc1_key
-from dnc_jax.deep_rfm_model import (
+from dnc_jax.deep_rfm_files import (
     MODEL_FOLDER,
     PREPARATION_FILE,
-    DeepRFMConfig,
-    LayerState,
-    deep_rfm_layers,
     layer_arrays,
     layer_file_name,
     preparation_arrays,
 )
+from dnc_jax.deep_rfm_model import DeepRFMConfig, LayerState, deep_rfm_layers
 from dnc_jax.experiments.common import load_prepared
 from dnc_jax.figures import plot_layer_collapse
 from dnc_jax.gram import feature_gram, gram_indices
@@ -139,7 +137,7 @@ def run_deep_rfm(
     ``save_model`` writes each layer of the ``DeepRFM`` as it completes to
     ``out/model/layer-NNNN.npz`` (its centres are the layer's training features: about
     ``n x width`` numbers per layer) and the data's preparation to
-    ``out/model/preparation.npz``; ``DeepRFM.load(out)`` reads the model back, and it takes
+    ``out/model/preparation.npz``; ``load_deep_rfm(out)`` reads the model back, and it takes
     raw rows of the data set.
 
     ``stop_after`` stops after that many layers of this call (to test interruption);
