@@ -18,12 +18,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from dnc_jax.conventions import nc1_key, nc1_label  # noqa: E402
 from dnc_jax.layer_records import LayerRecord, LayerSummary, MeanStd  # noqa: E402
 from dnc_jax.nets.measurements import POINTS, EpochRecord  # noqa: E402
+from dnc_jax.nets.summaries import EpochSummary, LossSummary  # noqa: E402
 from dnc_jax.records import atomic_write_bytes  # noqa: E402
 
 if TYPE_CHECKING:  # annotations only: the follow-ups import the kernel machinery
-    from dnc_jax.experiments.mlp_seeds import EpochSummary, LossSummary
-    from dnc_jax.experiments.multi_index import MultiIndexSize
     from dnc_jax.followups.grokking import GrokkingIteration
+    from dnc_jax.followups.multi_index import MultiIndexSize
 
 FORMATS = ("png", "pdf", "svg")
 

@@ -8,28 +8,12 @@ import os
 from typing import NamedTuple
 
 from dnc_jax.figures import plot_multi_index
-from dnc_jax.followups.multi_index import MultiIndexConfig, MultiIndexStep, multi_index_rfm
+from dnc_jax.followups.multi_index import MultiIndexConfig, MultiIndexSize, multi_index_rfm
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
 from dnc_jax.run_loop import resumable_steps
 
 CSV_KEYS = ("step", "relative_error", "test_mse", "subspace_distance", "leading_distance",
             "captured", "random_baseline")
-
-
-class MultiIndexSize(NamedTuple):
-    """The RFM run at one training-set size ``n``: one ``MultiIndexStep`` per step."""
-
-    n: int
-    records: list[MultiIndexStep]
-
-    def to_json(self) -> dict:
-        """As ``results.json``'s ``sizes`` hold it."""
-        return {"n": self.n, "records": [r.to_json() for r in self.records]}
-
-    @classmethod
-    def from_json(cls, data: dict) -> MultiIndexSize:
-        """The size from its ``to_json`` form."""
-        return cls(data["n"], [MultiIndexStep.from_json(r) for r in data["records"]])
 
 
 class MultiIndexRun(NamedTuple):

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from dnc_jax.data import (
+from dnc_jax.followups.multi_index_task import (
     MULTI_INDEX_INPUTS,
     MULTI_INDEX_SUBSPACES,
     MULTI_INDEX_TARGETS,
@@ -45,7 +45,7 @@ from dnc_jax.data import (
 )
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
 from dnc_jax.kernels import KERNELS
-from dnc_jax.options import option, parse_agop_samples
+from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SOLVERS, SolverOptions
@@ -154,6 +154,22 @@ class MultiIndexStep(NamedTuple):
     def from_json(cls, data: dict) -> MultiIndexStep:
         """The record from its ``to_json`` form."""
         return cls(**data)
+
+
+class MultiIndexSize(NamedTuple):
+    """The RFM run at one training-set size ``n``: one ``MultiIndexStep`` per step."""
+
+    n: int
+    records: list[MultiIndexStep]
+
+    def to_json(self) -> dict:
+        """As ``results.json``'s ``sizes`` hold it."""
+        return {"n": self.n, "records": [r.to_json() for r in self.records]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> MultiIndexSize:
+        """The size from its ``to_json`` form."""
+        return cls(data["n"], [MultiIndexStep.from_json(r) for r in data["records"]])
 
 
 def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[MultiIndexStep]:
