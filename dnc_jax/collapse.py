@@ -4,8 +4,9 @@
 (``_checked_blocks``: an array in row chunks, sharded ``Rows`` whole); two passes of jitted
 block functions (``class_sums``, ``residual_sums``) then collect the class statistics
 (``_class_statistics``) and the ``C x C`` algebra on them runs in float64 numpy
-(``_metrics``). No ``d x d`` matrix is ever formed, and numpy features are moved to the
-device one chunk at a time, so peak memory is the features plus a chunk.
+(``metric_formulas``: the one copy of the formulas, which ``traced_collapse_metrics`` runs
+in JAX). No ``d x d`` matrix is ever formed, and numpy features are moved to the device one
+chunk at a time, so peak memory is the features plus a chunk.
 
 Numerics: every feature row is first shifted by the first row ``h_0`` (exact in floating
 point for nearby values, Sterbenz), so a large common offset costs no precision: float32
@@ -27,6 +28,7 @@ Conventions, against the codebases people compare with:
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -38,7 +40,8 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.precision import matmul
-from dnc_jax.sharding import Rows, as_rows
+from dnc_jax.rows import Rows
+from dnc_jax.sharding import as_rows
 
 DEFAULT_CHUNK = 4096
 
@@ -276,11 +279,6 @@ def _summed(fn, source: _Blocks, *args):
     return total
 
 
-def _cosines(gram: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    return gram / np.outer(norms, norms)
-
-
 def collapse_metrics(
     features: ArrayLike | Rows,
     labels: ArrayLike | Rows,
@@ -342,20 +340,21 @@ def collapse_metrics(
 
 
 class _ClassStatistics(NamedTuple):
-    """What every collapse metric is computed from (float64): per-class ``counts`` (``C``),
+    """What every collapse metric is computed from (float64 NumPy eagerly, JAX arrays in
+    the features' dtype when traced): per-class ``counts`` (``C``),
     class ``means`` shifted by ``ref`` (``(C, d)``; ``ref`` the first feature row), per-class
     sums of squared residuals ``within`` (``sum_{i in c} ||h_i - mu_c||^2``), ``pinv_sq``
     (``sum_i ||S_r^-1 V_r^T (h_i - mu_{y_i})||^2``) with the rank ``pinv_rank`` kept, the
     nearest-class-centre hits and mismatches with the predictions, and ``n``."""
 
-    counts: np.ndarray
-    means: np.ndarray
-    ref: np.ndarray
-    within: np.ndarray
-    pinv_sq: float
-    pinv_rank: int
-    ncc_hits: float  # NaN where no second pass ran (class_statistics.metrics)
-    ncc_miss: float
+    counts: np.ndarray | jax.Array
+    means: np.ndarray | jax.Array
+    ref: np.ndarray | jax.Array
+    within: np.ndarray | jax.Array
+    pinv_sq: Number
+    pinv_rank: Count
+    ncc_hits: Number  # NaN where no second pass ran (class_statistics.metrics)
+    ncc_miss: Number
     n: int
 
 
@@ -416,56 +415,71 @@ def pinv_projection(centred: np.ndarray, dtype, rtol: float | None) -> tuple[np.
     return proj, int(keep.sum())
 
 
-def _metrics(stats: _ClassStatistics, W: np.ndarray | None,
-             with_predictions: bool) -> CollapseMetrics:
-    """The metrics on the statistics (module docstring): ``C x C`` algebra in float64.
-    ``W``: the classifier for ``nc3``; ``with_predictions``: report ``ncc_mismatch``."""
+def metric_formulas(xp, stats: _ClassStatistics, W, with_predictions: bool) -> CollapseMetrics:
+    """Every metric (module docstring) from the class statistics: the one copy of the
+    formulas, written once for ``xp = numpy`` (the eager ``C x C`` algebra, float64) and
+    ``xp = jax.numpy`` (traced, in the statistics' dtype). ``W``: the classifier for
+    ``nc3`` (``None``: no ``nc3``); ``with_predictions``: report ``ncc_mismatch``. Fields are
+    ``xp`` scalars; masks replace boolean indexing so the traced shapes stay static."""
     counts, means, within, n = stats.counts, stats.means, stats.within, stats.n
-    C = len(counts)
-    centred = means - means.mean(axis=0)
-    gram = centred @ centred.T
-    trace_between = float(np.trace(gram)) / C
-    trace_within = float(within.sum()) / n
-
-    cos = _cosines(gram)
-    etf = (1.0 + 1.0 / (C - 1)) * np.eye(C) - np.ones((C, C)) / (C - 1)
-    off = ~np.eye(C, dtype=bool)
-    norms = np.sqrt(np.diag(gram))
-    simplex = (np.eye(C) - np.ones((C, C)) / C) / np.sqrt(C - 1)
+    dot: Callable = np.matmul if xp is np else matmul
+    dtype = means.dtype
+    C = counts.shape[0]
+    eye, ones = xp.eye(C, dtype=dtype), xp.ones((C, C), dtype=dtype)
+    centred = means - xp.mean(means, axis=0, keepdims=True)
+    gram = dot(centred, centred.T)
+    trace_between = xp.trace(gram) / C
+    trace_within = xp.sum(within) / n
+    norms = xp.sqrt(xp.clip(xp.diagonal(gram), 0.0, None))
+    cos = gram / (norms[:, None] * norms[None, :])
+    etf = (1.0 + 1.0 / (C - 1)) * eye - ones / (C - 1)
+    off = eye == 0
+    n_off = C * (C - 1)
+    mean_off = xp.sum(xp.where(off, cos, 0.0)) / n_off
+    simplex = (eye - ones / C) / math.sqrt(C - 1.0)
     uncentred = means + stats.ref
-    gram_u = uncentred @ uncentred.T
+    gram_u = dot(uncentred, uncentred.T)
+    pair_sq = xp.clip(xp.diagonal(gram)[:, None] + xp.diagonal(gram)[None, :] - 2.0 * gram,
+                      0.0, None)
+    var = within / counts
+    upper = xp.triu(xp.ones((C, C), dtype=bool), k=1)
+    pairs = (var[:, None] + var[None, :]) / (2.0 * xp.where(upper, pair_sq, 1.0))
     nc3 = None
     if W is not None:
-        nc3 = float(np.sum((W / np.linalg.norm(W) - centred / np.linalg.norm(centred)) ** 2))
-
-    pair_sq = np.clip(np.diag(gram)[:, None] + np.diag(gram)[None, :] - 2.0 * gram, 0.0, None)
-    var = within / counts
-    iu = np.triu_indices(C, k=1)
-    with np.errstate(divide="ignore"):
-        cdnv_pairs = (var[:, None] + var[None, :])[iu] / (2.0 * pair_sq[iu])
-    if not np.isfinite(cdnv_pairs).all():  # at the line that called collapse_metrics
-        warnings.warn("Two classes share a mean: CDNV is infinite.", RuntimeWarning, stacklevel=3)
-
+        nc3 = xp.sum((W / xp.linalg.norm(W) - centred / xp.linalg.norm(centred)) ** 2)
     return CollapseMetrics(
         nc1=trace_within / trace_between,
         nc1_pinv=stats.pinv_sq / n,
         nc1_pinv_rank=stats.pinv_rank,
-        nc2=float(np.mean((cos - etf) ** 2)),
-        nc2_etf=float(np.linalg.norm(gram / np.linalg.norm(gram) - simplex)),
-        nc2_orthogonal=float(np.linalg.norm(gram_u / np.linalg.norm(gram_u) - np.eye(C) / np.sqrt(C))),
-        equinorm=float(norms.std() / norms.mean()),
-        equiangularity=float(cos[off].std()),
-        max_angle=float(np.mean(np.abs(cos[off] + 1.0 / (C - 1)))),
+        nc2=xp.mean((cos - etf) ** 2),
+        nc2_etf=xp.linalg.norm(gram / xp.linalg.norm(gram) - simplex),
+        nc2_orthogonal=xp.linalg.norm(gram_u / xp.linalg.norm(gram_u) - eye / math.sqrt(C)),
+        equinorm=xp.std(norms) / xp.mean(norms),
+        equiangularity=xp.sqrt(xp.sum(xp.where(off, (cos - mean_off) ** 2, 0.0)) / n_off),
+        max_angle=xp.sum(xp.where(off, xp.abs(cos + 1.0 / (C - 1)), 0.0)) / n_off,
         nc3=nc3,
         ncc_accuracy=stats.ncc_hits / n,
         ncc_mismatch=stats.ncc_miss / n if with_predictions else None,
-        cdnv=float(cdnv_pairs.mean()),
+        cdnv=xp.sum(xp.where(upper, pairs, 0.0)) / (n_off / 2),
         trace_within=trace_within,
         trace_between=trace_between,
-        trace_total=trace_within + float(counts @ np.diag(gram)) / n,
+        trace_total=trace_within + xp.sum(counts * xp.diagonal(gram)) / n,
         num_classes=C,
         num_samples=n,
     )
+
+
+def _metrics(stats: _ClassStatistics, W: np.ndarray | None,
+             with_predictions: bool) -> CollapseMetrics:
+    """``metric_formulas`` in float64 NumPy, as Python numbers; warns where two classes
+    share a mean (CDNV infinite)."""
+    with np.errstate(divide="ignore"):  # a shared mean: an infinite CDNV pair, warned below
+        metrics = metric_formulas(np, stats, W, with_predictions)
+    if not np.isfinite(metrics.cdnv):  # at the line that called collapse_metrics
+        warnings.warn("Two classes share a mean: CDNV is infinite.", RuntimeWarning, stacklevel=3)
+    counts = ("nc1_pinv_rank", "num_classes", "num_samples")
+    return CollapseMetrics._make(v if f in counts or v is None else float(v)
+                                 for f, v in metrics._asdict().items())
 
 
 def traced_collapse_metrics(
@@ -515,7 +529,8 @@ def traced_collapse_metrics(
 
 
 def _traced_metrics(H, y, C, classifier, predictions, rtol) -> CollapseMetrics:
-    """The formulas of ``traced_collapse_metrics`` on inputs it has checked."""
+    """The class statistics of ``traced_collapse_metrics``'s checked inputs, in one pass
+    over the whole features, and ``metric_formulas`` on them."""
     n, d = H.shape
     dtype = H.dtype
     shifted = H - H[:1]
@@ -523,58 +538,19 @@ def _traced_metrics(H, y, C, classifier, predictions, rtol) -> CollapseMetrics:
     counts = jnp.sum(onehot, axis=0)
     means = matmul(onehot.T, shifted) / counts[:, None]
     centred = means - jnp.mean(means, axis=0, keepdims=True)
-    gram = matmul(centred, centred.T)
-    trace_between = jnp.trace(gram) / C
     R = shifted - means[y]
     within = matmul(onehot.T, jnp.sum(R * R, axis=1)[:, None])[:, 0]
-    trace_within = jnp.sum(within) / n
     _, sing, Vt = jnp.linalg.svd(centred, full_matrices=False)
     cut = (max(C, d) * float(jnp.finfo(dtype).eps)) if rtol is None else rtol
     keep = sing > cut * sing[0]
     inverse = jnp.where(keep, 1.0 / jnp.where(keep, sing, 1.0), 0.0)
     Q = matmul(R, Vt.T * inverse[None, :])
-    norms = jnp.sqrt(jnp.clip(jnp.diagonal(gram), 0.0, None))
-    cos = gram / (norms[:, None] * norms[None, :])
-    etf = (1.0 + 1.0 / (C - 1)) * jnp.eye(C, dtype=dtype) - jnp.ones((C, C), dtype) / (C - 1)
-    off = ~jnp.eye(C, dtype=bool)
-    off_cos = jnp.where(off, cos, 0.0)
-    n_off = C * (C - 1)
-    mean_off = jnp.sum(off_cos) / n_off
-    simplex = (jnp.eye(C, dtype=dtype) - jnp.ones((C, C), dtype) / C) / jnp.sqrt(C - 1.0)
-    uncentred = means + H[:1]
-    gram_u = matmul(uncentred, uncentred.T)
     mean_sq = jnp.sum(means * means, axis=1)
     ncc = jnp.argmin(mean_sq[None, :] - 2.0 * matmul(shifted, means.T), axis=1).astype(jnp.int32)
-    pair_sq = jnp.clip(jnp.diagonal(gram)[:, None] + jnp.diagonal(gram)[None, :] - 2.0 * gram,
-                       0.0, None)
-    var = within / counts
-    upper = jnp.triu(jnp.ones((C, C), dtype=bool), k=1)
-    pairs = (var[:, None] + var[None, :]) / (2.0 * jnp.where(upper, pair_sq, 1.0))
-    nc3 = None
-    if classifier is not None:
-        W = jnp.asarray(classifier, dtype)
-        nc3 = jnp.sum((W / jnp.linalg.norm(W) - centred / jnp.linalg.norm(centred)) ** 2)
-    mismatch = None
+    miss = jnp.zeros((), dtype)
     if predictions is not None:
-        mismatch = jnp.sum(ncc != jnp.asarray(predictions).astype(jnp.int32)).astype(dtype) / n
-    return CollapseMetrics(
-        nc1=trace_within / trace_between,
-        nc1_pinv=jnp.sum(Q * Q) / n,
-        nc1_pinv_rank=jnp.sum(keep),
-        nc2=jnp.mean((cos - etf) ** 2),
-        nc2_etf=jnp.linalg.norm(gram / jnp.linalg.norm(gram) - simplex),
-        nc2_orthogonal=jnp.linalg.norm(gram_u / jnp.linalg.norm(gram_u)
-                                       - jnp.eye(C, dtype=dtype) / jnp.sqrt(float(C))),
-        equinorm=jnp.std(norms) / jnp.mean(norms),
-        equiangularity=jnp.sqrt(jnp.sum(jnp.where(off, (cos - mean_off) ** 2, 0.0)) / n_off),
-        max_angle=jnp.sum(jnp.where(off, jnp.abs(cos + 1.0 / (C - 1)), 0.0)) / n_off,
-        nc3=nc3,
-        ncc_accuracy=jnp.sum(ncc == y).astype(dtype) / n,
-        ncc_mismatch=mismatch,
-        cdnv=jnp.sum(jnp.where(upper, pairs, 0.0)) / (C * (C - 1) / 2),
-        trace_within=trace_within,
-        trace_between=trace_between,
-        trace_total=trace_within + jnp.sum(counts * jnp.diagonal(gram)) / n,
-        num_classes=C,
-        num_samples=n,
-    )
+        miss = jnp.sum(ncc != jnp.asarray(predictions).astype(jnp.int32)).astype(dtype)
+    stats = _ClassStatistics(counts, means, H[:1], within, jnp.sum(Q * Q), jnp.sum(keep),
+                             jnp.sum(ncc == y).astype(dtype), miss, n)
+    W = None if classifier is None else jnp.asarray(classifier, dtype)
+    return metric_formulas(jnp, stats, W, predictions is not None)
