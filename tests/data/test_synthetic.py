@@ -37,19 +37,6 @@ def test_synthetic_tasks_are_what_they_say():
     np.testing.assert_array_equal(yt, np.argmax(Xt.astype(np.float64) @ U.T, axis=1))
 
 
-def test_modular_division_against_known_inverses():
-    from dnc_jax.data import modular_arithmetic
-
-    p = 7
-    inverse = {1: 1, 2: 4, 3: 5, 4: 2, 5: 3, 6: 6}  # b * inverse[b] = 1 mod 7
-    X, y, Xt, yt = modular_arithmetic(p, "/", 0.5, seed=0)
-    X, y = np.concatenate([X, Xt]), np.concatenate([y, yt])
-    a, b = np.argmax(X[:, :p], 1), np.argmax(X[:, p:], 1)
-    assert len(y) == p * (p - 1) and np.all(b != 0)  # b = 0 left out
-    assert all(int(y[i]) == (int(a[i]) * inverse[int(b[i])]) % p for i in range(len(y)))
-    assert np.all((y * b) % p == a)
-
-
 def test_gaussian_mixture_has_its_stated_separation():
     from dnc_jax.data import gaussian_mixture
 
