@@ -17,7 +17,14 @@ from dnc_jax.deep_rfm_files import load_deep_rfm, save_deep_rfm
 from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMConfig, deep_rfm
 from dnc_jax.estimators import RFM, RFMClassifier, RFMRegressor
 from dnc_jax.gradient_outer_product import agop, kernel_agop, kernel_gradients, matrix_power
-from dnc_jax.kernels import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel, radial_kernel
+from dnc_jax.kernels import (
+    Kernel,
+    gaussian_kernel,
+    kernel_matrix,
+    laplace_kernel,
+    radial_kernel,
+    register_kernel,
+)
 from dnc_jax.layer_records import LayerRecord
 from dnc_jax.nets import (
     MLP,
@@ -92,6 +99,7 @@ __all__ = [
     "prepare",
     "probe",
     "radial_kernel",
+    "register_kernel",
     "rfm_step",
     "save_deep_rfm",
     "solve_psd",

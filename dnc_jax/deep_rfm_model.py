@@ -27,7 +27,7 @@ from jax.typing import ArrayLike
 from dnc_jax import _checks
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import KERNELS, Family, family_of
+from dnc_jax.kernels import Family, family_of, kernel_names
 from dnc_jax.labels import as_class_labels, one_hot_pm1
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
 from dnc_jax.option_fields import option, parse_agop_samples
@@ -62,7 +62,7 @@ class DeepRFMConfig:
     width: int | None = option(512, "random features per layer (None: the layer's input "
                                      "dimension, as the official random-Fourier variant)")
     kernel: str = option("laplace", "each layer's kernel (a name in the registry; in Python "
-                                    "also a family from radial_kernel)", choices=KERNELS)
+                                    "also a family from radial_kernel)", choices=kernel_names)
     bandwidth: float = option(2.0, "its bandwidth L")
     reg: float = option(1e-3, "its ridge")
     features: str | Callable[[jax.Array], jax.Array] = option(

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 
-def option(default: Any, help: str = "", *, choices: tuple | None = None,
+def option(default: Any, help: str = "", *, choices: tuple | Callable[[], tuple] | None = None,
            parse: Callable[[str], Any] | None = None, nargs: str | None = None,
            metavar: str | None = None) -> Any:
     """A dataclass field with its command line: ``help`` (also the field's documentation),
-    ``choices`` (the values a flag accepts; the configuration may accept more, such as a
+    ``choices`` (the values a flag accepts, or a function returning them when the flags
+    are built, for an open registry; the configuration may accept more, such as a
     function), ``parse`` (text to value, when the field's type is not one ``int`` / ``float``
     / ``str`` / ``bool``), ``nargs="+"`` (several values: the command runs each)."""
     return dataclasses.field(default=default, metadata={

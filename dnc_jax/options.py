@@ -62,8 +62,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, defaults: Any = None,
                 raise TypeError(f"{cls.__name__}.{field.name}: give option(parse=...) for "
                                 f"type {hints[field.name]}")
             kwargs["type"] = parse
-            if meta.get("choices"):
-                kwargs["choices"] = meta["choices"]
+            choices = meta.get("choices")
+            if choices:
+                kwargs["choices"] = choices() if callable(choices) else choices
             if meta.get("nargs"):
                 kwargs["nargs"] = meta["nargs"]
                 default = [default]

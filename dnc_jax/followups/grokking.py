@@ -44,13 +44,14 @@ import numpy as np
 
 from dnc_jax.followups.modular_task import MODULAR_OPS, modular_arithmetic
 from dnc_jax.gradient_outer_product import per_class_kernel_agop, power_from_eigh, psd_eigh
+from dnc_jax.kernels import kernel_names
 from dnc_jax.option_fields import option
 from dnc_jax.precision import einsum, matmul
 from dnc_jax.rfm import fit_with_agop
 from dnc_jax.solvers import SolverOptions
 
 OPS = tuple(MODULAR_OPS)
-GROKKING_KERNELS = ("gaussian", "laplace", "quadratic", "relu_ntk")
+GROKKING_KERNELS = ("gaussian", "laplace", "quadratic", "relu_ntk")  # the published --kernel_type
 
 
 def _is_prime(p: int) -> bool:
@@ -90,8 +91,9 @@ class GrokkingConfig:
     kernel: str = option("gaussian", "the kernel (train_kernel.py --kernel_type): gaussian "
                                      "exp(-||x - z||_M^2 / (2 L^2)), laplace "
                                      "exp(-||x - z||_M / L), quadratic 3 (x^T M z)^2, "
-                                     "relu_ntk the one-hidden-layer ReLU NTK on x M^(1/2)",
-                         choices=GROKKING_KERNELS)
+                                     "relu_ntk the one-hidden-layer ReLU NTK on x M^(1/2) "
+                                     "(the published four; any registered kernel runs)",
+                         choices=kernel_names)
     bandwidth: float = option(2.5, "the Gaussian and Laplace kernels' bandwidth L")
     reg: float = option(0.0, "ridge")
     metric_power: float = option(0.5, "next metric M = AGOP^metric_power (the published "
@@ -104,8 +106,8 @@ class GrokkingConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
-        if self.kernel not in GROKKING_KERNELS:
-            raise ValueError(f"kernel must be one of {GROKKING_KERNELS}; got {self.kernel!r}.")
+        if self.kernel not in kernel_names():
+            raise ValueError(f"kernel must be one of {kernel_names()}; got {self.kernel!r}.")
         if self.op not in OPS:
             raise ValueError(f"op must be one of {OPS}; got {self.op!r}.")
         if not _is_prime(int(self.p)):

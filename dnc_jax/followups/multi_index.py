@@ -44,7 +44,7 @@ from dnc_jax.followups.multi_index_task import (
     multi_index_regression,
 )
 from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import KERNELS
+from dnc_jax.kernels import kernel_names
 from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop
@@ -68,7 +68,7 @@ class MultiIndexConfig:
                          choices=MULTI_INDEX_TARGETS)
     noise: float = option(0.1, "label noise std")
     steps: int = option(1, "AGOP steps: 1 = the AGOP of one kernel ridge fit; more = RFM")
-    kernel: str = option("laplace", "the kernel", choices=KERNELS)
+    kernel: str = option("laplace", "the kernel", choices=kernel_names)
     bandwidth: float = option(10.0, "its bandwidth L")
     reg: float = option(1e-3, "ridge")
     solver: str = option("auto", "kernel solve (fit_kernel_ridge)", choices=SOLVERS)
@@ -92,8 +92,8 @@ class MultiIndexConfig:
                               ("target", MULTI_INDEX_TARGETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}.")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}; got {self.kernel!r}.")
+        if self.kernel not in kernel_names():
+            raise ValueError(f"kernel must be one of {kernel_names()}; got {self.kernel!r}.")
         if not self.noise >= 0:
             raise ValueError(f"noise must be >= 0; got {self.noise}.")
         self.solver_options()

@@ -19,7 +19,9 @@ from dnc_jax.kernels.families import (
     family_of,
     kernel_distances,
     kernel_name,
+    kernel_names,
     radial_kernel,
+    register_kernel,
     uses_bandwidth,
 )
 from dnc_jax.kernels.value import Kernel, gaussian_kernel, kernel_matrix, laplace_kernel
@@ -46,8 +48,10 @@ __all__ = [
     "kernel_distances",
     "kernel_matrix",
     "kernel_name",
+    "kernel_names",
     "laplace_kernel",
     "radial_kernel",
+    "register_kernel",
     "safe_sqrt",
     "squared_distances",
     "uses_bandwidth",

@@ -162,8 +162,37 @@ QUADRATIC = Quadratic()
 FAMILIES: dict[str, Radial | L1Laplace | Quadratic | ArcCosine] = {
     f.name: f for f in (LAPLACE, GAUSSIAN, MATERN32, MATERN52, L1_LAPLACE, QUADRATIC)}
 FAMILIES |= {"relu_ntk": ArcCosine("ntk", 1), "relu_nngp": ArcCosine("nngp", 1)}
-KERNELS = tuple(FAMILIES)
+KERNELS = tuple(FAMILIES)  # the built-in families; kernel_names() adds the registered ones
 Family = Radial | L1Laplace | Quadratic | ArcCosine
+_DEPTH_PREFIXES = ("relu_ntk_", "relu_nngp_")  # the arc-cosine kernels of other depths
+
+
+def register_kernel(family: Family) -> Family:
+    """Make a family known by its name wherever a kernel is named: ``family_of`` (so every
+    function taking a kernel name), the configurations' and the command line's kernel
+    choices (``kernel_names``), and loading a saved model (no ``kernel=`` needed). Returns
+    ``family``. Registering an equal family again does nothing; a built-in name, an
+    arc-cosine name (``relu_ntk_<depth>``) or a name registered to another family is a
+    ``ValueError``. The registry belongs to the process: register at import time of the
+    module that defines the family, e.g. ``CAUCHY = register_kernel(radial_kernel(lambda t:
+    1.0 / (1.0 + t**2), name="cauchy"))``.
+    """
+    if not isinstance(family, Radial | L1Laplace | Quadratic | ArcCosine):
+        raise ValueError("register_kernel takes a kernel family (e.g. radial_kernel(profile, "
+                         f"name=...)); got {type(family).__name__}.")
+    name = family.name
+    if name in KERNELS or name.startswith(_DEPTH_PREFIXES):
+        raise ValueError(f"{name!r} names a built-in kernel; give the family another name.")
+    if FAMILIES.get(name, family) != family:
+        raise ValueError(f"another family is registered as {name!r}; give this one another name.")
+    FAMILIES[name] = family
+    return family
+
+
+def kernel_names() -> tuple[str, ...]:
+    """Every kernel name ``family_of`` knows: the built-in ones (``KERNELS``), then the
+    registered ones in the order of registration."""
+    return tuple(FAMILIES)
 
 
 def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
@@ -199,18 +228,18 @@ def radial_kernel(profile: Callable, name: str | None = None) -> Radial:
 
 
 def family_of(kernel: str | Family) -> Family:
-    """The family named by ``kernel`` (a name in ``KERNELS`` or a family value), or
+    """The family named by ``kernel`` (a name in ``kernel_names()`` or a family value), or
     ``ValueError``."""
     if isinstance(kernel, Radial | L1Laplace | Quadratic | ArcCosine):
         return kernel
     if isinstance(kernel, str) and kernel in FAMILIES:
         return FAMILIES[kernel]
-    if isinstance(kernel, str) and kernel.startswith(("relu_ntk_", "relu_nngp_")):
+    if isinstance(kernel, str) and kernel.startswith(_DEPTH_PREFIXES):
         kind, _, depth = kernel[len("relu_"):].partition("_")
         if depth.isdigit() and int(depth) >= 1:
             return ArcCosine(kind, int(depth))
-    raise ValueError(f"Unknown kernel {kernel!r}; choose one of {KERNELS} or a family from "
-                     "dnc_jax.kernels.radial_kernel.")
+    raise ValueError(f"Unknown kernel {kernel!r}; choose one of {kernel_names()} or a family "
+                     "from dnc_jax.kernels.radial_kernel (register_kernel names it).")
 
 
 def uses_bandwidth(kernel: str | Family) -> bool:

@@ -138,3 +138,77 @@ def test_relu_kernel_names_are_the_one_hidden_layer_kernels(rng):
     for kind in ("ntk", "nngp"):
         np.testing.assert_allclose(kernel_matrix(X, X, f"relu_{kind}", 1.0),
                                    Kernel(ArcCosine(kind, 1))(X, X), rtol=ROUNDING[F32])
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A copy of the kernel registry for one test: what it registers is gone after."""
+    from dnc_jax.kernels import families
+
+    monkeypatch.setattr(families, "FAMILIES", dict(families.FAMILIES))
+
+
+def _cauchy(t):
+    return 1.0 / (1.0 + t**2)
+
+
+def test_register_kernel_names_a_family_once(registry):
+    from dnc_jax.kernels import KERNELS, family_of, kernel_names, register_kernel
+
+    family = radial_kernel(_cauchy, name="cauchy_registered")
+    assert register_kernel(family) is family
+    assert family_of("cauchy_registered") == family
+    assert kernel_names() == (*KERNELS, "cauchy_registered")
+    register_kernel(radial_kernel(_cauchy, name="cauchy_registered"))  # an equal family: no-op
+    with pytest.raises(ValueError, match="another family is registered"):
+        register_kernel(radial_kernel(lambda t: jnp.exp(-t), name="cauchy_registered"))
+    for taken in ("laplace", "relu_ntk_3"):
+        with pytest.raises(ValueError, match="built-in kernel"):
+            register_kernel(radial_kernel(_cauchy, name=taken))
+    with pytest.raises(ValueError, match="takes a kernel family"):
+        register_kernel("cauchy_registered")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_family_registered_in_one_place_runs_everywhere_by_name(registry, tmp_path, capsys):
+    """One ``register_kernel`` line, and the name works in the fit, RFM, Deep RFM (whose
+    saved model loads with no ``kernel=``) and the command line's ``--kernel``; by name the
+    answers are the family value's bit for bit."""
+    import json
+
+    from dnc_jax import (
+        deep_rfm,
+        fit_kernel_ridge,
+        fit_rfm,
+        load_dataset,
+        load_deep_rfm,
+        prepare,
+        save_deep_rfm,
+    )
+    from dnc_jax.cli import main
+    from dnc_jax.kernels import register_kernel
+
+    family = register_kernel(radial_kernel(_cauchy, name="cauchy_everywhere"))
+    X, y = load_dataset("digits")
+    data = prepare(X[:150], y[:150], X[150:200], y[150:200])
+    by_name, _ = fit_kernel_ridge(data.X_train, data.Y_train, kernel="cauchy_everywhere",
+                                  bandwidth=10.0)
+    by_value, _ = fit_kernel_ridge(data.X_train, data.Y_train, kernel=family, bandwidth=10.0)
+    np.testing.assert_array_equal(np.asarray(by_name.coefs), np.asarray(by_value.coefs))
+    rfm_name = fit_rfm(data.X_train, data.Y_train, kernel="cauchy_everywhere", iters=1)
+    rfm_value = fit_rfm(data.X_train, data.Y_train, kernel=family, iters=1)
+    np.testing.assert_array_equal(np.asarray(rfm_name.transform), np.asarray(rfm_value.transform))
+    _, model = deep_rfm(data.X_train, data.y_train, depth=1, width=20,
+                        kernel="cauchy_everywhere", return_model=True)
+    path = str(tmp_path / "model.npz")
+    save_deep_rfm(model, path)
+    np.testing.assert_array_equal(np.asarray(load_deep_rfm(path).predict(data.X_test)),
+                                  np.asarray(model.predict(data.X_test)))
+    out = tmp_path / "run"
+    assert main(["deep-rfm", "--dataset", "digits", "--n", "100", "--n-test", "50", "--depth",
+                 "1", "--width", "16", "--kernel", "cauchy_everywhere", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["kernel"] == "cauchy_everywhere"
+    with pytest.raises(SystemExit):  # an unregistered name: argparse's invalid choice
+        main(["deep-rfm", "--kernel", "cauchy_nowhere", "--out", str(tmp_path / "no")])
+    assert "invalid choice: 'cauchy_nowhere'" in capsys.readouterr().err
