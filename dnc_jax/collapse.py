@@ -341,11 +341,11 @@ def collapse_metrics(
 
 class _ClassStatistics(NamedTuple):
     """What every collapse metric is computed from (float64 NumPy eagerly, JAX arrays in
-    the features' dtype when traced): per-class ``counts`` (``C``),
-    class ``means`` shifted by ``ref`` (``(C, d)``; ``ref`` the first feature row), per-class
-    sums of squared residuals ``within`` (``sum_{i in c} ||h_i - mu_c||^2``), ``pinv_sq``
-    (``sum_i ||S_r^-1 V_r^T (h_i - mu_{y_i})||^2``) with the rank ``pinv_rank`` kept, the
-    nearest-class-centre hits and mismatches with the predictions, and ``n``."""
+    the features' dtype when traced): per-class ``counts`` (``C``), class ``means`` shifted
+    by ``ref`` (``(C, d)``; ``ref`` the first feature row), per-class sums of squared
+    residuals ``within`` (``sum_{i in c} ||h_i - mu_c||^2``), ``pinv_sq`` (``sum_i ||S_r^-1
+    V_r^T (h_i - mu_{y_i})||^2``) with the rank ``pinv_rank`` kept, the nearest-class-centre
+    hits and mismatches with the predictions, and ``n``."""
 
     counts: np.ndarray | jax.Array
     means: np.ndarray | jax.Array
