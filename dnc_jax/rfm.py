@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -280,6 +280,46 @@ class RFMFit(NamedTuple):
     best_iter: int
 
 
+class RFMStep(NamedTuple):
+    """One step of the RFM loop (``rfm_loop``): its index, the transform ``T`` it fitted on
+    (``None``: the identity), the predictor on ``X T``, its AGOP with respect to ``x``, how
+    it was solved (``None`` where the step does not say) and the next step's transform,
+    ``update(agop)``."""
+
+    step: int
+    transform: jax.Array | None
+    predictor: KernelPredictor
+    agop: jax.Array
+    info: SolveInfo | None
+    next_transform: jax.Array
+
+
+def rfm_loop(
+    step: Callable[[jax.Array | None, RFMStep | None],
+                   tuple[KernelPredictor, jax.Array, SolveInfo | None]],
+    update: Callable[[jax.Array], jax.Array],
+    steps: int,
+    transform: jax.Array | None = None,
+) -> Iterator[RFMStep]:
+    """The RFM loop, written once for every loop of the library (``fit_rfm`` eager and
+    traced, grokking, multi-index): for ``steps`` steps, fit on ``X T`` and take the AGOP
+    there, ``step(T, previous) -> (predictor, AGOP, SolveInfo | None)`` (``previous``: the
+    last ``RFMStep``, e.g. for a warm start; ``None`` first), then the metric update
+    ``T = update(AGOP)`` (``AGOP^p``, or any map the caller passes). ``transform``: the
+    first ``T`` (``None``: the identity). Yields one ``RFMStep`` per step.
+
+    Traceable when ``step`` and ``update`` are (the Python loop unrolls: ``steps`` is
+    static). Deep RFM takes one step per layer on new features: it calls
+    ``fit_with_agop`` (the step) directly.
+    """
+    T, previous = transform, None
+    for index in range(int(steps)):
+        predictor, A, info = step(T, previous)
+        previous = RFMStep(index, T, predictor, A, info, update(A))
+        yield previous
+        T = previous.next_transform
+
+
 def fit_rfm(
     X: ArrayLike,
     Y: ArrayLike,
@@ -325,39 +365,53 @@ def fit_rfm(
         return _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize,
                            centered, diag, batch_size, solver, agop_samples, mesh, score)
     X = _checks.as_float_matrix("X", X)
-    transform = jnp.eye(X.shape[1], dtype=X.dtype)
+    identity = jnp.eye(X.shape[1], dtype=X.dtype)
+
+    def step(T, previous):
+        init = None  # CG starts from the previous fit's coefficients (same rows and targets)
+        if warm_start and previous is not None and _solved_by_cg(previous):
+            init = previous.predictor.coefs
+        return fit_with_agop(
+            matmul(X, identity if T is None else T), Y, kernel=kernel, bandwidth=bandwidth,
+            reg=reg, transform=T, batch_size=batch_size, centered=centered, diag=diag,
+            normalize=normalize, solver=solver, agop_samples=agop_samples,
+            metric_power=2 * float(agop_power), init=init, seed=seed, mesh=mesh)
+
+    def update(A):
+        A_host = np.asarray(A)
+        return matrix_power(np.diag(A_host) if diag else A_host,
+                            float(agop_power)).astype(X.dtype)
+
     history: list[RFMIteration] = []
-    best_score, best = -np.inf, (int(iters), transform, None)
-    A, init = None, None
-    for it in range(int(iters) + 1):
-        last = it == int(iters)
-        Z = matmul(X, transform)
-        if last:  # the final fit needs no AGOP
-            predictor, info = fit_kernel_ridge(
-                Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, mesh=mesh, seed=seed,
-                init=init, **dataclasses.asdict(solver))
-        else:
-            predictor, A, info = fit_with_agop(
-                Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg,
-                transform=None if it == 0 else transform, batch_size=batch_size,
-                centered=centered, diag=diag, normalize=normalize, solver=solver,
-                agop_samples=agop_samples, metric_power=2 * float(agop_power), init=init,
-                seed=seed, mesh=mesh,
-            )
-            init = predictor.coefs if warm_start and info.solver == "cg" else None
-        value = None if score is None else float(score(transform, predictor))
+    best_score, best = -np.inf, (int(iters), identity, None)
+    last = None
+    for last in rfm_loop(step, update, int(iters)):
+        T = identity if last.transform is None else last.transform
+        value = None if score is None else float(score(T, last.predictor))
         if value is not None and value > best_score:
-            best_score, best = value, (it, transform, predictor)
-        history.append(RFMIteration(it, info, value))
-        if not last:
-            A_host = np.asarray(A)
-            transform = matrix_power(np.diag(A_host) if diag else A_host,
-                                     float(agop_power)).astype(X.dtype)
+            best_score, best = value, (last.step, T, last.predictor)
+        history.append(RFMIteration(last.step, cast(SolveInfo, last.info), value))
+    transform = identity if last is None else last.next_transform
+    init = None  # the final fit needs no AGOP
+    if warm_start and last is not None and _solved_by_cg(last):
+        init = last.predictor.coefs
+    predictor, info = fit_kernel_ridge(
+        matmul(X, transform), Y, kernel=kernel, bandwidth=bandwidth, reg=reg, mesh=mesh,
+        seed=seed, init=init, **dataclasses.asdict(solver))
+    value = None if score is None else float(score(transform, predictor))
+    if value is not None and value > best_score:
+        best_score, best = value, (int(iters), transform, predictor)
+    history.append(RFMIteration(int(iters), info, value))
     if score is not None and best[2] is not None:
         best_iter, transform, predictor = best
     else:
         best_iter = int(iters)
-    return RFMFit(transform, predictor, None if A is None else np.asarray(A), history, best_iter)
+    A = None if last is None else np.asarray(last.agop)
+    return RFMFit(transform, predictor, A, history, best_iter)
+
+
+def _solved_by_cg(step: RFMStep) -> bool:
+    return step.info is not None and step.info.solver == "cg"
 
 
 def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, centered, diag,
@@ -373,10 +427,17 @@ def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, cent
                          f"got solver={solver.solver!r}, centers={solver.centers!r}.")
     X = _checks.as_float_matrix("X", X)
     value = Kernel(kernel, bandwidth)
-    transform, A = jnp.eye(X.shape[1], dtype=X.dtype), None
-    for it in range(int(iters)):
-        _, A = rfm_step(value, X, Y, reg, None if it == 0 else transform, centered=centered,
-                        diag=diag, normalize=normalize, batch_size=batch_size, solver=method)
-        transform = matrix_power(jnp.diag(A) if diag else A, agop_power).astype(X.dtype)
+
+    def step(T, _):
+        predictor, A = rfm_step(value, X, Y, reg, T, centered=centered, diag=diag,
+                                normalize=normalize, batch_size=batch_size, solver=method)
+        return predictor, A, None
+
+    def update(A):
+        return matrix_power(jnp.diag(A) if diag else A, agop_power).astype(X.dtype)
+
+    steps = list(rfm_loop(step, update, int(iters)))
+    last = steps[-1] if steps else None
+    transform = jnp.eye(X.shape[1], dtype=X.dtype) if last is None else last.next_transform
     predictor = fit(value, matmul(X, transform), Y, reg, solver=method)
-    return RFMFit(transform, predictor, A, [], int(iters))
+    return RFMFit(transform, predictor, None if last is None else last.agop, [], int(iters))

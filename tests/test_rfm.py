@@ -192,3 +192,25 @@ def test_fit_rfm_warm_start_reaches_the_cold_start_solution(rng, x64):
     kappa = (300 + 0.1) / 0.1
     assert rel64(warm.predictor.predict(Xq @ np.asarray(warm.transform)),
                  cold.predictor.predict(Xq @ np.asarray(cold.transform))) <= 3 * kappa**2 * 1e-12
+
+
+def test_rfm_loop_feeds_each_update_to_the_next_step():
+    """The loop's order, with stand-ins for the fit and the update: step ``k`` sees the
+    transform ``update`` made of step ``k - 1``'s AGOP (the first: the one passed) and the
+    previous step; each yielded step carries its own transform and the next one."""
+    from dnc_jax.rfm import rfm_loop
+
+    seen = []
+
+    def step(T, previous):
+        seen.append((T, None if previous is None else previous.step))
+        return f"predictor on {T}", f"A({T})", None
+
+    steps = list(rfm_loop(step, lambda A: f"u({A})", 3, transform="T0"))
+    assert seen == [("T0", None), ("u(A(T0))", 0), ("u(A(u(A(T0))))", 1)]
+    assert [(s.step, s.transform, s.agop, s.next_transform) for s in steps] == [
+        (0, "T0", "A(T0)", "u(A(T0))"),
+        (1, "u(A(T0))", "A(u(A(T0)))", "u(A(u(A(T0))))"),
+        (2, "u(A(u(A(T0))))", "A(u(A(u(A(T0)))))", "u(A(u(A(u(A(T0))))))"),
+    ]
+    assert list(rfm_loop(step, lambda A: A, 0)) == []

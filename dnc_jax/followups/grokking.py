@@ -36,7 +36,7 @@ Structure of the learned metric (the paper's "block-circulant features"):
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +47,8 @@ from dnc_jax.gradient_outer_product import per_class_kernel_agop, power_from_eig
 from dnc_jax.kernels import kernel_names
 from dnc_jax.option_fields import option
 from dnc_jax.precision import einsum, matmul
-from dnc_jax.rfm import fit_with_agop
-from dnc_jax.solvers import SolverOptions
+from dnc_jax.rfm import fit_with_agop, rfm_loop
+from dnc_jax.solvers import SolveInfo, SolverOptions
 
 OPS = tuple(MODULAR_OPS)
 GROKKING_KERNELS = ("gaussian", "laplace", "quadratic", "relu_ntk")  # the published --kernel_type
@@ -271,22 +271,31 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
     M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
     Xj, Xtj = jnp.asarray(X), jnp.asarray(Xt)
     direct = SolverOptions("cholesky")
-    for t in range(start, config.iters):
-        # the kernel in the metric M is the kernel on x T, T = M^(1/2) (RFM's step); T is
-        # taken from M alone, so that a run resumed from a saved M repeats it to the bit
-        T = jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
-        predictor, A, info = fit_with_agop(
-            matmul(Xj, T), Y, kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
-            transform=T, centered=config.centered, solver=direct)
-        train_acc, train_loss = _scores(np.asarray(predictor.predict(Xj, transform=T)), Y, y)
-        test_acc, test_loss = _scores(np.asarray(predictor.predict(Xtj, transform=T)), Yt, yt)
-        evals, evecs = psd_eigh(A)
-        M = power_from_eigh(evals, evecs, config.metric_power)
+
+    def step(T, _):
+        return fit_with_agop(matmul(Xj, T), Y, kernel=config.kernel, bandwidth=config.bandwidth,
+                             reg=config.reg, transform=T, centered=config.centered, solver=direct)
+
+    def next_metric(A):
+        return power_from_eigh(*psd_eigh(A), config.metric_power)
+
+    # the kernel in the metric M is the kernel on x T, T = M^(1/2) (RFM's step); T is
+    # taken from M alone, so that a run resumed from a saved M repeats it to the bit
+    def root(M):
+        return jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
+
+    for s in rfm_loop(step, lambda A: root(next_metric(A)), config.iters - start, root(M)):
+        T, info = s.transform, cast(SolveInfo, s.info)  # fit_with_agop says how it solved
+        train_acc, train_loss = _scores(np.asarray(s.predictor.predict(Xj, transform=T)), Y, y)
+        test_acc, test_loss = _scores(np.asarray(s.predictor.predict(Xtj, transform=T)), Yt, yt)
+        evals, evecs = psd_eigh(s.agop)
+        M = power_from_eigh(evals, evecs, config.metric_power)  # next_metric(A), bit for bit
         blocks = block_deviations(M, config.p, config.op)
         record = GrokkingIteration(
-            iter=t, train_accuracy=train_acc, train_loss=train_loss, test_accuracy=test_acc,
-            test_loss=test_loss, block_deviations=blocks, circulant_deviation=blocks["ab"],
-            trace=float(np.trace(M)), top_eigenvalues=np.sort(evals)[::-1][:8].tolist(),
+            iter=start + s.step, train_accuracy=train_acc, train_loss=train_loss,
+            test_accuracy=test_acc, test_loss=test_loss, block_deviations=blocks,
+            circulant_deviation=blocks["ab"], trace=float(np.trace(M)),
+            top_eigenvalues=np.sort(evals)[::-1][:8].tolist(),
             solve_seconds=info.kernel_seconds + info.solve_seconds)
         yield record, M
 

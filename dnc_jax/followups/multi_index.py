@@ -47,7 +47,7 @@ from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, 
 from dnc_jax.kernels import kernel_names
 from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
-from dnc_jax.rfm import fit_with_agop
+from dnc_jax.rfm import fit_with_agop, rfm_loop
 from dnc_jax.solvers import SOLVERS, SolverOptions
 
 
@@ -183,21 +183,27 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[Multi
     X, y, U = task(config.n, None)
     Xt, yt, _ = task(config.n_test, 1)
     Xj, Xtj = jnp.asarray(X), jnp.asarray(Xt)
-    T = None
+
+    def step(T, _):
+        return fit_with_agop(
+            Xj if T is None else matmul(Xj, T), y[:, None], kernel=config.kernel,
+            bandwidth=config.bandwidth, reg=config.reg, transform=T, normalize="max",
+            solver=config.solver_options(), agop_samples=config.agop_samples, seed=config.seed)
+
+    def root(A):
+        return jnp.asarray(power_from_eigh(*psd_eigh(np.asarray(A, np.float64)), 0.5),
+                           jnp.float32)
+
     records = []
-    for step in range(config.steps):
-        Z = Xj if T is None else matmul(Xj, T)
-        predictor, A, _ = fit_with_agop(
-            Z, y[:, None], kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
-            transform=T, normalize="max", solver=config.solver_options(),
-            agop_samples=config.agop_samples, seed=config.seed)
-        pred = np.asarray(predictor.predict(Xtj if T is None else matmul(Xtj, T)))[:, 0]
+    for s in rfm_loop(step, root, config.steps):
+        T = s.transform
+        pred = np.asarray(s.predictor.predict(Xtj if T is None else matmul(Xtj, T)))[:, 0]
         mse = float(np.mean((pred - yt) ** 2))
-        A = np.asarray(A, np.float64)
-        evals, evecs = psd_eigh(A)  # one decomposition: the subspace and the next transform
+        A = np.asarray(s.agop, np.float64)
+        evals, evecs = psd_eigh(A)
         top = evecs[:, ::-1][:, : config.r]
         records.append(MultiIndexStep(
-            step=step, test_mse=mse, relative_error=mse / float(np.var(yt)),
+            step=s.step, test_mse=mse, relative_error=mse / float(np.var(yt)),
             subspace_distance=subspace_distance(top, U.T),
             leading_distance=subspace_distance(top[:, :1], U.T),
             captured=float(np.trace(U @ A @ U.T) / np.trace(A)),
@@ -205,5 +211,4 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[Multi
             coherence=coherence(U),
             agop_top=evals[::-1][: config.r + 3].tolist(),
         ))
-        T = jnp.asarray(power_from_eigh(evals, evecs, 0.5), jnp.float32)
     return records
