@@ -184,8 +184,27 @@ def counts() -> dict[str, int]:
         names = {a.arg for a in fn.args.args + fn.args.kwonlyargs + fn.args.posonlyargs}
         return {"kernel", "bandwidth"} <= names
 
+    def loops_calling_a_step(tree: ast.AST) -> int:
+        """``for`` / ``while`` loops whose own body (not a function defined in it) calls
+        an RFM step: the RFM loop written out instead of ``rfm_loop``."""
+        def calls_step(node: ast.AST) -> bool:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    continue
+                if (isinstance(child, ast.Call) and isinstance(child.func, ast.Name)
+                        and child.func.id in ("fit_with_agop", "rfm_step")):
+                    return True
+                if calls_step(child):
+                    return True
+            return False
+
+        return sum(1 for node in ast.walk(tree)
+                   if isinstance(node, (ast.For, ast.While)) and calls_step(node))
+
     return {
         "core modules": len(core),
+        "loops calling an RFM step themselves (not through rfm_loop)":
+            sum(loops_calling_a_step(t) for t in trees.values()),
         "isinstance(..., Rows) in core modules":
             sum(_calls(t, is_rows_check) for t in trees.values()),
         "_checks calls in core modules": sum(_calls(t, is_checks_call) for t in trees.values()),
