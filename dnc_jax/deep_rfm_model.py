@@ -97,8 +97,7 @@ class DeepRFMConfig:
 
     def solver_options(self) -> SolverOptions:
         """The fields shared with ``SolverOptions``, as one."""
-        return SolverOptions(**{f.name: getattr(self, f.name)
-                                for f in dataclasses.fields(SolverOptions)})
+        return SolverOptions.of(self)
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""

@@ -120,8 +120,7 @@ class RFM(BaseEstimator):
             if len(np.unique(y)) < 2:
                 raise ValueError("RFM classification needs at least 2 classes in y; got 1 class.")
         Y = self._targets(y)
-        options = SolverOptions(self.solver, self.centers, self.tol, self.cg_max_iter,
-                                self.precond_rank, self.memory_budget)
+        options = SolverOptions.of(self, max_iter="cg_max_iter")
         mesh = None if self.devices is None else data_mesh(self.devices)
         score = None
         if X_val is not None and y_val is not None:

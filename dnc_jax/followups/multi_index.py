@@ -104,7 +104,8 @@ class MultiIndexConfig:
             raise ValueError(f"reg must be >= 0; got {self.reg}.")
 
     def solver_options(self) -> SolverOptions:
-        return SolverOptions(self.solver, self.centers)
+        """The solver and its centres (the other options their defaults), as one."""
+        return SolverOptions.of(self)
 
 
 def subspace_distance(A: np.ndarray, B: np.ndarray) -> float:

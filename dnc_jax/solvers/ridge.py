@@ -8,7 +8,7 @@ import dataclasses
 import inspect
 import time
 import warnings
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,18 @@ class SolverOptions:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @classmethod
+    def of(cls, source: Any, **renamed: str) -> SolverOptions:
+        """The options a flat configuration or estimator holds: each field read from the
+        attribute of ``source`` with its name (or the one ``renamed`` gives, e.g.
+        ``max_iter="cg_max_iter"``), the default here where ``source`` has none."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            attribute = renamed.get(field.name, field.name)
+            if hasattr(source, attribute):
+                values[field.name] = getattr(source, attribute)
+        return cls(**values)
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid option (run when the options are built)."""

@@ -99,3 +99,18 @@ def test_fit_edges_rows_without_a_mesh_and_what_info_reports(digits_rows):
     # CG with the metric, off the training points (where any near-interpolating fit gives ~Y)
     Xt = 0.9 * X[:20]
     assert rel64(fits["cg"].predict(Xt), fits["cholesky"].predict(Xt)) <= 1e-4
+
+
+def test_solver_options_of_a_flat_configuration():
+    """``SolverOptions.of`` reads each field by its name (or a renamed attribute) and
+    keeps the default where the source has none; the options check themselves."""
+    from types import SimpleNamespace
+
+    from dnc_jax.solvers import SolverOptions
+
+    flat = SimpleNamespace(solver="cg", tol=1e-4, cg_max_iter=7, precond_rank=9, seed=3)
+    options = SolverOptions.of(flat, max_iter="cg_max_iter")
+    assert options == SolverOptions("cg", None, 1e-4, 7, 9, None)
+    assert SolverOptions.of(SimpleNamespace()) == SolverOptions()
+    with pytest.raises(ValueError, match="solver must be one of"):
+        SolverOptions.of(SimpleNamespace(solver="lu"))
