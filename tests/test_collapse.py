@@ -79,6 +79,22 @@ def test_traced_metrics_equal_eager_for_small_overlapping_classes(rng, x64):
                                        err_msg=name)
 
 
+def test_traced_metrics_at_the_edges_of_their_checks(rng, x64):
+    """Under ``jit``: two classes are enough and one sample makes a class present (the
+    metrics equal the eager ones); a label equal to ``C``, with every class present
+    besides, is out of range (NaN, rank -1), not dropped from the sums."""
+    H = rng.standard_normal((7, 3))
+    measure = jax.jit(lambda H, y: collapse_metrics(H, y, num_classes=2))
+    y = np.array([0, 0, 0, 0, 0, 0, 1])  # class 1: one sample
+    traced, eager = measure(jnp.asarray(H), jnp.asarray(y)), collapse_metrics(H, y)
+    for name in ("nc1", "nc1_pinv", "cdnv", "ncc_accuracy"):
+        np.testing.assert_allclose(float(getattr(traced, name)), getattr(eager, name),
+                                   rtol=ROUNDING[F64], err_msg=name)
+    assert int(traced.nc1_pinv_rank) == eager.nc1_pinv_rank == 1
+    beyond = measure(jnp.asarray(H), jnp.asarray(np.array([0, 1, 2, 0, 1, 0, 1])))
+    assert np.isnan(float(beyond.nc1)) and int(beyond.nc1_pinv_rank) == -1
+
+
 def test_traced_metrics_refuse_rows(rng):
     """Rows on a mesh are measured eagerly: under ``jit`` with traced labels, features
     given as ``Rows`` get the message, not a failure inside the traced maths."""
