@@ -17,14 +17,15 @@ def test_the_deprecated_methods_save_and_load_as_the_functions(tmp_path):
     _, model = deep_rfm(data.X_train, data.y_train, depth=1, width=20, return_model=True,
                         preparation=data.standardization)
     old, new = str(tmp_path / "old.npz"), str(tmp_path / "new.npz")
-    with pytest.warns(DeprecationWarning, match="save_deep_rfm"):
+    with pytest.warns(DeprecationWarning, match="save_deep_rfm") as saved:
         model.save(old)
     save_deep_rfm(model, new)
     with np.load(old) as a, np.load(new) as b:
         assert sorted(a.files) == sorted(b.files)
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])
-    with pytest.warns(DeprecationWarning, match="load_deep_rfm"):
+    with pytest.warns(DeprecationWarning, match="load_deep_rfm") as loading:
         loaded = DeepRFM.load(old)
+    assert saved[0].filename == loading[0].filename == __file__  # at the caller's line
     np.testing.assert_array_equal(np.asarray(loaded.predict(X[120:160], raw=True)),
                                   np.asarray(load_deep_rfm(new).predict(X[120:160], raw=True)))
