@@ -460,3 +460,14 @@ def test_deep_rfm_features_are_batch_invariant(digits_300, devices):
     config = DeepRFMConfig(depth=2, width=40)
     for _, state in deep_rfm_layers(X, y, X[pick], y[pick], config=config, mesh=mesh):
         np.testing.assert_array_equal(host_rows(state.X_test), host_rows(state.X_train)[pick])
+
+
+def test_test_labels_past_the_training_classes_are_refused_before_any_fit():
+    """``y_test`` may hold every training class and no other: the largest training label
+    passes the check (the boundary), one past it raises before the first layer's fit."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((12, 4)).astype(np.float32), np.arange(12) % 3
+    layers = deep_rfm_layers(X, y, X[:3], np.array([0, 1, 2]), config=DeepRFMConfig(depth=1, width=4))
+    assert next(layers)[0].layer == 0
+    with pytest.raises(ValueError, match="y_test holds label 3 but there are 3 classes"):
+        next(deep_rfm_layers(X, y, X[:3], np.array([0, 1, 3]), config=DeepRFMConfig(depth=1)))
