@@ -367,15 +367,19 @@ def fit_rfm(
     X = _checks.as_float_matrix("X", X)
     identity = jnp.eye(X.shape[1], dtype=X.dtype)
 
+    def warm(previous: RFMStep | None) -> jax.Array | None:
+        """CG starts from the previous fit's coefficients (same rows and targets)."""
+        if (warm_start and previous is not None and previous.info is not None
+                and previous.info.solver == "cg"):
+            return previous.predictor.coefs
+        return None
+
     def step(T, previous):
-        init = None  # CG starts from the previous fit's coefficients (same rows and targets)
-        if warm_start and previous is not None and _solved_by_cg(previous):
-            init = previous.predictor.coefs
         return fit_with_agop(
             matmul(X, identity if T is None else T), Y, kernel=kernel, bandwidth=bandwidth,
             reg=reg, transform=T, batch_size=batch_size, centered=centered, diag=diag,
             normalize=normalize, solver=solver, agop_samples=agop_samples,
-            metric_power=2 * float(agop_power), init=init, seed=seed, mesh=mesh)
+            metric_power=2 * float(agop_power), init=warm(previous), seed=seed, mesh=mesh)
 
     def update(A):
         A_host = np.asarray(A)
@@ -384,34 +388,30 @@ def fit_rfm(
 
     history: list[RFMIteration] = []
     best_score, best = -np.inf, (int(iters), identity, None)
+
+    def record(it: int, T, predictor: KernelPredictor, info: SolveInfo) -> None:
+        """One fit into ``history``, scored; the best scored fit kept."""
+        nonlocal best_score, best
+        value = None if score is None else float(score(T, predictor))
+        if value is not None and value > best_score:
+            best_score, best = value, (it, T, predictor)
+        history.append(RFMIteration(it, info, value))
+
     last = None
     for last in rfm_loop(step, update, int(iters)):
-        T = identity if last.transform is None else last.transform
-        value = None if score is None else float(score(T, last.predictor))
-        if value is not None and value > best_score:
-            best_score, best = value, (last.step, T, last.predictor)
-        history.append(RFMIteration(last.step, cast(SolveInfo, last.info), value))
+        record(last.step, identity if last.transform is None else last.transform,
+               last.predictor, cast(SolveInfo, last.info))
     transform = identity if last is None else last.next_transform
-    init = None  # the final fit needs no AGOP
-    if warm_start and last is not None and _solved_by_cg(last):
-        init = last.predictor.coefs
-    predictor, info = fit_kernel_ridge(
+    predictor, info = fit_kernel_ridge(  # the final fit needs no AGOP
         matmul(X, transform), Y, kernel=kernel, bandwidth=bandwidth, reg=reg, mesh=mesh,
-        seed=seed, init=init, **dataclasses.asdict(solver))
-    value = None if score is None else float(score(transform, predictor))
-    if value is not None and value > best_score:
-        best_score, best = value, (int(iters), transform, predictor)
-    history.append(RFMIteration(int(iters), info, value))
+        seed=seed, init=warm(last), **dataclasses.asdict(solver))
+    record(int(iters), transform, predictor, info)
     if score is not None and best[2] is not None:
         best_iter, transform, predictor = best
     else:
         best_iter = int(iters)
     A = None if last is None else np.asarray(last.agop)
     return RFMFit(transform, predictor, A, history, best_iter)
-
-
-def _solved_by_cg(step: RFMStep) -> bool:
-    return step.info is not None and step.info.solver == "cg"
 
 
 def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, centered, diag,
