@@ -105,7 +105,7 @@ def layer_from_arrays(data: dict, features: Callable | None = None,
 def save_deep_rfm(model: DeepRFM, path: str) -> None:
     """Write ``model`` to ``path`` (``.npz``, written atomically), its preparation
     with it. A custom feature map is saved by name only: pass the function again to
-    ``load_deep_rfm``."""
+    ``load_deep_rfm``. File I/O (a shell function): call it eagerly, not under ``jit``."""
     arrays: dict[str, np.ndarray] = {}
     for l, spec in enumerate(model.layers):
         arrays |= {f"{l}/{k}": v for k, v in layer_arrays(spec).items()}
@@ -120,8 +120,9 @@ def load_deep_rfm(path: str, *, features: Callable[[jax.Array], jax.Array] | Non
     (``run_deep_rfm``; ``dnc-jax run --save-model``): its ``model/`` layer files.
     ``features``: the function of a model built with a custom feature map; ``kernel``:
     the family of a model built with a user kernel (``radial_kernel``; a function is
-    saved by name only). The model loads onto the loader's default device, whatever
-    devices it was fitted on."""
+    saved by name only; a registered family, ``register_kernel``, loads by name). The
+    model loads onto the loader's default device, whatever devices it was fitted on. File
+    I/O (a shell function): call it eagerly, not under ``jit``."""
     folder = os.path.join(path, MODEL_FOLDER) if os.path.isdir(path) else None
     if folder is not None:
         if not os.path.isdir(folder):

@@ -173,9 +173,11 @@ def register_kernel(family: Family) -> Family:
     choices (``kernel_names``), and loading a saved model (no ``kernel=`` needed). Returns
     ``family``. Registering an equal family again does nothing; a built-in name, an
     arc-cosine name (``relu_ntk_<depth>``) or a name registered to another family is a
-    ``ValueError``. The registry belongs to the process: register at import time of the
-    module that defines the family, e.g. ``CAUCHY = register_kernel(radial_kernel(lambda t:
-    1.0 / (1.0 + t**2), name="cauchy"))``.
+    ``ValueError``. A host-side call (not under ``jit``); the families it registers are
+    static values and compose with the transformations as any family does. The registry
+    belongs to the process: register at import time of the module that defines the
+    family, e.g. ``CAUCHY = register_kernel(radial_kernel(lambda t: 1.0 / (1.0 + t**2),
+    name="cauchy"))``.
     """
     if not isinstance(family, Radial | L1Laplace | Quadratic | ArcCosine):
         raise ValueError("register_kernel takes a kernel family (e.g. radial_kernel(profile, "
