@@ -47,13 +47,14 @@ def one(path: str, n: int) -> tuple[float, float, str]:
     import jax.numpy as jnp
 
     from dnc_jax.data import one_hot_pm1
+    from dnc_jax.kernels import Kernel
     from dnc_jax.rfm import fit_with_agop
     from dnc_jax.solvers import SolverOptions, fit_kernel_ridge, solve_psd, train_kernel_matrix
 
     rng = np.random.default_rng(0)
     X = jnp.asarray(rng.standard_normal((n, 64)).astype(np.float32))
     Y = jnp.asarray(one_hot_pm1(rng.integers(0, 10, n), 10))
-    K = train_kernel_matrix(X, None, "laplace", 10.0, 2048).block_until_ready() if (
+    K = train_kernel_matrix(X, Kernel("laplace", 10.0), 2048).block_until_ready() if (
         path == "solve") else None
     device = jax.local_devices()[0]
     on_host = jax.default_backend() == "cpu"

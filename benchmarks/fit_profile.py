@@ -76,7 +76,7 @@ def profile(n: int, samples: int) -> dict:
     import dnc_jax.solvers.cg as cg
     from dnc_jax import RFM
     from dnc_jax.blocks import even_batch
-    from dnc_jax.kernels.value import SYMMETRIC_TILE, symmetric_kernel_matrix
+    from dnc_jax.kernels.value import SYMMETRIC_TILE, Kernel, symmetric_kernel_matrix
 
     X, y, Xt, yt = data(n)
     d = X.shape[1]
@@ -98,7 +98,7 @@ def profile(n: int, samples: int) -> dict:
     iterations = [h.solve.iterations for h in model.history_]
     # the kernel rows alone: the same program on the final fit's rows, after a warm-up
     Z = np.asarray(model.predictor_.centers)  # the final fit's rows, X T
-    rows = jax.jit(lambda Z: symmetric_kernel_matrix(Z, "laplace", BANDWIDTH))
+    rows = jax.jit(lambda Z: symmetric_kernel_matrix(Kernel("laplace", BANDWIDTH), Z))
     jax.block_until_ready(rows(Z))
     rows_s = []
     for _ in range(2):

@@ -26,7 +26,7 @@ D, C = 784, 10
 
 @jax.jit
 def unpadded_predict(pred, X):
-    return block_outputs(X, pred.centers, pred.coefs, pred.kernel, pred.bandwidth, pred.M)
+    return block_outputs(pred.kernel, X, pred.centers, pred.coefs)
 
 
 @functools.partial(jax.jit, static_argnames=("batch", "pad"))
@@ -34,8 +34,7 @@ def agop(pred, X, batch, pad):
     cc = coef_outer_centers(pred.coefs, pred.centers)
 
     def jac(Xb):
-        return kernel_gradients(Xb, pred.centers, pred.coefs, pred.kernel, pred.bandwidth,
-                                None, cc)
+        return kernel_gradients(Xb, pred.kernel, pred.centers, pred.coefs, cc)
 
     outer, total = jacobian_sums(jac, (X,), batch, False, False, pad=pad)
     return finish_agop(outer, total, X.shape[0], False, False, None)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dnc_jax.deep_rfm_model import DeepRFM, DeepRFMLayer, host_rows
-from dnc_jax.kernels import Family, family_of, kernel_name
+from dnc_jax.kernels import Family, Kernel, family_of, kernel_name
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.records import atomic_save_npz, load_npz
 from dnc_jax.sharding import Rows
@@ -66,7 +66,7 @@ def layer_arrays(spec: DeepRFMLayer) -> dict[str, np.ndarray]:
             "coefs": np.asarray(host_rows(Rows(p.coefs, p.coefs.shape[0]))),
             "root": np.asarray(spec.root), "weights": np.asarray(spec.weights),
             "phases": np.asarray(spec.phases), "bandwidth": np.asarray(p.bandwidth),
-            "meta": np.array([kernel_name(p.kernel), name])}
+            "meta": np.array([kernel_name(p.family), name])}
 
 
 def saved_kernel(name: str, kernel: Family | None) -> Family:
@@ -96,8 +96,8 @@ def layer_from_arrays(data: dict, features: Callable | None = None,
             raise ValueError(f"this model was built with a custom feature map "
                              f"({name[len(CUSTOM):]}): pass it as load(..., features=fn).")
         name = features
-    pred = KernelPredictor(jnp.asarray(data["centers"]), jnp.asarray(data["coefs"]), None,
-                           kernel, float(data["bandwidth"]))
+    pred = KernelPredictor(Kernel(kernel, float(data["bandwidth"])), jnp.asarray(data["centers"]),
+                           jnp.asarray(data["coefs"]))
     return DeepRFMLayer(pred, jnp.asarray(data["root"]), jnp.asarray(data["weights"]),
                         jnp.asarray(data["phases"]), name)
 

@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import even_batch, pad_rows, row_chunk_sum
-from dnc_jax.kernels import Radial, family_of, kernel_distances
+from dnc_jax.kernels import Kernel
 from dnc_jax.kernels.distances import symmetric_part
 from dnc_jax.precision import einsum, matmul
 from dnc_jax.predictor import (
@@ -245,19 +245,6 @@ def nan_unless_finite(X, A: jax.Array) -> jax.Array:
     return _checks.nan_unless(jnp.isfinite(X).all(), A)
 
 
-def gradient_weights(d2: jax.Array, kernel, bandwidth):
-    """Kernel values ``K`` and gradient weights ``W`` from squared distances (``(b, n)`` each).
-
-    ``grad_x k(x, x_j) = W_j M (x_j - x)`` for a radial ``kernel`` (name or family): Laplace
-    ``W = k / (L ||x - x_j||_M)`` (0 at distance 0: the self term), Gaussian ``W = k / L^2``,
-    any profile ``phi``: ``W = -phi'(t) / (t L^2)`` (``kernels.families``).
-    """
-    family = family_of(kernel)
-    if not isinstance(family, Radial):
-        raise ValueError(f"the {family.name} kernel has no closed-form AGOP (not radial).")
-    return family.gradient_weights(d2, bandwidth)
-
-
 def coef_outer_centers(coefs: jax.Array, centers: jax.Array) -> jax.Array:
     """Rows ``alpha_j (x) x_j``: ``(n, C), (n, d) -> (n, C * d)``."""
     n, C = coefs.shape
@@ -280,27 +267,32 @@ def gradients_from_weights(
 
 def kernel_gradients(
     Xb: jax.Array,
+    kernel: Kernel,
     centers: jax.Array,
     coefs: jax.Array,
-    kernel: str,
-    bandwidth: float,
-    M: jax.Array | None = None,
     coef_centers: jax.Array | None = None,
 ) -> jax.Array:
-    """Metric-free gradients ``G`` of a kernel predictor at a block of points.
+    """Metric-free gradients ``G`` of ``f(x) = sum_j coefs_j kernel(x, centers_j)`` at a
+    block of points, for a radial ``kernel``.
 
-    ``grad f_c(x) = G[c] M`` with ``G[c] = sum_j alpha_jc W(x, x_j) (x_j - x)`` (see
-    ``gradient_weights``): DESIGN.md's ``G = (1/L) [W (alpha (x) X) - (W alpha) (.) Z]``.
+    ``grad f_c(x) = G[c] M`` with ``G[c] = sum_j alpha_jc W(x, x_j) (x_j - x)`` (the gradient
+    weights ``W``, ``Kernel.gradient_weights``): DESIGN.md's
+    ``G = (1/L) [W (alpha (x) X) - (W alpha) (.) Z]``.
 
     Args:
       Xb: ``(b, d)`` evaluation points.
-      centers: ``(n, d)`` centres ``x_j``; coefs: ``(n, C)``; M: optional ``(d, d)`` metric.
+      kernel: a radial ``Kernel`` value (its metric ``M`` sets the distances).
+      centers: ``(n, d)`` centres ``x_j``; coefs: ``(n, C)``.
       coef_centers: optional precomputed ``coef_outer_centers(coefs, centers)``.
 
     Returns:
       ``(b, C, d)``.
     """
-    _, W = gradient_weights(kernel_distances(Xb, centers, kernel, M), kernel, bandwidth)
+    if not isinstance(kernel, Kernel):
+        raise TypeError("kernel_gradients(Xb, kernel, centers, coefs): kernel is a Kernel value, "
+                        "e.g. Kernel('laplace', 2.0, M); the (Xb, centers, coefs, kernel, "
+                        "bandwidth, M) order is gone.")
+    _, W = kernel.gradient_weights(kernel.distances(Xb, centers))
     if coef_centers is None:
         coef_centers = coef_outer_centers(coefs, centers)
     return gradients_from_weights(W, coefs, coef_centers, Xb)
@@ -311,26 +303,25 @@ def _kernel_agop(predictor, X, batch_size, centered, diag, normalize):
     coef_centers = coef_outer_centers(predictor.coefs, predictor.centers)
 
     def jac_fn(Xb):
-        return kernel_gradients(
-            Xb, predictor.centers, predictor.coefs, predictor.kernel, predictor.bandwidth,
-            predictor.M, coef_centers,
-        )
+        return kernel_gradients(Xb, predictor.kernel, predictor.centers, predictor.coefs,
+                                coef_centers)
 
     diag_sums = diag and predictor.M is None  # with a metric, diag(M A M) needs all of A
     outer, total = jacobian_sums(jac_fn, (X,), batch_size or X.shape[0], centered, diag_sums)
     return finish_agop(outer, total, X.shape[0], centered, diag, normalize, predictor.M)
 
 
-def centre_gradients(Xb: jax.Array, centers: jax.Array, coefs: jax.Array, kernel,
-                     bandwidth, M: jax.Array | None) -> jax.Array:
-    """``(b, C, d)`` gradients at ``Xb`` of ``sum_j coefs_j k(x, centers_j)`` over the given
-    centres: the metric-free closed form ``G`` of a radial kernel (``kernel_gradients``;
-    ``grad f = G M``), autodiff of the predictor's block for the others (no metric)."""
-    if isinstance(family_of(kernel), Radial):
-        return kernel_gradients(Xb, centers, coefs, kernel, bandwidth, M)
+def centre_gradients(kernel: Kernel, Xb: jax.Array, centers: jax.Array, coefs: jax.Array
+                     ) -> jax.Array:
+    """``(b, C, d)`` gradients at ``Xb`` of ``sum_j coefs_j kernel(x, centers_j)`` over the
+    given centres: the metric-free closed form ``G`` of a radial kernel
+    (``kernel_gradients``; ``grad f = G M``), autodiff of the predictor's block for the
+    others (no metric)."""
+    if kernel.radial:
+        return kernel_gradients(Xb, kernel, centers, coefs)
 
     def outputs(x):
-        return block_outputs(x[None, :], centers, coefs, kernel, bandwidth, None)[0]
+        return block_outputs(kernel, x[None, :], centers, coefs)[0]
 
     return jax.vmap(jax.jacrev(outputs))(Xb)
 
@@ -346,14 +337,12 @@ def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, norm
     rows = X.shape[0] // p
     diag_sums = diag and predictor.M is None
 
-    def local(X_local, centers, coefs, M):
+    def local(X_local, centers, coefs, kernel):
         mask = row_mask(rows, n, X_local.dtype)
 
         def jac_fn(Xb, mb):
-            G = over_centres(
-                predictor,
-                lambda c, a: centre_gradients(Xb, c, a, predictor.kernel, predictor.bandwidth, M),
-                centers, coefs, p)
+            G = over_centres(predictor, lambda c, a: centre_gradients(kernel, Xb, c, a),
+                             centers, coefs, p)
             return jnp.where(mb[:, None, None] > 0, G, 0.0)  # padding rows: 0, even if NaN
 
         sums = jacobian_sums(jac_fn, (X_local, mask), batch_size or rows, centered, diag_sums)
@@ -361,7 +350,7 @@ def _kernel_agop_sharded(predictor, X, mesh, n, batch_size, centered, diag, norm
 
     outer, total = jax.shard_map(
         local, mesh=mesh, in_specs=(ROWS, *centre_specs(predictor)), out_specs=REPLICATED,
-        check_vma=False)(X, predictor.centers, predictor.coefs, predictor.M)
+        check_vma=False)(X, predictor.centers, predictor.coefs, predictor.kernel)
     return finish_agop(outer, total, n, centered, diag, normalize, predictor.M)
 
 
@@ -545,7 +534,7 @@ def kernel_agop(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
         )
     mesh = predictor.mesh if mesh is None else mesh
-    if mesh is None and not isinstance(family_of(predictor.kernel), Radial):  # autodiff
+    if mesh is None and not predictor.kernel.radial:  # autodiff
         assert not isinstance(X, Rows)  # Rows set the mesh above
         return agop(predictor.predict_one, X.astype(predictor.centers.dtype),
                     batch_size=batch_size, centered=centered, diag=diag, normalize=normalize)
@@ -567,8 +556,8 @@ def _per_class_sums(predictor, X, batch_size, radial):
 
     def sums(Xb, w):
         if radial:  # closed form; the metric applied below
-            J = kernel_gradients(Xb, predictor.centers, predictor.coefs, predictor.kernel,
-                                 predictor.bandwidth, predictor.M, coef_centers)
+            J = kernel_gradients(Xb, predictor.kernel, predictor.centers, predictor.coefs,
+                                 coef_centers)
         else:
             J = jax.vmap(jax.jacrev(predictor.predict_one))(Xb)
         J = J * w[:, None, None]
@@ -595,7 +584,7 @@ def per_class_kernel_agop(predictor: KernelPredictor, X: ArrayLike, *,
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}.")
     batch_size, _ = _check_batch_and_normalize(batch_size, None)
     m = X.shape[0]
-    radial = isinstance(family_of(predictor.kernel), Radial)
+    radial = predictor.kernel.radial
     outer, total = _per_class_sums(predictor, X.astype(predictor.centers.dtype),
                                    batch_size or m, radial)
     A = outer / m

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import overload
 
 import jax
@@ -19,7 +20,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.blocks import map_row_blocks
-from dnc_jax.kernels import Family, Kernel, kernel_matrix
+from dnc_jax.kernels import Family, Kernel, family_of
 from dnc_jax.precision import matmul
 from dnc_jax.rows import REPLICATED, ROWS, Rows, num_shards, ring_sum
 from dnc_jax.sharding import as_rows, replicate
@@ -38,48 +39,68 @@ def predict_block() -> int:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["centers", "coefs", "M", "bandwidth"],
-    meta_fields=["kernel", "mesh"],
+    data_fields=["kernel", "centers", "coefs"],
+    meta_fields=["mesh"],
 )
 @dataclasses.dataclass(frozen=True, eq=False)
 class KernelPredictor:
     """A fitted kernel predictor ``f(x) = sum_j coefs_j k(x, centers_j)``.
 
     Attributes:
+      kernel: the ``Kernel`` value ``k`` (family static; bandwidth and metric ``M`` array
+        leaves: a new value reuses the compiled programs, and ``jax.grad`` reaches them).
       centers: ``(n, d)`` centres (training points, or Nyström centres).
       coefs: ``(n, C)`` coefficients ``alpha``.
-      M: ``(d, d)`` metric of the kernel, or ``None`` for the identity.
-      kernel: a name in ``dnc_jax.kernels.KERNELS`` or a family (static).
-      bandwidth: ``L``, an array leaf: a new value reuses the compiled programs, and
-        ``jax.grad`` reaches it.
       mesh: ``None``, or the mesh whose ``"data"`` axis row-shards ``centers`` and
         ``coefs`` (then ``n`` is padded to a multiple of the device count with zero rows
         and zero coefficients).
     """
 
+    kernel: Kernel
     centers: jax.Array
     coefs: jax.Array
-    M: jax.Array | None
-    kernel: str | Family
-    bandwidth: ArrayLike
     mesh: Mesh | None = None
+
+    def __post_init__(self):
+        # the order up to 0.6.0 was (centers, coefs, M, kernel, bandwidth): an array here is
+        # that call, refused rather than read as something else
+        if isinstance(self.kernel, jax.Array | np.ndarray):
+            raise TypeError("KernelPredictor(kernel, centers, coefs): kernel is a Kernel value, "
+                            "e.g. Kernel('laplace', 2.0, M); got an array (the (centers, coefs, "
+                            "M, kernel, bandwidth) order is gone).")
+
+    @property
+    def M(self) -> jax.Array | None:
+        """The kernel's ``(d, d)`` metric, or ``None`` for the identity."""
+        return None if self.kernel.M is None else jax.numpy.asarray(self.kernel.M)
+
+    @property
+    def bandwidth(self) -> ArrayLike:
+        """The kernel's bandwidth ``L``."""
+        return self.kernel.bandwidth
+
+    @property
+    def family(self) -> Family:
+        """The kernel's family."""
+        return family_of(self.kernel.family)
+
+    @property
+    def kernel_value(self) -> Kernel:
+        """Deprecated: the predictor's kernel is ``KernelPredictor.kernel``."""
+        warnings.warn("KernelPredictor.kernel_value is deprecated; use KernelPredictor.kernel "
+                      "(a Kernel value).", DeprecationWarning, stacklevel=2)
+        return self.kernel
 
     def __reduce__(self):
         """Pickled as host arrays without the mesh (``Device`` handles cannot be pickled):
         it unpickles onto the loader's default device (sharded centres keep their
         zero-coefficient padding rows, which add nothing)."""
         host = [None if a is None else np.asarray(a) for a in (self.centers, self.coefs, self.M)]
-        return _unpickle_predictor, (*host, self.kernel, np.asarray(self.bandwidth))
-
-    @property
-    def kernel_value(self) -> Kernel:
-        """The predictor's kernel as a value: ``Kernel(kernel, bandwidth, M)``."""
-        return Kernel(self.kernel, self.bandwidth, self.M)
+        return _unpickle_predictor, (*host, self.kernel.family, np.asarray(self.bandwidth))
 
     def predict_one(self, x: jax.Array) -> jax.Array:
         """Prediction for one example: ``(d,) -> (C,)``. Differentiable; vmap it to batch."""
-        k = kernel_matrix(x[None, :], self.centers, self.kernel, self.bandwidth, self.M)
-        return matmul(k, self.coefs)[0]
+        return block_outputs(self.kernel, x[None, :], self.centers, self.coefs)[0]
 
     @overload
     def predict(self, X: Rows, *, block_size: int | None = None, mesh: Mesh | None = None,
@@ -137,16 +158,19 @@ class KernelPredictor:
         return out if isinstance(X, Rows) else out.valid()
 
 
-def _unpickle_predictor(centers, coefs, M, kernel, bandwidth) -> KernelPredictor:
-    """``KernelPredictor.__reduce__``'s inverse, on the default device."""
-    return KernelPredictor(jax.numpy.asarray(centers), jax.numpy.asarray(coefs),
-                           None if M is None else jax.numpy.asarray(M), kernel,
-                           jax.numpy.asarray(bandwidth))
+def _unpickle_predictor(*stored) -> KernelPredictor:
+    """``KernelPredictor.__reduce__``'s inverse, on the default device: ``stored`` is
+    ``(centers, coefs, M, family, bandwidth)`` as host arrays (the pickle's layout, which
+    predictors pickled by earlier versions share)."""
+    centers, coefs, M, family, bandwidth = stored
+    kernel = Kernel(family, jax.numpy.asarray(bandwidth), None if M is None else jax.numpy.asarray(M))
+    return KernelPredictor(kernel, jax.numpy.asarray(centers), jax.numpy.asarray(coefs))
 
 
-def block_outputs(Xb, centers, coefs, kernel, bandwidth, M):
-    """``K(Xb, centers) coefs``: ``(b, d) -> (b, C)``."""
-    return matmul(kernel_matrix(Xb, centers, kernel, bandwidth, M), coefs)
+def block_outputs(kernel: Kernel, Xb: jax.Array, centers: jax.Array, coefs: jax.Array
+                  ) -> jax.Array:
+    """``kernel(Xb, centers) coefs``: ``(b, d) -> (b, C)``."""
+    return matmul(kernel(Xb, centers), coefs)
 
 
 def _transformed(Xb, transform):
@@ -156,8 +180,8 @@ def _transformed(Xb, transform):
 @functools.partial(jax.jit, static_argnames=("block_size",))
 def _predict(predictor: KernelPredictor, X: jax.Array, transform, block_size: int) -> jax.Array:
     def block(Xb):
-        return block_outputs(_transformed(Xb, transform), predictor.centers, predictor.coefs,
-                             predictor.kernel, predictor.bandwidth, predictor.M)
+        return block_outputs(predictor.kernel, _transformed(Xb, transform), predictor.centers,
+                             predictor.coefs)
 
     return map_row_blocks(block, X, block_size)
 
@@ -171,12 +195,17 @@ def on_mesh(predictor: KernelPredictor, mesh: Mesh) -> KernelPredictor:
             return predictor
         centers, coefs = as_rows(np.asarray(predictor.centers), mesh), as_rows(
             np.asarray(predictor.coefs), mesh)
-        M = None if predictor.M is None else replicate(np.asarray(predictor.M), mesh)
-        return dataclasses.replace(predictor, centers=centers.data, coefs=coefs.data, M=M,
-                                   mesh=mesh)
-    M = None if predictor.M is None else replicate(predictor.M, mesh)
-    return dataclasses.replace(predictor, centers=replicate(predictor.centers, mesh),
-                               coefs=replicate(predictor.coefs, mesh), M=M)
+        return dataclasses.replace(predictor, kernel=_replicated_kernel(predictor.kernel, mesh),
+                                   centers=centers.data, coefs=coefs.data, mesh=mesh)
+    return dataclasses.replace(predictor, kernel=_replicated_kernel(predictor.kernel, mesh),
+                               centers=replicate(predictor.centers, mesh),
+                               coefs=replicate(predictor.coefs, mesh))
+
+
+def _replicated_kernel(kernel: Kernel, mesh: Mesh) -> Kernel:
+    """``kernel`` with its metric placed on every device of ``mesh``."""
+    return kernel if kernel.M is None else dataclasses.replace(
+        kernel, M=replicate(np.asarray(kernel.M), mesh))
 
 
 def sharded_centers(predictor: KernelPredictor) -> bool:
@@ -185,7 +214,7 @@ def sharded_centers(predictor: KernelPredictor) -> bool:
 
 
 def centre_specs(predictor: KernelPredictor):
-    """``shard_map`` specs of ``(centers, coefs, M)``."""
+    """``shard_map`` specs of ``(centers, coefs, kernel)``."""
     spec = ROWS if sharded_centers(predictor) else REPLICATED
     return spec, spec, REPLICATED
 
@@ -201,18 +230,16 @@ def over_centres(predictor: KernelPredictor, fn, centers, coefs, p: int):
 @functools.partial(jax.jit, static_argnames=("mesh", "block_size"))
 def _predict_sharded(predictor, X, transform, mesh, block_size):
     p = num_shards(mesh)
-    c_spec, a_spec, m_spec = centre_specs(predictor)
+    c_spec, a_spec, k_spec = centre_specs(predictor)
 
-    def local(X_local, centers, coefs, M, transform):
+    def local(X_local, centers, coefs, kernel, transform):
         def block(Xb):
             Zb = _transformed(Xb, transform)
-            return over_centres(
-                predictor,
-                lambda c, a: block_outputs(Zb, c, a, predictor.kernel, predictor.bandwidth, M),
-                centers, coefs, p)
+            return over_centres(predictor, lambda c, a: block_outputs(kernel, Zb, c, a),
+                                centers, coefs, p)
 
         return map_row_blocks(block, X_local, block_size)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS, c_spec, a_spec, m_spec, REPLICATED),
+    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS, c_spec, a_spec, k_spec, REPLICATED),
                          out_specs=ROWS, check_vma=False)(X, predictor.centers, predictor.coefs,
-                                                          predictor.M, transform)
+                                                          predictor.kernel, transform)

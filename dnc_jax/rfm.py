@@ -30,13 +30,12 @@ from dnc_jax.gradient_outer_product import (
     check_normalize,
     coef_outer_centers,
     finish_agop,
-    gradient_weights,
     gradients_from_weights,
     jacobian_sums,
     kernel_agop,
     matrix_power,
 )
-from dnc_jax.kernels import Kernel, Radial, family_of, kernel_distances
+from dnc_jax.kernels import Kernel, family_of
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rows import Rows, num_shards
@@ -55,9 +54,11 @@ from dnc_jax.solvers.core import checked_inputs, fit
 from dnc_jax.solvers.ridge import solve_checked
 
 
-@functools.partial(jax.jit, static_argnames=("kernel",))
-def _train_kernel_and_weights(Z, kernel, bandwidth):
-    return gradient_weights(kernel_distances(Z, Z, kernel), kernel, bandwidth)
+@jax.jit
+def _train_kernel_and_weights(kernel: Kernel, Z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The training kernel matrix and gradient weights of a radial ``kernel`` at ``Z``,
+    ``(n, n)`` each, from one distance matrix."""
+    return kernel.gradient_weights(kernel.distances(Z, Z))
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "centered", "diag", "normalize"))
@@ -73,12 +74,12 @@ def _training_agop(W, coefs, Z, T, batch_size, centered, diag, normalize):
     return finish_agop(outer, total, Z.shape[0], centered, diag, normalize, T)
 
 
-def _radial_step(Z, family, bandwidth, T, solve, batch, centered, diag, normalize):
+def _radial_step(kernel, Z, T, solve, batch, centered, diag, normalize):
     """The step on one device for a radial kernel: ``K`` and the gradient weights ``W``
     from one distance matrix, ``coefs = solve(K)``, the AGOP from ``W``. ``solve`` is
     ``jax.scipy``'s Cholesky in the traceable ``rfm_step`` and the checked ``solve_psd``
     (float64 and jitter retries) in ``fit_with_agop``."""
-    K, W = _train_kernel_and_weights(Z, family, bandwidth)
+    K, W = _train_kernel_and_weights(kernel, Z)
     coefs = solve(K)
     del K
     return coefs, _training_agop(W, coefs, Z, T, batch, centered, diag, normalize)
@@ -123,18 +124,17 @@ def rfm_step(
     T = None if transform is None else jnp.asarray(transform, X.dtype)
     Z = X if T is None else matmul(X, T)
     normalize = check_normalize(normalize)
-    family = family_of(kernel.family)
-    if solver == "cholesky" and isinstance(family, Radial):
-        bandwidth = jnp.asarray(kernel.bandwidth, X.dtype)
+    if solver == "cholesky" and kernel.radial:
+        kernel = Kernel(kernel.family, jnp.asarray(kernel.bandwidth, X.dtype))
         ridge = jnp.asarray(reg, X.dtype) * jnp.eye(X.shape[0], dtype=X.dtype)
 
         def solve(K):
             return jax.scipy.linalg.cho_solve(
                 jax.scipy.linalg.cho_factor(K + ridge, lower=True), Y)
 
-        coefs, A = _radial_step(Z, family, bandwidth, T, solve, batch_size or X.shape[0],
-                                centered, diag, normalize)
-        return KernelPredictor(Z, coefs, None, family, bandwidth), A
+        coefs, A = _radial_step(kernel, Z, T, solve, batch_size or X.shape[0], centered, diag,
+                                normalize)
+        return KernelPredictor(kernel, Z, coefs), A
     predictor = fit(kernel, Z, Y, reg, solver=solver)
     A = kernel_agop(predictor, Z, batch_size=batch_size, centered=centered,
                     diag=diag and T is None)
@@ -194,7 +194,10 @@ def fit_with_agop(
       ``kernel_agop(predictor, Z)`` sandwiched by ``T``. With a one-device Cholesky solve
       and every row in the AGOP, the distances are computed once for both.
     """
-    Z, Y = validate_fit_inputs(Z, Y, kernel, bandwidth, reg)
+    value = Kernel(kernel, bandwidth)
+    Z, Y = validate_fit_inputs(Z, Y, value, reg)
+    if not _checks.is_traced(bandwidth):  # checked above: a plain number in the predictor
+        value = Kernel(kernel, float(bandwidth))
     normalize = check_normalize(normalize)
     check_agop_samples(agop_samples)
     if agop_samples == "auto" and centered:
@@ -205,7 +208,7 @@ def fit_with_agop(
     mesh = None if mesh is None else check_mesh(mesh)
     one_device = mesh is None or num_shards(mesh) == 1
     # K and the gradient weights held together (a radial kernel's closed form)
-    shared = one_device and agop_samples is None and isinstance(family_of(kernel), Radial)
+    shared = one_device and agop_samples is None and value.radial
     matrices = cholesky_peak_matrices(agop=shared)
     method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers,
                            itemsize=Z.dtype.itemsize, matrices=matrices)
@@ -220,17 +223,16 @@ def fit_with_agop(
         def solve(K):
             K.block_until_ready()
             seconds["kernel"] = time.perf_counter() - seconds["start"]
-            return solve_kernel_system(K, Z, Y, reg, kernel=kernel, bandwidth=bandwidth)
+            return solve_kernel_system(K, Z, Y, reg, kernel=value)
 
-        coefs, A = _radial_step(Z, kernel, bandwidth, T, solve, batch, centered, diag,
-                                normalize)
+        coefs, A = _radial_step(value, Z, T, solve, batch, centered, diag, normalize)
         info = SolveInfo("cholesky", 0, None, None, seconds["kernel"],
                          time.perf_counter() - seconds["start"] - seconds["kernel"],
                          Z.shape[0])
-        return KernelPredictor(Z, coefs, None, kernel, float(bandwidth)), A, info
+        return KernelPredictor(value, Z, coefs), A, info
     # inputs and options are checked above (SolverOptions checks itself when built)
     predictor, info = solve_checked(
-        Z, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, M=None, block_size=None,
+        Z, Y, kernel=value, reg=reg, block_size=None,
         method=method, centers=solver.centers, tol=solver.tol, max_iter=solver.max_iter,
         precond_rank=solver.precond_rank, memory_budget=solver.memory_budget, mesh=mesh,
         seed=seed, init=init)
@@ -362,7 +364,7 @@ def fit_rfm(
     if not np.isfinite(agop_power):
         raise ValueError(f"agop_power must be a finite number; got {agop_power!r}.")
     if _checks.is_traced(X, Y, bandwidth, reg):
-        return _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize,
+        return _traced_rfm(X, Y, Kernel(kernel, bandwidth), reg, iters, agop_power, normalize,
                            centered, diag, batch_size, solver, agop_samples, mesh, score)
     X = _checks.as_float_matrix("X", X)
     identity = jnp.eye(X.shape[1], dtype=X.dtype)
@@ -414,7 +416,7 @@ def fit_rfm(
     return RFMFit(transform, predictor, A, history, best_iter)
 
 
-def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, centered, diag,
+def _traced_rfm(X, Y, kernel: Kernel, reg, iters, agop_power, normalize, centered, diag,
                 batch_size, solver, agop_samples, mesh, score) -> RFMFit:
     """``fit_rfm`` under a transformation: ``iters`` ``rfm_step``s and a final ``fit``."""
     if mesh is not None or agop_samples is not None or score is not None:
@@ -426,10 +428,9 @@ def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, cent
         raise ValueError("fit_rfm under jax.jit / vmap / grad solves by 'cholesky' or 'cg'; "
                          f"got solver={solver.solver!r}, centers={solver.centers!r}.")
     X = _checks.as_float_matrix("X", X)
-    value = Kernel(kernel, bandwidth)
 
     def step(T, _):
-        predictor, A = rfm_step(value, X, Y, reg, T, centered=centered, diag=diag,
+        predictor, A = rfm_step(kernel, X, Y, reg, T, centered=centered, diag=diag,
                                 normalize=normalize, batch_size=batch_size, solver=method)
         return predictor, A, None
 
@@ -439,5 +440,5 @@ def _traced_rfm(X, Y, kernel, bandwidth, reg, iters, agop_power, normalize, cent
     steps = list(rfm_loop(step, update, int(iters)))
     last = steps[-1] if steps else None
     transform = jnp.eye(X.shape[1], dtype=X.dtype) if last is None else last.next_transform
-    predictor = fit(value, matmul(X, transform), Y, reg, solver=method)
+    predictor = fit(kernel, matmul(X, transform), Y, reg, solver=method)
     return RFMFit(transform, predictor, None if last is None else last.agop, [], int(iters))

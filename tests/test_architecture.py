@@ -73,3 +73,12 @@ def test_the_reader_sees_each_kind_of_import(tmp_path, monkeypatch):
     assert architecture.cycles(edges) == [["dnc_jax.core", "dnc_jax.data"]]
     assert [(e.source, e.target) for e in architecture.core_to_shell(edges)] == [
         ("dnc_jax.core", "dnc_jax.data")] * 2
+
+
+def test_below_the_public_entries_every_function_takes_a_kernel_value():
+    """Only the public entries in ``architecture.KERNEL_PART_ENTRIES`` take a kernel's name
+    and bandwidth apart (they build one ``Kernel``); no core function below them does."""
+    counts = architecture.counts()
+    assert counts["core functions taking kernel and bandwidth separately (not a public entry)"] == 0
+    assert counts["public entries taking them as keywords (each builds one Kernel)"] == len(
+        architecture.KERNEL_PART_ENTRIES)

@@ -81,7 +81,7 @@ def test_rfm_options_take_effect(digits):
     centred = RFM(centered=True, **kw).fit(X, y)
     assert not np.allclose(centred.agop_ / np.abs(centred.agop_).max(), base.agop_, atol=1e-3)
     gauss = RFM(kernel="gaussian", **kw).fit(X, y)
-    assert gauss.predictor_.kernel == "gaussian"
+    assert gauss.predictor_.kernel.name == "gaussian"
     for model in (base, diag, quarter, trace, centred, gauss):
         assert model.score(Xv, yv) > 0.85
 

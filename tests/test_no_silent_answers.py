@@ -145,7 +145,7 @@ def test_a_nan_row_predicts_nan_and_leaves_the_other_rows(rng, family):
     out = np.asarray(p.predict(Xn))
     assert np.isnan(out[0]).all()
     np.testing.assert_array_equal(out[1:], np.asarray(p.predict(Xq))[1:])
-    G = np.asarray(dj.kernel_gradients(jnp.asarray(Xn), p.centers, p.coefs, family, 2.0))
+    G = np.asarray(dj.kernel_gradients(jnp.asarray(Xn), p.kernel, p.centers, p.coefs))
     assert np.isnan(G[0]).all() and np.isfinite(G[1:]).all()
 
 
@@ -638,8 +638,8 @@ def test_a_non_radial_kernel_agop_on_four_devices_equals_one_device(rng, family)
                                      solver="cg", tol=1e-7)
     assert sharded.mesh is not None
     n = X.shape[0]  # the centres past n are the mesh's padding (zero coefficients)
-    alone = dj.KernelPredictor(jnp.asarray(np.asarray(sharded.centers)[:n]),
-                               jnp.asarray(np.asarray(sharded.coefs)[:n]), None, family, 2.0)
+    alone = dj.KernelPredictor(dj.Kernel(family, 2.0), jnp.asarray(np.asarray(sharded.centers)[:n]),
+                               jnp.asarray(np.asarray(sharded.coefs)[:n]))
     J = np.asarray(jax.vmap(jax.jacrev(alone.predict_one))(jnp.asarray(X)), np.float64)
     want = np.einsum("ncd,nce->de", J, J) / X.shape[0]
     np.testing.assert_allclose(dj.kernel_agop(sharded, X), want, **tol)

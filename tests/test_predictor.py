@@ -59,3 +59,38 @@ def test_sharded_predictions_do_not_depend_on_the_device(rng, sharded_centres):
         return got.valid()
 
     assert_batch_invariant(out, T, rng)
+
+
+def test_a_predictor_is_its_kernel_value_with_centres_and_coefficients(rng):
+    """``KernelPredictor(kernel, centers, coefs)``: the kernel is one ``Kernel`` value whose
+    bandwidth and metric are the pytree's leaves (a new bandwidth is data: ``vmap`` over
+    it); the old order (centres first) is refused, not read as something else; a pickle
+    in the layout 0.6.0 wrote, ``(centers, coefs, M, family, bandwidth)``, still loads."""
+    import pickle
+
+    from dnc_jax import Kernel, KernelPredictor
+    from dnc_jax.predictor import _unpickle_predictor
+
+    X = jnp.asarray(rng.standard_normal((12, 3)), jnp.float32)
+    coefs = jnp.asarray(rng.standard_normal((12, 2)), jnp.float32)
+    M = jnp.asarray(np.diag([1.0, 2.0, 0.5]), jnp.float32)
+    pred = KernelPredictor(Kernel("gaussian", 1.5, M), X, coefs)
+    assert (pred.family.name, float(pred.bandwidth)) == ("gaussian", 1.5)
+    np.testing.assert_array_equal(np.asarray(pred.M), np.asarray(M))
+    leaves = jax.tree.leaves(pred)
+    assert len(leaves) == 4 and any(leaf is M for leaf in leaves)  # bandwidth, M, centres, coefs
+    Xq = jnp.asarray(rng.standard_normal((5, 3)), jnp.float32)
+    swept = jax.vmap(lambda L: KernelPredictor(Kernel("gaussian", L, M), X, coefs).predict(Xq))(
+        jnp.asarray([1.5, 3.0], jnp.float32))
+    np.testing.assert_allclose(np.asarray(swept[0]), np.asarray(pred.predict(Xq)), rtol=1e-6)
+    with pytest.raises(TypeError, match="kernel is a Kernel value"):
+        KernelPredictor(X, coefs, M)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # the five arguments of 0.6.0: too many
+        KernelPredictor(X, coefs, M, "gaussian", 1.5)  # type: ignore[call-arg]
+    old = _unpickle_predictor(np.asarray(X), np.asarray(coefs), np.asarray(M), "gaussian",
+                              np.asarray(1.5))
+    np.testing.assert_array_equal(np.asarray(old.predict(Xq)), np.asarray(pred.predict(Xq)))
+    again = pickle.loads(pickle.dumps(pred))
+    np.testing.assert_array_equal(np.asarray(again.predict(Xq)), np.asarray(pred.predict(Xq)))
+    with pytest.warns(DeprecationWarning, match="kernel_value"):
+        assert pred.kernel_value is pred.kernel

@@ -54,22 +54,22 @@ def kernel_matrix(
 SYMMETRIC_TILE = 512
 
 
-def symmetric_kernel_matrix(X: jax.Array, kernel: str | Family, bandwidth: ArrayLike,
-                            M: jax.Array | None = None, *, tile: int = SYMMETRIC_TILE) -> jax.Array:
-    """``kernel_matrix(X, X, kernel, bandwidth, M)`` (``(n, n)``) for a training set: for a
-    radial family the distances' products over the upper triangle only
-    (``distances.symmetric_distance_fill``: half the ``2 n^2 d`` flops, one ``n x n``
-    buffer), the near pairs and the kernel's values in a second pass; other families in
-    row blocks of ``tile``. Equal to ``kernel_matrix`` to the expansion's rounding.
-    Traceable."""
-    family = family_of(kernel)
+def symmetric_kernel_matrix(kernel: Kernel, X: jax.Array, *, tile: int = SYMMETRIC_TILE
+                            ) -> jax.Array:
+    """``kernel(X, X)`` (``(n, n)``) for a training set: for a radial family the distances'
+    products over the upper triangle only (``distances.symmetric_distance_fill``: half the
+    ``2 n^2 d`` flops, one ``n x n`` buffer), the near pairs and the kernel's values in a
+    second pass; other families in row blocks of ``tile``. Equal to ``kernel(X, X)`` to
+    the expansion's rounding. Traceable."""
+    family = family_of(kernel.family)
+    M = None if kernel.M is None else jnp.asarray(kernel.M)
     if not isinstance(family, Radial):
-        return kernel_matrix(X, X, family, bandwidth, M, block_size=tile)
+        return kernel_matrix(X, X, family, kernel.bandwidth, M, block_size=tile)
     if uses_bandwidth(family):
-        _checks.check_positive("bandwidth", bandwidth)
+        _checks.check_positive("bandwidth", kernel.bandwidth)
     near = NEAR_PAIRS if family.steep else 0
     return symmetric_distance_fill(jnp.asarray(X), M, near=near, tile=tile,
-                                   post=lambda d2: family.kernel_values(d2, bandwidth))
+                                   post=lambda d2: family.kernel_values(d2, kernel.bandwidth))
 
 
 def laplace_kernel(X: jax.Array, Z: jax.Array, bandwidth: ArrayLike, M: jax.Array | None = None,
@@ -138,6 +138,29 @@ class Kernel:
     @property
     def name(self) -> str:
         return family_of(self.family).name
+
+    @property
+    def radial(self) -> bool:
+        """Whether the family is radial (``k = phi(||x - z||_M / L)``): a metric ``M`` and
+        the closed-form AGOP are defined for it."""
+        return isinstance(family_of(self.family), Radial)
+
+    def distances(self, X: jax.Array, Z: jax.Array) -> jax.Array:
+        """``(n, m)`` squared ``M``-distances as this radial kernel needs them
+        (``families.kernel_distances``)."""
+        M = None if self.M is None else jnp.asarray(self.M)
+        return kernel_distances(X, Z, self.family, M)
+
+    def gradient_weights(self, d2: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Kernel values ``K`` and gradient weights ``W`` from squared distances (``(b, n)``
+        each): ``grad_x k(x, x_j) = W_j M (x_j - x)`` for a radial family (Laplace
+        ``W = k / (L ||x - x_j||_M)``, 0 at distance 0: the self term; Gaussian
+        ``W = k / L^2``; any profile ``phi``: ``W = -phi'(t) / (t L^2)``,
+        ``kernels.families``). ``ValueError`` for a family that is not radial."""
+        family = family_of(self.family)
+        if not isinstance(family, Radial):
+            raise ValueError(f"the {family.name} kernel has no closed-form AGOP (not radial).")
+        return family.gradient_weights(d2, self.bandwidth)
 
     def __call__(self, X: jax.Array, Z: jax.Array, *, block_size: int | None = None) -> jax.Array:
         M = None if self.M is None else jnp.asarray(self.M)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dnc_jax.blocks import fill_row_blocks, map_row_blocks
-from dnc_jax.kernels import kernel_matrix
+from dnc_jax.kernels import Kernel
 from dnc_jax.kernels.value import symmetric_kernel_matrix
 from dnc_jax.precision import matmul
 from dnc_jax.rows import DATA, REPLICATED, ROWS, Rows, num_shards, ring_fold, ring_sum, row_mask
@@ -129,41 +129,41 @@ def nystrom_correction(gram: np.ndarray, reg: float, rtol: float = RANK_RTOL) ->
     return (V * (scale / lam)) @ V.T
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "kernel", "n"))
-def landmark_factor(X, landmarks, inv_sqrt, M, *, mesh, kernel, bandwidth, n):
+@functools.partial(jax.jit, static_argnames=("mesh", "n"))
+def landmark_factor(kernel: Kernel, X, landmarks, inv_sqrt, *, mesh, n):
     """``F = K(X, X_S) K_SS^(-1/2)`` (row-sharded, zero on padding rows) and ``F^T F``."""
     rows = X.shape[0] // num_shards(mesh)
 
-    def local(X_local, S, root, M):
+    def local(kernel, X_local, S, root):
         mask = row_mask(rows, n, X_local.dtype)[:, None]
-        F = mask * matmul(kernel_matrix(X_local, S, kernel, bandwidth, M), root)
+        F = mask * matmul(kernel(X_local, S), root)
         return F, jax.lax.psum(matmul(F.T, F), DATA)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(ROWS, REPLICATED, REPLICATED, REPLICATED),
-                         out_specs=(ROWS, REPLICATED), check_vma=False)(X, landmarks, inv_sqrt, M)
+    return jax.shard_map(local, mesh=mesh, in_specs=(REPLICATED, ROWS, REPLICATED, REPLICATED),
+                         out_specs=(ROWS, REPLICATED), check_vma=False)(kernel, X, landmarks,
+                                                                        inv_sqrt)
 
 
-def kernel_rows(X_local, X, M, kernel, bandwidth, p, block_size):
+def kernel_rows(kernel: Kernel, X_local, X, p, block_size):
     """Inside ``shard_map``: ``K(X_local, X)`` (``(s, p s)``) assembled over the ring,
     shard ``j`` of ``X`` in columns ``j s .. (j+1) s``, written block by block into one
     buffer (``fill_row_blocks``: the kernel rows are held once). On one device the rows
     are the whole symmetric ``K(X, X)``: ``symmetric_kernel_matrix`` (half the products)."""
     if p == 1:
-        return symmetric_kernel_matrix(X_local, kernel, bandwidth, M)
+        return symmetric_kernel_matrix(kernel, X_local)
     s = X_local.shape[0]
 
     def place(acc, X_j, j):
-        return fill_row_blocks(acc, lambda Xb: kernel_matrix(Xb, X_j, kernel, bandwidth, M),
-                               X_local, block_size, j * s)
+        return fill_row_blocks(acc, lambda Xb: kernel(Xb, X_j), X_local, block_size, j * s)
 
     return ring_fold(place, jnp.zeros((s, s * p), X_local.dtype), X, p)
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
+    static_argnames=("mesh", "n", "hold", "block_size", "max_iter"),
 )
-def cg_solve(X, Y, F, Q, M, reg, tol, X0, warm, *, mesh, kernel, bandwidth, n, hold, block_size,
+def cg_solve(kernel: Kernel, X, Y, F, Q, reg, tol, X0, warm, *, mesh, n, hold, block_size,
              max_iter):
     """PCG on ``(K + reg I) alpha = Y`` for row-sharded ``X`` (``(n_pad, d)``), ``Y``,
     from ``alpha = X0`` (row-sharded like ``Y``; its padding rows are ignored) when
@@ -175,10 +175,10 @@ def cg_solve(X, Y, F, Q, M, reg, tol, X0, warm, *, mesh, kernel, bandwidth, n, h
     p = num_shards(mesh)
     rows = X.shape[0] // p
 
-    def local(X_local, Y_local, F_local, Q, M, reg, tol, X0_local, warm):
+    def local(kernel, X_local, Y_local, F_local, Q, reg, tol, X0_local, warm):
         mask = row_mask(rows, n, X_local.dtype)[:, None]
         if hold:
-            K_local = kernel_rows(X_local, X_local, M, kernel, bandwidth, p, block_size)
+            K_local = kernel_rows(kernel, X_local, X_local, p, block_size)
 
             def kernel_product(v):
                 def add(acc, v_j, j):
@@ -189,8 +189,7 @@ def cg_solve(X, Y, F, Q, M, reg, tol, X0, warm, *, mesh, kernel, bandwidth, n, h
             def kernel_product(v):
                 def block(Xb):
                     return ring_sum(
-                        lambda shard, _: matmul(kernel_matrix(Xb, shard[0], kernel, bandwidth, M),
-                                                shard[1]),
+                        lambda shard, _: matmul(kernel(Xb, shard[0]), shard[1]),
                         (X_local, v), p)
 
                 return map_row_blocks(block, X_local, block_size)
@@ -204,15 +203,15 @@ def cg_solve(X, Y, F, Q, M, reg, tol, X0, warm, *, mesh, kernel, bandwidth, n, h
         return pcg(apply_A, apply_Pinv, mask * Y_local, tol=tol, max_iter=max_iter,
                    total=lambda x: jax.lax.psum(x, DATA), X0=mask * X0_local, warm=warm)
 
-    specs = (ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, REPLICATED, ROWS, REPLICATED)
+    specs = (REPLICATED, ROWS, ROWS, ROWS, REPLICATED, REPLICATED, REPLICATED, ROWS, REPLICATED)
     return jax.shard_map(local, mesh=mesh, in_specs=specs,
-                         out_specs=PCGResult(ROWS, REPLICATED, REPLICATED, REPLICATED),
+                         out_specs=PCGResult._make((ROWS, REPLICATED, REPLICATED, REPLICATED)),
                          check_vma=False)(
-        X, Y, F, Q, M, reg, tol, X0, warm)
+        kernel, X, Y, F, Q, reg, tol, X0, warm)
 
 
-def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, hold,
-          block_size, seed, init: jax.Array | None = None):
+def solve(X: Rows, Y: Rows, *, kernel: Kernel, reg, tol, max_iter, rank, hold, block_size,
+          seed, init: jax.Array | None = None):
     """Exact kernel ridge regression by PCG; returns ``(PCGResult, seconds building the
     preconditioner)``, the solution as ``Rows``. ``init``: a starting point laid out like
     ``Y.data`` (``None``: zeros). See the module docstring."""
@@ -221,15 +220,14 @@ def solve(X: Rows, Y: Rows, *, kernel, bandwidth, reg, M, tol, max_iter, rank, h
     rank = min(rank, X.n)
     idx = np.sort(np.random.default_rng(seed).choice(X.n, rank, replace=False))
     landmarks = jax.device_put(X.data[idx], jax.sharding.NamedSharding(mesh, REPLICATED))
-    K_SS = np.asarray(train_kernel_matrix(landmarks, M, kernel, bandwidth, None), np.float64)
+    K_SS = np.asarray(train_kernel_matrix(landmarks, kernel), np.float64)
     root = jnp.asarray(inverse_sqrt_psd(K_SS), X.dtype)
-    F, gram = landmark_factor(X.data, landmarks, root, M, mesh=mesh, kernel=kernel,
-                              bandwidth=bandwidth, n=X.n)
+    F, gram = landmark_factor(kernel, X.data, landmarks, root, mesh=mesh, n=X.n)
     Q = jnp.asarray(nystrom_correction(np.asarray(gram, np.float64), reg), X.dtype)
     precond_seconds = time.perf_counter() - tic
     X0 = jnp.zeros_like(Y.data) if init is None else init
     result = cg_solve(
-        X.data, Y.data, F, Q, M, jnp.asarray(reg, X.dtype), jnp.asarray(tol, X.dtype), X0,
-        jnp.asarray(init is not None), mesh=mesh, kernel=kernel, bandwidth=bandwidth, n=X.n,
-        hold=hold, block_size=block_size, max_iter=max_iter)
+        kernel, X.data, Y.data, F, Q, jnp.asarray(reg, X.dtype), jnp.asarray(tol, X.dtype), X0,
+        jnp.asarray(init is not None), mesh=mesh, n=X.n, hold=hold, block_size=block_size,
+        max_iter=max_iter)
     return result._replace(solution=Rows(result.solution, X.n)), precond_seconds

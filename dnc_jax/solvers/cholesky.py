@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from dnc_jax.kernels import Family, kernel_matrix
+from dnc_jax.kernels import Kernel
 from dnc_jax.precision import matmul
 
 # Jitter added to the diagonal on retry, relative to the mean diagonal of K.
@@ -138,17 +138,23 @@ def solve_psd(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "block_size"))
-def train_kernel_matrix(X, M, kernel, bandwidth, block_size):
-    """``K(X, X)`` (``(n, n)``), jitted once per shape and kernel setting."""
-    return kernel_matrix(X, X, kernel, bandwidth, M, block_size=block_size)
+@functools.partial(jax.jit, static_argnames=("block_size",))
+def train_kernel_matrix(X: jax.Array, kernel: Kernel, block_size: int | None = None) -> jax.Array:
+    """``kernel(X, X)`` (``(n, n)``), jitted once per shape and kernel family."""
+    if not isinstance(kernel, Kernel):
+        raise TypeError("train_kernel_matrix(X, kernel, block_size): kernel is a Kernel value, "
+                        "e.g. Kernel('laplace', 2.0, M); the (X, M, kernel, bandwidth, "
+                        "block_size) order is gone.")
+    return kernel(X, X, block_size=block_size)
 
 
 def solve_kernel_system(K: jax.Array, X: jax.Array, Y: jax.Array, reg: float, *,
-                        kernel: str | Family, bandwidth: float, M: jax.Array | None = None,
-                        block_size: int | None = None) -> jax.Array:
-    """``(K + reg I)^(-1) Y`` for ``K = K(X, X)``, by ``solve_psd`` with the float64 rebuild
-    of ``K`` from ``X`` (and ``M``) as its fallback."""
-    return solve_psd(K, Y, float(reg), kernel64=lambda: train_kernel_matrix(
-        X.astype(jnp.float64), None if M is None else M.astype(jnp.float64), kernel,
-        bandwidth, block_size))
+                        kernel: Kernel, block_size: int | None = None) -> jax.Array:
+    """``(K + reg I)^(-1) Y`` for ``K = kernel(X, X)``, by ``solve_psd`` with the float64
+    rebuild of ``K`` from ``X`` (and the kernel's bandwidth and ``M``) as its fallback."""
+
+    def kernel64() -> jax.Array:
+        leaves = jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), kernel)
+        return train_kernel_matrix(X.astype(jnp.float64), leaves, block_size)
+
+    return solve_psd(K, Y, float(reg), kernel64=kernel64)

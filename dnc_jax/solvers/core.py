@@ -138,7 +138,7 @@ def _fit(kernel, X, Y, reg, solver, tol, max_iter, centers) -> KernelPredictor:
             lambda v: matmul(K_nm.T, matmul(K_nm, v)) + reg * matmul(K_mm, v),
             matmul(K_nm.T, Y), tol=tol, M=lambda v: apply_inverse_factors(L, R, v),
             maxiter=10 * Z.shape[0] if max_iter is None else int(max_iter))
-        return KernelPredictor(Z, coefs, M, kernel.family, bandwidth)
+        return KernelPredictor(value, Z, coefs)
     if centers is not None:
         raise ValueError("centers are for solver='nystrom'.")
     K = value(X, X)
@@ -150,4 +150,4 @@ def _fit(kernel, X, Y, reg, solver, tol, max_iter, centers) -> KernelPredictor:
         coefs, _ = jax.scipy.sparse.linalg.cg(
             lambda v: matmul(K, v) + reg * v, Y, tol=tol,
             maxiter=10 * X.shape[0] if max_iter is None else int(max_iter))
-    return KernelPredictor(X, coefs, M, kernel.family, bandwidth)
+    return KernelPredictor(value, X, coefs)

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from dnc_jax.blocks import row_chunk_sum
-from dnc_jax.kernels import kernel_matrix
+from dnc_jax.kernels import Kernel
 from dnc_jax.precision import matmul
 from dnc_jax.rows import DATA, REPLICATED, ROWS, Rows, num_shards, row_mask
 from dnc_jax.solvers.cg import pcg
@@ -108,20 +108,20 @@ def apply_inverse_factors(L: jax.Array, R: jax.Array, v: jax.Array) -> jax.Array
 
 @functools.partial(
     jax.jit,
-    static_argnames=("mesh", "kernel", "n", "hold", "block_size", "max_iter"),
+    static_argnames=("mesh", "n", "hold", "block_size", "max_iter"),
 )
-def nystrom_solve(X, Y, centers, K_mm, L, R, M, reg, tol, *, mesh, kernel, bandwidth, n, hold,
+def nystrom_solve(kernel: Kernel, X, Y, centers, K_mm, L, R, reg, tol, *, mesh, n, hold,
                   block_size, max_iter):
     """PCG on the Nyström normal equations for row-sharded ``X``, ``Y`` and replicated
     ``centers``; returns a replicated ``PCGResult`` (``alpha`` is ``(m, C)``)."""
     rows = X.shape[0] // num_shards(mesh)
 
-    def local(X_local, Y_local, centers, K_mm, L, R, M, reg, tol):
+    def local(kernel, X_local, Y_local, centers, K_mm, L, R, reg, tol):
         mask = row_mask(rows, n, X_local.dtype)[:, None]
         chunk = min(block_size or rows, rows)
 
         def K_nm(Xb):
-            return kernel_matrix(Xb, centers, kernel, bandwidth, M)
+            return kernel(Xb, centers)
 
         if hold:
             K_local = mask * K_nm(X_local)
@@ -149,17 +149,17 @@ def nystrom_solve(X, Y, centers, K_mm, L, R, M, reg, tol, *, mesh, kernel, bandw
 
         return pcg(apply_A, apply_Pinv, jax.lax.psum(rhs, DATA), tol=tol, max_iter=max_iter)
 
-    specs = (ROWS, ROWS) + (REPLICATED,) * 7
+    specs = (REPLICATED, ROWS, ROWS) + (REPLICATED,) * 6
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=REPLICATED,
-                         check_vma=False)(X, Y, centers, K_mm, L, R, M, reg, tol)
+                         check_vma=False)(kernel, X, Y, centers, K_mm, L, R, reg, tol)
 
 
-def solve(X: Rows, Y: Rows, centers: jax.Array, *, kernel, bandwidth, reg, M, tol, max_iter,
-          hold, block_size):
+def solve(X: Rows, Y: Rows, centers: jax.Array, *, kernel: Kernel, reg, tol, max_iter, hold,
+          block_size):
     """Falkon solve (module docstring); returns ``(PCGResult, seconds building the
     preconditioner)``."""
     tic = time.perf_counter()
-    K_mm = train_kernel_matrix(centers, M, kernel, bandwidth, None)
+    K_mm = train_kernel_matrix(centers, kernel)
     if jax.default_backend() == "cpu":
         L, R = (jnp.asarray(f, X.dtype)
                 for f in falkon_factors(np.asarray(K_mm, np.float64), X.n, reg))
@@ -167,7 +167,7 @@ def solve(X: Rows, Y: Rows, centers: jax.Array, *, kernel, bandwidth, reg, M, to
         L, R = falkon_factors_on_device(K_mm, X.n, reg)
     precond_seconds = time.perf_counter() - tic
     result = nystrom_solve(
-        X.data, Y.data, centers, K_mm, L, R, M, jnp.asarray(reg, X.dtype),
-        jnp.asarray(tol, X.dtype), mesh=X.mesh, kernel=kernel, bandwidth=bandwidth, n=X.n,
-        hold=hold, block_size=block_size, max_iter=max_iter)
+        kernel, X.data, Y.data, centers, K_mm, L, R, jnp.asarray(reg, X.dtype),
+        jnp.asarray(tol, X.dtype), mesh=X.mesh, n=X.n, hold=hold, block_size=block_size,
+        max_iter=max_iter)
     return result, precond_seconds

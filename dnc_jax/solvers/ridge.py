@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
-from dnc_jax.kernels import Family, Kernel, family_of
+from dnc_jax.kernels import Family, Kernel
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rows import REPLICATED, Rows, num_shards
 from dnc_jax.sharding import as_rows, check_mesh, replicate
@@ -85,11 +85,14 @@ class SolveInfo(NamedTuple):
         return self._asdict()
 
 
-def validate_fit_inputs(X: ArrayLike | Rows, Y: ArrayLike | Rows, kernel: str | Family,
-                        bandwidth: ArrayLike, reg: ArrayLike):
-    """Checks shared by every fit: returns ``(X, Y)`` as float JAX arrays, ``Y`` 2-D."""
-    family_of(kernel)  # ValueError for an unknown kernel
-    _checks.check_positive("bandwidth", bandwidth)
+def validate_fit_inputs(X: ArrayLike | Rows, Y: ArrayLike | Rows, kernel: Kernel,
+                        reg: ArrayLike):
+    """Checks shared by every fit: returns ``(X, Y)`` as float JAX arrays, ``Y`` 2-D, or a
+    ``ValueError`` (a bad kernel leaf, a negative ridge, rows that differ, a NaN)."""
+    if not isinstance(kernel, Kernel):
+        raise TypeError("validate_fit_inputs(X, Y, kernel, reg): kernel is a Kernel value, e.g. "
+                        "Kernel('laplace', 2.0); the (X, Y, kernel, bandwidth, reg) order is gone.")
+    kernel.check()
     _checks.check_nonnegative("reg", reg)
     if isinstance(X, Rows):
         X_arr = X.data
@@ -193,23 +196,24 @@ def fit_kernel_ridge(
     """
     if mesh is not None or isinstance(X, Rows):
         mesh = check_mesh(X.mesh if isinstance(X, Rows) and mesh is None else mesh)
-    X, Y = validate_fit_inputs(X, Y, kernel, bandwidth, reg)
+    X, Y = validate_fit_inputs(X, Y, Kernel(kernel, bandwidth), reg)
     n, d = X.shape
     if M is not None:
         M = jnp.asarray(M, dtype=X.dtype)
         if M.shape != (d, d):
             raise ValueError(f"M must be ({d}, {d}); got {M.shape}.")
         _checks.check_finite("M", M)
+    value = Kernel(kernel, bandwidth if _checks.is_traced(bandwidth) else float(bandwidth), M)
     method = choose_solver(solver, n, mesh, centers, itemsize=X.dtype.itemsize)
     check_solver_options(tol, max_iter, precond_rank)
-    return solve_checked(X, Y, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M,
+    return solve_checked(X, Y, kernel=value, reg=reg,
                          block_size=block_size, method=method, centers=centers, tol=tol,
                          max_iter=max_iter, precond_rank=precond_rank,
                          memory_budget=memory_budget, mesh=mesh, seed=seed, init=init)
 
 
-def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Family,
-                  bandwidth: float, reg: float, M: jax.Array | None, block_size: int | None,
+def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: Kernel, reg: float,
+                  block_size: int | None,
                   method: str, centers: int | ArrayLike | None, tol: float, max_iter: int,
                   precond_rank: int, memory_budget: int | None, mesh: Mesh | None,
                   seed: int, init: jax.Array | None = None) -> tuple[KernelPredictor, SolveInfo]:
@@ -220,7 +224,6 @@ def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Fam
     exact predictor on the same rows and mesh (a warm start; the other solvers ignore it)."""
     n = X.shape[0]
     reg = float(reg)
-    bandwidth = bandwidth if _checks.is_traced(bandwidth) else float(bandwidth)
     if method == "cholesky":
         if mesh is not None and num_shards(mesh) > 1:
             raise ValueError("solver='cholesky' factors the whole n x n matrix on one device; "
@@ -229,17 +232,18 @@ def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Fam
         Xa = X.valid() if isinstance(X, Rows) else X
         Ya = Y.valid() if isinstance(Y, Rows) else Y
         tic = time.perf_counter()
-        K = train_kernel_matrix(Xa, M, kernel, bandwidth, block_size).block_until_ready()
+        K = train_kernel_matrix(Xa, kernel, block_size).block_until_ready()
         kernel_seconds = time.perf_counter() - tic
-        coefs = solve_kernel_system(K, Xa, Ya, reg, kernel=kernel, bandwidth=bandwidth, M=M,
+        coefs = solve_kernel_system(K, Xa, Ya, reg, kernel=kernel,
                                     block_size=block_size).block_until_ready()
         info = SolveInfo("cholesky", 0, None, None, kernel_seconds,
                          time.perf_counter() - tic - kernel_seconds)
-        return KernelPredictor(Xa, coefs, M, kernel, bandwidth), info
+        return KernelPredictor(kernel, Xa, coefs), info
 
     mesh = check_mesh(mesh)
     X_rows, Y_rows = as_rows(X, mesh), as_rows(Y, mesh)
-    M_rep = None if M is None else replicate(M, mesh)
+    if kernel.M is not None:
+        kernel = dataclasses.replace(kernel, M=replicate(kernel.M, mesh))
     budget = default_memory_budget() if memory_budget is None else int(memory_budget)
     block = DEFAULT_BLOCK if block_size is None else int(block_size)
     tic = time.perf_counter()
@@ -247,21 +251,21 @@ def solve_checked(X: jax.Array | Rows, Y: jax.Array | Rows, *, kernel: str | Fam
         rows = X_rows.layout.rows_per_shard
         hold = rows * X_rows.layout.n_padded * X.dtype.itemsize <= budget
         result, kernel_seconds = cg.solve(
-            X_rows, Y_rows, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M_rep, tol=tol,
-            max_iter=int(max_iter), rank=int(precond_rank), hold=hold, block_size=block,
-            seed=seed, init=None if init is None else _start(init, Y_rows, mesh))
+            X_rows, Y_rows, kernel=kernel, reg=reg, tol=tol, max_iter=int(max_iter),
+            rank=int(precond_rank), hold=hold, block_size=block, seed=seed,
+            init=None if init is None else _start(init, Y_rows, mesh))
         # on one device there is no padding and nothing to shard: a plain predictor
         sharded = num_shards(mesh) > 1
-        predictor = KernelPredictor(X_rows.data, result.solution.data, M_rep, kernel, bandwidth,
+        predictor = KernelPredictor(kernel, X_rows.data, result.solution.data,
                                     mesh if sharded else None)
         rank = min(int(precond_rank), n)
     else:
         Z = choose_centers(X_rows, centers, seed)
         hold = X_rows.layout.rows_per_shard * Z.shape[0] * X.dtype.itemsize <= budget
         result, kernel_seconds = nystrom.solve(
-            X_rows, Y_rows, Z, kernel=kernel, bandwidth=bandwidth, reg=reg, M=M_rep, tol=tol,
-            max_iter=int(max_iter), hold=hold, block_size=block)
-        predictor = KernelPredictor(Z, result.solution, M_rep, kernel, bandwidth)
+            X_rows, Y_rows, Z, kernel=kernel, reg=reg, tol=tol, max_iter=int(max_iter),
+            hold=hold, block_size=block)
+        predictor = KernelPredictor(kernel, Z, result.solution)
         rank = int(Z.shape[0])
     iters, res = int(result.iterations), float(result.residual)
     info = SolveInfo(method, iters, res, rank, kernel_seconds,
@@ -278,8 +282,8 @@ def _start(init: ArrayLike, Y: Rows, mesh: Mesh) -> jax.Array:
     """CG's starting point laid out like ``Y.data``: ``init`` as given when it is already
     (``(n_pad, C)``), else an ``(n, C)`` array placed as rows; a ``ValueError`` otherwise."""
     shape = tuple(np.shape(init))
-    if shape == Y.data.shape:
-        return jnp.asarray(init, Y.dtype)
+    if shape == Y.data.shape:  # placed as Y is: the cold solve's program serves it
+        return jax.device_put(jnp.asarray(init, Y.dtype), Y.data.sharding)
     if shape != (Y.n, Y.data.shape[1]):
         raise ValueError(f"init must be ({Y.n}, {Y.data.shape[1]}) like the targets (or a "
                          f"predictor's padded coefs {Y.data.shape}); got {shape}.")

@@ -9,7 +9,7 @@ from dnc_jax import (
     kernel_agop,
     laplace_kernel,
 )
-from dnc_jax.kernels import NEAR_PAIRS, kernel_distances, squared_distances
+from dnc_jax.kernels import NEAR_PAIRS, Kernel, kernel_distances, squared_distances
 from dnc_jax.predictor import KernelPredictor
 
 
@@ -94,8 +94,8 @@ def test_points_1e3_apart_keep_their_gradient_in_float32(rng, x64, with_metric):
 
     def agop_in(dtype):
         c = jnp.asarray(P, dtype)
-        pred = KernelPredictor(c, jnp.asarray(coefs, dtype),
-                               None if M is None else jnp.asarray(M, dtype), "laplace", 1.0)
+        metric = None if M is None else jnp.asarray(M, dtype)
+        pred = KernelPredictor(Kernel("laplace", 1.0, metric), c, jnp.asarray(coefs, dtype))
         return np.asarray(kernel_agop(pred, c), np.float64)
 
     ref, got = agop_in(jnp.float64), agop_in(jnp.float32)

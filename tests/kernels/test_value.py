@@ -48,7 +48,7 @@ def test_symmetric_kernel_matrix_equals_the_kernel_matrix(rng, x64, kernel, metr
     X[7] = X[30]
     B = rng.standard_normal((6, 6))
     M = B @ B.T / 6 if metric else None
-    got = np.asarray(symmetric_kernel_matrix(X, kernel, 2.0, M, tile=16))
+    got = np.asarray(symmetric_kernel_matrix(Kernel(kernel, 2.0, M), X, tile=16))
     if kernel == "relu_ntk":
         expected = np.asarray(kernel_matrix(X, X, kernel, 2.0))
     else:
@@ -57,7 +57,7 @@ def test_symmetric_kernel_matrix_equals_the_kernel_matrix(rng, x64, kernel, metr
         expected = (np.exp(-np.sqrt(dist2) / 2.0) if kernel == "laplace"
                     else np.exp(-dist2 / (2 * 2.0**2)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=ROUNDING[F64] * 100)
-    jitted = jax.jit(lambda X: symmetric_kernel_matrix(X, kernel, 2.0, M, tile=16))(X)
+    jitted = jax.jit(lambda X: symmetric_kernel_matrix(Kernel(kernel, 2.0, M), X, tile=16))(X)
     np.testing.assert_allclose(np.asarray(jitted), got, rtol=0, atol=ROUNDING[F64])
     if kernel == "laplace":
         np.testing.assert_array_equal(np.diag(got), 1.0)

@@ -7,7 +7,7 @@ import pytest
 from helpers import coefs_of, rel64
 from tolerances import F64, ROUNDING
 
-from dnc_jax import fit_kernel_ridge, kernel_agop
+from dnc_jax import Kernel, fit_kernel_ridge, kernel_agop
 
 
 @pytest.mark.slow
@@ -188,9 +188,9 @@ def test_held_kernel_rows_are_one_buffer():
     n, d, r = 4000, 16, 8
     z = jnp.zeros
     compiled = cg_solve.lower(
-        z((n, d)), z((n, 2)), z((n, r)), z((r, r)), jnp.eye(d), jnp.float32(1e-3),
-        jnp.float32(1e-6), z((n, 2)), jnp.asarray(False), mesh=data_mesh(jax.devices()[:1]),
-        kernel="laplace", bandwidth=1.0, n=n, hold=True, block_size=500, max_iter=10).compile()
+        Kernel("laplace", 1.0, jnp.eye(d)), z((n, d)), z((n, 2)), z((n, r)), z((r, r)),
+        jnp.float32(1e-3), jnp.float32(1e-6), z((n, 2)), jnp.asarray(False),
+        mesh=data_mesh(jax.devices()[:1]), n=n, hold=True, block_size=500, max_iter=10).compile()
     kernel_bytes = n * n * 4
     assert compiled.memory_analysis().temp_size_in_bytes < 1.5 * kernel_bytes
 

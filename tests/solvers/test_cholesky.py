@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import rel64
 
-from dnc_jax import fit_kernel_ridge
+from dnc_jax import Kernel, fit_kernel_ridge
 
 
 def test_solve_psd_rebuilds_in_float64_and_solves_to_its_precision(rng):
@@ -19,10 +19,10 @@ def test_solve_psd_rebuilds_in_float64_and_solves_to_its_precision(rng):
     X = (base + 1e-4 * rng.standard_normal((30, 5))).astype(np.float32)
     Y = rng.standard_normal((30, 2)).astype(np.float32)
     reg = 1e-7
-    K = train_kernel_matrix(jnp.asarray(X), None, "gaussian", 1.0, None)
+    K = train_kernel_matrix(jnp.asarray(X), Kernel("gaussian", 1.0))
     assert not bool(_cholesky_solve(K, jnp.asarray(Y), jnp.float32(reg))[1])  # float32 fails
-    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg, kernel="gaussian",
-                                bandwidth=1.0)
+    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg,
+                                kernel=Kernel("gaussian", 1.0))
     assert alpha.dtype == jnp.float32
     X64 = np.asarray(X, np.float64)
     K64 = np.exp(-((X64[:, None] - X64[None]) ** 2).sum(-1) / 2) + reg * np.eye(30)
@@ -83,10 +83,10 @@ def test_float64_rebuild_keeps_the_metric(rng):
     A = rng.standard_normal((5, 5))
     M = (A @ A.T + 10.0 * np.eye(5)).astype(np.float32)  # distances >= sqrt(10) x Euclid
     reg = 1e-7
-    K = train_kernel_matrix(jnp.asarray(X), jnp.asarray(M), "gaussian", 1.0, None)
+    K = train_kernel_matrix(jnp.asarray(X), Kernel("gaussian", 1.0, jnp.asarray(M)))
     assert not bool(_cholesky_solve(K, jnp.asarray(Y), jnp.float32(reg))[1])  # float32 fails
-    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg, kernel="gaussian",
-                                bandwidth=1.0, M=jnp.asarray(M))
+    alpha = solve_kernel_system(K, jnp.asarray(X), jnp.asarray(Y), reg,
+                                kernel=Kernel("gaussian", 1.0, jnp.asarray(M)))
     X64, M64 = np.asarray(X, np.float64), np.asarray(M, np.float64)
 
     def solve64(metric):
@@ -110,7 +110,7 @@ def test_blocked_cholesky_equals_lapack_and_takes_over_past_its_size(monkeypatch
     from dnc_jax.solvers import solve_psd, train_kernel_matrix
 
     X, _, Y = digits_rows  # 402 rows
-    K = train_kernel_matrix(jnp.asarray(X), None, "laplace", 2.0, None)
+    K = train_kernel_matrix(jnp.asarray(X), Kernel("laplace", 2.0))
     shift = jnp.float32(1e-3)
     direct, ok = cholesky._cholesky_solve(K, jnp.asarray(Y), shift)
     for block in (64, 150, 402, 1000):
