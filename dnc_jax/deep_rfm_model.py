@@ -26,15 +26,15 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.collapse import CollapseMetrics, collapse_metrics
-from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import Family, family_of, kernel_names
+from dnc_jax.gradient_outer_product import AGOP_BATCH, check_agop_samples, power_from_eigh, psd_eigh
+from dnc_jax.kernels import Family, Kernel, family_of, kernel_names
 from dnc_jax.labels import as_class_labels, one_hot_pm1
 from dnc_jax.layer_records import LayerRecord, PhaseSeconds, Spectrum
 from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.programs import StaticFunction
-from dnc_jax.rfm import fit_with_agop
+from dnc_jax.rfm import fit_with_agop_checked
 from dnc_jax.rows import Rows, map_rows
 from dnc_jax.sharding import as_rows, check_mesh
 from dnc_jax.solvers import (
@@ -72,7 +72,7 @@ class DeepRFMConfig:
     weights: str = option("uniform", "distribution of the ReLU map's W", choices=WEIGHTS)
     seed: int = option(0, "seeds every layer's random map (layer l: fold_in(key(seed), l)) "
                           "and any subsampling")
-    agop_batch: int = option(1024, "training rows whose Jacobians are held at once")
+    agop_batch: int = option(AGOP_BATCH, "training rows whose Jacobians are held at once")
     solver: str = option("auto", "kernel solve (fit_kernel_ridge): auto picks Cholesky on one "
                                  "device up to n=20,000, CG above", choices=SOLVERS)
     centers: int | None = option(None, "Nyström centres (implies solver nystrom under auto)")
@@ -414,13 +414,15 @@ def deep_rfm_layers(
         X, Xt, first = X_train, X_test, 0
     else:
         X, Xt, first = start.X_train, start.X_test, start.layer
+    # the one check of the rows: every layer below trusts them and the features it makes
     if not isinstance(X, Rows):
         X = _checks.as_float_matrix("X_train", X, dtype=dtype)
-        _checks.check_finite("X_train", X)
+    _checks.check_finite("X_train", X.data if isinstance(X, Rows) else X)
     _checks.check_same_rows("X_train", X, "y_train", y_train)
     if Xt is not None and not isinstance(Xt, Rows):
         Xt = _checks.as_float_matrix("X_test", Xt, dtype=dtype)
-        _checks.check_finite("X_test", Xt)
+    if Xt is not None:
+        _checks.check_finite("X_test", Xt.data if isinstance(Xt, Rows) else Xt)
     if Xt is not None and Xt.shape[1] != X.shape[1]:
         raise ValueError("X_test and X_train must have the same number of features.")
     if y_test is not None:
@@ -438,6 +440,7 @@ def deep_rfm_layers(
     yt_rows = None if y_test is None else as_rows(y_test.astype(np.int32), mesh)
     key = jax.random.key(config.seed)
     options = config.solver_options()
+    kernel = Kernel(config.kernel, float(config.bandwidth))  # checked with the configuration
 
     n_train = X.n
 
@@ -447,11 +450,10 @@ def deep_rfm_layers(
     for layer in range(first, config.depth):
         tic = time.perf_counter()
         X = Rows(_unit_rows_on_mesh(X.data, mesh), X.n)
-        predictor, M, info = fit_with_agop(
-            X, Y, kernel=config.kernel, bandwidth=config.bandwidth, reg=config.reg,
-            batch_size=config.agop_batch, normalize="max", solver=options,
-            agop_samples=config.agop_samples, seed=config.seed + layer, mesh=mesh,
-        )
+        predictor, M, info = fit_with_agop_checked(
+            X, Y, kernel, config.reg, batch_size=config.agop_batch, normalize="max",
+            solver=options, agop_samples=config.agop_samples, seed=config.seed + layer,
+            mesh=mesh)
         M.block_until_ready()  # dispatch is asynchronous: charge the AGOP to its own phase
         fit_seconds = time.perf_counter() - tic
         evals, evecs = psd_eigh(M)
@@ -460,6 +462,10 @@ def deep_rfm_layers(
         features = static_features(config.features)
         projected, X_next = _layer_map(X.data, root, W, b, features, X.n, mesh)
         X_next.block_until_ready()
+        if callable(config.features) and not bool(jnp.isfinite(X_next).all()):
+            name = getattr(config.features, "__name__", "function")
+            raise ValueError(f"the custom feature map {name} made NaN or infinite features "
+                             f"at layer {layer} (from finite inputs).")
         tic_metrics = time.perf_counter()
         map_seconds = tic_metrics - tic - fit_seconds
         collapse = metrics(X.data), metrics(projected), metrics(X_next)

@@ -10,6 +10,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from dnc_jax.gradient_outer_product import AGOP_BATCH
 from dnc_jax.labels import one_hot_pm1
 from dnc_jax.rfm import fit_rfm
 from dnc_jax.sharding import data_mesh
@@ -62,7 +63,7 @@ class RFM(BaseEstimator):
         centered: bool = False,
         diag: bool = False,
         task: str = "classification",
-        batch_size: int | None = 1024,
+        batch_size: int | None = AGOP_BATCH,
         solver: str = "auto",
         centers: int | None = None,
         agop_samples: int | str | None = None,
@@ -170,7 +171,7 @@ class RFM(BaseEstimator):
 
 
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
-                     normalize="max", centered=False, diag=False, batch_size=1024,
+                     normalize="max", centered=False, diag=False, batch_size=AGOP_BATCH,
                      solver="auto", centers=None, agop_samples=None, tol=DEFAULT_TOL,
                      cg_max_iter=DEFAULT_MAX_ITER, precond_rank=DEFAULT_RANK, devices=None, seed=0,
                      memory_budget=None):

@@ -42,6 +42,10 @@ Normalize = Literal["max", "trace"] | None
 NORMALIZATIONS = (None, "none", "max", "trace")
 
 
+# Training rows whose Jacobians the fits' AGOPs hold at once: the default of every fit
+# (fit_with_agop, fit_rfm, the estimators, Deep RFM's agop_batch)
+AGOP_BATCH = 1024
+
 def jacobian_sums(jac_fn: Callable, arrays: tuple, batch_size: int, centered: bool, diag: bool,
                   *, pad: bool = True):
     """Sum ``J^T J`` (or its diagonal) and, when ``centered``, ``J`` over row batches.
@@ -424,13 +428,26 @@ def adaptive_kernel_agop(
     seed=seed)`` (the same rows) up to summation order. Uncentred only; eager (the rounds
     are decided on the host).
     """
-    n = X.n if isinstance(X, Rows) else int(np.shape(X)[0])
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
     if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 1:
         raise ValueError(f"first must be a positive int; got {first!r}.")
     if not (np.isfinite(power) and power > 0):
         raise ValueError(f"power must be a finite number > 0; got {power!r}.")
+    X, mesh = checked_points(predictor, X, mesh)
+    batch_size, _ = _check_batch_and_normalize(batch_size, None)
+    return adaptive_kernel_agop_checked(predictor, X, tol=tol, first=first, power=power,
+                                        seed=seed, batch_size=batch_size, diag=diag, mesh=mesh)
+
+
+def adaptive_kernel_agop_checked(predictor: KernelPredictor, X: jax.Array | Rows, *,
+                                 tol: float = AUTO_TOL, first: int = AUTO_FIRST_ROWS,
+                                 power: float = 1.0, seed: int = 0, batch_size: int | None = None,
+                                 diag: bool = False, mesh: Mesh | None = None
+                                 ) -> tuple[jax.Array, int]:
+    """``adaptive_kernel_agop`` on points and options its entry has checked: the fits
+    that checked their rows once call it."""
+    n = X.n if isinstance(X, Rows) else int(np.shape(X)[0])
     order = row_order(n, seed)
     data = X.data if isinstance(X, Rows) else jnp.asarray(X)  # placed once, not per round
     A, done, m = None, 0, min(int(first), n)
@@ -440,7 +457,8 @@ def adaptive_kernel_agop(
     while True:
         new = np.sort(order[done:m])
         rows = Rows(data[new], len(new)) if isinstance(X, Rows) else data[new]
-        part = kernel_agop(predictor, rows, batch_size=batch_size, diag=diag, mesh=mesh)
+        part = kernel_agop_checked(predictor, rows, batch_size=batch_size, centered=False,
+                                   diag=diag, normalize=None, samples=None, seed=seed, mesh=mesh)
         A = part if A is None else (done * A + (m - done) * part) / m
         if m == n and r is None:
             return A, m
@@ -518,21 +536,41 @@ def kernel_agop(
     Returns:
       ``(d, d)`` AGOP, or ``(d,)`` when ``diag``.
     """
+    X, mesh = checked_points(predictor, X, mesh)
+    batch_size, normalize = _check_batch_and_normalize(batch_size, normalize)
+    return kernel_agop_checked(predictor, X, batch_size=batch_size, centered=centered, diag=diag,
+                               normalize=normalize, samples=samples, seed=seed, mesh=mesh)
+
+
+def checked_points(predictor: KernelPredictor, X: ArrayLike | Rows, mesh: Mesh | None
+                   ) -> tuple[jax.Array | Rows, Mesh | None]:
+    """The kernel AGOPs' input contract: ``X`` as a float matrix (or ``Rows``, whose mesh
+    it returns) of the predictor's width, finite (eager; traced points give a NaN AGOP,
+    ``nan_unless_finite``), or a ``ValueError``."""
     if isinstance(X, Rows):
         mesh = X.mesh
         _checks.check_finite("X", X.data)
-        idx = sample_rows(X.n, samples, seed)
-        X = X if idx is None else Rows(X.data[idx], len(idx))
     else:
         X = _checks.as_float_matrix("X", X)
         _checks.check_finite("X", X)
-        idx = sample_rows(X.shape[0], samples, seed)
-        X = X if idx is None else X[idx]
-    batch_size, normalize = _check_batch_and_normalize(batch_size, normalize)
     if X.shape[1] != predictor.centers.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but the predictor has {predictor.centers.shape[1]}."
         )
+    return X, mesh
+
+
+def kernel_agop_checked(predictor: KernelPredictor, X: jax.Array | Rows, *,
+                        batch_size: int | None, centered: bool, diag: bool, normalize: Normalize,
+                        samples: int | None, seed: int, mesh: Mesh | None) -> jax.Array:
+    """``kernel_agop`` on points and options its entry has checked (``checked_points``,
+    ``_check_batch_and_normalize``): the fits that checked their rows once call it."""
+    if isinstance(X, Rows):
+        idx = sample_rows(X.n, samples, seed)
+        X = X if idx is None else Rows(X.data[idx], len(idx))
+    else:
+        idx = sample_rows(X.shape[0], samples, seed)
+        X = X if idx is None else X[idx]
     mesh = predictor.mesh if mesh is None else mesh
     if mesh is None and not predictor.kernel.radial:  # autodiff
         assert not isinstance(X, Rows)  # Rows set the mesh above

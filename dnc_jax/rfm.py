@@ -12,7 +12,6 @@ with a last fit. The kernel's metric on ``x`` is then ``AGOP^(2p)`` (``p = agop_
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +20,13 @@ from typing import NamedTuple, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.gradient_outer_product import (
-    adaptive_kernel_agop,
+    AGOP_BATCH,
+    adaptive_kernel_agop_checked,
     check_agop_samples,
     check_normalize,
     coef_outer_centers,
@@ -33,6 +34,7 @@ from dnc_jax.gradient_outer_product import (
     gradients_from_weights,
     jacobian_sums,
     kernel_agop,
+    kernel_agop_checked,
     matrix_power,
 )
 from dnc_jax.kernels import Kernel, family_of
@@ -46,7 +48,6 @@ from dnc_jax.solvers import (
     check_cholesky,
     cholesky_peak_matrices,
     choose_solver,
-    fit_kernel_ridge,
     solve_kernel_system,
     validate_fit_inputs,
 )
@@ -149,7 +150,7 @@ def fit_with_agop(
     bandwidth: float = 1.0,
     reg: float = 1e-3,
     transform: ArrayLike | None = None,
-    batch_size: int | None = 1024,
+    batch_size: int | None = AGOP_BATCH,
     centered: bool = False,
     diag: bool = False,
     normalize: str | None = None,
@@ -198,17 +199,52 @@ def fit_with_agop(
     Z, Y = validate_fit_inputs(Z, Y, value, reg)
     if not _checks.is_traced(bandwidth):  # checked above: a plain number in the predictor
         value = Kernel(kernel, float(bandwidth))
-    normalize = check_normalize(normalize)
+    if mesh is None and isinstance(Z, Rows):
+        mesh = Z.mesh
+    return fit_with_agop_checked(
+        Z, Y, value, reg, transform=transform, batch_size=batch_size, centered=centered,
+        diag=diag, normalize=check_normalize(normalize), solver=solver,
+        agop_samples=check_agop_options(agop_samples, centered), metric_power=metric_power,
+        init=init, seed=seed, mesh=None if mesh is None else check_mesh(mesh))
+
+
+def check_agop_options(agop_samples, centered: bool):
+    """``agop_samples``, or a ``ValueError`` for one ``check_agop_samples`` refuses or for
+    ``"auto"`` with ``centered``."""
     check_agop_samples(agop_samples)
     if agop_samples == "auto" and centered:
         raise ValueError("agop_samples='auto' estimates the uncentred AGOP (a mean over rows, "
                          "grown round by round); use a fixed count or None with centered.")
-    if mesh is None and isinstance(Z, Rows):
-        mesh = Z.mesh
-    mesh = None if mesh is None else check_mesh(mesh)
+    return agop_samples
+
+
+def fit_with_agop_checked(
+    Z: jax.Array | Rows,
+    Y: jax.Array | Rows,
+    kernel: Kernel,
+    reg: float,
+    *,
+    batch_size: int | None,
+    solver: SolverOptions,
+    transform: ArrayLike | None = None,
+    centered: bool = False,
+    diag: bool = False,
+    normalize: str | None = None,
+    agop_samples: int | str | None = None,
+    metric_power: float = 1.0,
+    init: jax.Array | None = None,
+    seed: int = 0,
+    mesh: Mesh | None = None,
+) -> tuple[KernelPredictor, jax.Array, SolveInfo]:
+    """``fit_with_agop`` on inputs its entry has checked (``validate_fit_inputs``,
+    ``check_normalize``, ``check_agop_options``, ``check_mesh``): the loops that check their
+    rows once and then step on them (``fit_rfm``, Deep RFM's layers, grokking,
+    multi-index) call it. ``kernel`` is the ``Kernel`` value; the options are
+    ``fit_with_agop``'s (the ones given a value here are neutral: off, all rows, one
+    device)."""
     one_device = mesh is None or num_shards(mesh) == 1
     # K and the gradient weights held together (a radial kernel's closed form)
-    shared = one_device and agop_samples is None and value.radial
+    shared = one_device and agop_samples is None and kernel.radial
     matrices = cholesky_peak_matrices(agop=shared)
     method = choose_solver(solver.solver, Z.shape[0], mesh, solver.centers,
                            itemsize=Z.dtype.itemsize, matrices=matrices)
@@ -223,29 +259,35 @@ def fit_with_agop(
         def solve(K):
             K.block_until_ready()
             seconds["kernel"] = time.perf_counter() - seconds["start"]
-            return solve_kernel_system(K, Z, Y, reg, kernel=value)
+            return solve_kernel_system(K, Z, Y, reg, kernel=kernel)
 
-        coefs, A = _radial_step(value, Z, T, solve, batch, centered, diag, normalize)
+        coefs, A = _radial_step(kernel, Z, T, solve, batch, centered, diag, normalize)
         info = SolveInfo("cholesky", 0, None, None, seconds["kernel"],
                          time.perf_counter() - seconds["start"] - seconds["kernel"],
                          Z.shape[0])
-        return KernelPredictor(value, Z, coefs), A, info
-    # inputs and options are checked above (SolverOptions checks itself when built)
-    predictor, info = solve_checked(
-        Z, Y, kernel=value, reg=reg, block_size=None,
-        method=method, centers=solver.centers, tol=solver.tol, max_iter=solver.max_iter,
-        precond_rank=solver.precond_rank, memory_budget=solver.memory_budget, mesh=mesh,
-        seed=seed, init=init)
+        return KernelPredictor(kernel, Z, coefs), A, info
+    predictor, info = _solve(Z, Y, kernel, reg, solver, method, mesh=mesh, seed=seed, init=init)
     if agop_samples == "auto":
-        A, used = adaptive_kernel_agop(predictor, Z, power=metric_power, seed=seed,
-                                       batch_size=batch, diag=diag and T is None, mesh=mesh)
+        A, used = adaptive_kernel_agop_checked(predictor, Z, power=metric_power, seed=seed,
+                                               batch_size=batch, diag=diag and T is None,
+                                               mesh=mesh)
     else:
         count = None if agop_samples is None else int(agop_samples)
-        A = kernel_agop(predictor, Z, batch_size=batch, centered=centered,
-                        diag=diag and T is None, samples=count, seed=seed, mesh=mesh)
+        A = kernel_agop_checked(predictor, Z, batch_size=batch, centered=centered,
+                                diag=diag and T is None, normalize=None, samples=count, seed=seed,
+                                mesh=mesh)
         used = Z.shape[0] if count is None else min(count, Z.shape[0])
     return (predictor, finish_agop(A, None, 1, False, diag, normalize, T),
             info._replace(agop_rows=used))
+
+
+def _solve(Z, Y, kernel: Kernel, reg, solver: SolverOptions, method: str, *, mesh, seed, init):
+    """``solve_checked`` with the options ``solver`` holds (checked when it was built), on
+    rows and a kernel checked at the entry."""
+    return solve_checked(Z, Y, kernel=kernel, reg=reg, block_size=None, method=method,
+                         centers=solver.centers, tol=solver.tol, max_iter=solver.max_iter,
+                         precond_rank=solver.precond_rank, memory_budget=solver.memory_budget,
+                         mesh=mesh, seed=seed, init=init)
 
 
 class RFMIteration(NamedTuple):
@@ -334,7 +376,7 @@ def fit_rfm(
     normalize: str | None = "max",
     centered: bool = False,
     diag: bool = False,
-    batch_size: int | None = 1024,
+    batch_size: int | None = AGOP_BATCH,
     solver: SolverOptions = SolverOptions(),
     agop_samples: int | str | None = None,
     warm_start: bool = True,
@@ -358,7 +400,7 @@ def fit_rfm(
     """
     family_of(kernel)  # ValueError for an unknown kernel, before any work
     normalize = check_normalize(normalize)
-    check_agop_samples(agop_samples)
+    check_agop_options(agop_samples, centered)
     if isinstance(iters, bool) or not isinstance(iters, int | np.integer) or iters < 0:
         raise ValueError(f"iters must be an int >= 0; got {iters!r}.")
     if not np.isfinite(agop_power):
@@ -366,7 +408,12 @@ def fit_rfm(
     if _checks.is_traced(X, Y, bandwidth, reg):
         return _traced_rfm(X, Y, Kernel(kernel, bandwidth), reg, iters, agop_power, normalize,
                            centered, diag, batch_size, solver, agop_samples, mesh, score)
-    X = _checks.as_float_matrix("X", X)
+    if isinstance(X, Rows) or isinstance(Y, Rows):
+        raise ValueError("fit_rfm takes arrays X and Y; pass mesh= to shard their rows.")
+    value = Kernel(kernel, bandwidth)
+    X, Y = validate_fit_inputs(X, Y, value, reg)  # once: every step below trusts them
+    value = Kernel(kernel, float(bandwidth))
+    mesh = None if mesh is None else check_mesh(mesh)
     identity = jnp.eye(X.shape[1], dtype=X.dtype)
 
     def warm(previous: RFMStep | None) -> jax.Array | None:
@@ -377,11 +424,11 @@ def fit_rfm(
         return None
 
     def step(T, previous):
-        return fit_with_agop(
-            matmul(X, identity if T is None else T), Y, kernel=kernel, bandwidth=bandwidth,
-            reg=reg, transform=T, batch_size=batch_size, centered=centered, diag=diag,
-            normalize=normalize, solver=solver, agop_samples=agop_samples,
-            metric_power=2 * float(agop_power), init=warm(previous), seed=seed, mesh=mesh)
+        return fit_with_agop_checked(
+            matmul(X, identity if T is None else T), Y, value, reg, transform=T,
+            batch_size=batch_size, centered=centered, diag=diag, normalize=normalize,
+            solver=solver, agop_samples=agop_samples, metric_power=2 * float(agop_power),
+            init=warm(previous), seed=seed, mesh=mesh)
 
     def update(A):
         A_host = np.asarray(A)
@@ -404,9 +451,11 @@ def fit_rfm(
         record(last.step, identity if last.transform is None else last.transform,
                last.predictor, cast(SolveInfo, last.info))
     transform = identity if last is None else last.next_transform
-    predictor, info = fit_kernel_ridge(  # the final fit needs no AGOP
-        matmul(X, transform), Y, kernel=kernel, bandwidth=bandwidth, reg=reg, mesh=mesh,
-        seed=seed, init=warm(last), **dataclasses.asdict(solver))
+    final = matmul(X, transform)  # the final fit needs no AGOP
+    method = choose_solver(solver.solver, X.shape[0], mesh, solver.centers,
+                           itemsize=X.dtype.itemsize)
+    predictor, info = _solve(final, Y, value, reg, solver, method, mesh=mesh, seed=seed,
+                             init=warm(last))
     record(int(iters), transform, predictor, info)
     if score is not None and best[2] is not None:
         best_iter, transform, predictor = best

@@ -201,7 +201,8 @@ def counts() -> dict[str, int]:
                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                     continue
                 if (isinstance(child, ast.Call) and isinstance(child.func, ast.Name)
-                        and child.func.id in ("fit_with_agop", "rfm_step")):
+                        and child.func.id in ("fit_with_agop", "fit_with_agop_checked",
+                                              "rfm_step")):
                     return True
                 if calls_step(child):
                     return True

@@ -511,13 +511,13 @@ def test_fit_rfm_judges_its_adaptive_sample_in_the_metric_its_kernel_uses(rng, m
     import dnc_jax.rfm as rfm_module
 
     seen = []
-    real = rfm_module.adaptive_kernel_agop
+    real = rfm_module.adaptive_kernel_agop_checked
 
     def spy(*args, **kwargs):
         seen.append(kwargs["power"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rfm_module, "adaptive_kernel_agop", spy)
+    monkeypatch.setattr(rfm_module, "adaptive_kernel_agop_checked", spy)
     X, y = _small_task(rng, n=60)
     Y = dj.data.one_hot_pm1(y, 3)
     for p in (0.25, 0.5, 0.75):

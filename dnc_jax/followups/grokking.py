@@ -43,11 +43,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from dnc_jax.followups.modular_task import MODULAR_OPS, modular_arithmetic
-from dnc_jax.gradient_outer_product import per_class_kernel_agop, power_from_eigh, psd_eigh
-from dnc_jax.kernels import kernel_names
+from dnc_jax.gradient_outer_product import (
+    AGOP_BATCH,
+    per_class_kernel_agop,
+    power_from_eigh,
+    psd_eigh,
+)
+from dnc_jax.kernels import Kernel, kernel_names
 from dnc_jax.option_fields import option
 from dnc_jax.precision import einsum, matmul
-from dnc_jax.rfm import fit_with_agop, rfm_loop
+from dnc_jax.rfm import fit_with_agop_checked, rfm_loop
 from dnc_jax.solvers import SolveInfo, SolverOptions
 
 OPS = tuple(MODULAR_OPS)
@@ -271,10 +276,12 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
     M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
     Xj, Xtj = jnp.asarray(X), jnp.asarray(Xt)
     direct = SolverOptions("cholesky")
+    kernel = Kernel(config.kernel, config.bandwidth)  # checked with the configuration
 
-    def step(T, _):
-        return fit_with_agop(matmul(Xj, T), Y, kernel=config.kernel, bandwidth=config.bandwidth,
-                             reg=config.reg, transform=T, centered=config.centered, solver=direct)
+    def step(T, _):  # the task's rows, finite by construction: no check per step
+        return fit_with_agop_checked(matmul(Xj, T), jnp.asarray(Y, Xj.dtype), kernel, config.reg,
+                                     transform=T, centered=config.centered, solver=direct,
+                                     batch_size=AGOP_BATCH)
 
     def next_metric(A):
         return power_from_eigh(*psd_eigh(A), config.metric_power)
@@ -285,7 +292,7 @@ def grokking_steps(config: GrokkingConfig, *, start: int = 0, M: np.ndarray | No
         return jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
 
     for s in rfm_loop(step, lambda A: root(next_metric(A)), config.iters - start, root(M)):
-        T, info = s.transform, cast(SolveInfo, s.info)  # fit_with_agop says how it solved
+        T, info = s.transform, cast(SolveInfo, s.info)  # the step says how it solved
         train_acc, train_loss = _scores(np.asarray(s.predictor.predict(Xj, transform=T)), Y, y)
         test_acc, test_loss = _scores(np.asarray(s.predictor.predict(Xtj, transform=T)), Yt, yt)
         evals, evecs = psd_eigh(s.agop)
@@ -314,9 +321,9 @@ def per_class_agops(config: GrokkingConfig, M: np.ndarray | None = None) -> np.n
     M = np.eye(X.shape[1]) if M is None else np.asarray(M, np.float64)
     T = jnp.asarray(power_from_eigh(*psd_eigh(M), 0.5))
     Z = matmul(jnp.asarray(X), T)
-    predictor, _, _ = fit_with_agop(Z, Y, kernel=config.kernel, bandwidth=config.bandwidth,
-                                    reg=config.reg, centered=config.centered,
-                                    solver=SolverOptions("cholesky"))
+    predictor, _, _ = fit_with_agop_checked(
+        Z, jnp.asarray(Y, Z.dtype), Kernel(config.kernel, config.bandwidth), config.reg,
+        centered=config.centered, solver=SolverOptions("cholesky"), batch_size=AGOP_BATCH)
     per = per_class_kernel_agop(predictor, Z, centered=config.centered)
     return np.asarray(einsum("de,cef,fg->cdg", T, per, T))  # w.r.t. x: T A_z T
 

@@ -43,11 +43,16 @@ from dnc_jax.followups.multi_index_task import (
     coherence,
     multi_index_regression,
 )
-from dnc_jax.gradient_outer_product import check_agop_samples, power_from_eigh, psd_eigh
-from dnc_jax.kernels import kernel_names
+from dnc_jax.gradient_outer_product import (
+    AGOP_BATCH,
+    check_agop_samples,
+    power_from_eigh,
+    psd_eigh,
+)
+from dnc_jax.kernels import Kernel, kernel_names
 from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
-from dnc_jax.rfm import fit_with_agop, rfm_loop
+from dnc_jax.rfm import fit_with_agop_checked, rfm_loop
 from dnc_jax.solvers import SOLVERS, SolverOptions
 
 
@@ -185,11 +190,14 @@ def multi_index_rfm(config: MultiIndexConfig = MultiIndexConfig()) -> list[Multi
     Xt, yt, _ = task(config.n_test, 1)
     Xj, Xtj = jnp.asarray(X), jnp.asarray(Xt)
 
-    def step(T, _):
-        return fit_with_agop(
-            Xj if T is None else matmul(Xj, T), y[:, None], kernel=config.kernel,
-            bandwidth=config.bandwidth, reg=config.reg, transform=T, normalize="max",
-            solver=config.solver_options(), agop_samples=config.agop_samples, seed=config.seed)
+    kernel = Kernel(config.kernel, config.bandwidth)  # checked with the configuration
+    options = config.solver_options()
+
+    def step(T, _):  # the task's rows, finite by construction: no check per step
+        return fit_with_agop_checked(
+            Xj if T is None else matmul(Xj, T), jnp.asarray(y[:, None], Xj.dtype), kernel,
+            config.reg, transform=T, normalize="max", solver=options,
+            agop_samples=config.agop_samples, seed=config.seed, batch_size=AGOP_BATCH)
 
     def root(A):
         return jnp.asarray(power_from_eigh(*psd_eigh(np.asarray(A, np.float64)), 0.5),
