@@ -38,10 +38,6 @@ from dnc_jax.rfm import fit_with_agop_checked
 from dnc_jax.rows import Rows, map_rows
 from dnc_jax.sharding import as_rows, check_mesh
 from dnc_jax.solvers import (
-    DEFAULT_MAX_ITER,
-    DEFAULT_RANK,
-    DEFAULT_TOL,
-    SOLVERS,
     SolverOptions,
     fit_kernel_ridge,
 )
@@ -53,10 +49,12 @@ DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
-class DeepRFMConfig:
+class DeepRFMConfig(SolverOptions):
     """Hyperparameters of ``deep_rfm`` (the paper's defaults), checked when built (a
     ``ValueError`` names the field). Each field's help is its documentation; the command
-    line has one flag per field (``dnc-jax deep-rfm --help``)."""
+    line has one flag per field (``dnc-jax deep-rfm --help``). The kernel solve's options
+    are the fields it has from ``SolverOptions`` (``solver``, ``centers``, ``tol``,
+    ``max_iter``, ``precond_rank``, ``memory_budget``), declared there."""
 
     depth: int = option(10, "layers")
     width: int | None = option(512, "random features per layer (None: the layer's input "
@@ -73,18 +71,10 @@ class DeepRFMConfig:
     seed: int = option(0, "seeds every layer's random map (layer l: fold_in(key(seed), l)) "
                           "and any subsampling")
     agop_batch: int = option(AGOP_BATCH, "training rows whose Jacobians are held at once")
-    solver: str = option("auto", "kernel solve (fit_kernel_ridge): auto picks Cholesky on one "
-                                 "device up to n=20,000, CG above", choices=SOLVERS)
-    centers: int | None = option(None, "Nyström centres (implies solver nystrom under auto)")
     agop_samples: int | str | None = option(
         None, "each layer's AGOP from this many seeded training rows, or 'auto': doubling "
               "rounds from 1,000 rows until the distances it makes move less than 1% "
               "(default all)", parse=parse_agop_samples)
-    tol: float = option(DEFAULT_TOL, "CG relative residual")
-    max_iter: int = option(DEFAULT_MAX_ITER, "CG iteration cap")
-    precond_rank: int = option(DEFAULT_RANK, "landmarks of the CG preconditioner")
-    memory_budget: int | None = option(None, "bytes of kernel rows each device may hold "
-                                             "between CG iterations (default: from free memory)")
     dtype: str = option("float32", "float64 layers for depth studies (needs 64-bit JAX; "
                                    "float32 resolves squared distances only to ~1e-7 of the "
                                    "rows' norms)", choices=DTYPES)
@@ -92,16 +82,13 @@ class DeepRFMConfig:
                                          "refitted on the projected features (the official "
                                          "script's number; one more solve per layer)")
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def solver_options(self) -> SolverOptions:
-        """The fields shared with ``SolverOptions``, as one."""
+        """The fields from ``SolverOptions``, as one."""
         return SolverOptions.of(self)
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
-        self.solver_options()
+        super().validate()
         check_agop_samples(self.agop_samples)
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1; got {self.depth}.")

@@ -14,7 +14,11 @@ from dnc_jax.gradient_outer_product import AGOP_BATCH
 from dnc_jax.labels import one_hot_pm1
 from dnc_jax.rfm import fit_rfm
 from dnc_jax.sharding import data_mesh
-from dnc_jax.solvers import DEFAULT_MAX_ITER, DEFAULT_RANK, DEFAULT_TOL, SolverOptions
+from dnc_jax.solvers import SolverOptions
+
+# The solver options' defaults, declared once in SolverOptions: scikit-learn's flat
+# __init__ lists each option (its rules), with the default read from here.
+SOLVER = SolverOptions()
 
 
 class RFM(BaseEstimator):
@@ -64,15 +68,15 @@ class RFM(BaseEstimator):
         diag: bool = False,
         task: str = "classification",
         batch_size: int | None = AGOP_BATCH,
-        solver: str = "auto",
-        centers: int | None = None,
+        solver: str = SOLVER.solver,
+        centers: int | None = SOLVER.centers,
         agop_samples: int | str | None = None,
-        tol: float = DEFAULT_TOL,
-        cg_max_iter: int = DEFAULT_MAX_ITER,
-        precond_rank: int = DEFAULT_RANK,
+        tol: float = SOLVER.tol,
+        cg_max_iter: int = SOLVER.max_iter,
+        precond_rank: int = SOLVER.precond_rank,
         devices: str | int | None = None,
         seed: int = 0,
-        memory_budget: int | None = None,
+        memory_budget: int | None = SOLVER.memory_budget,
     ):
         _fixed_task_init(self, kernel, bandwidth, reg, iters, agop_power, normalize, centered,
                          diag, batch_size, solver, centers, agop_samples, tol, cg_max_iter,
@@ -172,9 +176,10 @@ class RFM(BaseEstimator):
 
 def _fixed_task_init(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, agop_power=0.5,
                      normalize="max", centered=False, diag=False, batch_size=AGOP_BATCH,
-                     solver="auto", centers=None, agop_samples=None, tol=DEFAULT_TOL,
-                     cg_max_iter=DEFAULT_MAX_ITER, precond_rank=DEFAULT_RANK, devices=None, seed=0,
-                     memory_budget=None):
+                     solver=SOLVER.solver, centers=SOLVER.centers, agop_samples=None,
+                     tol=SOLVER.tol, cg_max_iter=SOLVER.max_iter,
+                     precond_rank=SOLVER.precond_rank, devices=None, seed=0,
+                     memory_budget=SOLVER.memory_budget):
     """Set every hyperparameter but ``task`` (the subclasses fix it as a class attribute)."""
     self.kernel = kernel
     self.bandwidth = bandwidth

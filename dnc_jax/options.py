@@ -43,10 +43,14 @@ def _scalar_type(annotation) -> type | None:
 def add_flags(parser: argparse.ArgumentParser, cls: type, defaults: Any = None,
               skip: tuple[str, ...] = ()) -> None:
     """One flag per field of the dataclass ``cls`` (but ``skip``), its default taken from
-    the instance ``defaults`` (default ``cls()``): booleans as ``--name`` / ``--no-name``."""
+    the instance ``defaults`` (default ``cls()``): booleans as ``--name`` / ``--no-name``.
+    The fields ``cls`` declares come first, then those it inherits (a configuration's
+    ``SolverOptions``)."""
     defaults = cls() if defaults is None else defaults
     hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
+    own = vars(cls).get("__annotations__", {})
+    fields = sorted(dataclasses.fields(cls), key=lambda f: f.name not in own)  # stable
+    for field in fields:
         if field.name in skip:
             continue
         meta, default = field.metadata, getattr(defaults, field.name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import NamedTuple
 
@@ -23,6 +22,7 @@ from dnc_jax.experiments.common import load_prepared
 from dnc_jax.figures import plot_layer_collapse
 from dnc_jax.gram import feature_gram, gram_indices
 from dnc_jax.layer_records import POINTS, LayerRecord
+from dnc_jax.option_fields import recorded_config
 from dnc_jax.process_data import load_process_data
 from dnc_jax.records import (
     RunDirectory,
@@ -166,9 +166,8 @@ def run_deep_rfm(
     n_test_rows = 0 if data.y_test is None else int(len(data.y_test))
     # memory_budget changes where kernel rows live, not the numbers: a run resumes under
     # another budget, so it is not part of the recorded configuration
-    recorded = {k: v for k, v in dataclasses.asdict(config).items() if k != "memory_budget"}
     run_config = {"experiment": "deep_rfm", "dataset": dataset, "n": n_train,
-                  "n_test": n_test_rows, **recorded,
+                  "n_test": n_test_rows, **recorded_config(config),
                   "prepare": prepare_options or {},
                   "devices": 1 if mesh is None else int(mesh.devices.size),
                   "processes": jax.process_count()}

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from dnc_jax.figures import plot_multi_index
 from dnc_jax.followups.multi_index import MultiIndexConfig, MultiIndexSize, multi_index_rfm
+from dnc_jax.option_fields import recorded_config
 from dnc_jax.records import RunDirectory, atomic_write_csv, ensure_writable
 from dnc_jax.run_loop import resumable_steps
 
@@ -60,7 +61,7 @@ def run_multi_index(out: str, *, config: MultiIndexConfig = MultiIndexConfig(),
     if any(n < 1 for n in sizes):
         raise ValueError(f"every n must be >= 1; got {sizes}.")
     ensure_writable(out)
-    run_config = {"experiment": "multi_index", **dataclasses.asdict(config), "sizes": list(sizes)}
+    run_config = {"experiment": "multi_index", **recorded_config(config), "sizes": list(sizes)}
     run = RunDirectory(out, run_config, "sizes")
     saved, _ = run.resume()
     results = MultiIndexRun.from_json(saved)

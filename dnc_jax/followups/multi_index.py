@@ -53,14 +53,15 @@ from dnc_jax.kernels import Kernel, kernel_names
 from dnc_jax.option_fields import option, parse_agop_samples
 from dnc_jax.precision import matmul
 from dnc_jax.rfm import fit_with_agop_checked, rfm_loop
-from dnc_jax.solvers import SOLVERS, SolverOptions
+from dnc_jax.solvers import SolverOptions
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiIndexConfig:
+class MultiIndexConfig(SolverOptions):
     """One multi-index experiment: the task (``d``, ``r``, ``inputs``, ``subspace``,
     ``target``, ``noise``, sizes) and the fit (``steps`` AGOP steps, Laplace kernel
-    ``L = bandwidth``, ridge ``reg``, the solver options of ``fit_kernel_ridge``)."""
+    ``L = bandwidth``, ridge ``reg``, and the kernel solve's options, the fields it has
+    from ``SolverOptions``)."""
 
     d: int = option(30, "input dimension")
     r: int = option(3, "rank of the hidden U")
@@ -76,15 +77,10 @@ class MultiIndexConfig:
     kernel: str = option("laplace", "the kernel", choices=kernel_names)
     bandwidth: float = option(10.0, "its bandwidth L")
     reg: float = option(1e-3, "ridge")
-    solver: str = option("auto", "kernel solve (fit_kernel_ridge)", choices=SOLVERS)
-    centers: int | None = option(None, "Nyström centres")
     agop_samples: int | str | None = option(None, "AGOP from this many seeded training rows, "
                                                   "or 'auto' (default all)",
                                             parse=parse_agop_samples)
     seed: int = option(0, "seeds the task and the solver's samples")
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid field (run when the configuration is built)."""
@@ -101,7 +97,7 @@ class MultiIndexConfig:
             raise ValueError(f"kernel must be one of {kernel_names()}; got {self.kernel!r}.")
         if not self.noise >= 0:
             raise ValueError(f"noise must be >= 0; got {self.noise}.")
-        self.solver_options()
+        super().validate()
         check_agop_samples(self.agop_samples)
         if not self.bandwidth > 0:
             raise ValueError(f"bandwidth must be > 0; got {self.bandwidth}.")
@@ -109,7 +105,7 @@ class MultiIndexConfig:
             raise ValueError(f"reg must be >= 0; got {self.reg}.")
 
     def solver_options(self) -> SolverOptions:
-        """The solver and its centres (the other options their defaults), as one."""
+        """The fields from ``SolverOptions``, as one."""
         return SolverOptions.of(self)
 
 

@@ -18,6 +18,7 @@ from jax.typing import ArrayLike
 
 from dnc_jax import _checks
 from dnc_jax.kernels import Family, Kernel
+from dnc_jax.option_fields import option
 from dnc_jax.predictor import KernelPredictor
 from dnc_jax.rows import REPLICATED, Rows, num_shards
 from dnc_jax.sharding import as_rows, check_mesh, replicate
@@ -32,14 +33,24 @@ DEFAULT_BLOCK = 2048
 @dataclasses.dataclass(frozen=True)
 class SolverOptions:
     """How RFM and Deep RFM solve each kernel fit (the arguments of ``fit_kernel_ridge``
-    of the same names). ``centers`` is a count here (JSON-able run configurations)."""
+    of the same names). ``centers`` is a count here (JSON-able run configurations).
 
-    solver: str = "auto"
-    centers: int | None = None
-    tol: float = core.DEFAULT_TOL
-    max_iter: int = core.DEFAULT_MAX_ITER
-    precond_rank: int = DEFAULT_RANK
-    memory_budget: int | None = None
+    Each option is declared here once, with its help: the run configurations that solve
+    kernel fits (``DeepRFMConfig``, ``MultiIndexConfig``) are ``SolverOptions`` with more
+    fields, so an option added here is a flag of their commands and a key of their
+    ``results.json``; the estimators take it as a parameter of the same name
+    (``tests/test_estimators.py`` checks that each does)."""
+
+    solver: str = option("auto", "kernel solve (fit_kernel_ridge): auto is Cholesky on one "
+                                 "device while it fits the memory (on a CPU up to n=20,000), "
+                                 "else CG; nystrom with centers", choices=SOLVERS)
+    centers: int | None = option(None, "Nyström centres (implies solver nystrom under auto)")
+    tol: float = option(core.DEFAULT_TOL, "CG relative residual")
+    max_iter: int = option(core.DEFAULT_MAX_ITER, "CG iteration cap")
+    precond_rank: int = option(DEFAULT_RANK, "landmarks of the CG preconditioner")
+    memory_budget: int | None = option(None, "bytes of kernel rows each device may hold "
+                                             "between CG iterations (default: from free memory)",
+                                       recorded=False)
 
     def __post_init__(self) -> None:
         self.validate()
