@@ -401,15 +401,11 @@ def deep_rfm_layers(
         X, Xt, first = X_train, X_test, 0
     else:
         X, Xt, first = start.X_train, start.X_test, start.layer
-    # the one check of the rows: every layer below trusts them and the features it makes
     if not isinstance(X, Rows):
         X = _checks.as_float_matrix("X_train", X, dtype=dtype)
-    _checks.check_finite("X_train", X.data if isinstance(X, Rows) else X)
     _checks.check_same_rows("X_train", X, "y_train", y_train)
     if Xt is not None and not isinstance(Xt, Rows):
         Xt = _checks.as_float_matrix("X_test", Xt, dtype=dtype)
-    if Xt is not None:
-        _checks.check_finite("X_test", Xt.data if isinstance(Xt, Rows) else Xt)
     if Xt is not None and Xt.shape[1] != X.shape[1]:
         raise ValueError("X_test and X_train must have the same number of features.")
     if y_test is not None:
@@ -421,6 +417,11 @@ def deep_rfm_layers(
         _checks.check_same_rows("X_test", Xt, "y_test", y_test)
     X = as_rows(X, mesh, dtype=dtype)
     Xt = None if Xt is None else as_rows(Xt, mesh, dtype=dtype)
+    # the one check of the rows (padding rows are zeros), before any work: every layer
+    # below trusts them and the features it makes from them
+    _checks.check_finite("X_train", X.data)
+    if Xt is not None:
+        _checks.check_finite("X_test", Xt.data)
     Y = as_rows(one_hot_pm1(y_train, C), mesh, dtype=dtype)
     # padding rows get label -1: no class in the collapse sums
     y_rows = as_rows(y_train.astype(np.int32), mesh, fill=-1)
