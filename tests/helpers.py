@@ -48,8 +48,9 @@ def coefs_of(predictor, n):
 
 
 def assert_row_sharded(array, mesh):
-    """``array`` is split by rows over the 4 devices of ``mesh``, equal blocks."""
-    assert array.sharding == NamedSharding(mesh, P(DATA, *([None] * (array.ndim - 1))))
+    """``array`` is split by rows over the 4 devices of ``mesh``, equal blocks (``P("data")``
+    and ``P("data", None)`` alike: the same placement, spelt two ways)."""
+    assert array.sharding.is_equivalent_to(NamedSharding(mesh, P(DATA)), array.ndim)
     assert len(array.addressable_shards) == 4
     assert {s.data.shape[0] for s in array.addressable_shards} == {array.shape[0] // 4}
 
